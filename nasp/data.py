@@ -1,0 +1,138 @@
+"""The data root and known data sets: resolve a name to files, download once with a checksum.
+
+``--data`` takes a path or a known name. Names resolve under the data root: ``--data-dir``, else
+``$NASP_DATA_DIR``, else ``./datasets``. Domains register their data sets in ``DATASETS``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import NaspError
+from .registry import Registry
+
+log = logging.getLogger("nasp")
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """A data set that ``fetch`` can find or download.
+
+    Attributes:
+        name: the name users pass to ``--data``.
+        url: where the archive is downloaded from.
+        sha256: checksum of the archive (downloads that do not match are discarded).
+        folder: the folder under the data root that holds the files once unpacked.
+        files: paths inside ``folder`` that must exist for the data set to be usable.
+        description: one line for ``nasp data list``.
+    """
+
+    name: str
+    url: str
+    sha256: Optional[str]
+    folder: str
+    files: tuple[str, ...]
+    description: str = ""
+    extra_files: tuple[str, ...] = field(default_factory=tuple)
+
+
+DATASETS: Registry = Registry("data set")
+
+
+def register_dataset(ds: KnownDataset) -> KnownDataset:
+    DATASETS.register(ds.name)(ds)
+    return ds
+
+
+def data_root(data_dir: Optional[os.PathLike | str] = None) -> Path:
+    """``data_dir``, else ``$NASP_DATA_DIR``, else ``./datasets``."""
+    return Path(data_dir or os.environ.get("NASP_DATA_DIR") or "datasets").expanduser()
+
+
+def dataset_path(name: str, data_dir: Optional[os.PathLike | str] = None) -> Path:
+    ds = DATASETS.get(name)
+    return data_root(data_dir) / ds.folder
+
+
+def is_present(name: str, data_dir: Optional[os.PathLike | str] = None) -> bool:
+    ds = DATASETS.get(name)
+    folder = dataset_path(name, data_dir)
+    return all((folder / f).exists() for f in ds.files)
+
+
+def sha256sum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: bool = True) -> Path:
+    """The folder of known data set ``name``, downloading and unpacking it first if needed.
+
+    Offline (or with ``download=False``) a missing data set raises ``NaspError`` naming the
+    files to place and where.
+    """
+    ds = DATASETS.get(name)
+    root = data_root(data_dir)
+    folder = root / ds.folder
+    if is_present(name, data_dir):
+        return folder
+    where = ", ".join(str(folder / f) for f in ds.files)
+    if not download:
+        raise NaspError(f"data set {name!r} not found: place {where} (from {ds.url}) or pass --data PATH")
+    archive = root / Path(ds.url).name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not archive.exists():
+            _download(ds.url, archive)
+        if ds.sha256 and sha256sum(archive) != ds.sha256:
+            archive.unlink()
+            raise NaspError(f"{ds.url}: checksum mismatch (download corrupted?); deleted it, try again")
+        _unpack(archive, root)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise NaspError(
+            f"data set {name!r} is not under {root} and could not be downloaded ({reason}); "
+            f"download {ds.url} and unpack it so that {where} exist(s), or pass --data PATH"
+        ) from None
+    if not is_present(name, data_dir):
+        raise NaspError(f"{archive}: unpacked, but {where} is still missing")
+    return folder
+
+
+def _download(url: str, target: Path) -> None:
+    log.warning("downloading %s -> %s", url, target)
+    part = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as fh:
+        shutil.copyfileobj(response, fh)
+    os.replace(part, target)
+
+
+def _unpack(archive: Path, root: Path) -> None:
+    """Unpack a .zip or .tar(.gz) archive under ``root``, refusing paths that leave it."""
+    root_resolved = root.resolve()
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for member in zf.namelist():
+                    if not (root / member).resolve().is_relative_to(root_resolved):
+                        raise NaspError(f"{archive}: unsafe path {member!r} in archive")
+                zf.extractall(root)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                tf.extractall(root, filter="data")
+        else:
+            raise NaspError(f"{archive}: not a zip or tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise NaspError(f"{archive}: unreadable archive ({exc})") from None

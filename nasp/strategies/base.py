@@ -1,0 +1,155 @@
+"""One lifecycle for every search method (NASLib style).
+
+A domain describes its search as a ``SearchProblem``; a strategy (NASP, DARTS, random, ...)
+drives it. The run loop (``nasp.runs.run_search``) only ever calls::
+
+    strategy.begin_epoch(epoch)
+    for train_batch, valid_batch in ...: strategy.step(train_batch, valid_batch)
+    with strategy.evaluation(): metrics = problem.evaluate(network)
+    strategy.end_epoch(epoch, metrics)
+    strategy.derive(); strategy.state_dict(); strategy.load_state_dict(...)
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..architect import Architect, Regularizer
+from ..mixing import Mixing
+from ..network import SearchNetwork
+
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+
+@dataclass
+class SearchProblem:
+    """Everything a strategy needs from a domain.
+
+    Attributes:
+        network: the search network.
+        loss: ``loss(network, batch) -> scalar`` for a training or validation batch.
+        weight_optimizer: builds the optimizer of the weights from a parameter list.
+        scheduler: builds the weights' LR scheduler from (optimizer, epochs); stepped per epoch.
+        metric: the key of ``evaluate``'s result used to compare architectures.
+        higher_is_better: direction of ``metric``.
+        grad_clip: max grad norm of the weight step (None: no clipping).
+        arch_lr, arch_betas, arch_weight_decay: Adam settings of the architecture step.
+        regularizer, eta: model-size term added at the discrete point (NASP only).
+    """
+
+    network: SearchNetwork
+    loss: Callable[[SearchNetwork, Any], Tensor]
+    weight_optimizer: OptimizerFactory
+    scheduler: Optional[SchedulerFactory] = None
+    metric: str = "valid_loss"
+    higher_is_better: bool = False
+    grad_clip: Optional[float] = None
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    regularizer: Optional[Regularizer] = None
+    eta: float = 0.0
+    options: dict = field(default_factory=dict)
+
+    def better(self, a: float, b: Optional[float]) -> bool:
+        """Whether score ``a`` beats ``b`` (``None`` is beaten by anything)."""
+        if b is None:
+            return True
+        return a > b if self.higher_is_better else a < b
+
+
+class Strategy(ABC):
+    """Base of every search method. Subclasses implement ``step`` (and maybe more hooks)."""
+
+    #: whether ``step`` reads the validation batch (the run loop skips fetching it otherwise)
+    uses_valid_batch: bool = True
+
+    def __init__(self, problem: SearchProblem, epochs: int) -> None:
+        self.problem = problem
+        self.network = problem.network
+        self.epochs = epochs
+        self.weight_params = self._weight_params()
+        self.weight_optimizer = problem.weight_optimizer(self.weight_params)
+        self.scheduler = problem.scheduler(self.weight_optimizer, epochs) if problem.scheduler else None
+
+    def _weight_params(self) -> list[nn.Parameter]:
+        return self.network.weights()
+
+    # lifecycle ------------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before the first step of every epoch."""
+
+    @abstractmethod
+    def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
+        """One search iteration; returns detached scalar tensors to log (no host sync)."""
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after evaluation of every epoch; steps the weights' LR schedule."""
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def describe(self) -> dict:
+        """Extra fields for this epoch's metrics row (e.g. random search's candidate index)."""
+        return {}
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """Sets the network up to evaluate the current architecture (eval mode, no grad)."""
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad(), self._eval_architecture():
+                yield
+        finally:
+            self.network.train(was_training)
+
+    @contextmanager
+    def _eval_architecture(self) -> Iterator[None]:
+        yield
+
+    @abstractmethod
+    def derive_alphas(self) -> list[Tensor]:
+        """The architecture values the final architecture is read from."""
+
+    def derive(self) -> Any:
+        """The final architecture (the network's JSON-able export)."""
+        return self.network.derive(self.derive_alphas())
+
+    def state_dict(self) -> dict:
+        state = {"weight_optimizer": self.weight_optimizer.state_dict()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    # shared pieces --------------------------------------------------------------------------
+    def weight_step(self, batch: Any, mixing: Mixing) -> Tensor:
+        """One optimizer step of the weights on ``batch`` under ``mixing``; returns the loss."""
+        self.network.mixing = mixing
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss = self.problem.loss(self.network, batch)
+        loss.backward()
+        if self.problem.grad_clip:
+            nn.utils.clip_grad_norm_([p for p in self.weight_params if p.grad is not None], self.problem.grad_clip)
+        self.weight_optimizer.step()
+        return loss.detach()
+
+    def current_lr(self) -> float:
+        return float(self.weight_optimizer.param_groups[0]["lr"])
+
+
+def arch_optimizer(problem: SearchProblem, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam with the problem's architecture settings."""
+    return torch.optim.Adam(
+        list(params), lr=problem.arch_lr, betas=problem.arch_betas, weight_decay=problem.arch_weight_decay
+    )

@@ -1,0 +1,73 @@
+"""NASP: the proximal search of REFERENCE §1, and its single-level variant (SIF "no-auto")."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from torch import Tensor
+
+from ..architect import Architect
+from ..mixing import Mixing
+from .base import SearchProblem, Strategy, arch_optimizer
+from .registry import STRATEGIES
+
+
+@STRATEGIES.register("nasp")
+class NASP(Strategy):
+    """Per iteration: discretize; architecture step on a validation batch at the discrete point
+    (every op evaluated, only selected ones with autograd), then Adam + clamp on the continuous
+    values; discretize again; weight step running only the selected op of every kept edge."""
+
+    def __init__(self, problem: SearchProblem, epochs: int) -> None:
+        super().__init__(problem, epochs)
+        net = self.network
+        extras = net.arch_extra_parameters()
+        self.architect = Architect(
+            net.arch_parameters(),
+            discretize=list(net.discretizers()),
+            regularizer=problem.regularizer,
+            eta=problem.eta,
+            extra_params=extras,
+            optimizer=arch_optimizer(problem, net.arch_parameters() + extras),
+        )
+
+    def arch_batch(self, train_batch: Any, valid_batch: Any) -> Any:
+        return valid_batch
+
+    def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
+        arch = self.architect
+        arch.zero_grad()
+        self.network.mixing = Mixing.ACTIVE
+        with arch.discrete():
+            arch_loss = self.problem.loss(self.network, self.arch_batch(train_batch, valid_batch))
+            arch.backward(arch_loss + arch.penalty())
+        arch.step()
+        with arch.discrete():
+            train_loss = self.weight_step(train_batch, Mixing.SINGLE)
+        return {"train_loss": train_loss, "arch_loss": arch_loss.detach()}
+
+    @contextmanager
+    def _eval_architecture(self) -> Iterator[None]:
+        self.network.mixing = Mixing.SINGLE
+        with self.architect.discrete():
+            yield
+
+    def derive_alphas(self) -> list[Tensor]:
+        return [a.detach().clone() for a in self.network.arch_parameters()]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "architect": self.architect.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.architect.load_state_dict(state["architect"])
+
+
+@STRATEGIES.register("no-auto")
+class NASPSingleLevel(NASP):
+    """NASP with the architecture step on the *training* batch (SIF's "no-auto" ablation)."""
+
+    uses_valid_batch = False
+
+    def arch_batch(self, train_batch: Any, valid_batch: Any) -> Any:
+        return train_batch

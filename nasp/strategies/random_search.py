@@ -1,0 +1,102 @@
+"""Random search: sample N discrete architectures, train each from scratch, keep the best on
+validation. The epoch budget is split evenly between the candidates."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..mixing import Mixing
+from .base import SearchProblem, Strategy
+from .registry import STRATEGIES
+
+
+@STRATEGIES.register("random")
+class RandomSearch(Strategy):
+    """Options (``SearchProblem.options``): ``candidates`` (default 10), ``seed`` (default 0)."""
+
+    uses_valid_batch = False
+
+    def __init__(self, problem: SearchProblem, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError("random search needs at least one epoch")
+        self.total_epochs = epochs
+        self.num_candidates = max(1, min(int(problem.options.get("candidates", 10)), epochs))
+        per = epochs // self.num_candidates
+        self.starts = [i * per for i in range(self.num_candidates)]
+        self.ends = self.starts[1:] + [epochs]
+        super().__init__(problem, self.ends[0] - self.starts[0])
+        self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
+        self.candidate = -1
+        self.history: list[dict] = []
+        self.best_alphas: Optional[list[Tensor]] = None
+        self.best_score: Optional[float] = None
+
+    def _weight_params(self) -> list[nn.Parameter]:
+        return self.network.weights() + self.network.arch_extra_parameters()
+
+    def _sample(self) -> list[Tensor]:
+        out = []
+        for a, discretize in self.network.iter_arch():
+            noise = torch.rand(a.shape, generator=self.generator)
+            out.append(discretize(noise).to(a.device, a.dtype))
+        return out
+
+    def _start_candidate(self, index: int) -> None:
+        self.candidate = index
+        n_epochs = self.ends[index] - self.starts[index]
+        self.weight_optimizer = self.problem.weight_optimizer(self.weight_params)
+        self.scheduler = self.problem.scheduler(self.weight_optimizer, n_epochs) if self.problem.scheduler else None
+
+    def begin_epoch(self, epoch: int) -> None:
+        if epoch in self.starts and self.starts.index(epoch) != self.candidate:
+            index = self.starts.index(epoch)
+            self.network.set_architecture(self._sample())
+            if index > 0:
+                self.network.reset_weights()
+            self._start_candidate(index)
+
+    def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
+        return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().end_epoch(epoch, metrics)
+        if epoch + 1 == self.ends[self.candidate]:
+            score = float(metrics[self.problem.metric])
+            arch = [a.detach().clone() for a in self.network.arch_parameters()]
+            self.history.append({"candidate": self.candidate, "score": score, "architecture": self.network.derive(arch)})
+            if self.problem.better(score, self.best_score):
+                self.best_score, self.best_alphas = score, arch
+
+    @contextmanager
+    def _eval_architecture(self) -> Iterator[None]:
+        self.network.mixing = Mixing.SINGLE
+        yield
+
+    def derive_alphas(self) -> list[Tensor]:
+        if self.best_alphas is not None:
+            return [a.clone() for a in self.best_alphas]
+        return [a.detach().clone() for a in self.network.arch_parameters()]
+
+    def describe(self) -> dict:
+        return {"candidate": self.candidate}
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "candidate": self.candidate,
+            "generator": self.generator.get_state(),
+            "history": self.history,
+            "best_alphas": self.best_alphas,
+            "best_score": self.best_score,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._start_candidate(int(state["candidate"]))
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+        self.history = list(state["history"])
+        self.best_alphas = state["best_alphas"]
+        self.best_score = state["best_score"]

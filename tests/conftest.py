@@ -1,0 +1,31 @@
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = Path(os.environ.get("NASP_ML100K", ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def feature_transform():
+    return load_example("feature_transform")
+
+
+@pytest.fixture(scope="session")
+def ml100k_path() -> Path:
+    if not ML100K.exists():
+        pytest.skip(f"MovieLens-100K not found at {ML100K}")
+    return ML100K

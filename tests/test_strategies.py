@@ -1,0 +1,144 @@
+import pytest
+import torch
+from torch import nn
+
+from nasp import NaspError, SearchNetwork, mix, plan
+from nasp.mixing import Mixing
+from nasp.strategies import STRATEGIES, SearchProblem, build_strategy
+
+
+class TinyNet(SearchNetwork):
+    """Two edges in sequence, three candidate ops each (float64, no batch norm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.ops1 = nn.ModuleList(nn.Linear(3, 3).double() for _ in range(3))
+        self.ops2 = nn.ModuleList(nn.Linear(3, 1).double() for _ in range(3))
+        self.alpha = nn.Parameter(torch.rand(2, 3, generator=g, dtype=torch.float64))
+
+    def arch_parameters(self):
+        return [self.alpha]
+
+    def forward(self, x):
+        p = plan(self.alpha, self.mixing)
+        h = mix([lambda op=op: torch.tanh(op(x)) for op in self.ops1], p, 0)
+        return mix([lambda op=op: op(h) for op in self.ops2], p, 1).squeeze(-1)
+
+    def derive(self, alphas=None):
+        return (alphas or self.arch_parameters())[0].argmax(-1).tolist()
+
+
+def _mse(net, batch):
+    return nn.functional.mse_loss(net(batch[0]), batch[1])
+
+
+def _problem(net, **kw):
+    return SearchProblem(network=net, loss=_mse, weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), **kw)
+
+
+def _batches():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(32, generator=g, dtype=torch.float64)
+    return (x[:16], y[:16]), (x[16:], y[16:])
+
+
+def test_darts2_arch_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    net = TinyNet()
+    net.mixing = Mixing.SOFTMAX
+    strategy = build_strategy("darts2", _problem(net), epochs=1)
+    train, valid = _batches()
+    grad, _ = strategy.arch_gradients(train, valid)
+    weights = [p for p in net.weights()]
+    w0 = [w.detach().clone() for w in weights]
+
+    def unrolled_val_loss(alpha_value):
+        with torch.no_grad():
+            net.alpha.copy_(alpha_value)
+            for w, b in zip(weights, w0):
+                w.copy_(b)
+        gw = torch.autograd.grad(_mse(net, train), weights)
+        with torch.no_grad():
+            for w, g in zip(weights, gw):
+                w.sub_(0.1 * g)
+            return _mse(net, valid).item()
+
+    a0 = net.alpha.detach().clone()
+    numeric = torch.zeros_like(a0)
+    eps = 1e-6
+    for idx in range(a0.numel()):
+        d = torch.zeros_like(a0).view(-1)
+        d[idx] = eps
+        d = d.view_as(a0)
+        numeric.view(-1)[idx] = (unrolled_val_loss(a0 + d) - unrolled_val_loss(a0 - d)) / (2 * eps)
+    assert torch.allclose(grad[0], numeric, rtol=1e-3, atol=1e-7), (grad[0], numeric)
+    # and it differs from the first-order gradient (the second-order term matters here)
+    with torch.no_grad():
+        net.alpha.copy_(a0)
+        for w, b in zip(weights, w0):
+            w.copy_(b)
+    first = torch.autograd.grad(_mse(net, valid), [net.alpha])[0]
+    assert not torch.allclose(first, numeric, rtol=1e-3)
+
+
+def test_nasp_arch_gradient_equals_full_autograd_gradient():
+    net = TinyNet()
+    train, valid = _batches()
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64))
+    net.mixing = Mixing.ACTIVE
+    fast = torch.autograd.grad(_mse(net, valid), [net.alpha])[0]
+    # reference: plain weighted sum of every op with full autograd
+    w = net.alpha
+    h = sum(w[0, k] * torch.tanh(op(valid[0])) for k, op in enumerate(net.ops1))
+    out = sum(w[1, k] * op(h) for k, op in enumerate(net.ops2)).squeeze(-1)
+    full = torch.autograd.grad(nn.functional.mse_loss(out, valid[1]), [net.alpha])[0]
+    assert torch.allclose(fast, full)
+    assert (fast != 0).all()  # every op's coefficient gets a gradient
+
+
+def test_nasp_weight_step_touches_only_selected_ops():
+    net = TinyNet()
+    strategy = build_strategy("nasp", _problem(net), epochs=1)
+    before = {n: p.detach().clone() for n, p in net.named_parameters() if n != "alpha"}
+    train, valid = _batches()
+    strategy.step(train, valid)
+    chosen = strategy.architect.chosen()[0].tolist()
+    for name, p in net.named_parameters():
+        if name == "alpha":
+            continue
+        edge, k = (0 if name.startswith("ops1") else 1), int(name.split(".")[1])
+        changed = not torch.equal(before[name], p.detach())
+        assert changed == (k == chosen[edge]), name
+
+
+@pytest.mark.parametrize("name", ["nasp", "no-auto", "darts", "darts2", "random"])
+def test_every_strategy_solves_the_feature_transform_example(feature_transform, name):
+    epochs = 200 if name == "random" else 30
+    chosen = feature_transform.search(name, features=2, epochs=epochs, seed=0, candidates=40)
+    assert chosen == feature_transform.TRUTH[:2]
+
+
+def test_registry_lists_builtins_and_rejects_unknown_names():
+    assert {"nasp", "no-auto", "darts", "darts2", "random"} <= set(STRATEGIES.names())
+    with pytest.raises(NaspError, match="unknown strategy 'enas'; choose one of: .*nasp"):
+        build_strategy("enas", _problem(TinyNet()), epochs=1)
+
+
+def test_random_search_keeps_the_best_candidate_on_validation():
+    net = TinyNet()
+    problem = _problem(net, metric="score", options={"candidates": 4, "seed": 3})
+    strategy = build_strategy("random", problem, epochs=8)
+    train, _ = _batches()
+    scores = [5.0, 2.0, 7.0, 3.0]
+    seen = []
+    for epoch in range(8):
+        strategy.begin_epoch(epoch)
+        strategy.step(train, None)
+        seen.append(net.alpha.detach().clone())
+        strategy.end_epoch(epoch, {"score": scores[epoch // 2]})
+    assert [h["score"] for h in strategy.history] == scores
+    assert torch.equal(strategy.derive_alphas()[0], seen[3])  # candidate 1 (epochs 2-3) won
+    assert all(((a == 0) | (a == 1)).all() and (a.sum(-1) == 1).all() for a in seen)
