@@ -23,6 +23,22 @@ Discretize = Callable[[Tensor], Tensor]
 Regularizer = Callable[[Sequence[Tensor]], Tensor]
 
 
+@contextmanager
+def assigned(params: Sequence[nn.Parameter], values: Sequence[Tensor]) -> Iterator[None]:
+    """Temporarily hold ``values`` in ``params``; the previous values come back on exit, while
+    any ``.grad`` computed inside stays."""
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, v in zip(params, values):
+            p.copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, saved):
+                p.copy_(v)
+
+
 class Architect:
     """Continuous architecture values kept feasible by proximal steps.
 
@@ -87,18 +103,12 @@ class Architect:
         are restored and any gradient computed inside stays on them (the discrete-point gradient)."""
         if self._inside:
             raise RuntimeError("Architect.discrete() is already active")
-        saved = [a.detach().clone() for a in self.alphas]
         projected = self.discrete_values()
-        with torch.no_grad():
-            for a, value in zip(self.alphas, projected):
-                a.copy_(value)
         self._inside = True
         try:
-            yield projected
+            with assigned(self.alphas, projected):
+                yield projected
         finally:
-            with torch.no_grad():
-                for a, value in zip(self.alphas, saved):
-                    a.copy_(value)
             self._inside = False
 
     def penalty(self) -> Tensor:

@@ -42,6 +42,13 @@ def resume_option(f: Callable) -> Callable:
                         help="Continue the unfinished run in --out from its last checkpoint, with its saved options.")(f)
 
 
+def threads_option(default: int | None = None) -> Callable[[Callable], Callable]:
+    """``--threads``: CPU threads for torch (small models run fastest on one)."""
+    help_default = f"{default}" if default else "torch's default"
+    return click.option("--threads", type=click.IntRange(min=1), default=default,
+                        help=f"CPU threads used by torch (default: {help_default}).")
+
+
 def data_dir_option(f: Callable) -> Callable:
     return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                         help="Data root for known names (default: $NASP_DATA_DIR, else ./datasets).")(f)
@@ -70,6 +77,8 @@ def start_run(command: str, options: dict, resume_keep: tuple[str, ...] = ("devi
             raise NaspError(f"--resume: {out} is a {saved.get('command')!r} run, not {command!r}")
         options = {**saved["options"], **{k: options[k] for k in resume_keep if k in options}}
     options["out"] = out
+    if options.get("threads"):
+        torch.set_num_threads(int(options["threads"]))
     seed_everything(int(options.get("seed", 0)))
     config = {
         "command": command,

@@ -31,6 +31,7 @@ class KnownDataset:
         name: the name users pass to ``--data``.
         url: where the archive is downloaded from.
         sha256: checksum of the archive (downloads that do not match are discarded).
+        md5: used when the publisher gives only an MD5 sum (GroupLens does).
         folder: the folder under the data root that holds the files once unpacked.
         files: paths inside ``folder`` that must exist for the data set to be usable.
         description: one line for ``nasp data list``.
@@ -43,6 +44,7 @@ class KnownDataset:
     files: tuple[str, ...]
     description: str = ""
     extra_files: tuple[str, ...] = field(default_factory=tuple)
+    md5: Optional[str] = None
 
 
 DATASETS: Registry = Registry("data set")
@@ -69,8 +71,8 @@ def is_present(name: str, data_dir: Optional[os.PathLike | str] = None) -> bool:
     return all((folder / f).exists() for f in ds.files)
 
 
-def sha256sum(path: Path) -> str:
-    h = hashlib.sha256()
+def checksum(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -96,9 +98,10 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
         root.mkdir(parents=True, exist_ok=True)
         if not archive.exists():
             _download(ds.url, archive)
-        if ds.sha256 and sha256sum(archive) != ds.sha256:
-            archive.unlink()
-            raise NaspError(f"{ds.url}: checksum mismatch (download corrupted?); deleted it, try again")
+        for algorithm, expected in (("sha256", ds.sha256), ("md5", ds.md5)):
+            if expected and checksum(archive, algorithm) != expected:
+                archive.unlink()
+                raise NaspError(f"{ds.url}: {algorithm} checksum mismatch (download corrupted?); deleted it, try again")
         _unpack(archive, root)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc

@@ -193,6 +193,32 @@ def read_json(path: os.PathLike | str, what: str = "JSON file") -> Any:
 
 
 # the loop -------------------------------------------------------------------------------------
+class EarlyStopping:
+    """Stop after ``patience`` epochs without improvement of ``metric``; remembers the best
+    network state so the loop can restore it at the end."""
+
+    def __init__(self, metric: str, higher_is_better: bool = False, patience: int = 5) -> None:
+        self.metric, self.higher_is_better, self.patience = metric, higher_is_better, patience
+        self.best: Optional[float] = None
+        self.best_epoch = -1
+        self.best_state: Optional[dict] = None
+
+    def update(self, epoch: int, metrics: dict, network: torch.nn.Module) -> bool:
+        """Record this epoch; returns True when training should stop."""
+        value = float(metrics[self.metric])
+        improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
+        if improved:
+            self.best, self.best_epoch = value, epoch
+            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.best_state = state["best"], state["best_epoch"], state["best_state"]
+
+
 def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
     """A tqdm bar on stderr, silent when stderr is not a terminal."""
     from tqdm.auto import tqdm
@@ -222,13 +248,15 @@ def run_search(
     run: RunDir,
     extra_state: Optional[Callable[[], dict]] = None,
     on_epoch: Optional[Callable[[int, dict], None]] = None,
+    early_stopping: Optional[EarlyStopping] = None,
 ) -> list[dict]:
     """Search for ``epochs`` epochs, checkpointing after each; resume if ``run.resume``.
 
     ``train_batches(epoch)`` and ``valid_batches(pass_index)`` give fresh iterables whose order
     depends on their argument only, so a resumed run sees the same batches as an uninterrupted
     one. ``evaluate(network)`` runs inside ``strategy.evaluation()`` and returns metrics.
-    Returns all metrics rows (one per epoch).
+    With ``early_stopping``, training stops when it says so and the best network state is
+    restored at the end. Returns all metrics rows (one per epoch).
     """
     net = strategy.network
     start = 0
@@ -237,6 +265,8 @@ def run_search(
         net.load_state_dict(state["network"])
         strategy.load_state_dict(state["strategy"])
         set_rng_state(state["rng"])
+        if early_stopping is not None and "early_stopping" in state:
+            early_stopping.load_state_dict(state["early_stopping"])
         start = int(state["epoch"]) + 1
         run.truncate_metrics(start)
         log.info("resuming %s at epoch %d", run.path, start)
@@ -269,13 +299,21 @@ def run_search(
         row["seconds"] = round(time.perf_counter() - t0, 4)
         row["train_seconds"] = round(train_seconds, 4)
         strategy.end_epoch(epoch, metrics)
+        stop = early_stopping.update(epoch, metrics, net) if early_stopping is not None else False
         run.append_metrics(row)
         rows.append(row)
         state = {"epoch": epoch, "network": net.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state()}
+        if early_stopping is not None:
+            state["early_stopping"] = early_stopping.state_dict()
         if extra_state is not None:
             state.update(extra_state())
         run.save_checkpoint(state)
         if on_epoch is not None:
             on_epoch(epoch, row)
         log.info("epoch %d/%d %s", epoch + 1, epochs, {k: v for k, v in row.items() if k != "architecture"})
+        if stop:
+            log.info("early stop after epoch %d (best epoch %d)", epoch + 1, early_stopping.best_epoch + 1)
+            break
+    if early_stopping is not None and early_stopping.best_state is not None:
+        net.load_state_dict(early_stopping.best_state)
     return rows

@@ -1,4 +1,185 @@
+"""``nasp sif``: search, train and recommend with searched interaction functions."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
 import click
+
+from nasp.commands import data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from nasp.runs import CONFIG, RunDir, read_json, resolve_device
+from nasp.strategies import search_strategy_names
+
+from . import pipeline
+from .engine import TrainSettings
+from .model import ModelConfig
+from .space import INTERACTIONS, SEARCH_SPACE
+
+DEFAULTS = TrainSettings()
+SEARCH_STRATEGIES = search_strategy_names()
+
+
 @click.group()
-def sif():
-    """placeholder"""
+def sif() -> None:
+    """Search the interaction function of collaborative filtering (SIF, Yao et al. WWW 2020).
+
+    \b
+    nasp sif search --data ml-100k              search + retrain, writes a run directory
+    nasp sif train --ifc multiply --data ml-100k   a fixed-IFC baseline (biased MF)
+    nasp sif recommend --model RUN --user 196   top-10 unseen items for a user
+    """
+
+
+def data_options(f: Callable) -> Callable:
+    f = click.option("--valid-ratio", type=float, default=0.1, show_default=True,
+                     help="Fraction of all ratings held out for validation (selection, early stopping).")(f)
+    f = click.option("--test-ratio", type=float, default=0.2, show_default=True,
+                     help="Fraction of all ratings held out for test (ignored with --test-data).")(f)
+    f = data_dir_option(f)
+    f = click.option("--test-data", default=None, help="A separate test ratings file; validation then comes out of --data.")(f)
+    f = click.option("--data", required=True,
+                     help="Ratings file (u.data, ratings.dat, ratings.csv, .inter, .zip) or a known name (ml-100k, ml-1m, ...).")(f)
+    return f
+
+
+def model_options(f: Callable) -> Callable:
+    f = click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Ratings per step.")(f)
+    f = click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adagrad learning rate of embeddings, biases, heads.")(f)
+    f = click.option("--reg", type=float, default=DEFAULTS.reg, show_default=True, help="L2 weight on each rating's embeddings and biases.")(f)
+    f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf).")(f)
+    return f
+
+
+def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
+    for name in ("batch_size",):
+        if opts[name] < 1:
+            raise click.BadParameter(f"must be at least 1, got {opts[name]}", param_hint=f"--{name.replace('_', '-')}")
+    for name in ("lr", "reg"):
+        if opts[name] < 0:
+            raise click.BadParameter(f"must be >= 0, got {opts[name]}", param_hint=f"--{name}")
+    return TrainSettings(lr=opts["lr"], reg=opts["reg"], batch_size=opts["batch_size"], arch_lr=arch_lr)
+
+
+def _data(opts: dict) -> pipeline.DataOptions:
+    return pipeline.DataOptions(opts["data"], opts["test_data"], opts["data_dir"], opts["test_ratio"], opts["valid_ratio"], opts["seed"])
+
+
+def _check_dim(dim: int) -> None:
+    if dim < 1:
+        raise click.BadParameter(f"must be at least 1, got {dim}", param_hint="--dim")
+
+
+@sif.command()
+@data_options
+@click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
+              help="nasp (proximal), no-auto (single level), darts, darts2, random.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Search epochs.")
+@click.option("--dim", type=int, default=64, show_default=True, help="Embedding dimension.")
+@model_options
+@click.option("--arch-lr", type=float, default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
+@click.option("--warmup-epochs", type=int, default=3, show_default=True,
+              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves.")
+@click.option("--candidates", type=int, default=10, show_default=True, help="Architectures tried by --strategy random.")
+@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC from scratch and report test metrics.")
+@click.option("--max-epochs", type=int, default=60, show_default=True, help="Retraining epochs at most (early stopping on validation).")
+@click.option("--patience", type=int, default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
+@threads_option(1)
+@run_options
+@resume_option
+def search(**opts) -> None:
+    """Search the interaction function on --data, then retrain it.
+
+    Writes RUN/config.json, metrics.jsonl, checkpoint.pt, arch.json (the chosen IFC and the
+    searched element-wise MLPs), retrain/, model.pt and summary.json (valid_rmse, test_rmse,
+    test_mae, seconds). Selection uses validation data only, never test.
+    """
+    _check_dim(opts["dim"])
+    if opts["epochs"] < 1:
+        raise click.BadParameter(f"must be at least 1, got {opts['epochs']}", param_hint="--epochs")
+    run, opts, device = start_run("sif-search", opts)
+    t0 = time.perf_counter()
+    settings = _settings(opts, opts["arch_lr"])
+    splits, path = pipeline.load_splits(_data(opts))
+    biases = True if opts["biases"] is None else opts["biases"]
+    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE,
+                         elementwise=True, biases=biases, global_mean=float(splits.train.ratings.mean()))
+    if run.resume and run.file("search.json").exists():
+        arch = pipeline.load_arch(run.file("arch.json"))
+        found = read_json(run.file("search.json"))
+    else:
+        arch, found = pipeline.search(run, splits, config, settings, opts["strategy"], opts["epochs"],
+                                      opts["seed"], device, opts["candidates"], opts["warmup_epochs"])
+        run.write_json("search.json", found)
+    summary = {**found, **pipeline.data_summary(splits)}
+    if opts["retrain"]:
+        retrain_config = ModelConfig(**{**config.to_dict(), "ops": (arch["interaction"],)})
+        net, trained = _train(run.file("retrain"), splits, retrain_config, settings, opts, device, arch.get("elementwise_mlp"))
+        pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
+        summary = {**summary, **trained}
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    finish_run(run, summary, opts["as_json"])
+
+
+def _train(out: Path, splits, config, settings, opts, device, mlp_state=None):
+    rdir = RunDir(out, resume=(out / CONFIG).exists())
+    if not rdir.resume:
+        rdir.write_config({"command": "retrain", "model": config.to_dict(), "settings": settings.to_dict()})
+    return pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
+                          device, mlp_state)
+
+
+@sif.command()
+@click.option("--arch", type=click.Path(path_type=Path), default=None, help="arch.json (or a search run directory) to retrain.")
+@click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
+              help="A fixed interaction function instead (multiply with biases = biased MF; gmf; mlp = NCF tower).")
+@data_options
+@click.option("--dim", type=int, default=None, help="Embedding dimension (default: the arch's, else 64).")
+@model_options
+@click.option("--max-epochs", type=int, default=60, show_default=True, help="Training epochs at most.")
+@click.option("--patience", type=int, default=3, show_default=True, help="Stop after this many epochs without a better validation RMSE.")
+@threads_option(1)
+@run_options
+def train(**opts) -> None:
+    """Train one interaction function to convergence (early stopping on validation).
+
+    Give either --arch (a searched IFC, keeping its element-wise MLPs) or --ifc (a baseline).
+    """
+    if (opts["arch"] is None) == (opts["ifc"] is None):
+        raise click.UsageError("give exactly one of --arch FILE or --ifc NAME")
+    arch = pipeline.load_arch(opts["arch"]) if opts["arch"] is not None else None
+    dim = opts["dim"] or (arch["model"]["dim"] if arch else 64)
+    _check_dim(dim)
+    run, opts, device = start_run("sif-train", opts)
+    t0 = time.perf_counter()
+    settings = _settings(opts)
+    splits, path = pipeline.load_splits(_data(opts))
+    name = arch["interaction"] if arch else opts["ifc"]
+    biases = opts["biases"] if opts["biases"] is not None else (arch["model"].get("biases", True) if arch else name != "gmf")
+    mlp_state = arch.get("elementwise_mlp") if arch else None
+    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,),
+                         elementwise=mlp_state is not None, biases=biases, global_mean=float(splits.train.ratings.mean()))
+    net, trained = pipeline.train(run, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
+                                  device, mlp_state)
+    pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
+    summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}
+    finish_run(run, summary, opts["as_json"])
+
+
+@sif.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
+@click.option("--user", required=True, help="The user's raw id, as in the ratings file.")
+@click.option("-k", "--top", "k", type=int, default=10, show_default=True, help="How many items.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def recommend(model_dir: Path, user: str, k: int, device: str, as_json: bool) -> None:
+    """Top-K items the user has not rated yet, by predicted rating (titles when u.item,
+    movies.dat or movies.csv sits beside the ratings)."""
+    items = pipeline.recommend(model_dir, user, k, resolve_device(device))
+    if as_json:
+        click.echo(json.dumps({"user": user, "items": items}))
+        return
+    for row in items:
+        title = f"  {row['title']}" if row["title"] else ""
+        click.echo(f"{row['rank']:>3}  {row['score']:.3f}  {row['item']}{title}")

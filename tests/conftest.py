@@ -8,7 +8,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = Path(os.environ.get("NASP_ML100K", ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# tiny models: one thread is fastest and immune to oversubscription on shared CI machines
+torch.set_num_threads(1)
 
 
 def load_example(name: str):

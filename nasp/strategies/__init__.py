@@ -1,7 +1,8 @@
 """Search strategies: one lifecycle (``Strategy``), many methods, one registry (``STRATEGIES``)."""
+from ..errors import NaspError
 from .base import SearchProblem, Strategy
 from .registry import STRATEGIES
-from . import darts, proximal, random_search  # noqa: F401  (register the built-in strategies)
+from . import darts, fixed, proximal, random_search  # noqa: F401  (register the built-in strategies)
 
 
 def build_strategy(name: str, problem: SearchProblem, epochs: int) -> Strategy:
@@ -9,4 +10,17 @@ def build_strategy(name: str, problem: SearchProblem, epochs: int) -> Strategy:
     return STRATEGIES.get(name)(problem, epochs)
 
 
-__all__ = ["SearchProblem", "Strategy", "STRATEGIES", "build_strategy"]
+def search_strategy_names() -> list[str]:
+    """Registered strategies that search (every one but ``fixed``), for CLI choices."""
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).searches]
+
+
+def check_search_strategy(name: str) -> str:
+    """``name`` if it names a search strategy, else a ``NaspError`` listing the choices."""
+    names = search_strategy_names()
+    if name not in names:
+        raise NaspError(f"unknown search strategy {name!r}; choose one of: {', '.join(names)}")
+    return name
+
+
+__all__ = ["SearchProblem", "check_search_strategy", "Strategy", "STRATEGIES", "build_strategy", "search_strategy_names"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..architect import Architect, Regularizer
+from ..architect import Architect, Regularizer, assigned  # noqa: F401  (re-exported for strategies)
 from ..mixing import Mixing
 from ..network import SearchNetwork
 
@@ -69,6 +69,8 @@ class Strategy(ABC):
 
     #: whether ``step`` reads the validation batch (the run loop skips fetching it otherwise)
     uses_valid_batch: bool = True
+    #: False for strategies that train a given architecture instead of searching one
+    searches: bool = True
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         self.problem = problem
@@ -146,6 +148,16 @@ class Strategy(ABC):
 
     def current_lr(self) -> float:
         return float(self.weight_optimizer.param_groups[0]["lr"])
+
+
+def sample_architecture(network: SearchNetwork, generator: torch.Generator) -> list[Tensor]:
+    """A uniformly random discrete architecture: each tensor's discretizer applied to U(0,1) noise
+    (so cells keep their top-k structure)."""
+    out = []
+    for a, discretize in network.iter_arch():
+        noise = torch.rand(a.shape, generator=generator)
+        out.append(discretize(noise).to(a.device, a.dtype))
+    return out
 
 
 def arch_optimizer(problem: SearchProblem, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:

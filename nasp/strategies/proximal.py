@@ -4,11 +4,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import torch
 from torch import Tensor
 
 from ..architect import Architect
 from ..mixing import Mixing
-from .base import SearchProblem, Strategy, arch_optimizer
+from .base import SearchProblem, Strategy, arch_optimizer, assigned, sample_architecture
 from .registry import STRATEGIES
 
 
@@ -16,10 +17,19 @@ from .registry import STRATEGIES
 class NASP(Strategy):
     """Per iteration: discretize; architecture step on a validation batch at the discrete point
     (every op evaluated, only selected ones with autograd), then Adam + clamp on the continuous
-    values; discretize again; weight step running only the selected op of every kept edge."""
+    values; discretize again; weight step running only the selected op of every kept edge.
+
+    Option ``warmup_epochs`` (``SearchProblem.options``, default 0): first train the weights
+    alone, each step on a uniformly sampled discrete architecture, so that every candidate op
+    has trained weights before the architecture values start to move (this prevents the op that
+    learns fastest from winning by default). The continuous values are not touched meanwhile.
+    """
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
+        self.warmup_epochs = int(problem.options.get("warmup_epochs", 0))
+        self.warming = False
+        self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
         net = self.network
         extras = net.arch_extra_parameters()
         self.architect = Architect(
@@ -34,7 +44,13 @@ class NASP(Strategy):
     def arch_batch(self, train_batch: Any, valid_batch: Any) -> Any:
         return valid_batch
 
+    def begin_epoch(self, epoch: int) -> None:
+        self.warming = epoch < self.warmup_epochs
+
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
+        if self.warming:
+            with assigned(self.network.arch_parameters(), sample_architecture(self.network, self.generator)):
+                return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
         arch = self.architect
         arch.zero_grad()
         self.network.mixing = Mixing.ACTIVE
@@ -56,11 +72,13 @@ class NASP(Strategy):
         return [a.detach().clone() for a in self.network.arch_parameters()]
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "architect": self.architect.state_dict()}
+        return {**super().state_dict(), "architect": self.architect.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.architect.load_state_dict(state["architect"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
 
 @STRATEGIES.register("no-auto")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..mixing import Mixing
-from .base import SearchProblem, Strategy
+from .base import SearchProblem, Strategy, sample_architecture
 from .registry import STRATEGIES
 
 
@@ -37,13 +37,6 @@ class RandomSearch(Strategy):
     def _weight_params(self) -> list[nn.Parameter]:
         return self.network.weights() + self.network.arch_extra_parameters()
 
-    def _sample(self) -> list[Tensor]:
-        out = []
-        for a, discretize in self.network.iter_arch():
-            noise = torch.rand(a.shape, generator=self.generator)
-            out.append(discretize(noise).to(a.device, a.dtype))
-        return out
-
     def _start_candidate(self, index: int) -> None:
         self.candidate = index
         n_epochs = self.ends[index] - self.starts[index]
@@ -53,7 +46,7 @@ class RandomSearch(Strategy):
     def begin_epoch(self, epoch: int) -> None:
         if epoch in self.starts and self.starts.index(epoch) != self.candidate:
             index = self.starts.index(epoch)
-            self.network.set_architecture(self._sample())
+            self.network.set_architecture(sample_architecture(self.network, self.generator))
             if index > 0:
                 self.network.reset_weights()
             self._start_candidate(index)

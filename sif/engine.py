@@ -1,0 +1,89 @@
+"""Training pieces shared by ``sif search`` and ``sif train``: batches, loss, metrics, problem."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from nasp.strategies import SearchProblem
+
+from .data import Interactions
+from .model import SIFNetwork
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings (defaults tuned on MovieLens-100K validation data, see docs/sif.md)."""
+
+    lr: float = 0.05             # Adagrad on embeddings, biases and op heads (authors' value)
+    reg: float = 0.02            # L2 on the batch's embeddings and biases (per rating)
+    batch_size: int = 512        # authors' value
+    arch_lr: float = 3e-4        # Adam on alpha and the element-wise MLPs (authors' value)
+    grad_clip: float = 5.0       # authors' value
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True) -> Callable[[int], list[Batch]]:
+    """``make(i)``: the i-th pass over ``data`` in a order fixed by (seed, i)."""
+
+    def make(i: int) -> list[Batch]:
+        n = len(data)
+        if shuffle:
+            g = torch.Generator().manual_seed(seed * 100_003 + i)
+            order = torch.randperm(n, generator=g).to(data.users.device)
+        else:
+            order = torch.arange(n, device=data.users.device)
+        return [
+            (data.users[idx], data.items[idx], data.ratings[idx])
+            for idx in (order[j : j + batch_size] for j in range(0, n, batch_size))
+        ]
+
+    return make
+
+
+def make_loss(reg: float) -> Callable[[SIFNetwork, Batch], Tensor]:
+    """Mean squared error plus ``reg`` times the batch's squared embedding norms."""
+
+    def loss(net: SIFNetwork, batch: Batch) -> Tensor:
+        users, items, ratings = batch
+        pred = net(users, items)
+        return nn.functional.mse_loss(pred, ratings) + reg * net.regularization(users, items)
+
+    return loss
+
+
+@torch.no_grad()
+def evaluate(net: SIFNetwork, data: Interactions, prefix: str, chunk: int = 1 << 16) -> dict[str, float]:
+    """RMSE and MAE in stars (predictions clipped to the training range)."""
+    if len(data) == 0:
+        return {}
+    se = torch.zeros((), dtype=torch.float64, device=data.ratings.device)
+    ae = torch.zeros_like(se)
+    for j in range(0, len(data), chunk):
+        pred = net.predict(data.users[j : j + chunk], data.items[j : j + chunk])
+        err = (pred - data.ratings[j : j + chunk]).double()
+        se += err.pow(2).sum()
+        ae += err.abs().sum()
+    n = len(data)
+    return {f"{prefix}_rmse": float((se / n).sqrt()), f"{prefix}_mae": float(ae / n)}
+
+
+def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None = None) -> SearchProblem:
+    """The ``SearchProblem`` of a SIF network: selection on validation RMSE."""
+    return SearchProblem(
+        network=net,
+        loss=make_loss(settings.reg),
+        weight_optimizer=lambda params: torch.optim.Adagrad(params, lr=settings.lr),
+        metric="valid_rmse",
+        higher_is_better=False,
+        grad_clip=settings.grad_clip,
+        arch_lr=settings.arch_lr,
+        options=options or {},
+    )

@@ -1,0 +1,151 @@
+"""The SIF network: embeddings, biases, element-wise MLPs and a mix of interaction ops."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nasp import SearchNetwork, mix, plan
+from nasp.mixing import Mixing
+
+from .space import INTERACTIONS, SEARCH_SPACE, ElementwiseMLP
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a SIF model (saved in arch.json and model checkpoints)."""
+
+    num_users: int
+    num_items: int
+    dim: int = 64
+    ops: tuple[str, ...] = SEARCH_SPACE
+    elementwise: bool = True
+    mlp_hidden: int = 8
+    biases: bool = True
+    global_mean: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ops"] = list(self.ops)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["ops"] = tuple(d["ops"])
+        return cls(**d)
+
+
+class SIFNetwork(SearchNetwork):
+    """prediction = mu + b_u + b_i + sum_m alpha_m * w_m . op_m(g_u(u), g_v(v)).
+
+    ``alpha`` (1 x len(ops)) is the architecture; the element-wise MLPs g_u, g_v are searched
+    with it on validation data (``arch_extra_parameters``); everything else is a weight.
+    Users/items flagged unknown (never seen in training) get only the biases that exist.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        for name in config.ops:
+            INTERACTIONS.get(name)  # unknown names raise a clear NaspError
+        self.config = config
+        k = config.dim
+        self.user_emb = nn.Embedding(config.num_users, k)
+        self.item_emb = nn.Embedding(config.num_items, k)
+        self.user_bias = nn.Embedding(config.num_users, 1)
+        self.item_bias = nn.Embedding(config.num_items, 1)
+        self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
+        self.ops = nn.ModuleList(INTERACTIONS.get(name)(k) for name in config.ops)
+        self.mlp_u = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
+        self.mlp_v = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
+        self.alpha = nn.Parameter(0.5 + 1e-3 * torch.randn(1, len(config.ops)))
+        self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
+        self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
+        self.register_buffer("rating_range", torch.tensor([-float("inf"), float("inf")]))
+        self.reset_embeddings()
+        if len(config.ops) == 1:
+            with torch.no_grad():
+                self.alpha.fill_(1.0)
+
+    def reset_embeddings(self) -> None:
+        nn.init.normal_(self.user_emb.weight, std=0.01)
+        nn.init.normal_(self.item_emb.weight, std=0.01)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        with torch.no_grad():
+            self.global_bias.fill_(float(self.config.global_mean))
+
+    def reset_weights(self) -> None:
+        self.reset_embeddings()
+        for op in self.ops:
+            if hasattr(op, "reset_parameters"):
+                op.reset_parameters()
+            for m in op.modules():
+                if m is not op and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+
+    # the SearchNetwork contract ---------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def arch_extra_parameters(self) -> list[nn.Parameter]:
+        if self.mlp_u is None:
+            return []
+        return list(self.mlp_u.parameters()) + list(self.mlp_v.parameters())
+
+    def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
+        alpha = (alphas or self.arch_parameters())[0].detach()
+        probs = torch.softmax(alpha.float(), dim=-1)[0]
+        best = int(alpha[0].argmax())
+        return {
+            "interaction": self.config.ops[best],
+            "alpha": {name: round(float(a), 6) for name, a in zip(self.config.ops, alpha[0])},
+            "probabilities": {name: round(float(p), 6) for name, p in zip(self.config.ops, probs)},
+        }
+
+    # forward ----------------------------------------------------------------------------------
+    def embed(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        return self.user_emb(users), self.item_emb(items)
+
+    def bias(self, users: Tensor, items: Tensor) -> Tensor:
+        out = self.global_bias.expand(users.shape[0])
+        if self.config.biases:
+            out = out + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+        return out
+
+    def interaction(self, u: Tensor, v: Tensor) -> Tensor:
+        p = self.mlp_u(u) if self.mlp_u is not None else u
+        q = self.mlp_v(v) if self.mlp_v is not None else v
+        pl = plan(self.alpha, self.mixing)
+        out = mix([lambda op=op: op(p, q) for op in self.ops], pl, 0)
+        return out if out is not None else u.new_zeros(u.shape[0])
+
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """Raw predictions for known (user, item) index pairs (training path)."""
+        u, v = self.embed(users, items)
+        return self.bias(users, items) + self.interaction(u, v)
+
+    @torch.no_grad()
+    def predict(self, users: Tensor, items: Tensor) -> Tensor:
+        """Predictions in stars for any pairs: ``-1``/unseen ids fall back to the biases that
+        exist, and the result is clipped to the training rating range."""
+        valid_u, valid_i = users >= 0, items >= 0
+        uu, ii = users.clamp_min(0), items.clamp_min(0)
+        known = valid_u & valid_i & self.known_users[uu] & self.known_items[ii]
+        u, v = self.embed(uu, ii)
+        out = self.global_bias.expand(users.shape[0]).clone()
+        if self.config.biases:
+            out = out + torch.where(valid_u, self.user_bias(uu).squeeze(-1), torch.zeros_like(out))
+            out = out + torch.where(valid_i, self.item_bias(ii).squeeze(-1), torch.zeros_like(out))
+        out = out + torch.where(known, self.interaction(u, v), torch.zeros_like(out))
+        return out.clamp(float(self.rating_range[0]), float(self.rating_range[1]))
+
+    def regularization(self, users: Tensor, items: Tensor) -> Tensor:
+        """Sum of squared embedding and bias entries of the batch rows (divided by batch size)."""
+        u, v = self.embed(users, items)
+        reg = u.pow(2).sum() + v.pow(2).sum()
+        if self.config.biases:
+            reg = reg + self.user_bias(users).pow(2).sum() + self.item_bias(items).pow(2).sum()
+        return reg / users.shape[0]

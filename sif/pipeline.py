@@ -1,0 +1,257 @@
+"""What the ``nasp sif`` commands do, as plain functions: search, train (retrain), recommend."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from nasp.errors import NaspError
+from nasp.runs import CONFIG, EarlyStopping, RunDir, read_json, run_search
+from nasp.strategies import build_strategy
+
+from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
+from .engine import TrainSettings, batches, evaluate, make_problem
+from .model import ModelConfig, SIFNetwork
+from .space import INTERACTIONS, SEARCH_SPACE
+
+log = logging.getLogger("nasp.sif")
+
+ARCH_FORMAT = "nasp-sif-arch/1"
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class DataOptions:
+    data: str
+    test_data: Optional[str] = None
+    data_dir: Optional[str] = None
+    test_ratio: float = 0.2
+    valid_ratio: float = 0.1
+    seed: int = 0
+
+
+def load_splits(opts: DataOptions) -> tuple[Splits, Path]:
+    """Read ``--data`` (and ``--test-data``) and split; returns the splits and the ratings path."""
+    path = resolve_ratings_path(opts.data, opts.data_dir)
+    table = read_ratings(path)
+    test_table = read_ratings(resolve_ratings_path(opts.test_data)) if opts.test_data else None
+    return split_ratings(table, opts.test_ratio, opts.valid_ratio, opts.seed, test_table), path
+
+
+def data_summary(splits: Splits) -> dict:
+    """Sizes of the splits and how many valid/test ratings involve users/items unseen in training."""
+    out = {
+        "num_users": splits.ids.num_users,
+        "num_items": splits.ids.num_items,
+        "train_ratings": len(splits.train),
+        "valid_ratings": len(splits.valid),
+        "test_ratings": len(splits.test),
+    }
+    seen_u = torch.zeros(splits.ids.num_users, dtype=torch.bool)
+    seen_i = torch.zeros(splits.ids.num_items, dtype=torch.bool)
+    seen_u[splits.train.users] = True
+    seen_i[splits.train.items] = True
+    for name, part in (("valid", splits.valid), ("test", splits.test)):
+        known_u = (part.users >= 0) & seen_u[part.users.clamp_min(0)]
+        known_i = (part.items >= 0) & seen_i[part.items.clamp_min(0)]
+        out[f"{name}_unseen_users"] = int(torch.unique(part.users[~known_u]).numel())
+        out[f"{name}_unseen_items"] = int(torch.unique(part.items[~known_i]).numel())
+        out[f"{name}_cold_ratings"] = int((~(known_u & known_i)).sum())
+    return out
+
+
+def build_network(splits: Splits, config: ModelConfig, device: torch.device) -> SIFNetwork:
+    """A network sized for ``splits``, knowing which users/items training has seen."""
+    net = SIFNetwork(config)
+    with torch.no_grad():
+        net.known_users.zero_()
+        net.known_items.zero_()
+        net.known_users[splits.train.users] = True
+        net.known_items[splits.train.items] = True
+        net.rating_range.copy_(torch.tensor(splits.rating_range))
+    return net.to(device)
+
+
+# search -----------------------------------------------------------------------------------------
+def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
+           epochs: int, seed: int, device: torch.device, candidates: int = 10,
+           warmup_epochs: int = 0) -> tuple[dict, dict]:
+    """Search the interaction function; writes ``arch.json``. Returns (arch, search summary)."""
+    net = build_network(splits, config, device)
+    problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs})
+    strat = build_strategy(strategy, problem, epochs)
+    train, valid = splits.train.to(device), splits.valid.to(device)
+    if len(valid) == 0:
+        raise NaspError("the search needs validation ratings: use --valid-ratio > 0")
+    t0 = time.perf_counter()
+    rows = run_search(
+        strat,
+        batches(train, settings.batch_size, seed),
+        batches(valid, settings.batch_size, seed + 1),
+        lambda model: evaluate(model, valid, "valid"),
+        epochs,
+        run,
+    )
+    seconds = time.perf_counter() - t0
+    derived = strat.derive()
+    alphas = strat.derive_alphas()
+    net.set_architecture(alphas)
+    arch = {
+        "format": ARCH_FORMAT,
+        "interaction": derived["interaction"],
+        "alpha": derived["alpha"],
+        "probabilities": derived["probabilities"],
+        "strategy": strategy,
+        "model": config.to_dict(),
+        "elementwise_mlp": _mlp_state(net),
+    }
+    if strategy == "random":
+        arch["candidates"] = strat.history
+    run.write_json("arch.json", arch)
+    with strat.evaluation():
+        valid_metrics = evaluate(net, valid, "valid")
+    summary = {
+        "interaction": arch["interaction"],
+        "search_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "search_epochs": len(rows),
+        "search_valid_rmse": valid_metrics.get("valid_rmse"),
+        "wall_seconds_search": round(seconds, 3),
+    }
+    return arch, summary
+
+
+def _mlp_state(net: SIFNetwork) -> Optional[dict]:
+    if net.mlp_u is None:
+        return None
+    return {
+        "user": {k: v.detach().cpu().tolist() for k, v in net.mlp_u.state_dict().items()},
+        "item": {k: v.detach().cpu().tolist() for k, v in net.mlp_v.state_dict().items()},
+    }
+
+
+# arch files -------------------------------------------------------------------------------------
+def load_arch(path: Path) -> dict:
+    """Read and validate an ``arch.json`` (a run directory is accepted too)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "arch.json"
+    arch = read_json(path, "architecture file")
+    if not isinstance(arch, dict) or "interaction" not in arch:
+        raise NaspError(f"{path}: not a SIF architecture file (no 'interaction' key)")
+    name = arch["interaction"]
+    if not isinstance(name, str) or name not in INTERACTIONS:
+        raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
+    mlp = arch.get("elementwise_mlp")
+    if mlp is not None:
+        try:
+            for side in ("user", "item"):
+                hidden = len(mlp[side]["inner.weight"])
+                shapes = {"inner.weight": [hidden, 1], "inner.bias": [hidden], "outer.weight": [1, hidden], "outer.bias": [1]}
+                for key, shape in shapes.items():
+                    if list(torch.tensor(mlp[side][key]).shape) != shape:
+                        raise ValueError(key)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NaspError(f"{path}: malformed 'elementwise_mlp' ({exc})") from None
+    arch["_path"] = str(path)
+    return arch
+
+
+# train ------------------------------------------------------------------------------------------
+def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
+          patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
+          tune_mlp: bool = False) -> tuple[SIFNetwork, dict]:
+    """Train one fixed IFC to convergence (early stopping on validation RMSE); restores the best
+    epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless ``tune_mlp``)."""
+    net = build_network(splits, config, device)
+    if mlp_state is not None and net.mlp_u is not None:
+        for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
+            mlp.load_state_dict({k: torch.tensor(v) for k, v in mlp_state[side].items()})
+            mlp.requires_grad_(tune_mlp)
+    problem = make_problem(net, settings)
+    strat = build_strategy("fixed", problem, max_epochs)
+    train_data, valid, test = splits.train.to(device), splits.valid.to(device), splits.test.to(device)
+    stopper = EarlyStopping("valid_rmse", patience=patience) if len(valid) else None
+    t0 = time.perf_counter()
+    rows = run_search(
+        strat,
+        batches(train_data, settings.batch_size, seed),
+        batches(valid, settings.batch_size, seed + 1),
+        lambda model: evaluate(model, valid, "valid") if len(valid) else {"valid_rmse": float("nan")},
+        max_epochs,
+        run,
+        early_stopping=stopper,
+    )
+    seconds = time.perf_counter() - t0
+    net.eval()
+    metrics = {**evaluate(net, valid, "valid"), **evaluate(net, test, "test")}
+    best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1
+    summary = {
+        "interaction": config.ops[0],
+        **metrics,
+        "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "epochs_trained": len(rows),
+        "best_epoch": best_epoch + 1,
+        "params": sum(p.numel() for p in net.parameters() if p is not net.alpha),
+        "wall_seconds_train": round(seconds, 3),
+    }
+    return net, summary
+
+
+def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
+    """Everything ``recommend`` needs: weights, shape, id maps, items already rated per user."""
+    seen_users = torch.cat([splits.train.users, splits.valid.users]).cpu()
+    seen_items = torch.cat([splits.train.items, splits.valid.items]).cpu()
+    torch.save(
+        {
+            "format": "nasp-sif-model/1",
+            "config": net.config.to_dict(),
+            "state": {k: v.cpu() for k, v in net.state_dict().items()},
+            "user_ids": splits.ids.user_ids,
+            "item_ids": splits.ids.item_ids,
+            "seen_users": seen_users,
+            "seen_items": seen_items,
+            "ratings_path": str(Path(ratings_path).resolve()),
+        },
+        path,
+    )
+
+
+# recommend --------------------------------------------------------------------------------------
+def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
+    """Top-``k`` items the user has not rated, highest predicted rating first."""
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
+    if not path.exists():
+        raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
+    if k < 1:
+        raise NaspError(f"-k must be at least 1, got {k}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        config = ModelConfig.from_dict(saved["config"])
+    except Exception as exc:
+        raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
+    net = SIFNetwork(config)
+    net.load_state_dict(saved["state"])
+    net = net.to(device).eval()
+    user_ids, item_ids = saved["user_ids"], saved["item_ids"]
+    try:
+        u = user_ids.index(str(user))
+    except ValueError:
+        raise NaspError(f"unknown user {user!r}: not in the ratings this model was trained on") from None
+    items = torch.arange(len(item_ids), device=device)
+    users = torch.full_like(items, u)
+    scores = net.predict(users, items).cpu()
+    seen = saved["seen_items"][saved["seen_users"] == u]
+    scores[seen] = -float("inf")
+    scores[~net.known_items.cpu()] = -float("inf")
+    k = min(k, int(torch.isfinite(scores).sum()))
+    top = torch.topk(scores, k)
+    titles = read_titles(saved.get("ratings_path", ""))
+    return [
+        {"rank": r + 1, "item": item_ids[i], "title": titles.get(item_ids[i]), "score": round(float(s), 4)}
+        for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
+    ]

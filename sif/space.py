@@ -1,0 +1,131 @@
+"""The SIF search space (REFERENCE §2): element-wise MLPs and vector-wise interaction ops.
+
+Every vector-wise op is a module ``op(p, q) -> score`` with its own output head; the registry
+``INTERACTIONS`` maps names to op classes, so a new interaction function is one small class.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nasp.registry import Registry
+
+INTERACTIONS: Registry = Registry("interaction function")
+
+#: the vector-wise ops searched by default (the paper's space)
+SEARCH_SPACE = ("multiply", "plus", "min", "max", "concat")
+
+
+def unit_ball(w: Tensor) -> Tensor:
+    """Project ``w`` onto the unit L2 ball (done at every forward, as the authors)."""
+    return w / w.norm().clamp_min(1.0)
+
+
+class ElementwiseMLP(nn.Module):
+    """g: scalar -> Linear(1, h) -> tanh -> Linear(h, 1), applied to every coordinate.
+
+    Initialised close to the identity (the output layer starts at zero and a skip path carries
+    ``x``), so the search starts from plain embeddings and learns a non-linearity only where
+    the validation data ask for one.
+    """
+
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.inner = nn.Linear(1, hidden)
+        self.outer = nn.Linear(hidden, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.inner.reset_parameters()
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.outer(torch.tanh(self.inner(x.unsqueeze(-1)))).squeeze(-1)
+
+
+class HeadOp(nn.Module):
+    """Vector-wise op followed by its own output vector w (unit L2 ball): score = w . op(p, q)."""
+
+    width_factor = 1
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.head = nn.Parameter(torch.empty(dim * self.width_factor))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # every op starts as the plain sum of its output vector's entries, scaled into the ball
+        nn.init.constant_(self.head, 1.0 / (self.dim * self.width_factor) ** 0.5)
+
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return self.combine(p, q) @ unit_ball(self.head)
+
+    def num_params(self) -> int:
+        return self.head.numel()
+
+
+@INTERACTIONS.register("multiply")
+class Multiply(HeadOp):
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * q
+
+
+@INTERACTIONS.register("plus")
+class Plus(HeadOp):
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return p + q
+
+
+@INTERACTIONS.register("min")
+class Min(HeadOp):
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.minimum(p, q)
+
+
+@INTERACTIONS.register("max")
+class Max(HeadOp):
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.maximum(p, q)
+
+
+@INTERACTIONS.register("concat")
+class Concat(HeadOp):
+    width_factor = 2
+
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.cat([p, q], dim=-1)
+
+
+@INTERACTIONS.register("gmf")
+class GMF(nn.Module):
+    """Generalized MF (NCF): an unconstrained output vector over p * q."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.head = nn.Parameter(torch.ones(dim))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.head)
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return (p * q) @ self.head
+
+
+@INTERACTIONS.register("mlp")
+class MLPTower(nn.Module):
+    """NCF's MLP interaction: concat -> Linear(2k, 2k) -> ReLU -> Linear(2k, k) -> ReLU -> Linear(k, 1)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1)
+        )
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return self.net(torch.cat([p, q], dim=-1)).squeeze(-1)

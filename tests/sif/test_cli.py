@@ -1,0 +1,143 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+FAST = ["--dim", "8", "--batch-size", "128"]
+
+
+def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
+    out = tmp_path / "search"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "3",
+                *FAST, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    for key in ("valid_rmse", "test_rmse", "test_mae", "seconds", "interaction", "search_seconds"):
+        assert key in summary
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json", "model.pt"):
+        assert (out / name).exists(), name
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["interaction"] in arch["alpha"]
+    assert json.loads((out / "summary.json").read_text())["test_rmse"] == summary["test_rmse"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+
+    trained = tmp_path / "train"
+    r = _invoke("sif", "train", "--arch", out / "arch.json", "--data", tiny_ratings, "--max-epochs", "2",
+                "--batch-size", "128", "--out", trained, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["interaction"] == arch["interaction"]
+
+    r = _invoke("sif", "recommend", "--model", trained, "--user", "3", "-k", "5", "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.output)
+    assert len(rec["items"]) == 5
+    assert rec["items"][0]["title"].startswith("Movie number")
+    scores = [item["score"] for item in rec["items"]]
+    assert scores == sorted(scores, reverse=True)
+    r = _invoke("sif", "recommend", "--model", trained, "--user", "3", "-k", "2")
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize("ifc", ["multiply", "gmf", "mlp", "concat"])
+def test_train_fixed_baselines(tiny_ratings, tmp_path, ifc):
+    r = _invoke("sif", "train", "--ifc", ifc, "--data", tiny_ratings, "--max-epochs", "2", *FAST,
+                "--out", tmp_path / ifc, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["interaction"] == ifc and summary["epochs_trained"] == 2
+
+
+def test_search_strategies_run(tiny_ratings, tmp_path):
+    for strategy in ("darts", "random", "no-auto"):
+        r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", strategy, "--epochs", "2", "--candidates", "2",
+                    "--no-retrain", *FAST, "--out", tmp_path / strategy, "--json")
+        assert r.exit_code == 0, (strategy, r.output)
+        assert json.loads(r.output)["interaction"]
+
+
+def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
+    out = tmp_path / "r"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--no-retrain", *FAST, "--out", out)
+    assert r.exit_code == 0
+    (out / "summary.json").unlink()  # as if killed before the end
+    (out / "search.json").unlink()
+    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    assert r.exit_code == 0, r.output
+    assert (out / "summary.json").exists()
+
+
+def _error(result):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error"), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_bad_inputs_give_one_line_and_no_finished_run(tmp_path):
+    bad = tmp_path / "bad.data"
+    bad.write_text("1\t2\t3\t0\n1\t2\tx\t0\n")
+    out = tmp_path / "run"
+    assert "line 2" in _error(_invoke("sif", "search", "--data", bad, "--out", out))
+    assert not (out / "summary.json").exists()
+    assert "no such file" in _error(_invoke("sif", "search", "--data", tmp_path / "missing.data", "--out", tmp_path / "r2"))
+    assert "unknown data set" in _error(_invoke("sif", "search", "--data", "ml-7k", "--out", tmp_path / "r3"))
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04garbage")
+    assert "unreadable archive" in _error(_invoke("sif", "train", "--ifc", "multiply", "--data", junk, "--out", tmp_path / "r4"))
+    empty = tmp_path / "empty.data"
+    empty.write_text("")
+    assert "empty file" in _error(_invoke("sif", "train", "--ifc", "plus", "--data", empty, "--out", tmp_path / "r5"))
+    two = tmp_path / "two.data"
+    two.write_text("1\t2\n3\t4\n")
+    assert "need at least 3" in _error(_invoke("sif", "train", "--ifc", "plus", "--data", two, "--out", tmp_path / "r6"))
+    for path in (tmp_path / "r2", tmp_path / "r3", tmp_path / "r4"):
+        assert not (path / "summary.json").exists()
+
+
+def test_bad_arch_and_options(tiny_ratings, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"interaction": "outer_product"}))
+    assert "unknown interaction op 'outer_product'" in _error(_invoke("sif", "train", "--arch", arch, "--data", tiny_ratings))
+    arch.write_text("{not json")
+    assert "not valid JSON" in _error(_invoke("sif", "train", "--arch", arch, "--data", tiny_ratings))
+    assert "not found" in _error(_invoke("sif", "train", "--arch", tmp_path / "none.json", "--data", tiny_ratings))
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "enas")
+    assert r.exit_code == 2 and "Invalid value for '--strategy'" in r.output and "Traceback" not in r.output
+    r = _invoke("sif", "train", "--data", tiny_ratings)
+    assert r.exit_code == 2 and "exactly one of --arch" in r.output
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in _error(_invoke("sif", "search", "--data", tiny_ratings, "--device", "cuda", "--out", tmp_path / "c"))
+        assert not (tmp_path / "c").exists()
+    assert "not a device" in _error(_invoke("sif", "search", "--data", tiny_ratings, "--device", "gpu0", "--out", tmp_path / "d"))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    assert "not empty" in _error(_invoke("sif", "search", "--data", tiny_ratings, "--out", busy))
+    assert (busy / "keep.txt").read_text() == "x"
+
+
+def test_recommend_errors(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST, "--out", out).exit_code == 0
+    assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--user", "nobody"))
+    assert "no trained model" in _error(_invoke("sif", "recommend", "--model", tmp_path, "--user", "1"))
+    assert "-k must be at least 1" in _error(_invoke("sif", "recommend", "--model", out, "--user", "1", "-k", "0"))
+
+
+def test_help_texts():
+    for args in (["--help"], ["sif", "--help"], ["sif", "search", "--help"], ["sif", "train", "--help"], ["sif", "recommend", "--help"]):
+        r = _invoke(*args)
+        assert r.exit_code == 0 and "Usage" in r.output
+    r = _invoke("--version")
+    assert r.exit_code == 0 and "nasp" in r.output

@@ -1,0 +1,149 @@
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from nasp import NaspError
+from sif.data import IdMap, read_ratings, read_titles, resolve_ratings_path, split_ratings
+
+ROWS = [("196", "242", "3"), ("186", "302", "3"), ("22", "377", "1"), ("196", "51", "2"), ("7", "242", "4.5")]
+
+
+def _expect(table):
+    assert list(table.users) == [r[0] for r in ROWS]
+    assert list(table.items) == [r[1] for r in ROWS]
+    assert np.allclose(table.ratings, [float(r[2]) for r in ROWS])
+
+
+def test_read_udata(tmp_path):
+    p = tmp_path / "u.data"
+    p.write_text("".join(f"{u}\t{i}\t{r}\t88125094{k}\n" for k, (u, i, r) in enumerate(ROWS)))
+    _expect(read_ratings(p))
+
+
+def test_read_ratings_dat(tmp_path):
+    p = tmp_path / "ratings.dat"
+    p.write_text("".join(f"{u}::{i}::{r}::97830{k}\n" for k, (u, i, r) in enumerate(ROWS)))
+    _expect(read_ratings(p))
+
+
+def test_read_ratings_csv_with_header(tmp_path):
+    p = tmp_path / "ratings.csv"
+    p.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r},1{k}\n" for k, (u, i, r) in enumerate(ROWS)))
+    _expect(read_ratings(p))
+
+
+def test_read_recbole_inter(tmp_path):
+    p = tmp_path / "ml.inter"
+    head = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    p.write_text(head + "".join(f"{u}\t{i}\t{r}\t1{k}\n" for k, (u, i, r) in enumerate(ROWS)))
+    _expect(read_ratings(p))
+    # column order comes from the header, not the position
+    q = tmp_path / "swapped.inter"
+    q.write_text("item_id:token\tuser_id:token\trating:float\n" + "".join(f"{i}\t{u}\t{r}\n" for u, i, r in ROWS))
+    _expect(read_ratings(q))
+
+
+def test_read_zip_and_titles(tmp_path):
+    z = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ml-100k/u.data", "".join(f"{u}\t{i}\t{r}\t0\n" for u, i, r in ROWS))
+        zf.writestr("ml-100k/u.item", "242|Kolya (1996)|24-Jan-1997||http://x|0\n")
+    _expect(read_ratings(z))
+    assert read_titles(z) == {"242": "Kolya (1996)"}
+
+
+def test_id_mapping_is_dense_in_order_of_appearance(tmp_path):
+    p = tmp_path / "u.data"
+    p.write_text("".join(f"{u}\t{i}\t{r}\t0\n" for u, i, r in ROWS))
+    table = read_ratings(p)
+    ids = IdMap.build(table)
+    assert ids.user_ids == ["196", "186", "22", "7"]
+    assert ids.item_ids == ["242", "302", "377", "51"]
+    enc = ids.encode(table)
+    assert enc.users.tolist() == [0, 1, 2, 0, 3]
+    assert enc.items.tolist() == [0, 1, 2, 3, 0]
+
+
+def test_split_sizes_and_seed_determinism(tiny_ratings):
+    table = read_ratings(tiny_ratings)
+    a = split_ratings(table, 0.2, 0.1, seed=3)
+    b = split_ratings(table, 0.2, 0.1, seed=3)
+    c = split_ratings(table, 0.2, 0.1, seed=4)
+    assert (len(a.train), len(a.valid), len(a.test)) == (1050, 150, 300)
+    assert torch.equal(a.test.users, b.test.users) and torch.equal(a.test.ratings, b.test.ratings)
+    assert not torch.equal(a.test.users, c.test.users)
+    pairs = lambda s: set(zip(s.users.tolist(), s.items.tolist()))  # noqa: E731
+    assert not (pairs(a.train) & pairs(a.test)) and not (pairs(a.valid) & pairs(a.test))
+
+
+def test_separate_test_file_maps_unknown_ids_to_minus_one(tiny_ratings, tmp_path):
+    test_file = tmp_path / "test.data"
+    test_file.write_text("1\t1\t4\t0\n999\t1\t3\t0\n")
+    s = split_ratings(read_ratings(tiny_ratings), 0.2, 0.1, 0, read_ratings(test_file))
+    assert len(s.train) + len(s.valid) == 1500
+    assert s.test.users.tolist()[1] == -1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1\t2\t3\t4\n1\t2\t3\t4\t5\n", r"line 2: malformed line, expected 4 fields, saw 5"),
+        ("1\t2\t3\n1\t2\tfive\n", r"line 2: rating 'five' is not a finite number"),
+        ("1\t2\t3\n1\t2\t\n", r"line 2: empty rating"),
+        ("1\t2\t3\n4\t5\tnan\n", r"line 2: rating 'nan' is not a finite number"),
+        ("1\t2\n3\t4\n", r"2 column\(s\); need at least 3"),
+        ("", r"empty file"),
+        ("\n\n", r"empty file"),
+        ("userId,movieId,rating\n", r"no ratings"),
+        ("user,thing,score_x\n1,2,3\n", r"lacks a user, item or rating column"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path, content, message):
+    p = tmp_path / ("r.csv" if "," in content else "r.data")
+    p.write_text(content)
+    with pytest.raises(NaspError, match=message) as info:
+        read_ratings(p)
+    assert str(p) in str(info.value)
+
+
+def test_missing_file_bad_zip_and_unknown_name(tmp_path):
+    with pytest.raises(NaspError, match="no such file"):
+        read_ratings(tmp_path / "nope.data")
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(NaspError, match="unreadable archive"):
+        read_ratings(bad)
+    empty_zip = tmp_path / "other.zip"
+    with zipfile.ZipFile(empty_zip, "w") as zf:
+        zf.writestr("readme.txt", "hi")
+    with pytest.raises(NaspError, match="holds no ratings file"):
+        read_ratings(empty_zip)
+    with pytest.raises(NaspError, match="unknown data set 'ml-7k'"):
+        resolve_ratings_path("ml-7k", tmp_path)
+
+
+def test_known_name_offline_names_the_file_to_place(tmp_path, monkeypatch):
+    import nasp.data
+
+    def offline(url, target):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(nasp.data, "_download", offline)
+    with pytest.raises(NaspError, match=r"ml-1m/ratings.dat") as info:
+        resolve_ratings_path("ml-1m", tmp_path)
+    assert "files.grouplens.org" in str(info.value)
+
+
+def test_known_name_resolves_under_data_root(tmp_path):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "u.data").write_text("1\t2\t3\t0\n")
+    assert resolve_ratings_path("ml-100k", tmp_path) == tmp_path / "ml-100k" / "u.data"
+
+
+def test_real_movielens_100k(ml100k_path):
+    table = read_ratings(ml100k_path)
+    ids = IdMap.build(table)
+    assert (len(table), ids.num_users, ids.num_items) == (100000, 943, 1682)
+    assert set(np.unique(table.ratings)) == {1.0, 2.0, 3.0, 4.0, 5.0}
