@@ -1,0 +1,160 @@
+"""``nasp rnn``: recurrent cell search and retraining on a word-level corpus (PTB)."""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Callable, Optional
+
+import click
+
+from ..commands import data_dir_option, finish_run, resume_option, run_options, start_run
+from ..errors import NaspError
+from ..runs import ARCH
+from ..strategies import check_search_strategy, search_strategy_names
+from .corpus import Corpus, batchify, load_corpus
+from .genotypes import GENOTYPES, load_genotype
+from .model import SEARCH_DROPOUTS, TRAIN_DROPOUTS, Dropouts
+from .plot import draw_cell
+from .search import SearchConfig, search as run_cell_search
+from .spaces import SPACES
+from .train import Trainer, TrainConfig
+
+CELL_PNG = "cell.png"
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be positive")
+    return value
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and not 0 <= value < 1:
+        raise click.BadParameter("must be in [0, 1)")
+    return value
+
+
+def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Callable]:
+    """Options shared by ``search`` and ``train`` (contract ones first), with per-command defaults."""
+
+    def decorate(f: Callable) -> Callable:
+        extra = [
+            click.option("--dropout", type=float, default=dropouts.output, show_default=True, callback=_rate,
+                         help="Locked dropout on the cell output."),
+            click.option("--dropouth", type=float, default=dropouts.hidden, show_default=True, callback=_rate,
+                         help="Variational dropout on states entering a matrix."),
+            click.option("--dropoutx", type=float, default=dropouts.x, show_default=True, callback=_rate,
+                         help="Variational dropout on x_t entering the cell."),
+            click.option("--dropouti", type=float, default=dropouts.input, show_default=True, callback=_rate,
+                         help="Locked dropout on the embedded input."),
+            click.option("--dropoute", type=float, default=dropouts.embedding, show_default=True, callback=_rate,
+                         help="Embedding dropout (whole words)."),
+            click.option("--tar", type=float, default=defaults.tar, show_default=True,
+                         help="Temporal activation regularization weight."),
+            click.option("--clip", type=float, default=defaults.clip, show_default=True, callback=_positive,
+                         help="Max gradient norm of the weights."),
+            click.option("--weight-decay", type=float, default=defaults.weight_decay, show_default=True),
+            click.option("--lr", type=float, default=defaults.lr, show_default=True, callback=_positive,
+                         help="SGD learning rate of the weights."),
+            click.option("--eval-batch-size", type=int, default=defaults.eval_batch_size, show_default=True,
+                         callback=_positive, help="Batch size of validation/test perplexity."),
+            data_dir_option,
+            click.option("--hidden-size", type=int, default=defaults.hidden_size, show_default=True, callback=_positive),
+            click.option("--emb-size", type=int, default=defaults.emb_size, show_default=True, callback=_positive),
+            click.option("--bptt", type=int, default=defaults.bptt, show_default=True, callback=_positive,
+                         help="Back-propagation through time: tokens per segment."),
+            click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True, callback=_positive),
+            click.option("--epochs", type=int, default=defaults.epochs, show_default=True, callback=_positive),
+            click.option("--data", default=None,
+                         help="Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt) or a known name "
+                              "(ptb). Required, except with --resume."),
+        ]
+        for option in extra:
+            f = option(f)
+        return run_options(f)
+
+    return decorate
+
+
+def _dropouts(opts: dict) -> Dropouts:
+    return Dropouts(output=opts["dropout"], hidden=opts["dropouth"], x=opts["dropoutx"],
+                    input=opts["dropouti"], embedding=opts["dropoute"])
+
+
+def _require(opts: dict, *names: str) -> None:
+    for name in names:
+        if not opts["resume"] and opts.get(name) is None:
+            raise NaspError(f"--{name} is required (except with --resume)")
+
+
+def _check_input(opts: dict) -> Corpus:
+    """Read the corpus and check the batch sizes, before a run directory is created."""
+    corpus = load_corpus(opts["data"], opts["data_dir"])
+    batchify(corpus.train, opts["batch_size"], split="train")
+    for split in ("valid", "test"):
+        batchify(corpus.split(split), opts["eval_batch_size"], split=split)
+    return corpus
+
+
+def _config(cls: type, opts: dict) -> Any:
+    names = {f.name for f in fields(cls)} - {"dropouts"}
+    return cls(dropouts=_dropouts(opts), **{k: opts[k] for k in names if k in opts})
+
+
+@click.group()
+def rnn() -> None:
+    """Recurrent cell search on language modelling (Penn Treebank; DARTS' recurrent space)."""
+
+
+@rnn.command()
+@common_options(SearchConfig(), SEARCH_DROPOUTS)
+@click.option("--strategy", default="nasp", show_default=True,
+              help=f"Search method: {', '.join(search_strategy_names())}.")
+@click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
+@click.option("--arch-lr", type=float, default=SearchConfig.arch_lr, show_default=True, callback=_positive,
+              help="Adam learning rate of the architecture.")
+@click.option("--candidates", type=int, default=SearchConfig.candidates, show_default=True, callback=_positive,
+              help="Architectures tried by --strategy random.")
+@resume_option
+def search(**opts: Any) -> None:
+    """Search a recurrent cell; writes arch.json (genotype), cell.png and summary.json."""
+    _require(opts, "data")
+    corpus: Optional[Corpus] = None
+    if not opts["resume"]:  # bad input is reported before a run directory is created
+        check_search_strategy(opts["strategy"])
+        SPACES.get(opts["space"])
+        corpus = _check_input(opts)
+    run, opts, device = start_run("rnn-search", opts)
+    corpus = corpus or load_corpus(opts["data"], opts.get("data_dir"))
+    cfg = _config(SearchConfig, opts)
+    result = run_cell_search(corpus, cfg, run, device)
+    genotype = result["genotype"]
+    run.write_json(ARCH, genotype.to_json())
+    draw_cell(genotype, run.file(CELL_PNG), title=f"{cfg.strategy} cell ({cfg.space} space)")
+    finish_run(run, result["summary"], opts["as_json"])
+
+
+@rnn.command()
+@common_options(TrainConfig(), TRAIN_DROPOUTS)
+@click.option("--genotype", default=None,
+              help=f"Genotype JSON file, a search run directory, or a published name ({', '.join(GENOTYPES.names())}). "
+                   "Required, except with --resume.")
+@click.option("--nonmono", type=int, default=TrainConfig.nonmono, show_default=True, callback=_positive,
+              help="Switch to averaged SGD when validation has not improved on the best of all but the last N epochs.")
+@resume_option
+def train(**opts: Any) -> None:
+    """Retrain a genotype; writes model.pt (best on validation), cell.png and summary.json."""
+    _require(opts, "data", "genotype")
+    corpus: Optional[Corpus] = None
+    if not opts["resume"]:
+        load_genotype(opts["genotype"])
+        corpus = _check_input(opts)
+    run, opts, device = start_run("rnn-train", opts)
+    # a resumed run retrains the genotype it saved, wherever --genotype pointed
+    genotype = load_genotype(run.file(ARCH) if run.resume and run.file(ARCH).exists() else opts["genotype"])
+    corpus = corpus or load_corpus(opts["data"], opts.get("data_dir"))
+    cfg = _config(TrainConfig, opts)
+    if not run.resume:
+        run.write_json(ARCH, genotype.to_json())
+        draw_cell(genotype, run.file(CELL_PNG), title="retrained cell")
+    summary = Trainer(corpus, genotype, cfg, run, device).fit()
+    finish_run(run, summary, opts["as_json"])

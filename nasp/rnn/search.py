@@ -1,0 +1,100 @@
+"""Cell search on a corpus with any registered strategy, through the shared run loop."""
+from __future__ import annotations
+
+import math
+import resource
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..runs import RunDir, run_search
+from ..strategies import SearchProblem, Strategy, build_strategy
+from .corpus import Corpus, batchify, segments
+from .genotypes import RecurrentGenotype
+from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll
+from .spaces import SPACES
+
+
+@dataclass
+class SearchConfig:
+    """Settings of an RNN search (defaults: DARTS' recurrent search, batch 256, BPTT 35)."""
+
+    strategy: str = "nasp"
+    space: str = "darts"
+    epochs: int = 50
+    batch_size: int = 256
+    eval_batch_size: int = 10
+    bptt: int = 35
+    emb_size: int = 300
+    hidden_size: int = 300
+    lr: float = 20.0
+    weight_decay: float = 5e-7
+    clip: float = 0.25
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    tar: float = 1e-3
+    dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
+    candidates: int = 10
+    seed: int = 0
+
+
+def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tuple[Strategy, LMLoss]:
+    """Network, loss and strategy for ``cfg`` (call after seeding)."""
+    net = RNNSearchNetwork(len(corpus.vocab), SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size, cfg.dropouts).to(device)
+    loss = LMLoss(tar=cfg.tar)
+    problem = SearchProblem(
+        network=net,
+        loss=loss,
+        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        metric="valid_ppl",
+        higher_is_better=False,
+        grad_clip=cfg.clip,
+        arch_lr=cfg.arch_lr,
+        arch_betas=(0.9, 0.999),
+        arch_weight_decay=cfg.arch_weight_decay,
+        options={"candidates": cfg.candidates, "seed": cfg.seed},
+    )
+    return build_strategy(cfg.strategy, problem, cfg.epochs), loss
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated by tensors on a GPU; otherwise the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
+    """Run the search (resuming when ``run.resume``); returns the genotype and the summary."""
+    strategy, _ = build_search(corpus, cfg, device)
+    train = batchify(corpus.train, cfg.batch_size, device, "train")
+    valid = batchify(corpus.valid, cfg.batch_size, device, "valid")
+    valid_eval = batchify(corpus.valid, cfg.eval_batch_size, device, "valid")
+    train_segments = segments(train, cfg.bptt, "train")
+    valid_segments = segments(valid, cfg.bptt, "valid")
+
+    def evaluate(net: RNNSearchNetwork) -> dict[str, float]:
+        nll = evaluate_nll(net, valid_eval, cfg.bptt)
+        return {"valid_loss": nll, "valid_ppl": math.exp(min(nll, 700.0))}
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run)
+    genotype = RecurrentGenotype.from_json(strategy.derive(), source="derived genotype")
+    best = getattr(strategy, "best_score", None)
+    summary = {
+        "strategy": cfg.strategy,
+        "space": cfg.space,
+        "epochs": cfg.epochs,
+        "search_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "seconds_per_epoch": round(sum(r["seconds"] for r in rows) / max(len(rows), 1), 3),
+        "train_seconds_per_epoch": round(sum(r["train_seconds"] for r in rows) / max(len(rows), 1), 3),
+        "steps_per_epoch": len(train_segments),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "valid_ppl": float(best) if best is not None else rows[-1]["valid_ppl"],
+        "genotype": genotype.to_json(),
+    }
+    return {"genotype": genotype, "summary": summary, "rows": rows}
