@@ -94,7 +94,7 @@ def test_bad_genotype_file(corpus_dir, tmp_path, tiny, recurrent, fragment):
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    (["--strategy", "enas"], "unknown strategy 'enas'"),
+    (["--strategy", "enas"], "unknown search strategy 'enas'"),
     (["--space", "huge"], "unknown RNN search space 'huge'"),
     (["--device", "tpu"], "--device"),
 ])
