@@ -83,6 +83,8 @@ def _check_dim(dim: int) -> None:
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves.")
 @click.option("--candidates", type=int, default=10, show_default=True, help="Architectures tried by --strategy random.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC from scratch and report test metrics.")
+@click.option("--warm-start/--fresh", default=True, show_default=True,
+              help="Retrain from the searched weights of the chosen op (faster), or from fresh embeddings as in the paper.")
 @click.option("--max-epochs", type=int, default=60, show_default=True, help="Retraining epochs at most (early stopping on validation).")
 @click.option("--patience", type=int, default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
 @threads_option(1)
@@ -114,20 +116,24 @@ def search(**opts) -> None:
         run.write_json("search.json", found)
     summary = {**found, **pipeline.data_summary(splits)}
     if opts["retrain"]:
-        retrain_config = ModelConfig(**{**config.to_dict(), "ops": (arch["interaction"],)})
-        net, trained = _train(run.file("retrain"), splits, retrain_config, settings, opts, device, arch.get("elementwise_mlp"))
+        retrain_config = ModelConfig.from_dict({**config.to_dict(), "ops": [arch["interaction"]]})
+        init = None
+        if opts["warm_start"]:
+            init = pipeline.chosen_op_state(run.load_checkpoint()["network"], config.ops, arch["interaction"])
+        net, trained = _train(run.file("retrain"), splits, retrain_config, settings, opts, device,
+                              arch.get("elementwise_mlp"), init)
         pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
         summary = {**summary, **trained}
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     finish_run(run, summary, opts["as_json"])
 
 
-def _train(out: Path, splits, config, settings, opts, device, mlp_state=None):
+def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, init_state=None):
     rdir = RunDir(out, resume=(out / CONFIG).exists())
     if not rdir.resume:
         rdir.write_config({"command": "retrain", "model": config.to_dict(), "settings": settings.to_dict()})
     return pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
-                          device, mlp_state)
+                          device, mlp_state, init_state=init_state)
 
 
 @sif.command()

@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -161,12 +161,33 @@ def load_arch(path: Path) -> dict:
 
 
 # train ------------------------------------------------------------------------------------------
+def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict:
+    """The part of a search network's state that a one-op network of ``chosen`` can load:
+    embeddings, biases, element-wise MLPs and the chosen op's head (not alpha, not other ops)."""
+    k = list(ops).index(chosen)
+    out = {}
+    for key, value in search_state.items():
+        if key == "alpha":
+            continue
+        if key.startswith("ops."):
+            if key.startswith(f"ops.{k}."):
+                out["ops.0." + key[len(f"ops.{k}."):]] = value
+            continue
+        out[key] = value
+    return out
+
+
 def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
           patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
-          tune_mlp: bool = False) -> tuple[SIFNetwork, dict]:
+          tune_mlp: bool = False, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
     """Train one fixed IFC to convergence (early stopping on validation RMSE); restores the best
-    epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless ``tune_mlp``)."""
+    epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless ``tune_mlp``);
+    ``init_state`` (see ``chosen_op_state``) starts from searched weights instead of fresh ones."""
     net = build_network(splits, config, device)
+    if init_state is not None:
+        missing, unexpected = net.load_state_dict(init_state, strict=False)
+        if unexpected or set(missing) - {"alpha"}:
+            raise NaspError(f"searched weights do not fit the retrained network (missing {missing}, unexpected {unexpected})")
     if mlp_state is not None and net.mlp_u is not None:
         for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
             mlp.load_state_dict({k: torch.tensor(v) for k, v in mlp_state[side].items()})
