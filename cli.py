@@ -31,6 +31,8 @@ def main(verbose: int) -> None:
     \b
     Domains:
       sif   search the interaction function of collaborative filtering (MovieLens, ...)
+      rnn   search and retrain a recurrent cell for language modelling (Penn Treebank)
+      data  list the known data sets and fetch them into the data root
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -39,9 +41,14 @@ def main(verbose: int) -> None:
 
 def _mount() -> None:
     """Attach the domain groups (each domain owns its own commands)."""
+    from nasp.data_cli import data
     from sif.cli import sif
 
     main.add_command(sif)
+    from nasp.rnn.cli import rnn
+
+    main.add_command(rnn)
+    main.add_command(data)
 
 
 _mount()
