@@ -31,6 +31,7 @@ def main(verbose: int) -> None:
     \b
     Domains:
       sif   search the interaction function of collaborative filtering (MovieLens, ...)
+      cnn   search image cells (DARTS / NASP spaces) and retrain them (CIFAR-10, ImageNet, digits)
       rnn   search and retrain a recurrent cell for language modelling (Penn Treebank)
       data  list the known data sets and fetch them into the data root
     """
@@ -41,14 +42,13 @@ def main(verbose: int) -> None:
 
 def _mount() -> None:
     """Attach the domain groups (each domain owns its own commands)."""
+    from nasp.cnn.cli import cnn
     from nasp.data_cli import data
+    from nasp.rnn.cli import rnn
     from sif.cli import sif
 
-    main.add_command(sif)
-    from nasp.rnn.cli import rnn
-
-    main.add_command(rnn)
-    main.add_command(data)
+    for group in (sif, cnn, rnn, data):
+        main.add_command(group)
 
 
 _mount()

@@ -45,20 +45,14 @@ def data_options(f: Callable) -> Callable:
 
 
 def model_options(f: Callable) -> Callable:
-    f = click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Ratings per step.")(f)
-    f = click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adagrad learning rate of embeddings, biases, heads.")(f)
-    f = click.option("--reg", type=float, default=DEFAULTS.reg, show_default=True, help="L2 weight on each rating's embeddings and biases.")(f)
+    f = click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True, help="Ratings per step.")(f)
+    f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True, help="Adagrad learning rate of embeddings, biases, heads.")(f)
+    f = click.option("--reg", type=click.FloatRange(min=0), default=DEFAULTS.reg, show_default=True, help="L2 weight on each rating's embeddings and biases.")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf).")(f)
     return f
 
 
 def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
-    for name in ("batch_size",):
-        if opts[name] < 1:
-            raise click.BadParameter(f"must be at least 1, got {opts[name]}", param_hint=f"--{name.replace('_', '-')}")
-    for name in ("lr", "reg"):
-        if opts[name] < 0:
-            raise click.BadParameter(f"must be >= 0, got {opts[name]}", param_hint=f"--{name}")
     return TrainSettings(lr=opts["lr"], reg=opts["reg"], batch_size=opts["batch_size"], arch_lr=arch_lr)
 
 
@@ -66,27 +60,22 @@ def _data(opts: dict) -> pipeline.DataOptions:
     return pipeline.DataOptions(opts["data"], opts["test_data"], opts["data_dir"], opts["test_ratio"], opts["valid_ratio"], opts["seed"])
 
 
-def _check_dim(dim: int) -> None:
-    if dim < 1:
-        raise click.BadParameter(f"must be at least 1, got {dim}", param_hint="--dim")
-
-
 @sif.command()
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
               help="nasp (proximal), no-auto (single level), darts, darts2, random.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Search epochs.")
-@click.option("--dim", type=int, default=64, show_default=True, help="Embedding dimension.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs.")
+@click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
-@click.option("--arch-lr", type=float, default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
-@click.option("--warmup-epochs", type=int, default=3, show_default=True,
+@click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=3, show_default=True,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves.")
-@click.option("--candidates", type=int, default=10, show_default=True, help="Architectures tried by --strategy random.")
-@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC from scratch and report test metrics.")
+@click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
+@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--warm-start/--fresh", default=True, show_default=True,
               help="Retrain from the searched weights of the chosen op (faster), or from fresh embeddings as in the paper.")
-@click.option("--max-epochs", type=int, default=60, show_default=True, help="Retraining epochs at most (early stopping on validation).")
-@click.option("--patience", type=int, default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=60, show_default=True, help="Retraining epochs at most (early stopping on validation).")
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
 @threads_option(1)
 @run_options
 @resume_option
@@ -97,9 +86,6 @@ def search(**opts) -> None:
     searched element-wise MLPs), retrain/, model.pt and summary.json (valid_rmse, test_rmse,
     test_mae, seconds). Selection uses validation data only, never test.
     """
-    _check_dim(opts["dim"])
-    if opts["epochs"] < 1:
-        raise click.BadParameter(f"must be at least 1, got {opts['epochs']}", param_hint="--epochs")
     run, opts, device = start_run("sif-search", opts)
     t0 = time.perf_counter()
     settings = _settings(opts, opts["arch_lr"])
@@ -125,7 +111,15 @@ def search(**opts) -> None:
         pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
         summary = {**summary, **trained}
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    finish_run(run, summary, opts["as_json"])
+    finish_run(run, _headline_first(summary), opts["as_json"])
+
+
+HEADLINE = ("interaction", "valid_rmse", "test_rmse", "test_mae", "seconds", "search_seconds", "train_seconds")
+
+
+def _headline_first(summary: dict) -> dict:
+    """The keys people look for first, then the rest in their order."""
+    return {**{k: summary[k] for k in HEADLINE if k in summary}, **summary}
 
 
 def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, init_state=None):
@@ -141,10 +135,10 @@ def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, in
 @click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
               help="A fixed interaction function instead (multiply with biases = biased MF; gmf; mlp = NCF tower).")
 @data_options
-@click.option("--dim", type=int, default=None, help="Embedding dimension (default: the arch's, else 64).")
+@click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
 @model_options
-@click.option("--max-epochs", type=int, default=60, show_default=True, help="Training epochs at most.")
-@click.option("--patience", type=int, default=3, show_default=True, help="Stop after this many epochs without a better validation RMSE.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=60, show_default=True, help="Training epochs at most.")
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation RMSE.")
 @threads_option(1)
 @run_options
 def train(**opts) -> None:
@@ -156,7 +150,6 @@ def train(**opts) -> None:
         raise click.UsageError("give exactly one of --arch FILE or --ifc NAME")
     arch = pipeline.load_arch(opts["arch"]) if opts["arch"] is not None else None
     dim = opts["dim"] or (arch["model"]["dim"] if arch else 64)
-    _check_dim(dim)
     run, opts, device = start_run("sif-train", opts)
     t0 = time.perf_counter()
     settings = _settings(opts)
@@ -170,13 +163,13 @@ def train(**opts) -> None:
                                   device, mlp_state)
     pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
     summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}
-    finish_run(run, summary, opts["as_json"])
+    finish_run(run, _headline_first(summary), opts["as_json"])
 
 
 @sif.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
 @click.option("--user", required=True, help="The user's raw id, as in the ratings file.")
-@click.option("-k", "--top", "k", type=int, default=10, show_default=True, help="How many items.")
+@click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def recommend(model_dir: Path, user: str, k: int, device: str, as_json: bool) -> None:

@@ -132,7 +132,8 @@ def test_recommend_errors(tiny_ratings, tmp_path):
     assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST, "--out", out).exit_code == 0
     assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--user", "nobody"))
     assert "no trained model" in _error(_invoke("sif", "recommend", "--model", tmp_path, "--user", "1"))
-    assert "-k must be at least 1" in _error(_invoke("sif", "recommend", "--model", out, "--user", "1", "-k", "0"))
+    r = _invoke("sif", "recommend", "--model", out, "--user", "1", "-k", "0")
+    assert r.exit_code == 2 and "0 is not in the range" in r.output
 
 
 def test_help_texts():
@@ -141,3 +142,12 @@ def test_help_texts():
         assert r.exit_code == 0 and "Usage" in r.output
     r = _invoke("--version")
     assert r.exit_code == 0 and "nasp" in r.output
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--dim", "-3"), ("--batch-size", "0"), ("--lr", "0"),
+                                           ("--candidates", "0"), ("--test-ratio", "1.5")])
+def test_out_of_range_options(tiny_ratings, tmp_path, option, value):
+    r = _invoke("sif", "search", "--data", tiny_ratings, option, value, "--out", tmp_path / "x")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert option in r.output
+    assert not (tmp_path / "x" / "summary.json").exists()

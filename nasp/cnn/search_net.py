@@ -1,0 +1,166 @@
+"""The CNN search network (DARTS' supernet, driven by any core strategy).
+
+Every cell has two inputs, ``steps`` intermediate nodes and one edge from every earlier state to
+every node (14 edges for 4 nodes), laid out node after node: the rows of the architecture tensor
+``alpha_normal`` / ``alpha_reduce`` (edges x ops). The network calls ``nasp.mixing.plan`` once per
+cell type per forward and ``mix`` once per edge, so NASP's weight step (``Mixing.SINGLE``) runs
+only the selected op of every kept edge and its architecture step (``Mixing.ACTIVE``) runs the
+other ops without autograd. A dropped edge contributes nothing; a node with no kept input is
+zeros of the right shape.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .. import prox
+from ..mixing import MixPlan, mix, plan
+from ..network import SearchNetwork
+from .genotypes import Genotype
+from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .spaces import SPACES, Space
+
+
+def edges_per_node(steps: int) -> list[int]:
+    """Incoming edges of every intermediate node: 2, 3, ..., steps + 1."""
+    return [2 + i for i in range(steps)]
+
+
+class SearchEdge(nn.Module):
+    """Every candidate op of one edge (pools followed by a non-affine batch norm)."""
+
+    def __init__(self, op_names: Sequence[str], channels: int, stride: int) -> None:
+        super().__init__()
+        ops = []
+        for name in op_names:
+            spec = OPS.get(name)
+            op = spec.build(channels, stride, False)
+            if spec.is_pool:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            ops.append(op)
+        self.ops = nn.ModuleList(ops)
+
+    def candidates(self, x: Tensor) -> list:
+        return [functools.partial(op, x) for op in self.ops]
+
+
+class SearchCell(nn.Module):
+    """One cell of the supernet; reads its mixing from a ``MixPlan`` of its cell type."""
+
+    def __init__(self, op_names: Sequence[str], steps: int, multiplier: int, c_pp: int, c_p: int, c: int,
+                 reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.steps = steps
+        self.multiplier = multiplier
+        self.channels = c
+        self.pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList()
+        for i in range(steps):
+            for j in range(2 + i):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(SearchEdge(op_names, c, stride))
+
+    def forward(self, s0: Tensor, s1: Tensor, p: MixPlan) -> Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        b, _, h, w = states[1].shape
+        node_shape = (b, self.channels, (h + 1) // 2, (w + 1) // 2) if self.reduction else (b, self.channels, h, w)
+        row = 0
+        for _ in range(self.steps):
+            total: Optional[Tensor] = None
+            for state in list(states):
+                out = mix(self.edges[row].candidates(state), p, row)
+                row += 1
+                if out is not None:
+                    total = out if total is None else total + out
+            states.append(total if total is not None else states[1].new_zeros(node_shape))
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class CNNSearchNetwork(SearchNetwork):
+    """Stem (3x3 conv to ``stem_multiplier * C``), ``layers`` cells (reductions at 1/3 and 2/3 of the
+    depth double the channels), global average pooling, linear classifier.
+
+    Args:
+        space: a ``Space`` or the name of a registered one.
+        channels: initial channels C (16 in the paper).
+        layers: number of cells (8 in the paper).
+        num_classes, in_channels: of the data.
+        steps: intermediate nodes per cell (4); ``multiplier`` of them are concatenated.
+    """
+
+    def __init__(self, space: Space | str = "darts", channels: int = 16, layers: int = 8, num_classes: int = 10,
+                 in_channels: int = 3, steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+                 init_noise: float = 1e-3) -> None:
+        super().__init__()
+        if channels < 1 or layers < 1:
+            raise ValueError("channels and layers must be positive")
+        self.space = SPACES.get(space) if isinstance(space, str) else space
+        self.channels, self.layers, self.steps, self.multiplier = channels, layers, steps, multiplier
+        self.num_classes, self.in_channels = num_classes, in_channels
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c_curr = c_curr, c_curr, channels
+        self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in self.reduction_layers
+            if reduction:
+                c_curr *= 2
+            self.cells.append(SearchCell(self.space.ops(reduction), steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, multiplier * c_curr
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, num_classes)
+        rows = sum(edges_per_node(steps))
+        self.alpha_normal = nn.Parameter(0.5 + init_noise * torch.randn(rows, len(self.space.normal)))
+        self.alpha_reduce = nn.Parameter(0.5 + init_noise * torch.randn(rows, len(self.space.reduce)))
+
+    # the SearchNetwork contract -------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def discretizers(self) -> list[prox.CellProjection]:
+        projection = prox.CellProjection(edges_per_node(self.steps), k=2)
+        return [projection, projection]
+
+    def forward(self, x: Tensor) -> Tensor:
+        plans = {False: plan(self.alpha_normal, self.mixing), True: plan(self.alpha_reduce, self.mixing)}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, plans[cell.reduction])
+        return self.classifier(self.pool(s1).flatten(1))
+
+    def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
+        """The genotype as JSON: per edge softmax, top-2 incoming edges per node by their largest
+        probability, arg-max op on each kept edge (REFERENCE §1, "Deriving")."""
+        return self.genotype(alphas).to_json()
+
+    def genotype(self, alphas: Optional[Sequence[Tensor]] = None) -> Genotype:
+        alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]
+        cells = []
+        for alpha, names in zip(alphas, (self.space.normal, self.space.reduce)):
+            probs = torch.softmax(alpha.detach().float().cpu(), dim=-1)
+            kept = prox.select_edges(probs.max(dim=-1).values, edges_per_node(self.steps), 2)
+            best = probs.argmax(dim=-1).tolist()
+            edges = []
+            for sl, rows in zip(prox.node_slices(edges_per_node(self.steps)), kept):
+                edges.extend((names[best[r]], r - sl.start) for r in rows)
+            cells.append(edges)
+        concat = list(range(2 + self.steps - self.multiplier, 2 + self.steps))
+        return Genotype.build(cells[0], concat, cells[1], concat, "derived genotype")
+
+    # model size ------------------------------------------------------------------------------
+    def op_params(self, reduction: bool = False) -> list[int]:
+        """Parameter count of every candidate op of a cell type at the search width C."""
+        return [OPS.get(name).params(self.channels) for name in self.space.ops(reduction)]
+
+    def cell_params(self, genotype: Genotype, reduction: bool = False) -> int:
+        """Parameters of a derived cell's chosen ops at the search width C."""
+        edges, _ = genotype.cell(reduction)
+        return sum(OPS.get(op).params(self.channels) for op, _ in edges)
