@@ -86,10 +86,12 @@ def search(**opts) -> None:
     searched element-wise MLPs), retrain/, model.pt and summary.json (valid_rmse, test_rmse,
     test_mae, seconds). Selection uses validation data only, never test.
     """
+    # read the data first: bad input must not leave a run directory behind
+    loaded = None if opts["resume"] else pipeline.load_splits(_data(opts))
     run, opts, device = start_run("sif-search", opts)
     t0 = time.perf_counter()
     settings = _settings(opts, opts["arch_lr"])
-    splits, path = pipeline.load_splits(_data(opts))
+    splits, path = loaded or pipeline.load_splits(_data(opts))
     biases = True if opts["biases"] is None else opts["biases"]
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE,
                          elementwise=True, biases=biases, global_mean=float(splits.train.ratings.mean()))
@@ -150,10 +152,10 @@ def train(**opts) -> None:
         raise click.UsageError("give exactly one of --arch FILE or --ifc NAME")
     arch = pipeline.load_arch(opts["arch"]) if opts["arch"] is not None else None
     dim = opts["dim"] or (arch["model"]["dim"] if arch else 64)
+    splits, path = pipeline.load_splits(_data(opts))
     run, opts, device = start_run("sif-train", opts)
     t0 = time.perf_counter()
     settings = _settings(opts)
-    splits, path = pipeline.load_splits(_data(opts))
     name = arch["interaction"] if arch else opts["ifc"]
     biases = opts["biases"] if opts["biases"] is not None else (arch["model"].get("biases", True) if arch else name != "gmf")
     mlp_state = arch.get("elementwise_mlp") if arch else None
