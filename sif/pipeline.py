@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import torch
 
 from nasp.errors import NaspError
+from nasp.plots import plot_alphas, plot_curves
 from nasp.runs import CONFIG, EarlyStopping, RunDir, read_json, run_search
 from nasp.strategies import build_strategy
 
@@ -112,6 +113,8 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     if strategy == "random":
         arch["candidates"] = strat.history
     run.write_json("arch.json", arch)
+    plot_alphas(rows, run.file("alphas.png"), f"SIF {strategy}: chose {arch['interaction']}")
+    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_rmse"), f"SIF search ({strategy})")
     with strat.evaluation():
         valid_metrics = evaluate(net, valid, "valid")
     summary = {
@@ -207,6 +210,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         early_stopping=stopper,
     )
     seconds = time.perf_counter() - t0
+    plot_curves(rows, run.file("curves.png"), ("train_loss", "valid_rmse"), f"training {config.ops[0]}")
     net.eval()
     metrics = {**evaluate(net, valid, "valid"), **evaluate(net, test, "test")}
     best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1

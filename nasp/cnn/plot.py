@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plots import plot_curves  # noqa: F401  (re-exported: the CNN commands plot their curves with it)
 from .genotypes import Genotype
 
 
@@ -54,28 +55,5 @@ def plot_genotype(genotype: Genotype, path: Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def plot_curves(rows: list[dict], path: Path, keys: tuple[str, ...], title: str = "") -> Path:
-    """Per-epoch curves of the metric ``keys`` found in ``rows`` (metrics.jsonl rows)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = tuple(k for k in keys if any(k in r for r in rows))
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        points = [(r["epoch"] + 1, r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
