@@ -8,7 +8,6 @@ All candidates increase with x, so a feature's coefficient keeps its sign whiche
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch

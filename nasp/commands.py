@@ -17,7 +17,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable
 
 import click
 import torch

@@ -1,14 +1,13 @@
 """The SIF network: embeddings, biases, element-wise MLPs and a mix of interaction ops."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
-from nasp.mixing import Mixing
 
 from .space import INTERACTIONS, SEARCH_SPACE, ElementwiseMLP
 

@@ -11,13 +11,13 @@ import torch
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
-from nasp.runs import CONFIG, EarlyStopping, RunDir, read_json, run_search
+from nasp.runs import EarlyStopping, RunDir, read_json, run_search
 from nasp.strategies import build_strategy
 
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
 from .engine import TrainSettings, batches, evaluate, make_problem
 from .model import ModelConfig, SIFNetwork
-from .space import INTERACTIONS, SEARCH_SPACE
+from .space import INTERACTIONS
 
 log = logging.getLogger("nasp.sif")
 

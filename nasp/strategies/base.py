@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..architect import Architect, Regularizer, assigned  # noqa: F401  (re-exported for strategies)
+from ..architect import Regularizer
 from ..mixing import Mixing
 from ..network import SearchNetwork
 

@@ -7,9 +7,9 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from ..architect import Architect
+from ..architect import Architect, assigned
 from ..mixing import Mixing
-from .base import SearchProblem, Strategy, arch_optimizer, assigned, sample_architecture
+from .base import SearchProblem, Strategy, arch_optimizer, sample_architecture
 from .registry import STRATEGIES
 
 

@@ -1,4 +1,3 @@
-import json
 
 import pytest
 import torch
@@ -6,7 +5,7 @@ import torch
 from nasp.mixing import Mixing
 from nasp.runs import RunDir
 from sif import pipeline
-from sif.engine import TrainSettings, evaluate
+from sif.engine import TrainSettings
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import INTERACTIONS, SEARCH_SPACE
 
