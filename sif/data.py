@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Optional, Union
 
@@ -271,6 +271,8 @@ class Splits:
     test: Interactions
     ids: IdMap
     rating_range: tuple[float, float]
+    #: distinct raw ids of ``--test-data`` absent from ``--data`` (encoded as -1), per kind
+    test_unknown_ids: dict = field(default_factory=lambda: {"users": 0, "items": 0})
 
 
 def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, seed: int,
@@ -295,7 +297,11 @@ def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, see
     valid = data.subset(order[n_test : n_test + n_valid])
     train = data.subset(order[n_test + n_valid :])
     low, high = float(train.ratings.min()), float(train.ratings.max())
-    return Splits(train, valid, test, ids, (low, high))
+    unknown = {"users": 0, "items": 0}
+    if test_table is not None:
+        unknown = {"users": len(set(test_table.users) - set(ids.user_ids)),
+                   "items": len(set(test_table.items) - set(ids.item_ids))}
+    return Splits(train, valid, test, ids, (low, high), unknown)
 
 
 # item metadata ----------------------------------------------------------------------------------

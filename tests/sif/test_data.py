@@ -147,3 +147,14 @@ def test_real_movielens_100k(ml100k_path):
     ids = IdMap.build(table)
     assert (len(table), ids.num_users, ids.num_items) == (100000, 943, 1682)
     assert set(np.unique(table.ratings)) == {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_unseen_ids_of_a_separate_test_file_are_counted(tiny_ratings, tmp_path):
+    from sif.pipeline import data_summary
+
+    test_file = tmp_path / "test.data"
+    test_file.write_text("1\t1\t4\t0\n998\t1\t3\t0\n999\t2\t3\t0\n1\t5000\t2\t0\n")
+    s = split_ratings(read_ratings(tiny_ratings), 0.2, 0.1, 0, read_ratings(test_file))
+    summary = data_summary(s)
+    assert summary["test_unseen_users"] == 2 and summary["test_unseen_items"] == 1
+    assert summary["test_cold_ratings"] == 3
