@@ -40,6 +40,8 @@ def run(args: list, threads: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--budget", choices=("epochs", "time"), default="epochs",
+                   help="equal search epochs, or equal search time: NASP gets as many epochs as fit in DARTS' search time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--etas", default="0,0.1,1,10")
@@ -60,10 +62,21 @@ def main() -> None:
               "cells": [], "eta_curve": []}
     parts = set(a.parts.split(","))
     result["config"]["eta_train_epochs"] = a.eta_train_epochs
-    for strategy in (("nasp", "darts") if "cells" in parts else ()):
-        s = run(search + ["--strategy", strategy, "--out", work / f"search-{strategy}"], a.threads)
-        t = run(train + ["--genotype", work / f"search-{strategy}", "--out", work / f"train-{strategy}"], a.threads)
-        row = {"strategy": strategy, "search_seconds": s["search_seconds"], "search_valid_acc": s["valid_acc"],
+    result["config"]["budget"] = a.budget
+    order = ("darts", "nasp") if a.budget == "time" else ("nasp", "darts")
+    darts_seconds = None
+    for strategy in (order if "cells" in parts else ()):
+        args = list(search)
+        if strategy == "nasp" and darts_seconds is not None:
+            # equal time: scale NASP's epochs by DARTS' search time over NASP's time per epoch (one probe epoch)
+            probe = run(search[:5] + [1] + search[6:] + ["--strategy", "nasp", "--out", work / "probe-nasp"], a.threads)
+            args[5] = max(search_epochs, int(darts_seconds / probe["search_seconds"]))
+        name = f"{strategy}-equal-time" if strategy == "nasp" and a.budget == "time" else strategy
+        s = run(args + ["--strategy", strategy, "--out", work / f"search-{name}"], a.threads)
+        if strategy == "darts":
+            darts_seconds = s["search_seconds"]
+        t = run(train + ["--genotype", work / f"search-{name}", "--out", work / f"train-{name}"], a.threads)
+        row = {"strategy": strategy, "search_epochs": args[5], "search_seconds": s["search_seconds"], "search_valid_acc": s["valid_acc"],
                "test_acc": t["test_acc"], "params": t["params"], "genotype": s["genotype"]}
         result["cells"].append(row)
         print(json.dumps(row), flush=True)
