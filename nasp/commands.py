@@ -106,7 +106,3 @@ def finish_run(run: RunDir, summary: dict, as_json: bool) -> None:
                 value = f"{value:.4f}"
             if not isinstance(value, (dict, list)):
                 click.echo(f"{key:>20s}  {value}")
-
-
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)

@@ -254,15 +254,6 @@ class IdMap:
             torch.tensor(np.array(table.ratings, dtype=np.float32)),
         )
 
-    def user_index(self, raw: str) -> int:
-        try:
-            return self.user_ids.index(str(raw))
-        except ValueError:
-            raise NaspError(f"unknown user {raw!r} (not in the training ratings)") from None
-
-    def state(self) -> dict:
-        return {"user_ids": self.user_ids, "item_ids": self.item_ids}
-
 
 @dataclass
 class Splits:
