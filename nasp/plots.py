@@ -1,53 +1,56 @@
 """Plots every domain shares (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 
-def plot_curves(rows: list[dict], path: Path, keys: tuple[str, ...], title: str = "") -> Path:
-    """Per-epoch curves of the metric ``keys`` found in ``rows`` (metrics.jsonl rows)."""
+@contextmanager
+def figure(path: Path, title: str = "", dpi: int = 100, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """``plt.subplots(**subplots)`` on the Agg backend; on exit: title, tight layout, PNG, close."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(rows: list[dict], path: Path, keys: tuple[str, ...], title: str = "") -> Path:
+    """Per-epoch curves of the metric ``keys`` found in ``rows`` (metrics.jsonl rows)."""
     keys = tuple(k for k in keys if any(k in r for r in rows))
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        points = [(r["epoch"] + 1, r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    n = max(1, len(keys))
+    with figure(path, title, nrows=1, ncols=n, figsize=(4 * n, 3.2), squeeze=False) as (_, axes):
+        for ax, key in zip(axes[0], keys):
+            points = [(r["epoch"] + 1, r[key]) for r in rows if key in r]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+            ax.set_xlabel("epoch")
+            ax.set_title(key)
+            ax.grid(alpha=0.3)
     return Path(path)
 
 
 def plot_alphas(rows: list[dict], path: Path, title: str = "") -> Path:
     """Trajectories of the architecture values over epochs, from ``row["architecture"]["alpha"]``
     (a dict op -> value, as SIF writes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in rows if isinstance(r.get("architecture"), dict) and "alpha" in r["architecture"]]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
     names = list(rows[0]["architecture"]["alpha"]) if rows else []
-    for name in names:
-        ax.plot([r["epoch"] + 1 for r in rows], [r["architecture"]["alpha"][name] for r in rows], marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("alpha (continuous)")
-    ax.grid(alpha=0.3)
-    if names:
-        ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, title, figsize=(5, 3.4)) as (_, ax):
+        for name in names:
+            values = [r["architecture"]["alpha"][name] for r in rows]
+            ax.plot([r["epoch"] + 1 for r in rows], values, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("alpha (continuous)")
+        ax.grid(alpha=0.3)
+        if names:
+            ax.legend(fontsize=8)
     return Path(path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots import plot_curves  # noqa: F401  (re-exported: the CNN commands plot their curves with it)
+from ..plots import figure, plot_curves  # noqa: F401  (plot_curves re-exported for the CNN commands)
 from .genotypes import Genotype
 
 
@@ -43,17 +43,7 @@ def _draw_cell(ax, edges, concat, title: str) -> None:
 
 def plot_genotype(genotype: Genotype, path: Path, title: str = "") -> Path:
     """Draw both cells side by side into ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
-    _draw_cell(axes[0], genotype.normal, genotype.normal_concat, "normal cell")
-    _draw_cell(axes[1], genotype.reduce, genotype.reduce_concat, "reduction cell")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, title, dpi=110, nrows=1, ncols=2, figsize=(14, 4.2)) as (_, axes):
+        _draw_cell(axes[0], genotype.normal, genotype.normal_concat, "normal cell")
+        _draw_cell(axes[1], genotype.reduce, genotype.reduce_concat, "reduction cell")
     return Path(path)
