@@ -113,11 +113,13 @@ class Strategy(ABC):
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
+        """Default: evaluate the discrete architecture the alphas hold, single path."""
+        self.network.mixing = Mixing.SINGLE
         yield
 
-    @abstractmethod
     def derive_alphas(self) -> list[Tensor]:
-        """The architecture values the final architecture is read from."""
+        """The architecture values the final architecture is read from (default: the current ones)."""
+        return [a.detach().clone() for a in self.network.arch_parameters()]
 
     def derive(self) -> Any:
         """The final architecture (the network's JSON-able export)."""

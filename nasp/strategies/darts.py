@@ -51,9 +51,6 @@ class DARTS(Strategy):
         self.network.mixing = Mixing.SOFTMAX
         yield
 
-    def derive_alphas(self) -> list[Tensor]:
-        return [a.detach().clone() for a in self.network.arch_parameters()]
-
     def state_dict(self) -> dict:
         return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict()}
 

@@ -26,10 +26,3 @@ class Fixed(Strategy):
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
-
-    def _eval_architecture(self):
-        self.network.mixing = Mixing.SINGLE
-        return super()._eval_architecture()
-
-    def derive_alphas(self) -> list[Tensor]:
-        return [a.detach().clone() for a in self.network.arch_parameters()]

@@ -68,9 +68,6 @@ class NASP(Strategy):
         with self.architect.discrete():
             yield
 
-    def derive_alphas(self) -> list[Tensor]:
-        return [a.detach().clone() for a in self.network.arch_parameters()]
-
     def state_dict(self) -> dict:
         return {**super().state_dict(), "architect": self.architect.state_dict(), "generator": self.generator.get_state()}
 

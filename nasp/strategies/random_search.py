@@ -2,8 +2,7 @@
 validation. The epoch budget is split evenly between the candidates."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -63,15 +62,10 @@ class RandomSearch(Strategy):
             if self.problem.better(score, self.best_score):
                 self.best_score, self.best_alphas = score, arch
 
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        self.network.mixing = Mixing.SINGLE
-        yield
-
     def derive_alphas(self) -> list[Tensor]:
         if self.best_alphas is not None:
             return [a.clone() for a in self.best_alphas]
-        return [a.detach().clone() for a in self.network.arch_parameters()]
+        return super().derive_alphas()
 
     def describe(self) -> dict:
         return {"candidate": self.candidate}
