@@ -5,7 +5,9 @@ split (validation: 10% of all ratings, carved from the training part):
 
 * SIF = ``nasp sif search`` (NASP search + retrain of the found IFC);
 * ``--strategy random`` with N candidates (each trained from scratch), then retrain;
-* every fixed IFC of ``nasp sif train --ifc`` (multiply with biases = biased MF, gmf, mlp, ...);
+* the same search without bias terms (``--no-biases``: the paper's model);
+* every fixed IFC of ``nasp sif train --ifc`` (multiply with biases = biased MF, gmf, mlp, ...),
+  and multiply without biases (plain MF);
 * Surprise SVD and SVD++ (defaults) on the same train+valid / test ratings, when installed.
 
 Prints a table and writes JSON (default ``benchmarks/results/sif_movielens.json``).
@@ -105,9 +107,13 @@ def main_() -> None:
     add("SIF (nasp search + retrain)", nasp("sif", "search", *common, *search_epochs, *limit, "--out", tmp / "sif", "--json"))
     add("SIF(no-auto) + retrain", nasp("sif", "search", *common, "--strategy", "no-auto", *search_epochs, *limit,
                                        "--out", tmp / "noauto", "--json"))
+    add("SIF, no biases (paper's model)", nasp("sif", "search", *common, "--no-biases", *search_epochs, *limit,
+                                              "--out", tmp / "sif-nobias", "--json"), "--no-biases")
     for ifc in ("multiply", "gmf", "plus", "min", "max", "concat", "mlp"):
         note = "biased MF" if ifc == "multiply" else "NCF GMF, no biases" if ifc == "gmf" else "NCF MLP tower" if ifc == "mlp" else ""
         add(f"fixed IFC: {ifc}", nasp("sif", "train", "--ifc", ifc, *common, *limit, "--out", tmp / ifc, "--json"), note)
+    add("fixed IFC: multiply, no biases", nasp("sif", "train", "--ifc", "multiply", "--no-biases", *common, *limit,
+                                               "--out", tmp / "multiply-nobias", "--json"), "plain MF")
     per = 1 if args.quick else args.epochs_per_candidate
     add(f"random search ({args.candidates} cand.) + retrain",
         nasp("sif", "search", *common, "--strategy", "random", "--candidates", str(args.candidates),
