@@ -44,6 +44,10 @@ def main() -> None:
                    help="equal search epochs, or equal search time: NASP gets as many epochs as fit in DARTS' search time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--strategies", default="nasp,darts", help="which cells to search and retrain (comma-separated)")
+    p.add_argument("--arch-lr", type=float, default=None, help="--arch-lr of every search (default: the command's, 3e-4)")
+    p.add_argument("--warmup-epochs", type=int, default=0,
+                   help="NASP's --warmup-epochs (weights trained on sampled cells before the alphas move)")
     p.add_argument("--etas", default="0,0.1,1,10")
     p.add_argument("--parts", default="cells,eta", help="cells (NASP vs DARTS), eta (the --eta curve)")
     p.add_argument("--eta-train-epochs", type=int, default=10, help="retraining epochs of the eta-curve cells (0: search only)")
@@ -54,29 +58,36 @@ def main() -> None:
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="nasp-digits-"))
     work.mkdir(parents=True, exist_ok=True)  # finished runs in it are reused, unfinished ones resumed
     search = ["cnn", "search", "--data", "digits", "--epochs", search_epochs, "--layers", 5, "--channels", 8,
-              "--batch-size", 32, "--seed", a.seed]
+              "--batch-size", 32, "--seed", a.seed] + (["--arch-lr", a.arch_lr] if a.arch_lr else [])
     train = ["cnn", "train", "--data", "digits", "--epochs", train_epochs, "--layers", 6, "--channels", 16,
              "--batch-size", 32, "--seed", a.seed, "--drop-path", 0.1]
     result = {"config": {"search_epochs": search_epochs, "train_epochs": train_epochs, "seed": a.seed,
-                         "search": "layers 5, channels 8, batch 32", "train": "layers 6, channels 16, batch 32, drop-path 0.1, aux 0.4"},
+                         "search": "layers 5, channels 8, batch 32", "arch_lr": a.arch_lr or 3e-4, "train": "layers 6, channels 16, batch 32, drop-path 0.1, aux 0.4"},
               "cells": [], "eta_curve": []}
     parts = set(a.parts.split(","))
     result["config"]["eta_train_epochs"] = a.eta_train_epochs
     result["config"]["budget"] = a.budget
-    order = ("darts", "nasp") if a.budget == "time" else ("nasp", "darts")
+    wanted = a.strategies.split(",")
+    order = [s for s in (("darts", "nasp") if a.budget == "time" else ("nasp", "darts")) if s in wanted]
     darts_seconds = None
     for strategy in (order if "cells" in parts else ()):
         args = list(search)
+        if strategy == "nasp" and a.warmup_epochs:
+            args += ["--warmup-epochs", a.warmup_epochs]
         if strategy == "nasp" and darts_seconds is not None:
             # equal time: scale NASP's epochs by DARTS' search time over NASP's time per epoch (one probe epoch)
             probe = run(search[:5] + [1] + search[6:] + ["--strategy", "nasp", "--out", work / "probe-nasp"], a.threads)
             args[5] = max(search_epochs, int(darts_seconds / probe["search_seconds"]))
         name = f"{strategy}-equal-time" if strategy == "nasp" and a.budget == "time" else strategy
+        if strategy == "nasp" and a.warmup_epochs:
+            name += f"-warmup{a.warmup_epochs}"
+        if a.arch_lr:
+            name += f"-archlr{a.arch_lr:g}"
         s = run(args + ["--strategy", strategy, "--out", work / f"search-{name}"], a.threads)
         if strategy == "darts":
             darts_seconds = s["search_seconds"]
         t = run(train + ["--genotype", work / f"search-{name}", "--out", work / f"train-{name}"], a.threads)
-        row = {"strategy": strategy, "search_epochs": args[5], "search_seconds": s["search_seconds"], "search_valid_acc": s["valid_acc"],
+        row = {"strategy": strategy, "search_epochs": args[5], "warmup_epochs": a.warmup_epochs if strategy == "nasp" else 0, "search_seconds": s["search_seconds"], "search_valid_acc": s["valid_acc"],
                "test_acc": t["test_acc"], "params": t["params"], "genotype": s["genotype"]}
         result["cells"].append(row)
         print(json.dumps(row), flush=True)
