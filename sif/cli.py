@@ -11,6 +11,7 @@ import click
 from nasp.commands import data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device
 from nasp.strategies import search_strategy_names
+from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
 from .engine import TrainSettings
@@ -56,6 +57,12 @@ def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
     return TrainSettings(lr=opts["lr"], reg=opts["reg"], batch_size=opts["batch_size"], arch_lr=arch_lr)
 
 
+def _warmup(opts: dict) -> int:
+    """--warmup-epochs, defaulting to 3 or a third of --epochs, checked against --epochs."""
+    given = opts["warmup_epochs"]
+    return check_warmup(min(3, opts["epochs"] // 3) if given is None else given, opts["epochs"])
+
+
 def _data(opts: dict) -> pipeline.DataOptions:
     return pipeline.DataOptions(opts["data"], opts["test_data"], opts["data_dir"], opts["test_ratio"], opts["valid_ratio"], opts["seed"])
 
@@ -68,8 +75,9 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
-@click.option("--warmup-epochs", type=click.IntRange(min=0), default=3, show_default=True,
-              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
+              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves "
+                   "[default: 3, or a third of --epochs when that is fewer; small --dim needs more, see docs/sif.md].")
 @click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--warm-start/--fresh", default=True, show_default=True,
@@ -88,7 +96,10 @@ def search(**opts) -> None:
     """
     # read the data first: bad input must not leave a run directory behind
     loaded = None if opts["resume"] else pipeline.load_splits(_data(opts))
+    if not opts["resume"]:
+        _warmup(opts)
     run, opts, device = start_run("sif-search", opts)
+    warmup = _warmup(opts)
     t0 = time.perf_counter()
     settings = _settings(opts, opts["arch_lr"])
     splits, path = loaded or pipeline.load_splits(_data(opts))
@@ -100,7 +111,7 @@ def search(**opts) -> None:
         found = read_json(run.file("search.json"))
     else:
         arch, found = pipeline.search(run, splits, config, settings, opts["strategy"], opts["epochs"],
-                                      opts["seed"], device, opts["candidates"], opts["warmup_epochs"])
+                                      opts["seed"], device, opts["candidates"], warmup)
         run.write_json("search.json", found)
     summary = {**found, **pipeline.data_summary(splits)}
     if opts["retrain"]:

@@ -8,9 +8,18 @@ import torch
 from torch import Tensor
 
 from ..architect import Architect, assigned
+from ..errors import NaspError
 from ..mixing import Mixing
 from .base import SearchProblem, Strategy, arch_optimizer, sample_architecture
 from .registry import STRATEGIES
+
+
+def check_warmup(warmup_epochs: int, epochs: int) -> int:
+    """``warmup_epochs`` if it leaves the architecture epochs to move in, else a NaspError."""
+    if warmup_epochs < 0 or (warmup_epochs and warmup_epochs >= epochs):
+        raise NaspError(f"--warmup-epochs ({warmup_epochs}) must be at least 0 and smaller than --epochs ({epochs}): "
+                        "the architecture only moves after the warm-up")
+    return warmup_epochs
 
 
 @STRATEGIES.register("nasp")
@@ -27,7 +36,7 @@ class NASP(Strategy):
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
-        self.warmup_epochs = int(problem.options.get("warmup_epochs", 0))
+        self.warmup_epochs = check_warmup(int(problem.options.get("warmup_epochs", 0)), epochs)
         self.warming = False
         self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
         net = self.network

@@ -151,3 +151,11 @@ def test_out_of_range_options(tiny_ratings, tmp_path, option, value):
     assert r.exit_code != 0 and "Traceback" not in r.output
     assert option in r.output
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_warmup_not_shorter_than_search_is_a_one_line_error(tiny_ratings, tmp_path):
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "3",
+                "--out", tmp_path / "w")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: --warmup-epochs (3) must be")
+    assert not (tmp_path / "w").exists()  # checked before the run directory is made
