@@ -5,7 +5,7 @@ For each ``--dim`` (the authors ran dim 2), runs the real commands on one ml-100
 for every fixed IFC at the same dim, then prints which IFC each search chose, its test RMSE, and
 the best fixed IFC by validation RMSE (what a search should find).
 
-Usage: python benchmarks/sif_search_pick.py [--dims 2 8] [--seed 0] [--quick]
+Usage: python benchmarks/sif_search_pick.py [--dims 2 64] [--seed 0] [--quick]
 Writes ``benchmarks/results/sif_search_pick.json``.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 IFCS = ("multiply", "plus", "min", "max", "concat")
 
 #: (strategy, search epochs, warm-up epochs); the first is the command's default
-SEARCHES = (("nasp", 10, 3), ("nasp", 10, 5), ("nasp", 20, 10), ("nasp", 10, 0), ("no-auto", 10, 3), ("darts", 10, 3))
+SEARCHES = (("nasp", 10, 3), ("nasp", 10, 5), ("nasp", 20, 10), ("nasp", 10, 0), ("nasp", 10, "auto"), ("nasp", 20, "auto"),
+            ("no-auto", 10, 3), ("darts", 10, 3))
 
 
 def nasp(*args: str) -> dict:
@@ -41,7 +42,7 @@ def nasp(*args: str) -> dict:
 def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "ml-100k")
-    ap.add_argument("--dims", type=int, nargs="+", default=[2, 8])
+    ap.add_argument("--dims", type=int, nargs="+", default=[2, 64])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-epochs", type=int, default=100, help="retraining / fixed-IFC training cap")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test of the script)")
@@ -58,7 +59,7 @@ def main_() -> None:
         rows = []
         for strategy, epochs, warmup in SEARCHES:
             if args.quick:
-                epochs, warmup = 2, min(warmup, 1)
+                epochs, warmup = 2, (warmup if warmup == "auto" else min(warmup, 1))
             label = f"{strategy}, {epochs} epochs" + (f", warm-up {warmup}" if strategy != "darts" else "")
             s = nasp("sif", "search", *common, "--strategy", strategy, "--epochs", str(epochs), "--warmup-epochs", str(warmup),
                      "--out", tmp / f"d{dim}-{len(rows)}")

@@ -54,6 +54,26 @@ def data_dir_option(f: Callable) -> Callable:
                         help="Data root for known names (default: $NASP_DATA_DIR, else ./datasets).")(f)
 
 
+class WarmupEpochs(click.ParamType):
+    """``--warmup-epochs``: a count of epochs (>= 0) or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if value is None or isinstance(value, int) or value == "auto":
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            self.fail(f"{value!r} is not a count of epochs (0, 1, ...) or 'auto'", param, ctx)
+        return number
+
+
+WARMUP_EPOCHS = WarmupEpochs()
+
+
 def default_out(command: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{command}-{stamp}"

@@ -8,7 +8,7 @@ from typing import Callable
 
 import click
 
-from nasp.commands import data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device
 from nasp.strategies import search_strategy_names
 from nasp.strategies.proximal import check_warmup
@@ -75,8 +75,9 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
-@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
-              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves "
+@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
+              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
+                   "'auto': until the validation RMSE stops improving "
                    "[default: 3, or a third of --epochs when that is fewer; small --dim needs more, see docs/sif.md].")
 @click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")

@@ -142,3 +142,40 @@ def test_random_search_keeps_the_best_candidate_on_validation():
     assert [h["score"] for h in strategy.history] == scores
     assert torch.equal(strategy.derive_alphas()[0], seen[3])  # candidate 1 (epochs 2-3) won
     assert all(((a == 0) | (a == 1)).all() and (a.sum(-1) == 1).all() for a in seen)
+
+
+def _drive_warmup(strategy, scores):
+    """Run ``strategy`` through epochs with the given validation scores; returns which epochs warmed up."""
+    train, valid = _batches()
+    warm = []
+    for epoch, score in enumerate(scores):
+        strategy.begin_epoch(epoch)
+        alpha = strategy.network.alpha.detach().clone()
+        strategy.step(train, valid)
+        warm.append(strategy.describe()["warmup"])
+        assert torch.equal(alpha, strategy.network.alpha.detach()) == warm[-1]  # alpha only moves after warm-up
+        strategy.end_epoch(epoch, {"valid_loss": score})
+    return warm
+
+
+def test_nasp_auto_warmup_ends_when_validation_stops_improving_and_resumes():
+    scores = [1.0, 0.9, 0.85, 0.8496, 0.7, 0.6, 0.5, 0.4]  # epoch 3 improves by < 0.1%: the warm-up ends there
+    strategy = build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": "auto"}), epochs=len(scores))
+    assert _drive_warmup(strategy, scores) == [True] * 4 + [False] * 4
+
+    # a resumed strategy continues where the warm-up was
+    first = build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": "auto"}), epochs=len(scores))
+    assert _drive_warmup(first, scores[:2]) == [True, True]
+    resumed = build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": "auto"}), epochs=len(scores))
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.warmup_best == 0.9 and not resumed.warmup_over
+
+    # a metric that keeps improving still leaves the last epoch to the search
+    always = build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": "auto"}), epochs=4)
+    assert _drive_warmup(always, [4.0, 3.0, 2.0, 1.0]) == [True, True, True, False]
+
+
+@pytest.mark.parametrize("warmup, epochs", [(3, 3), (5, 2), (-1, 4), ("soon", 4), ("auto", 1)])
+def test_nasp_rejects_a_warmup_that_leaves_no_search(warmup, epochs):
+    with pytest.raises(NaspError, match="--warmup-epochs"):
+        build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": warmup}), epochs=epochs)

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import click
 
-from ..commands import data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from ..errors import NaspError
 from ..runs import CONFIG, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
@@ -64,13 +64,14 @@ def cnn() -> None:
 @click.option("--lr", type=float, default=0.025, show_default=True, help="Weights: SGD learning rate (cosine schedule).")
 @click.option("--lr-min", type=float, default=0.001, show_default=True)
 @click.option("--weight-decay", type=float, default=3e-4, show_default=True)
-@click.option("--arch-lr", type=float, default=3e-4, show_default=True, help="Architecture: Adam learning rate.")
+@click.option("--arch-lr", type=float, default=3e-4, show_default=True, help="Architecture: Adam learning rate (3e-4 suits the paper's ~20k steps; raise it for short searches, e.g. 3e-3 on digits).")
 @click.option("--train-portion", type=float, default=0.5, show_default=True, help="Share of the training set for the weights; the rest is architecture data.")
 @click.option("--subset", type=int, default=None, help="Use only this many training examples (quick runs).")
 @click.option("--candidates", type=int, default=10, show_default=True, help="Random search: architectures sampled.")
 @click.option("--nodes", type=int, default=4, show_default=True, help="Intermediate nodes per cell.")
-@click.option("--warmup-epochs", type=int, default=0, show_default=True,
-              help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs.")
+@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=0, show_default=True,
+              help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
+                   "('auto': until the validation accuracy stops improving).")
 @_common
 @run_options
 @resume_option

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from torch import Tensor
@@ -14,11 +14,23 @@ from .base import SearchProblem, Strategy, arch_optimizer, sample_architecture
 from .registry import STRATEGIES
 
 
-def check_warmup(warmup_epochs: int, epochs: int) -> int:
-    """``warmup_epochs`` if it leaves the architecture epochs to move in, else a NaspError."""
-    if warmup_epochs < 0 or (warmup_epochs and warmup_epochs >= epochs):
-        raise NaspError(f"--warmup-epochs ({warmup_epochs}) must be at least 0 and smaller than --epochs ({epochs}): "
-                        "the architecture only moves after the warm-up")
+AUTO = "auto"
+
+#: an automatic warm-up ends at the first epoch whose validation metric improves on the best so
+#: far by less than this fraction
+AUTO_WARMUP_TOLERANCE = 1e-3
+
+
+def check_warmup(warmup_epochs: Union[int, str], epochs: int) -> Union[int, str]:
+    """``warmup_epochs`` (a count or ``"auto"``) if it leaves the architecture epochs to move in,
+    else a NaspError."""
+    if warmup_epochs == AUTO:
+        if epochs < 2:
+            raise NaspError(f"--warmup-epochs auto needs --epochs of at least 2, got {epochs}")
+        return AUTO
+    if not isinstance(warmup_epochs, int) or warmup_epochs < 0 or (warmup_epochs and warmup_epochs >= epochs):
+        raise NaspError(f"--warmup-epochs ({warmup_epochs}) must be 'auto' or at least 0 and smaller than --epochs "
+                        f"({epochs}): the architecture only moves after the warm-up")
     return warmup_epochs
 
 
@@ -32,12 +44,16 @@ class NASP(Strategy):
     alone, each step on a uniformly sampled discrete architecture, so that every candidate op
     has trained weights before the architecture values start to move (this prevents the op that
     learns fastest from winning by default). The continuous values are not touched meanwhile.
+    ``"auto"`` warms up until the validation metric stops improving (by less than
+    ``AUTO_WARMUP_TOLERANCE`` of its best value), leaving at least one epoch for the search.
     """
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
-        self.warmup_epochs = check_warmup(int(problem.options.get("warmup_epochs", 0)), epochs)
+        self.warmup_epochs = check_warmup(problem.options.get("warmup_epochs", 0), epochs)
         self.warming = False
+        self.warmup_over = False           # "auto": the metric has stopped improving
+        self.warmup_best: Optional[float] = None
         self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
         net = self.network
         extras = net.arch_extra_parameters()
@@ -54,7 +70,24 @@ class NASP(Strategy):
         return valid_batch
 
     def begin_epoch(self, epoch: int) -> None:
-        self.warming = epoch < self.warmup_epochs
+        if self.warmup_epochs == AUTO:
+            self.warming = not self.warmup_over and epoch < self.epochs - 1
+        else:
+            self.warming = epoch < self.warmup_epochs
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().end_epoch(epoch, metrics)
+        if self.warming and self.warmup_epochs == AUTO:
+            value = float(metrics[self.problem.metric])
+            best = self.warmup_best
+            gain = None if best is None else (value - best if self.problem.higher_is_better else best - value)
+            if best is None or gain > AUTO_WARMUP_TOLERANCE * abs(best):
+                self.warmup_best = value
+            else:
+                self.warmup_over = True
+
+    def describe(self) -> dict:
+        return {"warmup": self.warming}
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         if self.warming:
@@ -78,13 +111,16 @@ class NASP(Strategy):
             yield
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "architect": self.architect.state_dict(), "generator": self.generator.get_state()}
+        return {**super().state_dict(), "architect": self.architect.state_dict(), "generator": self.generator.get_state(),
+                "warmup": {"over": self.warmup_over, "best": self.warmup_best}}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.architect.load_state_dict(state["architect"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
+        if "warmup" in state:
+            self.warmup_over, self.warmup_best = state["warmup"]["over"], state["warmup"]["best"]
 
 
 @STRATEGIES.register("no-auto")

@@ -159,3 +159,14 @@ def test_warmup_not_shorter_than_search_is_a_one_line_error(tiny_ratings, tmp_pa
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.strip().splitlines()[-1].startswith("Error: --warmup-epochs (3) must be")
     assert not (tmp_path / "w").exists()  # checked before the run directory is made
+
+
+def test_warmup_auto_runs_and_a_bad_warmup_value_is_a_usage_error(tiny_ratings, tmp_path):
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "auto", "--no-retrain",
+                *FAST, "--out", tmp_path / "auto", "--json")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["warmup"] is True and rows[-1]["warmup"] is False
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--warmup-epochs", "soon", "--out", tmp_path / "bad")
+    assert r.exit_code == 2 and "'soon' is not a count of epochs (0, 1, ...) or 'auto'" in r.output
+    assert not (tmp_path / "bad").exists()
