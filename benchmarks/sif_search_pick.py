@@ -27,7 +27,7 @@ from cli import main  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 IFCS = ("multiply", "plus", "min", "max", "concat")
 
-#: (strategy, search epochs, warm-up epochs); the first is the command's default
+#: (strategy, search epochs, warm-up epochs); ("nasp", 20, "auto") is the command's default
 SEARCHES = (("nasp", 10, 3), ("nasp", 10, 5), ("nasp", 20, 10), ("nasp", 10, 0), ("nasp", 10, "auto"), ("nasp", 20, "auto"),
             ("no-auto", 10, 3), ("darts", 10, 3))
 

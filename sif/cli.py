@@ -58,9 +58,9 @@ def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
 
 
 def _warmup(opts: dict) -> int:
-    """--warmup-epochs, defaulting to 3 or a third of --epochs, checked against --epochs."""
+    """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked against --epochs."""
     given = opts["warmup_epochs"]
-    return check_warmup(min(3, opts["epochs"] // 3) if given is None else given, opts["epochs"])
+    return check_warmup(("auto" if opts["epochs"] > 1 else 0) if given is None else given, opts["epochs"])
 
 
 def _data(opts: dict) -> pipeline.DataOptions:
@@ -71,19 +71,19 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
               help="nasp (proximal), no-auto (single level), darts, darts2, random.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Search epochs, warm-up included.")
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation RMSE stops improving "
-                   "[default: 3, or a third of --epochs when that is fewer; small --dim needs more, see docs/sif.md].")
+                   "[default: auto].")
 @click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--warm-start/--fresh", default=True, show_default=True,
               help="Retrain from the searched weights of the chosen op (faster), or from fresh embeddings as in the paper.")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=60, show_default=True, help="Retraining epochs at most (early stopping on validation).")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Retraining epochs at most (early stopping on validation).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
 @threads_option(1)
 @run_options
@@ -151,7 +151,7 @@ def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, in
 @data_options
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
 @model_options
-@click.option("--max-epochs", type=click.IntRange(min=1), default=60, show_default=True, help="Training epochs at most.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Training epochs at most.")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation RMSE.")
 @threads_option(1)
 @run_options
