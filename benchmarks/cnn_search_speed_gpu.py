@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from nasp.cnn.data import write_synthetic_cifar  # noqa: E402
 OUT = HERE / "results" / "cnn_search_speed_gpu.json"
 BUDGET_S = 7 * 60
 START = time.monotonic()
@@ -61,22 +61,9 @@ def speed(amp: bool, result: dict) -> None:
         result["speed"][tag] = {"error": stderr[-1500:], "rc": rc}
 
 
-def synthetic_cifar(folder: Path, per_batch: int = 1000) -> Path:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = rng.integers(0, 10, per_batch)
-        data = rng.integers(0, 128, (per_batch, 3, 32, 32)).astype(np.uint8)
-        for i, k in enumerate(labels):
-            data[i, k % 3] += np.uint8(12 * (k + 1))
-        with open(folder / name, "wb") as fh:
-            pickle.dump({b"data": data.reshape(per_batch, -1), b"labels": labels.tolist()}, fh)
-    return folder
-
-
 def end_to_end(result: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nasp-gpu-"))
-    data = synthetic_cifar(tmp / "cifar-10-batches-py")
+    data = write_synthetic_cifar(tmp / "cifar-10-batches-py", per_batch=1000, noise=128, signal=12)
     nasp = [sys.executable, "-c", "from cli import main; main()"]
     runs = {
         "search": ["cnn", "search", "--data", data, "--epochs", 1, "--batch-size", 64, "--device", "cuda", "--amp",

@@ -193,6 +193,25 @@ def _cifar_from_reader(read: Callable[[str], Optional[bytes]], where: str) -> Im
     )
 
 
+def write_synthetic_cifar(folder: Path, per_batch: int = 16, seed: int = 0, skip: Sequence[str] = (),
+                          noise: int = 60, signal: int = 20) -> Path:
+    """Write CIFAR-10 python batches of learnable synthetic images (for tests and GPU smoke runs):
+    pixels uniform in [0, noise), plus ``signal * (k + 1)`` in channel ``k % 3`` for class k."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in CIFAR_TRAIN + (CIFAR_TEST,):
+        if name in skip:
+            continue
+        labels = rng.integers(0, 10, per_batch)
+        data = rng.integers(0, noise, (per_batch, 3, 32, 32)).astype(np.uint8)
+        for i, k in enumerate(labels):
+            data[i, k % 3] += np.uint8(signal * (k + 1))
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"data": data.reshape(per_batch, -1), b"labels": labels.tolist()}, fh)
+    return folder
+
+
 def _cifar_dir(path: Path) -> Path:
     nested = path / "cifar-10-batches-py"
     return nested if nested.is_dir() and not (path / CIFAR_TEST).exists() else path

@@ -1,30 +1,17 @@
-import pickle
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)
+from nasp.cnn.data import write_synthetic_cifar
 
-CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+torch.set_num_threads(1)
 
 
 def write_cifar(folder: Path, per_batch: int = 16, seed: int = 0, skip: tuple = ()) -> Path:
     """Tiny CIFAR-10 python batches: class k images are bright in channel k % 3 (learnable)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for name in CIFAR_FILES:
-        if name in skip:
-            continue
-        labels = rng.integers(0, 10, per_batch)
-        data = rng.integers(0, 60, (per_batch, 3, 32, 32)).astype(np.uint8)
-        for i, k in enumerate(labels):
-            data[i, k % 3] += np.uint8(20 * (k + 1))
-        with open(folder / name, "wb") as fh:
-            pickle.dump({b"data": data.reshape(per_batch, -1), b"labels": labels.tolist()}, fh)
-    return folder
+    return write_synthetic_cifar(folder, per_batch, seed, skip)
 
 
 @pytest.fixture
