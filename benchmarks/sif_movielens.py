@@ -7,7 +7,7 @@ split (validation: 10% of all ratings, carved from the training part):
 * ``--strategy random`` with N candidates (each trained from scratch), then retrain;
 * the same search without bias terms (``--no-biases``: the paper's model);
 * every fixed IFC of ``nasp sif train --ifc`` (multiply with biases = biased MF, gmf, mlp, ...),
-  and multiply without biases (plain MF);
+  with and without bias terms;
 * Surprise SVD and SVD++ (defaults) on the same train+valid / test ratings, when installed.
 
 Prints a table and writes JSON (default ``benchmarks/results/sif_movielens.json``).
@@ -112,8 +112,9 @@ def main_() -> None:
     for ifc in ("multiply", "gmf", "plus", "min", "max", "concat", "mlp"):
         note = "biased MF" if ifc == "multiply" else "NCF GMF, no biases" if ifc == "gmf" else "NCF MLP tower" if ifc == "mlp" else ""
         add(f"fixed IFC: {ifc}", nasp("sif", "train", "--ifc", ifc, *common, *limit, "--out", tmp / ifc, "--json"), note)
-    add("fixed IFC: multiply, no biases", nasp("sif", "train", "--ifc", "multiply", "--no-biases", *common, *limit,
-                                               "--out", tmp / "multiply-nobias", "--json"), "plain MF")
+    for ifc in ("multiply", "plus", "min", "max", "concat", "mlp"):
+        add(f"fixed IFC: {ifc}, no biases", nasp("sif", "train", "--ifc", ifc, "--no-biases", *common, *limit,
+                                                 "--out", tmp / f"{ifc}-nobias", "--json"), "plain MF" if ifc == "multiply" else "")
     per = 1 if args.quick else args.epochs_per_candidate
     add(f"random search ({args.candidates} cand.) + retrain",
         nasp("sif", "search", *common, "--strategy", "random", "--candidates", str(args.candidates),
