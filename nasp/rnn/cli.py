@@ -6,10 +6,11 @@ from typing import Any, Callable, Optional
 
 import click
 
-from ..commands import data_dir_option, finish_run, resume_option, run_options, start_run
+from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run
 from ..errors import NaspError
 from ..runs import ARCH
 from ..strategies import check_search_strategy, search_strategy_names
+from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, load_corpus
 from .genotypes import GENOTYPES, load_genotype
 from .model import SEARCH_DROPOUTS, TRAIN_DROPOUTS, Dropouts
@@ -114,6 +115,9 @@ def rnn() -> None:
               help="Adam learning rate of the architecture.")
 @click.option("--candidates", type=int, default=SearchConfig.candidates, show_default=True, callback=_positive,
               help="Architectures tried by --strategy random.")
+@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=SearchConfig.warmup_epochs, show_default=True,
+              help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
+                   "('auto': until the validation perplexity stops improving).")
 @resume_option
 def search(**opts: Any) -> None:
     """Search a recurrent cell; writes arch.json (genotype), cell.png and summary.json."""
@@ -121,6 +125,7 @@ def search(**opts: Any) -> None:
     corpus: Optional[Corpus] = None
     if not opts["resume"]:  # bad input is reported before a run directory is created
         check_search_strategy(opts["strategy"])
+        check_warmup(opts["warmup_epochs"], opts["epochs"])
         SPACES.get(opts["space"])
         corpus = _check_input(opts)
     run, opts, device = start_run("rnn-search", opts)

@@ -5,7 +5,7 @@ import math
 import resource
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import torch
 
@@ -37,6 +37,7 @@ class SearchConfig:
     tar: float = 1e-3
     dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
     candidates: int = 10
+    warmup_epochs: Union[int, str] = 0
     seed: int = 0
 
 
@@ -54,7 +55,7 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         arch_lr=cfg.arch_lr,
         arch_betas=(0.9, 0.999),
         arch_weight_decay=cfg.arch_weight_decay,
-        options={"candidates": cfg.candidates, "seed": cfg.seed},
+        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs},
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 

@@ -139,3 +139,16 @@ def test_help_lists_contract_options():
         for opt in ["--data", "--epochs", "--batch-size", "--bptt", "--emb-size", "--hidden-size", "--seed",
                     "--device", "--out", "--json", *options]:
             assert opt in result.output, (command, opt)
+
+
+def test_search_with_automatic_warmup_and_a_warmup_too_long(corpus_dir, tmp_path, tiny):
+    out = tmp_path / "auto"
+    result = _invoke(["rnn", "search", "--data", str(corpus_dir), "--epochs", "2", "--warmup-epochs", "auto",
+                      "--out", str(out), "--json", *tiny])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["warmup"] for r in rows] == [True, False]
+    result = _invoke(["rnn", "search", "--data", str(corpus_dir), "--epochs", "2", "--warmup-epochs", "2",
+                      "--out", str(tmp_path / "long"), *tiny])
+    assert result.exit_code == 1 and "Error: --warmup-epochs (2) must be" in result.output
+    assert not (tmp_path / "long").exists()
