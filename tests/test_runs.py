@@ -13,7 +13,7 @@ class Stop(Exception):
     pass
 
 
-def _search(ft, name, out, epochs, stop_after=None, resume=False):
+def _search(ft, name, out, epochs, stop_after=None, resume=False, warmup=0):
     torch.manual_seed(0)
     x, y = ft.make_data(600, 2, seed=0)
     (xt, yt), (xv, yv) = (x[:400], y[:400]), (x[400:], y[400:])
@@ -25,7 +25,7 @@ def _search(ft, name, out, epochs, stop_after=None, resume=False):
         scheduler=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, n),
         arch_lr=0.01,
         metric="valid_mse",
-        options={"candidates": 3, "seed": 0},
+        options={"candidates": 3, "seed": 0, "warmup_epochs": warmup},
     )
     strategy = build_strategy(name, problem, epochs)
 
@@ -55,16 +55,17 @@ def _search(ft, name, out, epochs, stop_after=None, resume=False):
     return net.state_dict(), strategy.state_dict(), rows
 
 
-@pytest.mark.parametrize("name", ["nasp", "darts", "random"])
-def test_resume_after_kill_gives_the_same_result(feature_transform, tmp_path, name):
-    full = _search(feature_transform, name, tmp_path / "full", epochs=6)
-    assert _search(feature_transform, name, tmp_path / "killed", epochs=6, stop_after=2) is None
+@pytest.mark.parametrize("name, warmup", [("nasp", 0), ("darts", 0), ("random", 0), ("nasp", "auto")])
+def test_resume_after_kill_gives_the_same_result(feature_transform, tmp_path, name, warmup):
+    full = _search(feature_transform, name, tmp_path / "full", epochs=6, warmup=warmup)
+    assert _search(feature_transform, name, tmp_path / "killed", epochs=6, stop_after=2, warmup=warmup) is None
     # a row for the killed epoch may exist beyond the checkpoint; resume must drop it
-    resumed = _search(feature_transform, name, tmp_path / "killed", epochs=6, resume=True)
+    resumed = _search(feature_transform, name, tmp_path / "killed", epochs=6, resume=True, warmup=warmup)
     for key, value in full[0].items():
         assert torch.equal(value, resumed[0][key]), key
     assert [r["epoch"] for r in resumed[2]] == list(range(6))
     assert [r["valid_mse"] for r in resumed[2]] == [r["valid_mse"] for r in full[2]]
+    assert [r.get("warmup") for r in resumed[2]] == [r.get("warmup") for r in full[2]]
     lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == list(range(6))
 
