@@ -140,11 +140,14 @@ class Strategy(ABC):
     def weight_step(self, batch: Any, mixing: Mixing) -> Tensor:
         """One optimizer step of the weights on ``batch`` under ``mixing``; returns the loss."""
         self.network.mixing = mixing
-        self.weight_optimizer.zero_grad(set_to_none=True)
+        params = [p for p in self.weight_params if p.requires_grad]
         loss = self.problem.loss(self.network, batch)
-        loss.backward()
+        # gradients of the weights only: alphas and architecture extras (e.g. SIF's element-wise
+        # MLPs) are not differentiated here; unused weights (unselected ops) get None
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            p.grad = g
         if self.problem.grad_clip:
-            nn.utils.clip_grad_norm_([p for p in self.weight_params if p.grad is not None], self.problem.grad_clip)
+            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.problem.grad_clip)
         self.weight_optimizer.step()
         return loss.detach()
 
