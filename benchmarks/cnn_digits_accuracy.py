@@ -72,17 +72,16 @@ def main() -> None:
     darts_seconds = None
     for strategy in (order if "cells" in parts else ()):
         args = list(search)
+        name = f"{strategy}-equal-time" if strategy == "nasp" and a.budget == "time" else strategy
         if strategy == "nasp" and a.warmup_epochs:
             args += ["--warmup-epochs", a.warmup_epochs]
+            name += f"-warmup{a.warmup_epochs}"
+        if a.arch_lr:
+            name += f"-archlr{a.arch_lr:g}"
         if strategy == "nasp" and darts_seconds is not None:
             # equal time: scale NASP's epochs by DARTS' search time over NASP's time per epoch (one probe epoch)
             probe = run(search[:5] + [1] + search[6:] + ["--strategy", "nasp", "--out", work / "probe-nasp"], a.threads)
             args[5] = max(search_epochs, int(darts_seconds / probe["search_seconds"]))
-        name = f"{strategy}-equal-time" if strategy == "nasp" and a.budget == "time" else strategy
-        if strategy == "nasp" and a.warmup_epochs:
-            name += f"-warmup{a.warmup_epochs}"
-        if a.arch_lr:
-            name += f"-archlr{a.arch_lr:g}"
         s = run(args + ["--strategy", strategy, "--out", work / f"search-{name}"], a.threads)
         if strategy == "darts":
             darts_seconds = s["search_seconds"]

@@ -41,6 +41,12 @@ from sif.model import ModelConfig  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
 
+def mf_config(splits: Splits) -> ModelConfig:
+    """Biased MF as ``nasp sif train --ifc multiply`` builds it (dim 64, no element-wise MLP)."""
+    return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=64, ops=("multiply",), elementwise=False,
+                       global_mean=float(splits.train.ratings.mean()))
+
+
 def rmse(pred: torch.Tensor, truth: torch.Tensor) -> float:
     return float((pred.double() - truth.double()).pow(2).mean().sqrt())
 
@@ -84,10 +90,8 @@ def cornac_recipe(splits: Splits, epochs: int, report_every: int, seed: int) -> 
 
 
 def biased_mf(splits: Splits, seed: int, max_epochs: int, patience: int, work: Path) -> tuple:
-    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=64, ops=("multiply",), elementwise=False,
-                         global_mean=float(splits.train.ratings.mean()))
     torch.manual_seed(seed)
-    return pipeline.train(RunDir(work), splits, config, TrainSettings(), max_epochs, patience, seed, torch.device("cpu"))
+    return pipeline.train(RunDir(work), splits, mf_config(splits), TrainSettings(), max_epochs, patience, seed, torch.device("cpu"))
 
 
 def main() -> None:
@@ -119,10 +123,8 @@ def main() -> None:
     best_epoch = members_rows[0]["best_epoch"]
     empty = Interactions(*(t[:0] for t in (splits.valid.users, splits.valid.items, splits.valid.ratings)))
     full = dataclasses.replace(splits, train=train_plus_valid(splits), valid=empty)
-    config = ModelConfig(full.ids.num_users, full.ids.num_items, dim=64, ops=("multiply",), elementwise=False,
-                         global_mean=float(full.train.ratings.mean()))
     torch.manual_seed(args.seed * 1000)
-    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, config, TrainSettings(), best_epoch, best_epoch + 1,
+    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, mf_config(full), TrainSettings(), best_epoch, best_epoch + 1,
                                   args.seed, torch.device("cpu"))
     refit = evaluate(refit_net, test, "test")["test_rmse"]
 

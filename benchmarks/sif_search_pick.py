@@ -17,26 +17,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sif_movielens import DEFAULT_DATA, ROOT, nasp
 
-from cli import main  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 IFCS = ("multiply", "plus", "min", "max", "concat")
 
 #: (strategy, search epochs, warm-up epochs); ("nasp", 20, "auto") is the command's default
 SEARCHES = (("nasp", 10, 3), ("nasp", 10, 5), ("nasp", 20, 10), ("nasp", 10, 0), ("nasp", 10, "auto"), ("nasp", 20, "auto"),
             ("no-auto", 10, 3), ("darts", 10, 3))
-
-
-def nasp(*args: str) -> dict:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"nasp {' '.join(map(str, args))} failed:\n{result.output}")
-    return json.loads(result.output.strip().splitlines()[-1])
 
 
 def main_() -> None:

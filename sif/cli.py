@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import click
 
 from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device
 from nasp.strategies import search_strategy_names
-from nasp.strategies.proximal import check_warmup
+from nasp.strategies.proximal import AUTO, check_warmup
 
 from . import pipeline
 from .engine import TrainSettings
@@ -57,10 +57,10 @@ def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
     return TrainSettings(lr=opts["lr"], reg=opts["reg"], batch_size=opts["batch_size"], arch_lr=arch_lr)
 
 
-def _warmup(opts: dict) -> int:
+def _warmup(opts: dict) -> Union[int, str]:
     """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked against --epochs."""
     given = opts["warmup_epochs"]
-    return check_warmup(("auto" if opts["epochs"] > 1 else 0) if given is None else given, opts["epochs"])
+    return check_warmup((AUTO if opts["epochs"] > 1 else 0) if given is None else given, opts["epochs"])
 
 
 def _data(opts: dict) -> pipeline.DataOptions:

@@ -78,10 +78,13 @@ class NASP(Strategy):
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)
         if self.warming and self.warmup_epochs == AUTO:
-            value = float(metrics[self.problem.metric])
-            best = self.warmup_best
-            gain = None if best is None else (value - best if self.problem.higher_is_better else best - value)
-            if best is None or gain > AUTO_WARMUP_TOLERANCE * abs(best):
+            value, best = float(metrics[self.problem.metric]), self.warmup_best
+            if best is None:
+                self.warmup_best = value
+                return
+            margin = AUTO_WARMUP_TOLERANCE * abs(best)
+            target = best + margin if self.problem.higher_is_better else best - margin
+            if self.problem.better(value, target):
                 self.warmup_best = value
             else:
                 self.warmup_over = True
