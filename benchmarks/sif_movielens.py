@@ -3,11 +3,13 @@
 Runs the real ``nasp sif`` commands (in-process, ``--json``) on one random 80/20 train/test
 split (validation: 10% of all ratings, carved from the training part):
 
-* SIF = ``nasp sif search`` (NASP search + retrain of the found IFC);
-* ``--strategy random`` with N candidates (each trained from scratch), then retrain;
-* the same search without bias terms (``--no-biases``: the paper's model);
-* every fixed IFC of ``nasp sif train --ifc`` (multiply with biases = biased MF, gmf, mlp, ...),
-  with and without bias terms;
+* SIF = ``nasp sif search`` with the defaults (NASP search, fresh retrain of the found IFC,
+  refit on train+valid; biases and the SVD++ implicit term on, box heads);
+* ``--strategy no-auto`` and ``--strategy random`` with N candidates (each trained from scratch);
+* every fixed IFC of ``nasp sif train --ifc`` with the same defaults (multiply = SVD++, gmf,
+  mlp, ...), plus classic biased MF (``--no-implicit``);
+* the paper's model (``--no-biases --no-implicit --head ball``): SIF and every fixed IFC;
+* ablations of the defaults: without the refit, with the authors' ball head, warm-started retrain;
 * Surprise SVD and SVD++ (defaults) on the same train+valid / test ratings, when installed.
 
 Prints a table and writes JSON (default ``benchmarks/results/sif_movielens.json``).
@@ -104,17 +106,28 @@ def main_() -> None:
         print(f"{method:28s} test RMSE {row['test_rmse']:.4f}  {row['seconds']:7.1f}s", file=sys.stderr, flush=True)
 
     search_epochs = ["--epochs", "2", "--warmup-epochs", "1"] if args.quick else []
+    paper = ["--no-biases", "--no-implicit", "--head", "ball"]
     add("SIF (nasp search + retrain)", nasp("sif", "search", *common, *search_epochs, *limit, "--out", tmp / "sif", "--json"))
     add("SIF(no-auto) + retrain", nasp("sif", "search", *common, "--strategy", "no-auto", *search_epochs, *limit,
                                        "--out", tmp / "noauto", "--json"))
-    add("SIF, no biases (paper's model)", nasp("sif", "search", *common, "--no-biases", *search_epochs, *limit,
-                                              "--out", tmp / "sif-nobias", "--json"), "--no-biases")
     for ifc in ("multiply", "gmf", "plus", "min", "max", "concat", "mlp"):
-        note = "biased MF" if ifc == "multiply" else "NCF GMF, no biases" if ifc == "gmf" else "NCF MLP tower" if ifc == "mlp" else ""
+        note = "SVD++" if ifc == "multiply" else "NCF GMF, no biases, no implicit" if ifc == "gmf" else "NCF MLP tower" if ifc == "mlp" else ""
         add(f"fixed IFC: {ifc}", nasp("sif", "train", "--ifc", ifc, *common, *limit, "--out", tmp / ifc, "--json"), note)
+    add("fixed IFC: multiply, no implicit", nasp("sif", "train", "--ifc", "multiply", "--no-implicit", *common, *limit,
+                                                 "--out", tmp / "biased-mf", "--json"), "biased MF")
+    add("SIF, paper's model", nasp("sif", "search", *common, *paper, *search_epochs, *limit, "--out", tmp / "sif-paper", "--json"),
+        " ".join(paper))
     for ifc in ("multiply", "plus", "min", "max", "concat", "mlp"):
-        add(f"fixed IFC: {ifc}, no biases", nasp("sif", "train", "--ifc", ifc, "--no-biases", *common, *limit,
-                                                 "--out", tmp / f"{ifc}-nobias", "--json"), "plain MF" if ifc == "multiply" else "")
+        add(f"fixed IFC: {ifc}, paper's model", nasp("sif", "train", "--ifc", ifc, *paper, *common, *limit,
+                                                     "--out", tmp / f"{ifc}-paper", "--json"), "plain MF" if ifc == "multiply" else "")
+    add("ablation: SIF --no-refit", nasp("sif", "search", *common, "--no-refit", *search_epochs, *limit,
+                                         "--out", tmp / "sif-norefit", "--json"), "test metrics of the early-stopped model")
+    add("ablation: SIF --warm-start", nasp("sif", "search", *common, "--warm-start", *search_epochs, *limit,
+                                           "--out", tmp / "sif-warm", "--json"), "retrain from the searched weights")
+    add("ablation: multiply --no-refit", nasp("sif", "train", "--ifc", "multiply", "--no-refit", *common, *limit,
+                                              "--out", tmp / "mf-norefit", "--json"), "SVD++ without the refit")
+    add("ablation: multiply --head ball", nasp("sif", "train", "--ifc", "multiply", "--head", "ball", *common, *limit,
+                                               "--out", tmp / "mf-ball", "--json"), "SVD++ with the authors' head")
     per = 1 if args.quick else args.epochs_per_candidate
     add(f"random search ({args.candidates} cand.) + retrain",
         nasp("sif", "search", *common, "--strategy", "random", "--candidates", str(args.candidates),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import click
 
@@ -16,7 +16,7 @@ from nasp.strategies.proximal import AUTO, check_warmup
 from . import pipeline
 from .engine import TrainSettings
 from .model import ModelConfig
-from .space import INTERACTIONS, SEARCH_SPACE
+from .space import HEADS, INTERACTIONS, SEARCH_SPACE
 
 DEFAULTS = TrainSettings()
 SEARCH_STRATEGIES = search_strategy_names()
@@ -28,7 +28,7 @@ def sif() -> None:
 
     \b
     nasp sif search --data ml-100k              search + retrain, writes a run directory
-    nasp sif train --ifc multiply --data ml-100k   a fixed-IFC baseline (biased MF)
+    nasp sif train --ifc multiply --data ml-100k   a fixed-IFC baseline (SVD++)
     nasp sif recommend --model RUN --user 196   top-10 unseen items for a user
     """
 
@@ -49,12 +49,30 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True, help="Ratings per step.")(f)
     f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True, help="Adagrad learning rate of embeddings, biases, heads.")(f)
     f = click.option("--reg", type=click.FloatRange(min=0), default=DEFAULTS.reg, show_default=True, help="L2 weight on each rating's embeddings and biases.")(f)
+    f = click.option("--implicit-reg", type=click.FloatRange(min=0), default=DEFAULTS.implicit_reg, show_default=True,
+                     help="L2 weight on each rating's implicit item factor (with --implicit).")(f)
+    f = click.option("--implicit/--no-implicit", default=None,
+                     help="SVD++ implicit feedback: add the user's rated items' factors to the user vector (default on; off for gmf).")(f)
+    f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
+                     help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf).")(f)
+    f = click.option("--refit/--no-refit", default=True, show_default=True,
+                     help="After early stopping, train again on train+valid for the chosen epoch count; test metrics come from the refit.")(f)
     return f
 
 
 def _settings(opts: dict, arch_lr: float = DEFAULTS.arch_lr) -> TrainSettings:
-    return TrainSettings(lr=opts["lr"], reg=opts["reg"], batch_size=opts["batch_size"], arch_lr=arch_lr)
+    return TrainSettings(lr=opts["lr"], reg=opts["reg"], implicit_reg=opts["implicit_reg"], batch_size=opts["batch_size"],
+                         arch_lr=arch_lr)
+
+
+def _switch(opts: dict, name: str, ifc: Optional[str] = None, saved: Optional[dict] = None) -> bool:
+    """--biases/--implicit: as given, else as the arch file saved it, else on (off for gmf)."""
+    if opts[name] is not None:
+        return opts[name]
+    if saved is not None:
+        return bool(saved.get(name, name == "biases"))  # older files: biases on, no implicit term
+    return ifc != "gmf"
 
 
 def _warmup(opts: dict) -> Union[int, str]:
@@ -71,7 +89,7 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
               help="nasp (proximal), no-auto (single level), darts, darts2, random.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Search epochs, warm-up included.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs, warm-up included.")
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
@@ -81,8 +99,8 @@ def _data(opts: dict) -> pipeline.DataOptions:
                    "[default: auto].")
 @click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
-@click.option("--warm-start/--fresh", default=True, show_default=True,
-              help="Retrain from the searched weights of the chosen op (faster), or from fresh embeddings as in the paper.")
+@click.option("--warm-start/--fresh", default=False, show_default=True,
+              help="Retrain from the searched weights of the chosen op, or from fresh embeddings as in the paper (more accurate, see docs/sif.md).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Retraining epochs at most (early stopping on validation).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Retraining stops after this many epochs without a better validation RMSE.")
 @threads_option(1)
@@ -92,8 +110,8 @@ def search(**opts) -> None:
     """Search the interaction function on --data, then retrain it.
 
     Writes RUN/config.json, metrics.jsonl, checkpoint.pt, arch.json (the chosen IFC and the
-    searched element-wise MLPs), retrain/, model.pt and summary.json (valid_rmse, test_rmse,
-    test_mae, seconds). Selection uses validation data only, never test.
+    searched element-wise MLPs), retrain/, refit/, model.pt and summary.json (valid_rmse,
+    test_rmse, test_mae, seconds). Selection uses validation data only, never test.
     """
     # read the data first: bad input must not leave a run directory behind
     loaded = None if opts["resume"] else pipeline.load_splits(_data(opts))
@@ -104,9 +122,9 @@ def search(**opts) -> None:
     t0 = time.perf_counter()
     settings = _settings(opts, opts["arch_lr"])
     splits, path = loaded or pipeline.load_splits(_data(opts))
-    biases = True if opts["biases"] is None else opts["biases"]
-    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE,
-                         elementwise=True, biases=biases, global_mean=float(splits.train.ratings.mean()))
+    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE, elementwise=True,
+                         biases=_switch(opts, "biases"), implicit=_switch(opts, "implicit"), head=opts["head"] or "box",
+                         global_mean=float(splits.train.ratings.mean()))
     if run.resume and run.file("search.json").exists():
         arch = pipeline.load_arch(run.file("arch.json"))
         found = read_json(run.file("search.json"))
@@ -120,8 +138,7 @@ def search(**opts) -> None:
         init = None
         if opts["warm_start"]:
             init = pipeline.chosen_op_state(run.load_checkpoint()["network"], config.ops, arch["interaction"])
-        net, trained = _train(run.file("retrain"), splits, retrain_config, settings, opts, device,
-                              arch.get("elementwise_mlp"), init)
+        net, trained = _fit(run, "retrain", splits, retrain_config, settings, opts, device, arch.get("elementwise_mlp"), init)
         pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
         summary = {**summary, **trained}
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -136,18 +153,33 @@ def _headline_first(summary: dict) -> dict:
     return {**{k: summary[k] for k in HEADLINE if k in summary}, **summary}
 
 
-def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, init_state=None):
+def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:
+    """RUN/<name>/, resumed when it was started before."""
+    out = run.file(name)
     rdir = RunDir(out, resume=(out / CONFIG).exists())
     if not rdir.resume:
-        rdir.write_config({"command": "retrain", "model": config.to_dict(), "settings": settings.to_dict()})
-    return pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
-                          device, mlp_state, init_state=init_state)
+        rdir.write_config({"command": name, "model": config.to_dict(), "settings": settings.to_dict()})
+    return rdir
+
+
+def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, device, mlp_state=None, init_state=None):
+    """Train with early stopping (in RUN/<name>/, or RUN itself), then refit on train+valid
+    (in RUN/refit/) unless --no-refit; returns the network to save and the summary."""
+    rdir = _subrun(run, name, config, settings) if name else run
+    net, summary = pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
+                                  device, mlp_state, init_state=init_state)
+    if opts["refit"] and len(splits.valid):
+        summary["early_stopped_test_rmse"] = summary["test_rmse"]
+        net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
+                                       summary["best_epoch"], opts["seed"], device, mlp_state, init_state)
+        summary.update(refitted)
+    return net, summary
 
 
 @sif.command()
 @click.option("--arch", type=click.Path(path_type=Path), default=None, help="arch.json (or a search run directory) to retrain.")
 @click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
-              help="A fixed interaction function instead (multiply with biases = biased MF; gmf; mlp = NCF tower).")
+              help="A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit; gmf; mlp = NCF tower).")
 @data_options
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
 @model_options
@@ -156,7 +188,8 @@ def _train(out: Path, splits, config, settings, opts, device, mlp_state=None, in
 @threads_option(1)
 @run_options
 def train(**opts) -> None:
-    """Train one interaction function to convergence (early stopping on validation).
+    """Train one interaction function to convergence (early stopping on validation), then
+    refit it on train+valid for that many epochs (--no-refit keeps the early-stopped model).
 
     Give either --arch (a searched IFC, keeping its element-wise MLPs) or --ifc (a baseline).
     """
@@ -169,12 +202,12 @@ def train(**opts) -> None:
     t0 = time.perf_counter()
     settings = _settings(opts)
     name = arch["interaction"] if arch else opts["ifc"]
-    biases = opts["biases"] if opts["biases"] is not None else (arch["model"].get("biases", True) if arch else name != "gmf")
+    saved = arch["model"] if arch else None
     mlp_state = arch.get("elementwise_mlp") if arch else None
-    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,),
-                         elementwise=mlp_state is not None, biases=biases, global_mean=float(splits.train.ratings.mean()))
-    net, trained = pipeline.train(run, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
-                                  device, mlp_state)
+    config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=mlp_state is not None,
+                         biases=_switch(opts, "biases", name, saved), implicit=_switch(opts, "implicit", name, saved),
+                         head=opts["head"] or (saved.get("head", "ball") if saved else "box"), global_mean=float(splits.train.ratings.mean()))
+    net, trained = _fit(run, None, splits, config, settings, opts, device, mlp_state)
     pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
     summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}
     finish_run(run, _headline_first(summary), opts["as_json"])

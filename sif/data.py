@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Optional, Union
 
@@ -264,6 +264,12 @@ class Splits:
     rating_range: tuple[float, float]
     #: distinct raw ids of ``--test-data`` absent from ``--data`` (encoded as -1), per kind
     test_unknown_ids: dict = field(default_factory=lambda: {"users": 0, "items": 0})
+
+    def with_valid_in_train(self) -> "Splits":
+        """The same splits with the validation ratings moved into training (for a refit)."""
+        both = Interactions(*(torch.cat([getattr(self.train, k), getattr(self.valid, k)]) for k in ("users", "items", "ratings")))
+        empty = Interactions(self.valid.users[:0], self.valid.items[:0], self.valid.ratings[:0])
+        return replace(self, train=both, valid=empty)
 
 
 def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, seed: int,

@@ -17,8 +17,9 @@ from .model import SIFNetwork
 class TrainSettings:
     """Optimisation settings (defaults tuned on MovieLens-100K validation data, see docs/sif.md)."""
 
-    lr: float = 0.05             # Adagrad on embeddings, biases and op heads (authors' value)
-    reg: float = 0.02            # L2 on the batch's embeddings and biases (per rating)
+    lr: float = 0.1              # Adagrad on embeddings, biases and op heads
+    reg: float = 0.0125          # L2 on the batch's embeddings and biases (per rating)
+    implicit_reg: float = 0.1    # L2 on the batch items' implicit factors y (with implicit feedback)
     batch_size: int = 512        # authors' value
     arch_lr: float = 3e-4        # Adam on alpha and the element-wise MLPs (authors' value)
     grad_clip: float = 5.0       # authors' value
@@ -48,13 +49,17 @@ def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True
     return make
 
 
-def make_loss(reg: float) -> Callable[[SIFNetwork, Batch], Tensor]:
-    """Mean squared error plus ``reg`` times the batch's squared embedding norms."""
+def make_loss(reg: float, implicit_reg: float = 0.0) -> Callable[[SIFNetwork, Batch], Tensor]:
+    """Mean squared error plus ``reg`` times the batch's squared embedding norms (and
+    ``implicit_reg`` times its items' squared implicit factors)."""
 
     def loss(net: SIFNetwork, batch: Batch) -> Tensor:
         users, items, ratings = batch
         pred = net(users, items)
-        return nn.functional.mse_loss(pred, ratings) + reg * net.regularization(users, items)
+        out = nn.functional.mse_loss(pred, ratings) + reg * net.regularization(users, items)
+        if implicit_reg and net.config.implicit:
+            out = out + implicit_reg * net.implicit_regularization(users, items)
+        return out
 
     return loss
 
@@ -79,7 +84,7 @@ def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None 
     """The ``SearchProblem`` of a SIF network: selection on validation RMSE."""
     return SearchProblem(
         network=net,
-        loss=make_loss(settings.reg),
+        loss=make_loss(settings.reg, settings.implicit_reg),
         weight_optimizer=lambda params: torch.optim.Adagrad(params, lr=settings.lr),
         metric="valid_rmse",
         higher_is_better=False,

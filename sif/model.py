@@ -9,7 +9,9 @@ from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
 
-from .space import INTERACTIONS, SEARCH_SPACE, ElementwiseMLP
+from nasp.errors import NaspError
+
+from .space import HEADS, INTERACTIONS, SEARCH_SPACE, ElementwiseMLP
 
 
 @dataclass
@@ -23,6 +25,8 @@ class ModelConfig:
     elementwise: bool = True
     mlp_hidden: int = 8
     biases: bool = True
+    implicit: bool = False
+    head: str = "box"
     global_mean: float = 0.0
 
     def to_dict(self) -> dict:
@@ -34,7 +38,14 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
         d["ops"] = tuple(d["ops"])
+        d.setdefault("implicit", False)  # files written before these options existed
+        d.setdefault("head", "ball")
         return cls(**d)
+
+
+#: buffers that describe the training data, not the learned model: a network built for other
+#: splits (the refit on train+valid) keeps its own when it loads searched weights
+DATA_BUFFERS = ("known_users", "known_items", "rating_range", "history_indptr", "history_items")
 
 
 class SIFNetwork(SearchNetwork):
@@ -42,13 +53,18 @@ class SIFNetwork(SearchNetwork):
 
     ``alpha`` (1 x len(ops)) is the architecture; the element-wise MLPs g_u, g_v are searched
     with it on validation data (``arch_extra_parameters``); everything else is a weight.
-    Users/items flagged unknown (never seen in training) get only the biases that exist.
+    With ``implicit`` the user vector is SVD++'s (Koren, KDD 2008):
+    u = p_u + |N(u)|^-1/2 * sum_{j in N(u)} y_j, N(u) the items u rated in training
+    (``set_history``). Users/items flagged unknown (never seen in training) get only the
+    biases that exist.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         for name in config.ops:
             INTERACTIONS.get(name)  # unknown names raise a clear NaspError
+        if config.head not in HEADS:
+            raise NaspError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
         self.config = config
         k = config.dim
         self.user_emb = nn.Embedding(config.num_users, k)
@@ -56,13 +72,16 @@ class SIFNetwork(SearchNetwork):
         self.user_bias = nn.Embedding(config.num_users, 1)
         self.item_bias = nn.Embedding(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
-        self.ops = nn.ModuleList(INTERACTIONS.get(name)(k) for name in config.ops)
+        self.ops = nn.ModuleList(INTERACTIONS.get(name)(k, config.head) for name in config.ops)
         self.mlp_u = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
         self.mlp_v = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
         self.alpha = nn.Parameter(0.5 + 1e-3 * torch.randn(1, len(config.ops)))
         self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
         self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
         self.register_buffer("rating_range", torch.tensor([-float("inf"), float("inf")]))
+        self.implicit_emb = nn.Embedding(config.num_items, k) if config.implicit else None
+        self.register_buffer("history_indptr", torch.zeros(config.num_users + 1, dtype=torch.long))
+        self.register_buffer("history_items", torch.zeros(0, dtype=torch.long))
         self.reset_embeddings()
         if len(config.ops) == 1:
             with torch.no_grad():
@@ -73,6 +92,8 @@ class SIFNetwork(SearchNetwork):
         nn.init.normal_(self.item_emb.weight, std=0.01)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
+        if self.implicit_emb is not None:
+            nn.init.zeros_(self.implicit_emb.weight)  # starts as plain MF
         with torch.no_grad():
             self.global_bias.fill_(float(self.config.global_mean))
 
@@ -84,6 +105,32 @@ class SIFNetwork(SearchNetwork):
             for m in op.modules():
                 if m is not op and hasattr(m, "reset_parameters"):
                     m.reset_parameters()
+
+    def set_history(self, users: Tensor, items: Tensor) -> None:
+        """N(u) for the implicit term: the (user, item) pairs of the training ratings."""
+        order = torch.argsort(users, stable=True)
+        counts = torch.bincount(users, minlength=self.config.num_users)
+        indptr = torch.zeros(self.config.num_users + 1, dtype=torch.long, device=users.device)
+        indptr[1:] = torch.cumsum(counts, 0)
+        self.history_indptr = indptr.to(self.history_indptr.device)
+        self.history_items = items[order].long().to(self.history_items.device)
+
+    def load_model_state(self, state: dict) -> None:
+        """``load_state_dict`` for a saved model, whose history may differ in length."""
+        self.history_items = torch.empty_like(state["history_items"]) if "history_items" in state else self.history_items
+        self.load_state_dict(state)
+
+    def implicit(self, users: Tensor) -> Tensor:
+        """|N(u)|^-1/2 * sum of y_j over the items each user rated in training."""
+        uniq, inverse = torch.unique(users, return_inverse=True)
+        start, end = self.history_indptr[uniq], self.history_indptr[uniq + 1]
+        lengths = end - start
+        offsets = torch.cumsum(lengths, 0) - lengths
+        flat = torch.repeat_interleave(start - offsets, lengths) + torch.arange(int(lengths.sum()), device=users.device)
+        weights = torch.repeat_interleave(lengths.clamp_min(1).float().rsqrt(), lengths)
+        sums = nn.functional.embedding_bag(self.history_items[flat], self.implicit_emb.weight, offsets,
+                                           mode="sum", per_sample_weights=weights)
+        return sums[inverse]
 
     # the SearchNetwork contract ---------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -106,7 +153,10 @@ class SIFNetwork(SearchNetwork):
 
     # forward ----------------------------------------------------------------------------------
     def embed(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        return self.user_emb(users), self.item_emb(items)
+        u = self.user_emb(users)
+        if self.implicit_emb is not None:
+            u = u + self.implicit(users)
+        return u, self.item_emb(items)
 
     def bias(self, users: Tensor, items: Tensor) -> Tensor:
         out = self.global_bias.expand(users.shape[0])
@@ -143,8 +193,14 @@ class SIFNetwork(SearchNetwork):
 
     def regularization(self, users: Tensor, items: Tensor) -> Tensor:
         """Sum of squared embedding and bias entries of the batch rows (divided by batch size)."""
-        u, v = self.embed(users, items)
-        reg = u.pow(2).sum() + v.pow(2).sum()
+        reg = self.user_emb(users).pow(2).sum() + self.item_emb(items).pow(2).sum()
         if self.config.biases:
             reg = reg + self.user_bias(users).pow(2).sum() + self.item_bias(items).pow(2).sum()
         return reg / users.shape[0]
+
+    def implicit_regularization(self, users: Tensor, items: Tensor) -> Tensor:
+        """Sum of squared implicit factors y_i of the batch's items (divided by batch size):
+        each item's y is penalised in proportion to how often it is rated, like its q."""
+        if self.implicit_emb is None:
+            return self.user_emb.weight.new_zeros(())
+        return self.implicit_emb(items).pow(2).sum() / users.shape[0]

@@ -16,8 +16,8 @@ from nasp.strategies import build_strategy
 
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
 from .engine import TrainSettings, batches, evaluate, make_problem
-from .model import ModelConfig, SIFNetwork
-from .space import INTERACTIONS
+from .model import DATA_BUFFERS, ModelConfig, SIFNetwork
+from .space import HEADS, INTERACTIONS
 
 log = logging.getLogger("nasp.sif")
 
@@ -76,6 +76,8 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device) -> 
         net.known_users[splits.train.users] = True
         net.known_items[splits.train.items] = True
         net.rating_range.copy_(torch.tensor(splits.rating_range))
+    if config.implicit:
+        net.set_history(splits.train.users, splits.train.items)
     return net.to(device)
 
 
@@ -150,6 +152,9 @@ def load_arch(path: Path) -> dict:
     name = arch["interaction"]
     if not isinstance(name, str) or name not in INTERACTIONS:
         raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
+    head = (arch.get("model") or {}).get("head", "ball")
+    if head not in HEADS:
+        raise NaspError(f"{path}: unknown head {head!r}; known: {', '.join(HEADS)}")
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:
         try:
@@ -168,11 +173,12 @@ def load_arch(path: Path) -> dict:
 # train ------------------------------------------------------------------------------------------
 def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict:
     """The part of a search network's state that a one-op network of ``chosen`` can load:
-    embeddings, biases, element-wise MLPs and the chosen op's head (not alpha, not other ops)."""
+    embeddings, biases, element-wise MLPs and the chosen op's head (not alpha, not other ops,
+    not the buffers that describe the training data)."""
     k = list(ops).index(chosen)
     out = {}
     for key, value in search_state.items():
-        if key == "alpha":
+        if key == "alpha" or key in DATA_BUFFERS:
             continue
         if key.startswith("ops."):
             if key.startswith(f"ops.{k}."):
@@ -191,7 +197,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     net = build_network(splits, config, device)
     if init_state is not None:
         missing, unexpected = net.load_state_dict(init_state, strict=False)
-        if unexpected or set(missing) - {"alpha"}:
+        if unexpected or set(missing) - {"alpha", *DATA_BUFFERS}:
             raise NaspError(f"searched weights do not fit the retrained network (missing {missing}, unexpected {unexpected})")
     if mlp_state is not None and net.mlp_u is not None:
         for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
@@ -228,6 +234,17 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     return net, summary
 
 
+def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,
+          device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
+    """Train again from the same start on train + validation ratings for ``epochs`` (the count
+    early stopping chose on validation), as is usual once model selection is done. Returns the
+    refitted network and its summary (test metrics, epochs, seconds)."""
+    net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
+                         mlp_state, init_state=init_state)
+    return net, {"test_rmse": trained.get("test_rmse"), "test_mae": trained.get("test_mae"),
+                 "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
+
+
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
     """Everything ``recommend`` needs: weights, shape, id maps, items already rated per user."""
     seen_users = torch.cat([splits.train.users, splits.valid.users]).cpu()
@@ -262,7 +279,7 @@ def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[
     except Exception as exc:
         raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
     net = SIFNetwork(config)
-    net.load_state_dict(saved["state"])
+    net.load_model_state(saved["state"])
     net = net.to(device).eval()
     user_ids, item_ids = saved["user_ids"], saved["item_ids"]
     try:

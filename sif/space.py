@@ -21,6 +21,21 @@ def unit_ball(w: Tensor) -> Tensor:
     return w / w.norm().clamp_min(1.0)
 
 
+def inner_box(w: Tensor) -> Tensor:
+    """Clip every entry of ``w`` (length n) to [-1/sqrt(n), 1/sqrt(n)]: the largest box inside
+    the unit L2 ball (done at every forward)."""
+    bound = w.numel() ** -0.5
+    return w.clamp(-bound, bound)
+
+
+#: How an op's output vector w (length n) is bounded; both start at w_k = 1/sqrt(n), the plain
+#: sum scaled into the ball. "ball": the authors' unit L2 ball. "box" (default): the largest box
+#: inside it, |w_k| <= 1/sqrt(n). The ball lets a head pile its weight onto a few coordinates
+#: (up to 1 each instead of 1/sqrt(n)), so that the same scores cost those embedding coordinates
+#: far less L2 penalty; the box leaves no such escape. Measured in docs/sif.md.
+HEADS = {"box": inner_box, "ball": unit_ball}
+
+
 class ElementwiseMLP(nn.Module):
     """g: scalar -> Linear(1, h) -> tanh -> Linear(h, 1), applied to every coordinate.
 
@@ -46,13 +61,16 @@ class ElementwiseMLP(nn.Module):
 
 
 class HeadOp(nn.Module):
-    """Vector-wise op followed by its own output vector w (unit L2 ball): score = w . op(p, q)."""
+    """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
 
     width_factor = 1
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.dim = dim
+        self.bound = HEADS[head]
         self.head = nn.Parameter(torch.empty(dim * self.width_factor))
         self.reset_parameters()
 
@@ -64,7 +82,7 @@ class HeadOp(nn.Module):
         raise NotImplementedError
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
-        return self.combine(p, q) @ unit_ball(self.head)
+        return self.combine(p, q) @ self.bound(self.head)
 
     def num_params(self) -> int:
         return self.head.numel()
@@ -106,9 +124,9 @@ class Concat(HeadOp):
 class GMF(nn.Module):
     """Generalized MF (NCF): an unconstrained output vector over p * q."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
-        self.head = nn.Parameter(torch.ones(dim))
+        self.head = nn.Parameter(torch.ones(dim))  # unbounded, as in NCF
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.head)
@@ -121,7 +139,7 @@ class GMF(nn.Module):
 class MLPTower(nn.Module):
     """NCF's MLP interaction: concat -> Linear(2k, 2k) -> ReLU -> Linear(2k, k) -> ReLU -> Linear(k, 1)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1)

@@ -170,3 +170,41 @@ def test_warmup_auto_runs_and_a_bad_warmup_value_is_a_usage_error(tiny_ratings, 
     r = _invoke("sif", "search", "--data", tiny_ratings, "--warmup-epochs", "soon", "--out", tmp_path / "bad")
     assert r.exit_code == 2 and "'soon' is not a count of epochs (0, 1, ...) or 'auto'" in r.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_refit_trains_again_on_train_plus_valid(tiny_ratings, tmp_path):
+    out = tmp_path / "refit"
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "4", *FAST, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["refit_epochs"] == summary["best_epoch"]
+    assert "early_stopped_test_rmse" in summary and summary["test_rmse"] > 0
+    refit_rows = (out / "refit" / "metrics.jsonl").read_text().strip().splitlines()
+    assert len(refit_rows) == summary["best_epoch"]
+    state = torch.load(out / "model.pt", weights_only=True)["state"]
+    assert state["history_items"].numel() == summary["train_ratings"] + summary["valid_ratings"]
+    r = _invoke("sif", "train", "--ifc", "multiply", "--no-refit", "--no-implicit", "--head", "ball", "--data", tiny_ratings,
+                "--max-epochs", "2", *FAST, "--out", tmp_path / "plain", "--json")
+    assert r.exit_code == 0, r.output
+    plain = json.loads(r.output)
+    assert "refit_epochs" not in plain and plain["params"] < summary["params"]
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["options"]["head"] == "ball"
+
+
+def test_bad_head_is_rejected(tiny_ratings, tmp_path):
+    r = _invoke("sif", "train", "--ifc", "multiply", "--head", "cube", "--data", tiny_ratings, "--out", tmp_path / "h")
+    assert r.exit_code == 2 and "Invalid value for '--head'" in r.output and not (tmp_path / "h").exists()
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"interaction": "multiply", "model": {"dim": 4, "head": "cube"}}))
+    assert "unknown head 'cube'" in _error(_invoke("sif", "train", "--arch", arch, "--data", tiny_ratings, "--out", tmp_path / "a"))
+    assert not (tmp_path / "a").exists()  # the arch file is checked before the run directory is made
+
+
+def test_warm_started_retrain_and_refit_load_the_searched_weights(tiny_ratings, tmp_path):
+    out = tmp_path / "warm"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "2",
+                "--warm-start", *FAST, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["refit_epochs"] == summary["best_epoch"]
+    assert (out / "retrain" / "metrics.jsonl").exists() and (out / "refit" / "metrics.jsonl").exists()

@@ -51,7 +51,7 @@ def _search(tmp_path, op):
     splits, _ = pipeline.load_splits(pipeline.DataOptions(str(folder / "u.data")))
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, elementwise=False,
                          global_mean=float(splits.train.ratings.mean()))
-    settings = TrainSettings(batch_size=512, arch_lr=1e-3, reg=0.0)
+    settings = TrainSettings(lr=0.05, batch_size=512, arch_lr=1e-3, reg=0.0)
     arch, _ = pipeline.search(RunDir(folder / "run"), splits, config, settings, "nasp", 10, 0, torch.device("cpu"),
                               warmup_epochs=3)
     return arch
@@ -76,3 +76,51 @@ def test_short_real_run_beats_the_global_mean(ml100k_path, tmp_path):
     _, summary = pipeline.train(run, splits, config, TrainSettings(), 3, 3, 0, torch.device("cpu"))
     assert summary["test_rmse"] < global_rmse - 0.1, (summary["test_rmse"], global_rmse)
     assert (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 3
+
+
+def _net_with_history(implicit=True, head="box"):
+    net = SIFNetwork(ModelConfig(4, 5, dim=3, implicit=implicit, head=head))
+    users, items = torch.tensor([0, 0, 0, 2, 1]), torch.tensor([1, 3, 4, 0, 2])
+    net.set_history(users, items)
+    with torch.no_grad():
+        net.implicit_emb.weight.normal_() if implicit else None
+    return net, users, items
+
+
+def test_implicit_term_is_svdpp_sum_over_rated_items():
+    net, users, items = _net_with_history()
+    y = net.implicit_emb.weight
+    got = net.implicit(torch.tensor([0, 3, 2, 0]))
+    assert torch.allclose(got[0], (y[1] + y[3] + y[4]) / 3 ** 0.5, atol=1e-6)
+    assert torch.allclose(got[1], torch.zeros(3))  # user 3 rated nothing in training
+    assert torch.allclose(got[2], y[0], atol=1e-6)
+    assert torch.allclose(got[3], got[0])
+    u, _ = net.embed(torch.tensor([0]), torch.tensor([0]))
+    assert torch.allclose(u[0], net.user_emb.weight[0] + got[0], atol=1e-6)
+    # only the batch items' implicit factors are penalised
+    expected = (y[1].pow(2).sum() + y[2].pow(2).sum()) / 2
+    assert torch.allclose(net.implicit_regularization(torch.tensor([0, 1]), torch.tensor([1, 2])), expected)
+
+
+def test_saved_model_with_another_history_length_loads():
+    net, _, _ = _net_with_history()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    fresh = SIFNetwork(net.config)  # empty history, as recommend builds it
+    fresh.load_model_state(state)
+    assert torch.equal(fresh.history_items, net.history_items)
+    pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
+    assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
+
+
+def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
+    for head, check in (("box", lambda w: bool((w.abs() <= 0.5 + 1e-6).all())), ("ball", lambda w: float(w.norm()) <= 1 + 1e-6)):
+        op = INTERACTIONS.get("multiply")(4, head)
+        with torch.no_grad():
+            op.head.copy_(torch.tensor([3.0, -0.2, 0.1, 0.0]))
+        w = op.bound(op.head).detach()
+        assert check(w), (head, w)
+        p = torch.ones(1, 4)
+        assert torch.allclose(op(p, p), w.sum().reshape(1))
+    assert SIFNetwork(ModelConfig(2, 2, dim=4)).ops[0].head.tolist() == [0.5] * 4  # both start as the plain sum / sqrt(k)
+    old = ModelConfig.from_dict({"num_users": 2, "num_items": 2, "dim": 4, "ops": ["multiply"]})
+    assert (old.head, old.implicit) == ("ball", False)  # files written before these options
