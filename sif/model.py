@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
-
 from nasp.errors import NaspError
 
 from .space import HEADS, INTERACTIONS, SEARCH_SPACE, ElementwiseMLP

@@ -78,17 +78,18 @@ def test_short_real_run_beats_the_global_mean(ml100k_path, tmp_path):
     assert (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 3
 
 
-def _net_with_history(implicit=True, head="box"):
-    net = SIFNetwork(ModelConfig(4, 5, dim=3, implicit=implicit, head=head))
+def _net_with_history():
+    """A 4-user, 5-item network with the implicit term; user 0 rated items 1, 3, 4."""
+    net = SIFNetwork(ModelConfig(4, 5, dim=3, implicit=True))
     users, items = torch.tensor([0, 0, 0, 2, 1]), torch.tensor([1, 3, 4, 0, 2])
     net.set_history(users, items)
     with torch.no_grad():
-        net.implicit_emb.weight.normal_() if implicit else None
+        net.implicit_emb.weight.normal_()
     return net, users, items
 
 
 def test_implicit_term_is_svdpp_sum_over_rated_items():
-    net, users, items = _net_with_history()
+    net, _, _ = _net_with_history()
     y = net.implicit_emb.weight
     got = net.implicit(torch.tensor([0, 3, 2, 0]))
     assert torch.allclose(got[0], (y[1] + y[3] + y[4]) / 3 ** 0.5, atol=1e-6)
