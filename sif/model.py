@@ -115,8 +115,12 @@ class SIFNetwork(SearchNetwork):
         self.history_items = items[order].long().to(self.history_items.device)
 
     def load_model_state(self, state: dict) -> None:
-        """``load_state_dict`` for a saved model, whose history may differ in length."""
-        self.history_items = torch.empty_like(state["history_items"]) if "history_items" in state else self.history_items
+        """``load_state_dict`` for a saved model, whose history may differ in length (or be
+        absent: models saved before the implicit term existed have none)."""
+        state = dict(state)
+        for key in ("history_indptr", "history_items"):
+            state.setdefault(key, getattr(self, key))
+        self.history_items = torch.empty_like(state["history_items"])
         self.load_state_dict(state)
 
     def implicit(self, users: Tensor) -> Tensor:

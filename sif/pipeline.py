@@ -275,11 +275,12 @@ def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[
         raise NaspError(f"-k must be at least 1, got {k}")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        config = ModelConfig.from_dict(saved["config"])
+        net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
+        net.load_model_state(saved["state"])
+    except NaspError:
+        raise
     except Exception as exc:
         raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
-    net = SIFNetwork(config)
-    net.load_model_state(saved["state"])
     net = net.to(device).eval()
     user_ids, item_ids = saved["user_ids"], saved["item_ids"]
     try:

@@ -132,6 +132,10 @@ def test_recommend_errors(tiny_ratings, tmp_path):
     assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST, "--out", out).exit_code == 0
     assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--user", "nobody"))
     assert "no trained model" in _error(_invoke("sif", "recommend", "--model", tmp_path, "--user", "1"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    assert "cannot be read as a SIF model" in _error(_invoke("sif", "recommend", "--model", broken, "--user", "1"))
     r = _invoke("sif", "recommend", "--model", out, "--user", "1", "-k", "0")
     assert r.exit_code == 2 and "0 is not in the range" in r.output
 

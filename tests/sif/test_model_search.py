@@ -111,6 +111,9 @@ def test_saved_model_with_another_history_length_loads():
     assert torch.equal(fresh.history_items, net.history_items)
     pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
     assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
+    old = SIFNetwork(ModelConfig(4, 5, dim=3))  # saved before the history buffers existed
+    old_state = {k: v for k, v in old.state_dict().items() if not k.startswith("history_")}
+    SIFNetwork(ModelConfig(4, 5, dim=3)).load_model_state(old_state)
 
 
 def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
