@@ -10,7 +10,7 @@ import click
 
 from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device
-from nasp.strategies import search_strategy_names
+from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.proximal import AUTO, check_warmup
 
 from . import pipeline
@@ -76,7 +76,10 @@ def _switch(opts: dict, name: str, ifc: Optional[str] = None, saved: Optional[di
 
 
 def _warmup(opts: dict) -> Union[int, str]:
-    """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked against --epochs."""
+    """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked against
+    --epochs; 0 for strategies that have no warm-up (they ignore the option)."""
+    if not STRATEGIES.get(opts["strategy"]).uses_warmup:
+        return 0
     given = opts["warmup_epochs"]
     return check_warmup((AUTO if opts["epochs"] > 1 else 0) if given is None else given, opts["epochs"])
 

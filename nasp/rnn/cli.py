@@ -9,7 +9,7 @@ import click
 from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run
 from ..errors import NaspError
 from ..runs import ARCH
-from ..strategies import check_search_strategy, search_strategy_names
+from ..strategies import STRATEGIES, check_search_strategy, search_strategy_names
 from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, load_corpus
 from .genotypes import GENOTYPES, load_genotype
@@ -125,7 +125,8 @@ def search(**opts: Any) -> None:
     corpus: Optional[Corpus] = None
     if not opts["resume"]:  # bad input is reported before a run directory is created
         check_search_strategy(opts["strategy"])
-        check_warmup(opts["warmup_epochs"], opts["epochs"])
+        if STRATEGIES.get(opts["strategy"]).uses_warmup:  # the others ignore --warmup-epochs
+            check_warmup(opts["warmup_epochs"], opts["epochs"])
         SPACES.get(opts["space"])
         corpus = _check_input(opts)
     run, opts, device = start_run("rnn-search", opts)

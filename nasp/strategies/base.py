@@ -71,6 +71,8 @@ class Strategy(ABC):
     uses_valid_batch: bool = True
     #: False for strategies that train a given architecture instead of searching one
     searches: bool = True
+    #: whether the strategy reads the ``warmup_epochs`` option (the others ignore it)
+    uses_warmup: bool = False
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         self.problem = problem

@@ -48,6 +48,8 @@ class NASP(Strategy):
     ``AUTO_WARMUP_TOLERANCE`` of its best value), leaving at least one epoch for the search.
     """
 
+    uses_warmup = True
+
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
         self.warmup_epochs = check_warmup(problem.options.get("warmup_epochs", 0), epochs)

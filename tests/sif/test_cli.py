@@ -165,6 +165,12 @@ def test_warmup_not_shorter_than_search_is_a_one_line_error(tiny_ratings, tmp_pa
     assert not (tmp_path / "w").exists()  # checked before the run directory is made
 
 
+def test_strategies_without_a_warmup_ignore_the_option(tiny_ratings, tmp_path):
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "darts", "--epochs", "2", "--warmup-epochs", "3",
+                "--no-retrain", *FAST, "--out", tmp_path / "d", "--json")
+    assert r.exit_code == 0, r.output
+
+
 def test_warmup_auto_runs_and_a_bad_warmup_value_is_a_usage_error(tiny_ratings, tmp_path):
     r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "auto", "--no-retrain",
                 *FAST, "--out", tmp_path / "auto", "--json")
