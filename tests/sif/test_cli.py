@@ -76,6 +76,20 @@ def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
     assert (out / "summary.json").exists()
 
 
+def test_resume_after_the_refit_gives_the_same_summary(tiny_ratings, tmp_path):
+    out = tmp_path / "r"
+    args = ["sif", "search", "--data", tiny_ratings, "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "3", *FAST]
+    r = _invoke(*args, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.output)
+    (out / "summary.json").unlink()  # as if killed just before the end
+    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.output)
+    assert again["test_rmse"] == pytest.approx(first["test_rmse"], abs=1e-6)
+    assert again["refit_epochs"] == first["refit_epochs"]
+
+
 def _error(result):
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
