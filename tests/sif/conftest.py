@@ -13,7 +13,7 @@ def planted_ratings(op: str, users: int = 200, items: int = 150, n: int = 15000,
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(users, dim, generator=g)
     v = torch.randn(items, dim, generator=g)
-    layer = INTERACTIONS.get(op)(dim)
+    layer = INTERACTIONS.get(op)(dim, "ball")  # the generator: a random output vector in the unit ball
     with torch.no_grad():
         layer.head.copy_(torch.rand(layer.head.shape, generator=g) + 0.5)
     rng = np.random.default_rng(seed)
