@@ -130,10 +130,8 @@ class SIFNetwork(SearchNetwork):
         lengths = end - start
         offsets = torch.cumsum(lengths, 0) - lengths
         flat = torch.repeat_interleave(start - offsets, lengths) + torch.arange(int(lengths.sum()), device=users.device)
-        weights = torch.repeat_interleave(lengths.clamp_min(1).float().rsqrt(), lengths)
-        sums = nn.functional.embedding_bag(self.history_items[flat], self.implicit_emb.weight, offsets,
-                                           mode="sum", per_sample_weights=weights)
-        return sums[inverse]
+        sums = nn.functional.embedding_bag(self.history_items[flat], self.implicit_emb.weight, offsets, mode="sum")
+        return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]
 
     # the SearchNetwork contract ---------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
