@@ -73,6 +73,8 @@ class Strategy(ABC):
     searches: bool = True
     #: whether the strategy reads the ``warmup_epochs`` option (the others ignore it)
     uses_warmup: bool = False
+    #: whether ``derive`` already returns the architecture that scored best on validation
+    selects_on_validation: bool = False
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         self.problem = problem

@@ -16,6 +16,8 @@ from .registry import STRATEGIES
 class RandomSearch(Strategy):
     """Options (``SearchProblem.options``): ``candidates`` (default 10), ``seed`` (default 0)."""
 
+    selects_on_validation = True
+
     uses_valid_batch = False
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:

@@ -128,3 +128,12 @@ def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
     assert SIFNetwork(ModelConfig(2, 2, dim=4)).ops[0].head.tolist() == [0.5] * 4  # both start as the plain sum / sqrt(k)
     old = ModelConfig.from_dict({"num_users": 2, "num_items": 2, "dim": 4, "ops": ["multiply"]})
     assert (old.head, old.implicit) == ("ball", False)  # files written before these options
+
+
+def test_the_search_keeps_the_architecture_that_validated_best():
+    rows = [{"epoch": 0, "warmup": True, "valid_rmse": 0.5, "architecture": {"interaction": "plus"}},
+            {"epoch": 1, "warmup": False, "valid_rmse": 0.92, "architecture": {"interaction": "multiply"}},
+            {"epoch": 2, "warmup": False, "valid_rmse": 0.95, "architecture": {"interaction": "max"}}]
+    assert pipeline.best_search_epoch(rows)["epoch"] == 1  # warm-up epochs never count
+    assert pipeline.best_search_epoch(rows, higher_is_better=True)["epoch"] == 2
+    assert pipeline.best_search_epoch(rows[:1]) is None
