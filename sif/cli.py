@@ -15,7 +15,7 @@ from nasp.strategies.proximal import AUTO, check_warmup
 
 from . import pipeline
 from .engine import TrainSettings
-from .model import ModelConfig
+from .model import LEGACY, ModelConfig
 from .space import HEADS, INTERACTIONS, SEARCH_SPACE
 
 DEFAULTS = TrainSettings()
@@ -71,7 +71,7 @@ def _switch(opts: dict, name: str, ifc: Optional[str] = None, saved: Optional[di
     if opts[name] is not None:
         return opts[name]
     if saved is not None:
-        return bool(saved.get(name, name == "biases"))  # older files: biases on, no implicit term
+        return bool(saved.get(name, LEGACY[name]))
     return ifc != "gmf"
 
 
@@ -126,7 +126,7 @@ def search(**opts) -> None:
     settings = _settings(opts, opts["arch_lr"])
     splits, path = loaded or pipeline.load_splits(_data(opts))
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE, elementwise=True,
-                         biases=_switch(opts, "biases"), implicit=_switch(opts, "implicit"), head=opts["head"] or "box",
+                         biases=_switch(opts, "biases"), implicit=_switch(opts, "implicit"), head=opts["head"] or ModelConfig.head,
                          global_mean=float(splits.train.ratings.mean()))
     if run.resume and run.file("search.json").exists():
         arch = pipeline.load_arch(run.file("arch.json"))
@@ -209,7 +209,7 @@ def train(**opts) -> None:
     mlp_state = arch.get("elementwise_mlp") if arch else None
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=mlp_state is not None,
                          biases=_switch(opts, "biases", name, saved), implicit=_switch(opts, "implicit", name, saved),
-                         head=opts["head"] or (saved.get("head", "ball") if saved else "box"), global_mean=float(splits.train.ratings.mean()))
+                         head=opts["head"] or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head), global_mean=float(splits.train.ratings.mean()))
     net, trained = _fit(run, None, splits, config, settings, opts, device, mlp_state)
     pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
     summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}

@@ -8,9 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
-from nasp.errors import NaspError
 
-from .space import HEADS, INTERACTIONS, SEARCH_SPACE, ElementwiseMLP
+from .space import INTERACTIONS, SEARCH_SPACE, ElementwiseMLP, check_head
+
+
+#: what a saved model or arch file means when it lacks an option: files written before the
+#: implicit term and the box head existed had biases, no implicit term and the ball head
+LEGACY = {"biases": True, "implicit": False, "head": "ball"}
 
 
 @dataclass
@@ -35,11 +39,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        d = dict(d)
+        d = {**LEGACY, **d}
         d["ops"] = tuple(d["ops"])
-        d.setdefault("implicit", False)  # files written before these options existed
-        d.setdefault("head", "ball")
         return cls(**d)
+
 
 
 #: buffers that describe the training data, not the learned model: a network built for other
@@ -62,8 +65,7 @@ class SIFNetwork(SearchNetwork):
         super().__init__()
         for name in config.ops:
             INTERACTIONS.get(name)  # unknown names raise a clear NaspError
-        if config.head not in HEADS:
-            raise NaspError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
+        check_head(config.head)
         self.config = config
         k = config.dim
         self.user_emb = nn.Embedding(config.num_users, k)

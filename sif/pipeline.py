@@ -16,8 +16,8 @@ from nasp.strategies import build_strategy
 
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
 from .engine import TrainSettings, batches, evaluate, make_problem
-from .model import DATA_BUFFERS, ModelConfig, SIFNetwork
-from .space import HEADS, INTERACTIONS
+from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
+from .space import INTERACTIONS, check_head
 
 log = logging.getLogger("nasp.sif")
 
@@ -173,9 +173,10 @@ def load_arch(path: Path) -> dict:
     name = arch["interaction"]
     if not isinstance(name, str) or name not in INTERACTIONS:
         raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
-    head = (arch.get("model") or {}).get("head", "ball")
-    if head not in HEADS:
-        raise NaspError(f"{path}: unknown head {head!r}; known: {', '.join(HEADS)}")
+    try:
+        check_head((arch.get("model") or {}).get("head", LEGACY["head"]))
+    except NaspError as exc:
+        raise NaspError(f"{path}: {exc}") from None
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:
         try:

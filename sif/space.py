@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nasp.errors import NaspError
 from nasp.registry import Registry
 
 INTERACTIONS: Registry = Registry("interaction function")
@@ -34,6 +35,13 @@ def inner_box(w: Tensor) -> Tensor:
 #: (up to 1 each instead of 1/sqrt(n)), so that the same scores cost those embedding coordinates
 #: far less L2 penalty; the box leaves no such escape. Measured in docs/sif.md.
 HEADS = {"box": inner_box, "ball": unit_ball}
+
+
+def check_head(name: str) -> str:
+    """``name`` if it names a head bound, else a clear ``NaspError``."""
+    if name not in HEADS:
+        raise NaspError(f"unknown head {name!r}; known: {', '.join(HEADS)}")
+    return name
 
 
 class ElementwiseMLP(nn.Module):
@@ -67,10 +75,8 @@ class HeadOp(nn.Module):
 
     def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.dim = dim
-        self.bound = HEADS[head]
+        self.bound = HEADS[check_head(head)]
         self.head = nn.Parameter(torch.empty(dim * self.width_factor))
         self.reset_parameters()
 
