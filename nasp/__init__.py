@@ -10,10 +10,11 @@ Domains built on it: ``sif`` (collaborative filtering), ``nasp.cnn`` and ``nasp.
 from . import prox
 from .architect import Architect
 from .errors import NaspError
-from .mixing import Mixing, mix, plan
+from .mixing import Active, Mixing, MixingRule, MixPlan, Selection, SinglePath, Softmax, mix, plan
 from .network import SearchNetwork
 from .regularizers import ModelSize
 
 __version__ = "0.1.0"
 
-__all__ = ["Architect", "prox", "NaspError", "Mixing", "mix", "plan", "SearchNetwork", "ModelSize", "__version__"]
+__all__ = ["Architect", "prox", "NaspError", "Mixing", "MixingRule", "MixPlan", "Selection", "Softmax", "Active",
+           "SinglePath", "mix", "plan", "SearchNetwork", "ModelSize", "__version__"]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import prox
+from .mixing import Selection
 
 Discretize = Callable[[Tensor], Tensor]
 Regularizer = Callable[[Sequence[Tensor]], Tensor]
@@ -87,6 +88,8 @@ class Architect:
             optimizer = torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
         self.optimizer = optimizer
         self._inside = False
+        #: inside ``discrete()``: the host-side non-zero entries of every projected alpha
+        self.selection: Optional[Selection] = None
 
     def parameters(self) -> list[nn.Parameter]:
         """Everything this architect steps: the alphas, then the extras."""
@@ -97,19 +100,30 @@ class Architect:
         """prox_C1 of every alpha, without changing anything."""
         return [d(a) for a, d in zip(self.alphas, self.discretizers)]
 
+    @torch.no_grad()
+    def _project_on_host(self) -> tuple[list[Tensor], list[Tensor]]:
+        """(projections on the host, the same on each alpha's device): one device-to-host copy
+        per alpha (the alphas are tiny; the projection itself never syncs on the host)."""
+        host = [d(a.detach().cpu()) for a, d in zip(self.alphas, self.discretizers)]
+        return host, [h.to(a.device, a.dtype, non_blocking=True) for h, a in zip(host, self.alphas)]
+
     @contextmanager
     def discrete(self) -> Iterator[list[Tensor]]:
         """Inside, every alpha holds its discrete projection; on exit the continuous values
-        are restored and any gradient computed inside stays on them (the discrete-point gradient)."""
+        are restored and any gradient computed inside stays on them (the discrete-point gradient).
+        ``self.selection`` holds the projection's non-zero entries on the host meanwhile (pass it
+        to a mixing rule so that forward passes need no copy of their own)."""
         if self._inside:
             raise RuntimeError("Architect.discrete() is already active")
-        projected = self.discrete_values()
+        host, projected = self._project_on_host()
         self._inside = True
+        self.selection = Selection(self.alphas, host)
         try:
             with assigned(self.alphas, projected):
                 yield projected
         finally:
             self._inside = False
+            self.selection = None
 
     def penalty(self) -> Tensor:
         """``eta * R(alphas)`` at the current values (call inside ``discrete()``); 0 without R."""

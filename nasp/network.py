@@ -1,13 +1,14 @@
 """The contract between the search strategies and a domain's search network."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from . import prox
-from .mixing import Mixing
+from .mixing import Mixing, MixingRule
 
 
 class SearchNetwork(nn.Module):
@@ -15,13 +16,22 @@ class SearchNetwork(nn.Module):
 
     A subclass registers its architecture tensors as parameters, lists them in
     ``arch_parameters()``, and in ``forward`` mixes its candidate operations with
-    ``nasp.mixing.plan``/``mix`` under ``self.mixing`` (set by the strategy). The strategies need
-    nothing else; the defaults below fit most networks.
+    ``nasp.mixing.plan``/``mix`` under ``self.mixing``, the rule a strategy sets for each forward
+    through ``using(rule)``. The strategies need nothing else; the defaults below fit most networks.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.mixing: Mixing = Mixing.SINGLE
+        self.mixing: MixingRule = Mixing.SINGLE
+
+    @contextmanager
+    def using(self, rule: MixingRule) -> Iterator[None]:
+        """Forward passes inside mix candidates under ``rule``; the previous rule comes back on exit."""
+        previous, self.mixing = self.mixing, rule
+        try:
+            yield
+        finally:
+            self.mixing = previous
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture tensors (rows x ops), in a fixed order."""
@@ -42,8 +52,22 @@ class SearchNetwork(nn.Module):
         return [prox.onehot for _ in self.arch_parameters()]
 
     def derive(self, alphas: Sequence[Tensor] | None = None) -> Any:
-        """The final architecture as a JSON-able object, from ``alphas`` (default: current)."""
+        """The architecture a supernet method (DARTS) reads from continuous ``alphas`` (default:
+        current), as a JSON-able object. Cells use DARTS' softmax rule here."""
         raise NotImplementedError
+
+    def export(self, discrete: Sequence[Tensor]) -> Any:
+        """The JSON-able architecture held by *discrete* values (a projection prox_C1(alpha)):
+        on every row, the op of its non-zero entry; a row of zeros is a dropped edge. This is
+        what NASP-like strategies trained and validated. Default: ``derive(discrete)`` (right for
+        networks whose derivation is a per-row arg-max)."""
+        return self.derive(discrete)
+
+    @torch.no_grad()
+    def project(self, alphas: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """prox onto C1 of ``alphas`` (default: current), one discretizer per tensor."""
+        alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]
+        return [d(a) for a, d in zip(alphas, self.discretizers())]
 
     def reset_weights(self) -> None:
         """Re-initialise every weight (random search trains each candidate from scratch)."""

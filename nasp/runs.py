@@ -295,7 +295,7 @@ def run_search(
             metrics = evaluate(net)
         row = {"epoch": epoch, **{k: float(v) / steps for k, v in sums.items()}, **metrics}
         row.update(strategy.describe())
-        row["architecture"] = strategy.derive()
+        row["architecture"] = strategy.evaluated_architecture()
         row["seconds"] = round(time.perf_counter() - t0, 4)
         row["train_seconds"] = round(train_seconds, 4)
         strategy.end_epoch(epoch, metrics)

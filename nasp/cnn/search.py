@@ -83,6 +83,13 @@ def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[i
         raise NaspError(f"--batch-size {batch_size}: larger than the {n_train} examples of the {what} data")
 
 
+def _exported_score(strategy: Any, rows: list[dict], key: str) -> float:
+    """The validation score of the exported architecture: the selected candidate's for a
+    strategy that selects on validation (random), else the last epoch's."""
+    best = getattr(strategy, "best_score", None)
+    return float(best) if strategy.selects_on_validation and best is not None else rows[-1][key]
+
+
 def build_search_network(opts: dict, data: ImageData) -> CNNSearchNetwork:
     return CNNSearchNetwork(opts["space"], channels=opts["channels"], layers=opts["layers"], num_classes=data.num_classes,
                             in_channels=data.in_channels, steps=opts.get("nodes", 4), multiplier=opts.get("nodes", 4))
@@ -134,7 +141,7 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, opts["epochs"], run)
-    genotype = Genotype.from_json(strategy.derive(), "derived genotype")
+    genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
     run.file("genotype.txt").write_text(genotype.to_text() + "\n")
     plot_genotype(genotype, run.file("cells.png"), f"{opts['strategy']} on {data.name}, space {opts['space']}")
@@ -152,7 +159,8 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         "train_seconds_per_epoch": round(sum(r["train_seconds"] for r in rows) / max(1, len(rows)), 3),
         "peak_memory_mb": round(memory, 1),
         "peak_memory_kind": memory_kind,
-        "valid_acc": rows[-1]["valid_acc"],
+        "valid_acc": _exported_score(strategy, rows, "valid_acc"),
+        "valid_score_of": strategy.validates,
         "best_valid_acc": max(r["valid_acc"] for r in rows),
         "params_of_derived_cell": net.cell_params(genotype, reduction=False),
         "params_of_derived_reduce_cell": net.cell_params(genotype, reduction=True),

@@ -137,9 +137,36 @@ class CNNSearchNetwork(SearchNetwork):
         return self.classifier(self.pool(s1).flatten(1))
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
-        """The genotype as JSON: per edge softmax, top-2 incoming edges per node by their largest
-        probability, arg-max op on each kept edge (REFERENCE §1, "Deriving")."""
+        """DARTS' genotype as JSON: per edge softmax, top-2 incoming edges per node by their
+        largest probability, arg-max op on each kept edge (REFERENCE §1, "Deriving": DARTS only)."""
         return self.genotype(alphas).to_json()
+
+    def export(self, discrete: Sequence[Tensor]) -> dict:
+        """The genotype a projection prox_C1 holds: on every kept (non-zero) edge, its op. This
+        is the cell NASP trained and validated (REFERENCE §1, "Deriving": NASP)."""
+        cells = []
+        for value, names in zip(discrete, (self.space.normal, self.space.reduce)):
+            value = value.detach().cpu()
+            edges = []
+            for sl in prox.node_slices(edges_per_node(self.steps)):
+                for r in range(sl.start, sl.stop):
+                    if value[r].amax() > 0:
+                        edges.append((names[int(value[r].argmax())], r - sl.start))
+            cells.append(edges)
+        concat = list(range(2 + self.steps - self.multiplier, 2 + self.steps))
+        return Genotype.build(cells[0], concat, cells[1], concat, "exported genotype").to_json()
+
+    def alphas_of(self, genotype: Genotype) -> list[Tensor]:
+        """Discrete architecture values holding ``genotype`` (the inverse of ``export``)."""
+        out = []
+        for reduction, names in ((False, self.space.normal), (True, self.space.reduce)):
+            edges, _ = genotype.cell(reduction)
+            value = torch.zeros(sum(edges_per_node(self.steps)), len(names))
+            starts = [sl.start for sl in prox.node_slices(edges_per_node(self.steps))]
+            for n, (op, source) in enumerate(edges):
+                value[starts[n // 2] + source, names.index(op)] = 1.0
+            out.append(value.to(self.alpha_normal.device))
+        return out
 
     def genotype(self, alphas: Optional[Sequence[Tensor]] = None) -> Genotype:
         alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import prox
-from ..mixing import MixPlan, Mixing, mix, plan
+from ..mixing import MixPlan, mix, plan
 from ..network import SearchNetwork
 from .corpus import Segment
 from .genotypes import RecurrentGenotype
@@ -175,13 +175,13 @@ class MixedCell(RecurrentCell):
 
     def node(self, i: int, states: list[Tensor], h_mask: Optional[Tensor], p: MixPlan) -> Tensor:
         preds = list(range(i + 1))
-        if p.mixing is Mixing.SOFTMAX:
+        if p.dense:
             out = self._rows(i, preds, states, h_mask, p)
         else:
             first = self.space.first_row(i)
             selected = [j for j in preds if p.active[first + j]]
             out = self._rows(i, selected, states, h_mask, p)
-            if p.mixing is Mixing.ACTIVE:  # values of the dropped edges, for the alpha gradient only
+            if p.runs_inactive:  # values of the dropped edges, for the alpha gradient only
                 rest = self._rows(i, [j for j in preds if j not in selected], states, h_mask, p, grad=False)
                 if rest is not None:
                     out = rest if out is None else out + rest
@@ -278,7 +278,28 @@ class RNNSearchNetwork(SearchNetwork):
         return RecurrentGenotype(tuple(recurrent), tuple(range(1, self.space.steps + 1)))
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
+        """DARTS' derivation (softmax rule) as JSON; NASP-like strategies use ``export``."""
         return self.genotype(alphas).to_json()
+
+    def export(self, discrete: Sequence[Tensor]) -> dict:
+        """The genotype a projection prox_C1 (k=1) holds: per node, its non-zero row's
+        predecessor and activation, the cell NASP trained and validated."""
+        value = discrete[0].detach().cpu()
+        recurrent = []
+        for i in range(self.space.steps):
+            first = self.space.first_row(i)
+            rows = [r for r in range(first, first + i + 1) if value[r].amax() > 0]
+            if len(rows) != 1:
+                raise ValueError(f"node {i} of the projection keeps {len(rows)} edges, expected 1")
+            recurrent.append((self.space.activations[int(value[rows[0]].argmax())], rows[0] - first))
+        return RecurrentGenotype(tuple(recurrent), tuple(range(1, self.space.steps + 1))).to_json()
+
+    def alphas_of(self, genotype: RecurrentGenotype) -> list[Tensor]:
+        """Discrete architecture values holding ``genotype`` (the inverse of ``export``)."""
+        value = torch.zeros_like(self.alpha.detach())
+        for i, (act, pred) in enumerate(genotype.recurrent):
+            value[self.space.row(i, pred), self.space.activations.index(act)] = 1.0
+        return [value]
 
 
 class LMLoss:

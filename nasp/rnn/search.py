@@ -84,7 +84,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run)
-    genotype = RecurrentGenotype.from_json(strategy.derive(), source="derived genotype")
+    genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {
         "strategy": cfg.strategy,
@@ -96,6 +96,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
         "steps_per_epoch": len(train_segments),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "valid_ppl": float(best) if best is not None else rows[-1]["valid_ppl"],
+        "valid_score_of": strategy.validates,
         "genotype": genotype.to_json(),
     }
     return {"genotype": genotype, "summary": summary, "rows": rows}

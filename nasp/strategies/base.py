@@ -7,24 +7,71 @@ drives it. The run loop (``nasp.runs.run_search``) only ever calls::
     for train_batch, valid_batch in ...: strategy.step(train_batch, valid_batch)
     with strategy.evaluation(): metrics = problem.evaluate(network)
     strategy.end_epoch(epoch, metrics)
-    strategy.derive(); strategy.state_dict(); strategy.load_state_dict(...)
+    strategy.export(); strategy.state_dict(); strategy.load_state_dict(...)
+
+A strategy owns how the network mixes its candidates: it sets a ``nasp.mixing`` rule around
+every forward pass (``network.using(rule)``), so a new method is a new strategy file.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+import dataclasses
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..architect import Regularizer
-from ..mixing import Mixing
+from ..mixing import MixingRule, Selection, SinglePath
 from ..network import SearchNetwork
+
+log = logging.getLogger("nasp")
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+
+@dataclass
+class SearchOptions:
+    """Options that only some strategies read. ``None`` means "not given": the strategy that
+    reads the option uses its own default, and the others ignore it.
+
+    Attributes:
+        seed: seed of the strategies' own random streams (sampled architectures).
+        warmup_epochs: NASP warm-up epochs before the architecture moves (a count or "auto").
+        candidates: random search: architectures tried.
+        unrolled: DARTS second order: how the unrolled weight step is taken.
+    """
+
+    seed: int = 0
+    warmup_epochs: Union[int, str, None] = None
+    candidates: Optional[int] = None
+    unrolled: Optional[str] = None
+
+    @classmethod
+    def of(cls, value: Union["SearchOptions", dict, None]) -> "SearchOptions":
+        """Options from a ``SearchOptions``, a dict of its fields (unknown keys raise) or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown search options {unknown}; known: {sorted(known)}")
+        return cls(**value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The option's value, or ``default`` when it was not given."""
+        value = getattr(self, name)
+        return default if value is None else value
+
+    def given(self) -> list[str]:
+        """Names of the options that were given (seed excluded: every strategy may read it)."""
+        return [f.name for f in dataclasses.fields(self) if f.name != "seed" and getattr(self, f.name) is not None]
 
 
 @dataclass
@@ -41,6 +88,7 @@ class SearchProblem:
         grad_clip: max grad norm of the weight step (None: no clipping).
         arch_lr, arch_betas, arch_weight_decay: Adam settings of the architecture step.
         regularizer, eta: model-size term added at the discrete point (NASP only).
+        options: strategy-specific options (``SearchOptions``; a dict of its fields is converted).
     """
 
     network: SearchNetwork
@@ -55,7 +103,10 @@ class SearchProblem:
     arch_weight_decay: float = 1e-3
     regularizer: Optional[Regularizer] = None
     eta: float = 0.0
-    options: dict = field(default_factory=dict)
+    options: SearchOptions = field(default_factory=SearchOptions)
+
+    def __post_init__(self) -> None:
+        self.options = SearchOptions.of(self.options)
 
     def better(self, a: float, b: Optional[float]) -> bool:
         """Whether score ``a`` beats ``b`` (``None`` is beaten by anything)."""
@@ -71,10 +122,26 @@ class Strategy(ABC):
     uses_valid_batch: bool = True
     #: False for strategies that train a given architecture instead of searching one
     searches: bool = True
-    #: whether the strategy reads the ``warmup_epochs`` option (the others ignore it)
-    uses_warmup: bool = False
-    #: whether ``derive`` already returns the architecture that scored best on validation
+    #: the ``SearchOptions`` (and ``"eta"``: the model-size term) this strategy reads; the run
+    #: warns about a given option that the strategy ignores
+    reads: ClassVar[frozenset[str]] = frozenset()
+    #: whether the strategy reads ``warmup_epochs`` (set from ``reads``)
+    uses_warmup: ClassVar[bool] = False
+    #: whether ``export`` already returns the architecture that scored best on validation
     selects_on_validation: bool = False
+    #: what the validation metrics of an epoch score: "discrete architecture" (the exported
+    #: one) or "supernet" (DARTS: the softmax mixture, not the derived cell)
+    validates: ClassVar[str] = "discrete architecture"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.uses_warmup = "warmup_epochs" in cls.reads
+
+    @classmethod
+    def ignored_options(cls, problem: SearchProblem) -> list[str]:
+        """The given options of ``problem`` that this strategy does not read."""
+        given = problem.options.given() + (["eta"] if problem.eta > 0 else [])
+        return [name for name in given if name not in cls.reads]
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         self.problem = problem
@@ -118,16 +185,32 @@ class Strategy(ABC):
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
         """Default: evaluate the discrete architecture the alphas hold, single path."""
-        self.network.mixing = Mixing.SINGLE
-        yield
+        with self.network.using(SinglePath()):
+            yield
 
     def derive_alphas(self) -> list[Tensor]:
         """The architecture values the final architecture is read from (default: the current ones)."""
         return [a.detach().clone() for a in self.network.arch_parameters()]
 
+    def architecture_of(self, alphas: Sequence[Tensor]) -> Any:
+        """The JSON-able architecture this strategy reads from architecture values. Default
+        (NASP, random, fixed): the network's export of their discrete projection prox_C1, i.e.
+        the very cell that the weight steps and the evaluation ran."""
+        return self.network.export(self.network.project(alphas))
+
+    def evaluated_architecture(self) -> Any:
+        """The architecture of the current values: what this epoch trained and validated (the
+        ``architecture`` of its metrics row)."""
+        return self.architecture_of([a.detach() for a in self.network.arch_parameters()])
+
+    def export(self) -> Any:
+        """The final architecture (``arch.json``): that of ``derive_alphas()`` (the current
+        values, or the best-validated ones for a strategy that selects on validation)."""
+        return self.architecture_of(self.derive_alphas())
+
     def derive(self) -> Any:
-        """The final architecture (the network's JSON-able export)."""
-        return self.network.derive(self.derive_alphas())
+        """Alias of ``export`` (the name of the first round)."""
+        return self.export()
 
     def state_dict(self) -> dict:
         state = {"weight_optimizer": self.weight_optimizer.state_dict()}
@@ -141,11 +224,11 @@ class Strategy(ABC):
             self.scheduler.load_state_dict(state["scheduler"])
 
     # shared pieces --------------------------------------------------------------------------
-    def weight_step(self, batch: Any, mixing: Mixing) -> Tensor:
-        """One optimizer step of the weights on ``batch`` under ``mixing``; returns the loss."""
-        self.network.mixing = mixing
+    def weight_step(self, batch: Any, rule: MixingRule) -> Tensor:
+        """One optimizer step of the weights on ``batch`` mixed under ``rule``; returns the loss."""
         params = [p for p in self.weight_params if p.requires_grad]
-        loss = self.problem.loss(self.network, batch)
+        with self.network.using(rule):
+            loss = self.problem.loss(self.network, batch)
         # gradients of the weights only: alphas and architecture extras (e.g. SIF's element-wise
         # MLPs) are not differentiated here; unused weights (unselected ops) get None
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):

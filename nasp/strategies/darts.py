@@ -7,12 +7,12 @@ approximated by central finite differences, as in the DARTS paper.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-from ..mixing import Mixing
+from ..mixing import Softmax
 from .base import SearchProblem, Strategy, arch_optimizer
 from .registry import STRATEGIES
 
@@ -25,7 +25,10 @@ def _grads(loss: Tensor, params: list, *, retain_graph: bool = False) -> list[Te
 @STRATEGIES.register("darts")
 class DARTS(Strategy):
     """First-order DARTS: alternate an Adam step of the architecture on a validation batch and an
-    SGD step of the weights on a training batch, both through the full softmax supernet."""
+    SGD step of the weights on a training batch, both through the full softmax supernet. Its
+    validation scores are the supernet's; it exports DARTS' softmax derivation of the alphas."""
+
+    validates = "supernet"
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
@@ -37,19 +40,23 @@ class DARTS(Strategy):
         return _grads(loss, self.arch_params), loss.detach()
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        self.network.mixing = Mixing.SOFTMAX
         self.arch_optimizer.zero_grad(set_to_none=True)
-        grads, arch_loss = self.arch_gradients(train_batch, valid_batch)
+        with self.network.using(Softmax()):
+            grads, arch_loss = self.arch_gradients(train_batch, valid_batch)
         for p, g in zip(self.arch_params, grads):
             p.grad = g
         self.arch_optimizer.step()
-        train_loss = self.weight_step(train_batch, Mixing.SOFTMAX)
+        train_loss = self.weight_step(train_batch, Softmax())
         return {"train_loss": train_loss, "arch_loss": arch_loss}
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
-        self.network.mixing = Mixing.SOFTMAX
-        yield
+        with self.network.using(Softmax()):
+            yield
+
+    def architecture_of(self, alphas: Sequence[Tensor]) -> Any:
+        """DARTS' derivation from continuous alphas (softmax; top-k edges by probability)."""
+        return self.network.derive(alphas)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict()}

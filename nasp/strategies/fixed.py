@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..mixing import Mixing
+from ..mixing import SinglePath
 from .base import Strategy
 from .registry import STRATEGIES
 
@@ -25,4 +25,4 @@ class Fixed(Strategy):
         return [p for p in params if p.requires_grad]
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
+        return {"train_loss": self.weight_step(train_batch, SinglePath())}

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..architect import Architect, assigned
 from ..errors import NaspError
-from ..mixing import Mixing
+from ..mixing import Active, SinglePath
 from .base import SearchProblem, Strategy, arch_optimizer, sample_architecture
 from .registry import STRATEGIES
 
@@ -48,7 +48,7 @@ class NASP(Strategy):
     ``AUTO_WARMUP_TOLERANCE`` of its best value), leaving at least one epoch for the search.
     """
 
-    uses_warmup = True
+    reads = frozenset({"warmup_epochs", "eta"})
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
@@ -56,7 +56,7 @@ class NASP(Strategy):
         self.warming = False
         self.warmup_over = False           # "auto": the metric has stopped improving
         self.warmup_best: Optional[float] = None
-        self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
+        self.generator = torch.Generator().manual_seed(int(problem.options.seed))
         net = self.network
         extras = net.arch_extra_parameters()
         self.architect = Architect(
@@ -97,22 +97,20 @@ class NASP(Strategy):
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         if self.warming:
             with assigned(self.network.arch_parameters(), sample_architecture(self.network, self.generator)):
-                return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
+                return {"train_loss": self.weight_step(train_batch, SinglePath())}
         arch = self.architect
         arch.zero_grad()
-        self.network.mixing = Mixing.ACTIVE
-        with arch.discrete():
+        with arch.discrete(), self.network.using(Active(arch.selection)):
             arch_loss = self.problem.loss(self.network, self.arch_batch(train_batch, valid_batch))
             arch.backward(arch_loss + arch.penalty())
         arch.step()
         with arch.discrete():
-            train_loss = self.weight_step(train_batch, Mixing.SINGLE)
+            train_loss = self.weight_step(train_batch, SinglePath(arch.selection))
         return {"train_loss": train_loss, "arch_loss": arch_loss.detach()}
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
-        self.network.mixing = Mixing.SINGLE
-        with self.architect.discrete():
+        with self.architect.discrete(), self.network.using(SinglePath(self.architect.selection)):
             yield
 
     def state_dict(self) -> dict:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..mixing import Mixing
+from ..mixing import SinglePath
 from .base import SearchProblem, Strategy, sample_architecture
 from .registry import STRATEGIES
 
@@ -16,6 +16,7 @@ from .registry import STRATEGIES
 class RandomSearch(Strategy):
     """Options (``SearchProblem.options``): ``candidates`` (default 10), ``seed`` (default 0)."""
 
+    reads = frozenset({"candidates"})
     selects_on_validation = True
 
     uses_valid_batch = False
@@ -29,7 +30,7 @@ class RandomSearch(Strategy):
         self.starts = [i * per for i in range(self.num_candidates)]
         self.ends = self.starts[1:] + [epochs]
         super().__init__(problem, self.ends[0] - self.starts[0])
-        self.generator = torch.Generator().manual_seed(int(problem.options.get("seed", 0)))
+        self.generator = torch.Generator().manual_seed(int(problem.options.seed))
         self.candidate = -1
         self.history: list[dict] = []
         self.best_alphas: Optional[list[Tensor]] = None
@@ -53,7 +54,7 @@ class RandomSearch(Strategy):
             self._start_candidate(index)
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        return {"train_loss": self.weight_step(train_batch, Mixing.SINGLE)}
+        return {"train_loss": self.weight_step(train_batch, SinglePath())}
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)

@@ -31,7 +31,7 @@ def test_nasp_arch_gradient_equals_full_autograd_at_the_discrete_point(monkeypat
         net.mixing = Mixing.ACTIVE
         fast = torch.autograd.grad(LMLoss()(net, seg), [net.alpha])[0]
         every = [list(range(4))] * net.alpha.shape[0]  # reference: every candidate with autograd
-        monkeypatch.setattr(rnn_model, "plan", lambda a, m: MixPlan(a, every, Mixing.ACTIVE))
+        monkeypatch.setattr(rnn_model, "plan", lambda a, m: MixPlan(a, every, True, Mixing.ACTIVE))
         full = torch.autograd.grad(LMLoss()(net, seg), [net.alpha])[0]
     assert torch.allclose(fast, full, atol=1e-12)
     assert (fast != 0).all()  # every (predecessor, activation) gets a gradient

@@ -19,7 +19,7 @@ def test_every_interaction_scores_one_value_per_pair(name):
     assert op(p, q).shape == (5,)
 
 
-@pytest.mark.parametrize("mixing", list(Mixing))
+@pytest.mark.parametrize("mixing", Mixing.ALL)
 def test_network_forward_shapes_under_every_mixing(mixing):
     net = SIFNetwork(ModelConfig(7, 9, dim=4))
     net.mixing = mixing
