@@ -2,7 +2,7 @@
 from ..errors import NaspError
 from .base import SearchProblem, Strategy
 from .registry import STRATEGIES
-from . import darts, fixed, proximal, random_search  # noqa: F401  (register the built-in strategies)
+from . import darts, fixed, gdas, proximal, random_search  # noqa: F401  (register the built-in strategies)
 
 
 def build_strategy(name: str, problem: SearchProblem, epochs: int) -> Strategy:

@@ -75,3 +75,15 @@ def test_alphas_of_inverts_export():
     discrete = net.project([torch.rand_like(a) for a in net.arch_parameters()])
     genotype = Genotype.from_json(net.export(discrete))
     assert all(torch.equal(a, b) for a, b in zip(net.alphas_of(genotype), discrete))
+
+
+def test_gdas_cell_search_runs_and_exports_the_cell_it_validated(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = _search(out, cifar_dir, "--strategy", "gdas")
+    net, valid = _network_and_validation(out)
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch == net.export(net.project())
+    net.set_architecture(net.alphas_of(Genotype.from_json(arch)))
+    net.eval()
+    with net.using(SinglePath()):
+        assert accuracy(net, valid, torch.device("cpu"))["acc"] == summary["valid_acc"]
