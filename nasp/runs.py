@@ -10,14 +10,14 @@ import logging
 import os
 import random
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
 from .errors import NaspError
+from .loop import EarlyStopping, OnEpoch, RunLoop, progress  # noqa: F401  (re-exported)
 from .strategies.base import Strategy
 
 log = logging.getLogger("nasp")
@@ -192,53 +192,7 @@ def read_json(path: os.PathLike | str, what: str = "JSON file") -> Any:
         raise NaspError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
-# the loop -------------------------------------------------------------------------------------
-class EarlyStopping:
-    """Stop after ``patience`` epochs without improvement of ``metric``; remembers the best
-    network state so the loop can restore it at the end."""
-
-    def __init__(self, metric: str, higher_is_better: bool = False, patience: int = 5) -> None:
-        self.metric, self.higher_is_better, self.patience = metric, higher_is_better, patience
-        self.best: Optional[float] = None
-        self.best_epoch = -1
-        self.best_state: Optional[dict] = None
-
-    def update(self, epoch: int, metrics: dict, network: torch.nn.Module) -> bool:
-        """Record this epoch; returns True when training should stop."""
-        value = float(metrics[self.metric])
-        improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
-        if improved:
-            self.best, self.best_epoch = value, epoch
-            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        return epoch - self.best_epoch >= self.patience
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_epoch, self.best_state = state["best"], state["best_epoch"], state["best_state"]
-
-
-def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
-    """A tqdm bar on stderr, silent when stderr is not a terminal."""
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
-
-
-def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
-    """Endless batches: a fresh pass of ``make(i)`` each time one runs out (not cached)."""
-    i = start
-    while True:
-        empty = True
-        for batch in make(i):
-            empty = False
-            yield batch
-        if empty:
-            raise NaspError("the validation data yields no batch")
-        i += 1
-
-
+# the loop (kept here for the first round's callers; the loop itself is nasp.loop.RunLoop) ---------
 def run_search(
     strategy: Strategy,
     train_batches: Callable[[int], Iterable],
@@ -246,74 +200,10 @@ def run_search(
     evaluate: Callable[[Any], dict],
     epochs: int,
     run: RunDir,
-    extra_state: Optional[Callable[[], dict]] = None,
     on_epoch: Optional[Callable[[int, dict], None]] = None,
     early_stopping: Optional[EarlyStopping] = None,
 ) -> list[dict]:
-    """Search for ``epochs`` epochs, checkpointing after each; resume if ``run.resume``.
-
-    ``train_batches(epoch)`` and ``valid_batches(pass_index)`` give fresh iterables whose order
-    depends on their argument only, so a resumed run sees the same batches as an uninterrupted
-    one. ``evaluate(network)`` runs inside ``strategy.evaluation()`` and returns metrics.
-    With ``early_stopping``, training stops when it says so and the best network state is
-    restored at the end. Returns all metrics rows (one per epoch).
-    """
-    net = strategy.network
-    start = 0
-    if run.resume and run.has_checkpoint():
-        state = run.load_checkpoint()
-        net.load_state_dict(state["network"])
-        strategy.load_state_dict(state["strategy"])
-        set_rng_state(state["rng"])
-        if early_stopping is not None and "early_stopping" in state:
-            early_stopping.load_state_dict(state["early_stopping"])
-        start = int(state["epoch"]) + 1
-        run.truncate_metrics(start)
-        log.info("resuming %s at epoch %d", run.path, start)
-    elif run.resume:
-        run.truncate_metrics(0)
-    rows = run.read_metrics()
-    for epoch in range(start, epochs):
-        t0 = time.perf_counter()
-        net.train()
-        strategy.begin_epoch(epoch)
-        valid_iter = _cycle(valid_batches, epoch * 1_000) if strategy.uses_valid_batch else None
-        sums: dict[str, torch.Tensor] = {}
-        steps = 0
-        batches = train_batches(epoch)
-        total = len(batches) if hasattr(batches, "__len__") else None
-        for train_batch in progress(batches, total, f"epoch {epoch + 1}/{epochs}"):
-            valid_batch = next(valid_iter) if valid_iter is not None else None
-            stats = strategy.step(train_batch, valid_batch)
-            for key, value in stats.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            steps += 1
-        if steps == 0:
-            raise NaspError("the training data yields no batch (fewer ratings/examples than one batch?)")
-        train_seconds = time.perf_counter() - t0
-        with strategy.evaluation():
-            metrics = evaluate(net)
-        row = {"epoch": epoch, **{k: float(v) / steps for k, v in sums.items()}, **metrics}
-        row.update(strategy.describe())
-        row["architecture"] = strategy.evaluated_architecture()
-        row["seconds"] = round(time.perf_counter() - t0, 4)
-        row["train_seconds"] = round(train_seconds, 4)
-        strategy.end_epoch(epoch, metrics)
-        stop = early_stopping.update(epoch, metrics, net) if early_stopping is not None else False
-        run.append_metrics(row)
-        rows.append(row)
-        state = {"epoch": epoch, "network": net.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state()}
-        if early_stopping is not None:
-            state["early_stopping"] = early_stopping.state_dict()
-        if extra_state is not None:
-            state.update(extra_state())
-        run.save_checkpoint(state)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-        log.info("epoch %d/%d %s", epoch + 1, epochs, {k: v for k, v in row.items() if k != "architecture"})
-        if stop:
-            log.info("early stop after epoch %d (best epoch %d)", epoch + 1, early_stopping.best_epoch + 1)
-            break
-    if early_stopping is not None and early_stopping.best_state is not None:
-        net.load_state_dict(early_stopping.best_state)
-    return rows
+    """``RunLoop`` with the two hooks most runs use: ``early_stopping`` (the best network state
+    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint."""
+    hooks = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
+    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, hooks)()

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import logging
-import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import NaspError
-from ..runs import RunDir, progress, rng_state, set_rng_state
+from ..loop import Hook, RunLoop
+from ..runs import RunDir
+from ..strategies import SearchProblem, build_strategy
 from .data import Augment, Batches, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
 from .model import MODEL_DEFAULTS, MODELS, count_flops, count_params
@@ -17,6 +19,16 @@ from .plot import plot_curves, plot_genotype
 from .search import accuracy, autocast, check_sizes, peak_memory_mb
 
 log = logging.getLogger("nasp")
+
+
+class DropPathRamp(Hook):
+    """Drop-path probability ramped linearly from 0 to ``max_prob`` over the epochs (DARTS)."""
+
+    def __init__(self, model: nn.Module, max_prob: float, epochs: int) -> None:
+        self.model, self.max_prob, self.epochs = model, max_prob, epochs
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.model.drop_path_prob = self.max_prob * epoch / self.epochs
 
 
 def train(opts: dict, run: RunDir, device: torch.device) -> dict:
@@ -44,54 +56,42 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     cutout = opts.get("cutout")
     if cutout is None:
         cutout = 16 if data.name == "cifar10" else 0
-    optimizer = torch.optim.SGD(model.parameters(), lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, opts["epochs"], eta_min=0.0)
     all_train = torch.arange(len(data.train))
-    all_test = torch.arange(len(data.test))
     augment = Augment(pad=data.crop_pad, flip=data.flip, cutout=cutout)
-    test_batches = Batches(data.test, all_test, opts.get("eval_batch_size") or 2 * opts["batch_size"], device, data.mean,
-                           data.std, shuffle=False, drop_last=False)
-    start = 0
-    if run.resume and run.has_checkpoint():
-        state = run.load_checkpoint()
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start = int(state["epoch"]) + 1
-    run.truncate_metrics(start)
-    rows = run.read_metrics()
+    test_batches = Batches(data.test, torch.arange(len(data.test)), opts.get("eval_batch_size") or 2 * opts["batch_size"],
+                           device, data.mean, data.std, shuffle=False, drop_last=False)
+
+    def loss(network: nn.Module, batch: Any) -> Tensor:
+        x, y = batch
+        with autocast(device, amp):
+            logits, aux = network(x)
+        out = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        if aux is not None:
+            out = out + aux_weight * F.cross_entropy(aux.float(), y, label_smoothing=label_smoothing)
+        return out
+
+    problem = SearchProblem(
+        network=model,
+        loss=loss,
+        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"]),
+        scheduler=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, n, eta_min=0.0),
+        grad_clip=5.0,
+    )
+    trainer = build_strategy("fixed", problem, opts["epochs"])
+
+    def evaluate(network: nn.Module) -> dict:
+        test = accuracy(network, test_batches, device, amp, logits_of=lambda out: out[0])
+        return {"lr": trainer.current_lr(), "drop_path": network.drop_path_prob, "test_acc": test["acc"],
+                "test_loss": test["loss"]}
+
+    def train_batches(epoch: int) -> Batches:
+        return Batches(data.train, all_train, opts["batch_size"], device, data.mean, data.std,
+                       seed=batch_seed(seed, 3, epoch), augment=augment)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for epoch in range(start, opts["epochs"]):
-        t0 = time.perf_counter()
-        model.train()
-        model.drop_path_prob = opts["drop_path"] * epoch / opts["epochs"]
-        batches = Batches(data.train, all_train, opts["batch_size"], device, data.mean, data.std,
-                          seed=batch_seed(seed, 3, epoch), augment=augment)
-        loss_sum = torch.zeros((), device=device)
-        for x, y in progress(batches, len(batches), f"epoch {epoch + 1}/{opts['epochs']}"):
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, amp):
-                logits, aux = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-            if aux is not None:
-                loss = loss + aux_weight * F.cross_entropy(aux.float(), y, label_smoothing=label_smoothing)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            loss_sum += loss.detach()
-        train_seconds = time.perf_counter() - t0
-        test = accuracy(model, test_batches, device, amp, logits_of=lambda out: out[0])
-        row = {"epoch": epoch, "train_loss": float(loss_sum) / max(1, len(batches)), "lr": optimizer.param_groups[0]["lr"],
-               "drop_path": model.drop_path_prob, "test_acc": test["acc"], "test_loss": test["loss"],
-               "train_seconds": round(train_seconds, 4), "seconds": round(time.perf_counter() - t0, 4)}
-        scheduler.step()
-        run.append_metrics(row)
-        rows.append(row)
-        run.save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": rng_state()})
-        log.info("epoch %d/%d %s", epoch + 1, opts["epochs"], row)
+    rows = RunLoop(trainer, train_batches, evaluate, opts["epochs"], run,
+                   hooks=[DropPathRamp(model, opts["drop_path"], opts["epochs"])])()
     plot_genotype(genotype, run.file("cells.png"), f"trained on {data.name}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "test_loss", "test_acc"), f"{kind} network on {data.name}")
     run.write_json("arch.json", genotype.to_json())

@@ -15,11 +15,11 @@ every forward pass (``network.using(rule)``), so a new method is a new strategy 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, ContextManager, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -185,8 +185,12 @@ class Strategy(ABC):
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
         """Default: evaluate the discrete architecture the alphas hold, single path."""
-        with self.network.using(SinglePath()):
+        with self.mixing(SinglePath()):
             yield
+
+    def mixing(self, rule: MixingRule) -> ContextManager:
+        """``network.using(rule)``; nothing for a plain module (no candidates to mix)."""
+        return self.network.using(rule) if isinstance(self.network, SearchNetwork) else nullcontext()
 
     def derive_alphas(self) -> list[Tensor]:
         """The architecture values the final architecture is read from (default: the current ones)."""
@@ -227,7 +231,7 @@ class Strategy(ABC):
     def weight_step(self, batch: Any, rule: MixingRule) -> Tensor:
         """One optimizer step of the weights on ``batch`` mixed under ``rule``; returns the loss."""
         params = [p for p in self.weight_params if p.requires_grad]
-        with self.network.using(rule):
+        with self.mixing(rule):
             loss = self.problem.loss(self.network, batch)
         # gradients of the weights only: alphas and architecture extras (e.g. SIF's element-wise
         # MLPs) are not differentiated here; unused weights (unselected ops) get None

@@ -1,0 +1,273 @@
+"""The one epoch loop that every search and every training of every domain runs on.
+
+``RunLoop`` drives a *stepper* (a search ``Strategy``; ``fixed`` for a plain training, also of
+networks that are not search networks; or a domain's own stepper such as the RNN's averaged SGD)
+for a number of epochs, and owns every piece of run state in one place: after each epoch it
+appends the metrics row and writes one checkpoint holding the network, the stepper, the random
+number generators, the epoch and the state of every hook; ``run.resume`` continues from it to
+the same result. What differs between runs are *hooks* (early stopping, a drop-path ramp,
+keeping the best model, a log line), each a small object with optional methods.
+
+Order within an epoch::
+
+    hooks.begin_epoch(e); stepper.begin_epoch(e)
+    for train_batch (and valid_batch): stepper.step(...)
+    with stepper.evaluation(): metrics = evaluate(network)
+    row = {epoch, mean step stats, metrics, stepper.describe(), architecture, seconds}
+    stepper.end_epoch(e, metrics); stop = any(hook.end_epoch(e, row))
+    append row; save checkpoint; hooks.after_checkpoint(e, row); stop or next epoch
+    (at the end) hooks.on_end()
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+
+import torch
+
+from .errors import NaspError
+from .network import SearchNetwork
+
+log = logging.getLogger("nasp")
+
+
+class Stepper(Protocol):
+    """What the loop needs of the thing it drives (``nasp.strategies.Strategy`` is one)."""
+
+    network: torch.nn.Module
+    uses_valid_batch: bool
+
+    def begin_epoch(self, epoch: int) -> None: ...
+    def step(self, train_batch: Any, valid_batch: Any) -> dict[str, torch.Tensor]: ...
+    def evaluation(self) -> Any: ...
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+    def describe(self) -> dict: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Hook:
+    """Run behaviour outside the stepper. Every method is optional; ``end_epoch`` returns True
+    to stop after this epoch and may add keys to the row; ``state_dict`` is checkpointed."""
+
+    def on_start(self, loop: "RunLoop") -> None:
+        """Before the first epoch of this process (after a resume restored the state)."""
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Before the stepper's ``begin_epoch``."""
+
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        return False
+
+    def after_checkpoint(self, epoch: int, row: dict) -> None:
+        """After the epoch's row and checkpoint are written."""
+
+    def on_end(self, loop: "RunLoop") -> None:
+        """After the last epoch."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class EarlyStopping(Hook):
+    """Stop after ``patience`` epochs without improvement of ``metric``; remembers the best
+    network state and restores it at the end of the run."""
+
+    def __init__(self, metric: str, higher_is_better: bool = False, patience: int = 5) -> None:
+        self.metric, self.higher_is_better, self.patience = metric, higher_is_better, patience
+        self.best: Optional[float] = None
+        self.best_epoch = -1
+        self.best_state: Optional[dict] = None
+        self.network: Optional[torch.nn.Module] = None
+
+    def on_start(self, loop: "RunLoop") -> None:
+        self.network = loop.network
+
+    def update(self, epoch: int, metrics: dict, network: torch.nn.Module) -> bool:
+        """Record this epoch; returns True when training should stop."""
+        value = float(metrics[self.metric])
+        improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
+        if improved:
+            self.best, self.best_epoch = value, epoch
+            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        return self.update(epoch, row, self.network)
+
+    def on_end(self, loop: "RunLoop") -> None:
+        if self.best_state is not None:
+            loop.network.load_state_dict(self.best_state)
+            log.info("restored the best epoch %d (%s %.6g)", self.best_epoch + 1, self.metric, self.best)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.best_state = state["best"], state["best_epoch"], state["best_state"]
+
+
+class KeepBest(Hook):
+    """Call ``save()`` whenever ``metric`` improves (e.g. write the best model to a file)."""
+
+    def __init__(self, metric: str, save: Callable[[], None], higher_is_better: bool = False) -> None:
+        self.metric, self.save, self.higher_is_better = metric, save, higher_is_better
+        self.best: Optional[float] = None
+
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        value = float(row[self.metric])
+        if self.best is None or (value > self.best if self.higher_is_better else value < self.best):
+            self.best = value
+            self.save()
+        return False
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
+
+class OnEpoch(Hook):
+    """Call ``fn(epoch, row)`` after every epoch (tests use it to kill a run)."""
+
+    def __init__(self, fn: Callable[[int, dict], None]) -> None:
+        self.fn = fn
+
+    def after_checkpoint(self, epoch: int, row: dict) -> None:
+        self.fn(epoch, row)
+
+
+def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
+    """A tqdm bar on stderr, silent when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+
+
+def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
+    """Endless batches: a fresh pass of ``make(i)`` each time one runs out (not cached)."""
+    i = start
+    while True:
+        empty = True
+        for batch in make(i):
+            empty = False
+            yield batch
+        if empty:
+            raise NaspError("the validation data yields no batch")
+        i += 1
+
+
+class RunLoop:
+    """Run ``stepper`` for ``epochs`` epochs in ``run``, checkpointing after each; resumes when
+    ``run.resume``.
+
+    Args:
+        stepper: the strategy (or other stepper) to drive.
+        train_batches: ``train_batches(epoch)`` gives that epoch's batches; the order must depend
+            on the argument only, so that a resumed run sees the batches an uninterrupted one does.
+        evaluate: ``evaluate(network) -> metrics``, run inside ``stepper.evaluation()``.
+        epochs: the number of epochs (a hook may stop earlier).
+        run: the run directory.
+        valid_batches: ``valid_batches(pass_index)`` for steppers that read validation batches.
+        hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
+        desc: the progress bar's label.
+    """
+
+    def __init__(self, stepper: Stepper, train_batches: Callable[[int], Iterable], evaluate: Callable[[Any], dict],
+                 epochs: int, run: Any, valid_batches: Optional[Callable[[int], Iterable]] = None,
+                 hooks: Sequence[Hook] = (), desc: str = "epoch") -> None:
+        self.stepper, self.network = stepper, stepper.network
+        self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
+        self.epochs, self.run, self.hooks, self.desc = epochs, run, list(hooks), desc
+        self.start_epoch = 0
+        self.rows: list[dict] = []
+
+    # state ----------------------------------------------------------------------------------
+    def state_dict(self, epoch: int) -> dict:
+        """Everything a resume needs, in one object (written as ``checkpoint.pt``)."""
+        from .runs import rng_state
+
+        return {"epoch": epoch, "network": self.network.state_dict(), "strategy": self.stepper.state_dict(),
+                "rng": rng_state(), "hooks": [h.state_dict() for h in self.hooks]}
+
+    def restore(self) -> None:
+        """Load the run's checkpoint (``--resume``) and drop metrics rows written after it."""
+        from .runs import set_rng_state
+
+        run = self.run
+        if not (run.resume and run.has_checkpoint()):
+            if run.resume:
+                run.truncate_metrics(0)
+            return
+        state = run.load_checkpoint()
+        self.network.load_state_dict(state["network"])
+        self.stepper.load_state_dict(state["strategy"])
+        set_rng_state(state["rng"])
+        for hook, hook_state in zip(self.hooks, state.get("hooks", [])):
+            hook.load_state_dict(hook_state)
+        self.start_epoch = int(state["epoch"]) + 1
+        run.truncate_metrics(self.start_epoch)
+        log.info("resuming %s at epoch %d", run.path, self.start_epoch + 1)
+
+    # the loop -------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> tuple[dict, bool]:
+        """Train and evaluate one epoch; returns (metrics row, stop)."""
+        stepper, net = self.stepper, self.network
+        t0 = time.perf_counter()
+        net.train()
+        for hook in self.hooks:
+            hook.begin_epoch(epoch)
+        stepper.begin_epoch(epoch)
+        valid_iter = _cycle(self.valid_batches, epoch * 1_000) if stepper.uses_valid_batch and self.valid_batches else None
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        batches = self.train_batches(epoch)
+        total = len(batches) if hasattr(batches, "__len__") else None
+        for train_batch in progress(batches, total, f"{self.desc} {epoch + 1}/{self.epochs}"):
+            valid_batch = next(valid_iter) if valid_iter is not None else None
+            stats = stepper.step(train_batch, valid_batch)
+            for key, value in stats.items():
+                sums[key] = sums[key] + value if key in sums else value.detach().clone()
+            steps += 1
+        if steps == 0:
+            raise NaspError("the training data yields no batch (fewer ratings/examples than one batch?)")
+        train_seconds = time.perf_counter() - t0
+        with stepper.evaluation():
+            metrics = self.evaluate(net)
+        row = {"epoch": epoch, **{k: float(v) / steps for k, v in sums.items()}, **metrics}
+        row.update(stepper.describe())
+        if isinstance(net, SearchNetwork) and hasattr(stepper, "evaluated_architecture"):
+            row["architecture"] = stepper.evaluated_architecture()
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        row["train_seconds"] = round(train_seconds, 4)
+        stepper.end_epoch(epoch, metrics)
+        stop = False
+        for hook in self.hooks:
+            stop = bool(hook.end_epoch(epoch, row)) or stop
+        return row, stop
+
+    def __call__(self) -> list[dict]:
+        """Run (or continue) the loop; returns every metrics row of the run."""
+        self.restore()
+        self.rows = self.run.read_metrics()
+        for hook in self.hooks:
+            hook.on_start(self)
+        for epoch in range(self.start_epoch, self.epochs):
+            row, stop = self.run_epoch(epoch)
+            self.run.append_metrics(row)
+            self.rows.append(row)
+            self.run.save_checkpoint(self.state_dict(epoch))
+            for hook in self.hooks:
+                hook.after_checkpoint(epoch, row)
+            log.info("epoch %d/%d %s", epoch + 1, self.epochs, {k: v for k, v in row.items() if k != "architecture"})
+            if stop:
+                log.info("stopped after epoch %d", epoch + 1)
+                break
+        for hook in self.hooks:
+            hook.on_end(self)
+        return self.rows
