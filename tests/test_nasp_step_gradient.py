@@ -91,3 +91,25 @@ def test_rnn_step_with_dropout():
     problem = SearchProblem(network=net, loss=LMLoss(), weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=1.0),
                             arch_lr=1e-2)
     _step_gradient_matches_full_autograd(problem, seg("train"), seg("valid"))
+
+
+def test_a_nasp_step_reads_the_choice_on_the_host_once_per_projection(monkeypatch):
+    """The forwards of a step take the projection's Selection: no host copy of their own."""
+    import nasp.mixing as mixing
+    from nasp.cnn.search_net import CNNSearchNetwork
+
+    torch.manual_seed(0)
+    net = CNNSearchNetwork("darts", channels=2, layers=3, num_classes=3, in_channels=1)
+    g = torch.Generator().manual_seed(0)
+    batch = lambda: (torch.randn(4, 1, 8, 8, generator=g), torch.randint(0, 3, (4,), generator=g))
+    problem = SearchProblem(network=net, loss=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+                            weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
+    strategy = build_strategy("nasp", problem, 2)
+    strategy.begin_epoch(0)
+    calls, plans = [], []
+    original_rows, original_plan = mixing.nonzero_rows, mixing._Discrete.plan
+    monkeypatch.setattr(mixing, "nonzero_rows", lambda v: calls.append(v.device) or original_rows(v))
+    monkeypatch.setattr(mixing._Discrete, "plan", lambda self, a: plans.append(1) or original_plan(self, a))
+    strategy.step(batch(), batch())
+    assert len(plans) == 2 * 2  # two forwards (architecture, weights) x two cell types
+    assert len(calls) == 2 * 2 and all(d.type == "cpu" for d in calls)  # two projections x two alphas, on host copies
