@@ -9,7 +9,7 @@ from typing import Callable, Optional, Union
 import click
 
 from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
-from nasp.runs import CONFIG, RunDir, read_json, resolve_device
+from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.proximal import AUTO, check_warmup
 
@@ -131,6 +131,8 @@ def search(**opts) -> None:
     if run.resume and run.file("search.json").exists():
         arch = pipeline.load_arch(run.file("arch.json"))
         found = read_json(run.file("search.json"))
+        # the retraining starts from the random state the finished search left, as uninterrupted
+        set_rng_state(run.load_checkpoint()["rng"])
     else:
         arch, found = pipeline.search(run, splits, config, settings, opts["strategy"], opts["epochs"],
                                       opts["seed"], device, opts["candidates"], warmup)
@@ -171,11 +173,17 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
     rdir = _subrun(run, name, config, settings) if name else run
     net, summary = pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
                                   device, mlp_state, init_state=init_state)
+    source = "early-stopped"
     if opts["refit"] and len(splits.valid):
-        summary["early_stopped_test_rmse"] = summary["test_rmse"]
+        early = {k: summary.pop(k) for k in ("test_rmse", "test_mae") if k in summary}
+        if "test_rmse" in early:
+            summary["early_stopped_test_rmse"] = early["test_rmse"]
         net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
                                        summary["best_epoch"], opts["seed"], device, mlp_state, init_state)
         summary.update(refitted)
+        source = "refit"
+    if "test_rmse" in summary:  # absent without a test split (--test-ratio 0)
+        summary["test_rmse_source"] = source
     return net, summary
 
 

@@ -234,13 +234,14 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         strat,
         batches(train_data, settings.batch_size, seed),
         batches(valid, settings.batch_size, seed + 1),
-        lambda model: evaluate(model, valid, "valid") if len(valid) else {"valid_rmse": float("nan")},
-        max_epochs,
+        lambda model: evaluate(model, valid, "valid"),  # {} without validation ratings (the refit)
+        stopped_epochs(run, patience, max_epochs) if stopper is not None else max_epochs,
         run,
         early_stopping=stopper,
     )
     seconds = time.perf_counter() - t0
-    plot_curves(rows, run.file("curves.png"), ("train_loss", "valid_rmse"), f"training {config.ops[0]}")
+    curves = ("train_loss", "valid_rmse") if len(valid) else ("train_loss",)
+    plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     net.eval()
     metrics = {**evaluate(net, valid, "valid"), **evaluate(net, test, "test")}
     best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1
@@ -256,6 +257,20 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     return net, summary
 
 
+def stopped_epochs(run: RunDir, patience: int, max_epochs: int) -> int:
+    """The epoch budget for ``run_search`` in ``run``: ``max_epochs``, or the epochs already done
+    when the checkpoint shows that early stopping had ended the training (a run resumed after
+    its training finished, e.g. killed in the refit that follows, must not train once more)."""
+    if not (run.resume and run.has_checkpoint()):
+        return max_epochs
+    state = run.load_checkpoint()
+    stopper = state.get("early_stopping") or {}
+    done = int(state["epoch"]) + 1
+    if stopper.get("best_epoch", -1) >= 0 and int(state["epoch"]) - int(stopper["best_epoch"]) >= patience:
+        return min(done, max_epochs)
+    return max_epochs
+
+
 def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,
           device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
     """Train again from the same start on train + validation ratings for ``epochs`` (the count
@@ -263,8 +278,8 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     refitted network and its summary (test metrics, epochs, seconds)."""
     net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
                          mlp_state, init_state=init_state)
-    return net, {"test_rmse": trained.get("test_rmse"), "test_mae": trained.get("test_mae"),
-                 "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
+    tested = {k: trained[k] for k in ("test_rmse", "test_mae") if k in trained}  # none without a test split
+    return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
 
 
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:

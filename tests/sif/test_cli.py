@@ -234,3 +234,81 @@ def test_warm_started_retrain_and_refit_load_the_searched_weights(tiny_ratings, 
     summary = json.loads(r.output)
     assert summary["refit_epochs"] == summary["best_epoch"]
     assert (out / "retrain" / "metrics.jsonl").exists() and (out / "refit" / "metrics.jsonl").exists()
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised right after a checkpoint was written."""
+
+
+def _phase(path):
+    return path.parent.name if path.parent.name in ("retrain", "refit") else "search"
+
+
+def _stable(summary):
+    return {k: v for k, v in summary.items() if "seconds" not in k and k != "run_dir"}
+
+
+@pytest.mark.parametrize("phase,where", [("search", "middle"), ("retrain", "middle"), ("refit", "middle"), ("retrain", "start")])
+def test_a_kill_in_any_phase_resumes_to_the_same_summary(tiny_ratings, tmp_path, monkeypatch, phase, where):
+    """Killed in the middle of a phase (after a checkpoint) or before a phase's first checkpoint."""
+    from nasp.runs import RunDir
+
+    args = ["sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
+            "--patience", "1", "--lr", "0.5", "--reg", "0", *FAST, "--json"]
+    saves = []
+    real_save = RunDir.save_checkpoint
+
+    def recording(self, state):
+        real_save(self, state)
+        saves.append(_phase(self.file("checkpoint.pt")))
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", recording)
+    first = _invoke(*args, "--out", tmp_path / "whole")
+    assert first.exit_code == 0, first.output
+    first = json.loads(first.output)
+    assert first["epochs_trained"] < 30 and first["epochs_trained"] == first["best_epoch"] + 1  # early stopping ended it
+    in_phase = [i for i, p in enumerate(saves) if p == phase]
+    kill_at = in_phase[len(in_phase) // 2] if where == "middle" else in_phase[0]
+    count = []
+
+    def killing(self, state):
+        if len(count) == kill_at and where == "start":
+            raise Killed  # before this phase wrote anything
+        real_save(self, state)
+        count.append(1)
+        if len(count) == kill_at + 1:
+            raise Killed
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        _invoke(*args, "--out", out)
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
+    again = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    assert again.exit_code == 0, again.output
+    assert _stable(json.loads(again.output)) == _stable(first)
+
+
+def test_runs_without_a_test_split_finish_without_test_keys(tiny_ratings, tmp_path):
+    for command, extra in (("search", ["--epochs", "2"]), ("train", ["--ifc", "multiply"])):
+        out = tmp_path / command
+        r = _invoke("sif", command, "--data", tiny_ratings, *extra, "--max-epochs", "2", *FAST, "--test-ratio", "0",
+                    "--out", out, "--json")
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.output)
+        assert not [k for k in summary if "rmse" in k and "test" in k or k.startswith("test_ma")], summary
+        assert summary["test_ratings"] == 0 and summary["refit_epochs"] >= 1
+
+
+def test_the_summary_names_where_test_rmse_comes_from_and_the_refit_logs_no_validation(tiny_ratings, tmp_path):
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST,
+                "--out", tmp_path / "refit", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "refit" and "early_stopped_test_rmse" in summary
+    rows = [json.loads(line) for line in (tmp_path / "refit" / "refit" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and not [k for row in rows for k in row if k.startswith("valid")]  # no empty validation panel
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--no-refit",
+                "--out", tmp_path / "early", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "early-stopped" and "early_stopped_test_rmse" not in summary
