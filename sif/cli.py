@@ -1,6 +1,8 @@
 """``nasp sif``: search, train and recommend with searched interaction functions."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -226,17 +228,61 @@ def train(**opts) -> None:
 
 @sif.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
-@click.option("--user", required=True, help="The user's raw id, as in the ratings file.")
+@click.option("--user", default=None, help="The user's raw id, as in the ratings file.")
+@click.option("--users", "users_from", default=None, metavar="FILE|all",
+              help="Many users in one start-up: a file of raw ids (one a line) or 'all'; one CSV row per item "
+                   "(with --json one JSON line per user).")
 @click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def recommend(model_dir: Path, user: str, k: int, device: str, as_json: bool) -> None:
-    """Top-K items the user has not rated yet, by predicted rating (titles when u.item,
-    movies.dat or movies.csv sits beside the ratings)."""
-    items = pipeline.recommend(model_dir, user, k, resolve_device(device))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per user, one a line.")
+def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, device: str, as_json: bool) -> None:
+    """Top-K items a user has not rated, by predicted rating.
+
+    Never offers an item the user rated anywhere in the data the model was given: the
+    training, validation and test ratings alike. Titles come from u.item, movies.dat or
+    movies.csv beside the ratings when there is one. Give --user ID, or --users FILE|all.
+    """
+    if (user is None) == (users_from is None):
+        raise click.UsageError("give exactly one of --user ID or --users FILE|all")
+    model = pipeline.Recommender(model_dir, resolve_device(device))
+    if user is not None:
+        _print_single(user, model.top(user, k), as_json)
+        return
+    users = model.user_ids if users_from == "all" else pipeline.read_user_list(Path(users_from))
+    for u in users:
+        model.user_index(u)  # every id is checked before anything is printed
+    with_titles = bool(model.titles)
+    if not as_json:
+        click.echo("user,rank,item,score" + (",title" if with_titles else ""))
+    for u in users:
+        items = model.top(u, k)
+        if as_json:
+            click.echo(json.dumps({"user": u, "items": items}))
+            continue
+        if not items:
+            click.echo(f"user {u}: nothing left to recommend (rated every item the model knows)", err=True)
+        for row in items:
+            fields = [u, str(row["rank"]), row["item"], f"{row['score']:.4f}"] + ([row["title"] or ""] if with_titles else [])
+            click.echo(_csv_row(fields))
+
+
+def _print_single(user: str, items: list[dict], as_json: bool) -> None:
+    """One user's list: a JSON object, or a header line and one row per item."""
     if as_json:
         click.echo(json.dumps({"user": user, "items": items}))
         return
+    if not items:
+        click.echo(f"user {user}: nothing left to recommend (rated every item the model knows)")
+        return
+    titles = any(row["title"] for row in items)
+    click.echo(f"{'rank':>4}  {'score':>5}  item" + ("  title" if titles else ""))
     for row in items:
         title = f"  {row['title']}" if row["title"] else ""
-        click.echo(f"{row['rank']:>3}  {row['score']:.3f}  {row['item']}{title}")
+        click.echo(f"{row['rank']:>4}  {row['score']:.3f}  {row['item']}{title}")
+
+
+def _csv_row(fields: list[str]) -> str:
+    """One CSV line (fields quoted where they must be)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(fields)
+    return buf.getvalue()

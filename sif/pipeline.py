@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pandas as pd
 import torch
+from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
@@ -283,9 +285,12 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
 
 
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
-    """Everything ``recommend`` needs: weights, shape, id maps, items already rated per user."""
-    seen_users = torch.cat([splits.train.users, splits.valid.users]).cpu()
-    seen_items = torch.cat([splits.train.items, splits.valid.items]).cpu()
+    """Everything ``recommend`` needs: weights, shape, id maps, and every (user, item) pair rated
+    anywhere in the data the model was given (train, validation and test splits alike)."""
+    rated = [part for part in (splits.train, splits.valid, splits.test)]
+    users = torch.cat([p.users for p in rated]).cpu()
+    items = torch.cat([p.items for p in rated]).cpu()
+    known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
     torch.save(
         {
             "format": "nasp-sif-model/1",
@@ -293,8 +298,9 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
             "state": {k: v.cpu() for k, v in net.state_dict().items()},
             "user_ids": splits.ids.user_ids,
             "item_ids": splits.ids.item_ids,
-            "seen_users": seen_users,
-            "seen_items": seen_items,
+            "seen_users": users[known],
+            "seen_items": items[known],
+            "seen_splits": ["train", "valid", "test"],
             "ratings_path": str(Path(ratings_path).resolve()),
         },
         path,
@@ -302,38 +308,90 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
 
 
 # recommend --------------------------------------------------------------------------------------
+class Recommender:
+    """A saved SIF model, loaded once, that ranks for any number of users the items they have
+    not rated anywhere in the data the model was given (train, validation and test splits)."""
+
+    def __init__(self, model_dir: Path, device: torch.device) -> None:
+        model_dir = Path(model_dir)
+        path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
+        if not path.exists():
+            raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
+            net.load_model_state(saved["state"])
+            self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])
+            seen_users, seen_items = saved["seen_users"].long(), saved["seen_items"].long()
+        except NaspError:
+            raise
+        except Exception as exc:
+            raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
+        self.device = device
+        self.net = net.to(device).eval()
+        self.titles = read_titles(saved.get("ratings_path", ""))
+        self._index = {u: k for k, u in enumerate(self.user_ids)}
+        if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
+            seen_users, seen_items = self._rated_in(saved.get("ratings_path", ""), seen_users, seen_items)
+        order = torch.argsort(seen_users, stable=True)
+        self._seen_items = seen_items[order]
+        counts = torch.bincount(seen_users, minlength=len(self.user_ids))
+        self._seen_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        self._candidates = self.net.known_items.cpu().clone()
+
+    def _rated_in(self, ratings_path: str, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """``users``/``items`` plus every pair of the ratings file (models saved before the test
+        split was recorded); unchanged when the file is gone."""
+        if not ratings_path or not Path(ratings_path).exists():
+            log.warning("%s is gone: items rated in its test split cannot be excluded", ratings_path)
+            return users, items
+        table = read_ratings(ratings_path)
+        u = torch.as_tensor(pd.Index(self.user_ids).get_indexer(table.users), dtype=torch.long)
+        i = torch.as_tensor(pd.Index(self.item_ids).get_indexer(table.items), dtype=torch.long)
+        keep = (u >= 0) & (i >= 0)
+        return torch.cat([users, u[keep]]), torch.cat([items, i[keep]])
+
+    def user_index(self, user: str) -> int:
+        try:
+            return self._index[str(user)]
+        except KeyError:
+            raise NaspError(f"unknown user {user!r}: not in the ratings this model was trained on") from None
+
+    def rated(self, user: str) -> Tensor:
+        """Indices of the items ``user`` rated in the data the model was given."""
+        u = self.user_index(user)
+        return self._seen_items[self._seen_ptr[u] : self._seen_ptr[u + 1]]
+
+    def top(self, user: str, k: int) -> list[dict]:
+        """Top-``k`` items ``user`` has not rated, highest predicted rating first (fewer, or
+        none, when fewer are left)."""
+        if k < 1:
+            raise NaspError(f"-k must be at least 1, got {k}")
+        u = self.user_index(user)
+        items = torch.arange(len(self.item_ids), device=self.device)
+        scores = self.net.predict(torch.full_like(items, u), items).cpu()
+        scores[self.rated(user)] = -float("inf")
+        scores[~self._candidates] = -float("inf")
+        k = min(k, int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, k)
+        return [
+            {"rank": r + 1, "item": self.item_ids[i], "title": self.titles.get(self.item_ids[i]), "score": round(float(s), 4)}
+            for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
+        ]
+
+
 def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
-    """Top-``k`` items the user has not rated, highest predicted rating first."""
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
-    if not path.exists():
-        raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
-    if k < 1:
-        raise NaspError(f"-k must be at least 1, got {k}")
+    """Top-``k`` items the user has not rated anywhere in the model's data, highest predicted first."""
+    return Recommender(model_dir, device).top(user, k)
+
+
+def read_user_list(path: Path) -> list[str]:
+    """Raw user ids, one a line (blank lines and ``#`` comments skipped)."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
-        net.load_model_state(saved["state"])
-    except NaspError:
-        raise
-    except Exception as exc:
-        raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
-    net = net.to(device).eval()
-    user_ids, item_ids = saved["user_ids"], saved["item_ids"]
-    try:
-        u = user_ids.index(str(user))
-    except ValueError:
-        raise NaspError(f"unknown user {user!r}: not in the ratings this model was trained on") from None
-    items = torch.arange(len(item_ids), device=device)
-    users = torch.full_like(items, u)
-    scores = net.predict(users, items).cpu()
-    seen = saved["seen_items"][saved["seen_users"] == u]
-    scores[seen] = -float("inf")
-    scores[~net.known_items.cpu()] = -float("inf")
-    k = min(k, int(torch.isfinite(scores).sum()))
-    top = torch.topk(scores, k)
-    titles = read_titles(saved.get("ratings_path", ""))
-    return [
-        {"rank": r + 1, "item": item_ids[i], "title": titles.get(item_ids[i]), "score": round(float(s), 4)}
-        for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
-    ]
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise NaspError(f"--users {path}: cannot be read ({exc.strerror or exc})") from None
+    users = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not users:
+        raise NaspError(f"--users {path}: no user ids in the file (one a line)")
+    return users

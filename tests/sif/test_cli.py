@@ -47,7 +47,7 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     scores = [item["score"] for item in rec["items"]]
     assert scores == sorted(scores, reverse=True)
     r = _invoke("sif", "recommend", "--model", trained, "--user", "3", "-k", "2")
-    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 2
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 3  # a header line, two items
 
 
 @pytest.mark.parametrize("ifc", ["multiply", "gmf", "mlp", "concat"])
@@ -312,3 +312,54 @@ def test_the_summary_names_where_test_rmse_comes_from_and_the_refit_logs_no_vali
                 "--out", tmp_path / "early", "--json")
     summary = json.loads(r.output)
     assert summary["test_rmse_source"] == "early-stopped" and "early_stopped_test_rmse" not in summary
+
+
+def _rated(path):
+    rated = {}
+    for line in path.read_text().splitlines():
+        u, i = line.split("\t")[:2]
+        rated.setdefault(u, set()).add(i)
+    return rated
+
+
+def test_recommend_never_offers_an_item_rated_in_any_split(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
+                   "--test-ratio", "0.3", "--out", out).exit_code == 0
+    rated = _rated(tiny_ratings)
+    items = set().union(*rated.values())
+    r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in r.output.splitlines()]
+    assert {line["user"] for line in lines} == set(rated)  # one line per user
+    for line in lines:
+        offered = {row["item"] for row in line["items"]}
+        assert not offered & rated[line["user"]], line["user"]  # test-split ratings excluded too
+        assert offered <= items - rated[line["user"]]
+
+
+def test_recommend_batch_csv_titles_and_a_user_with_nothing_left(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = [f"{u}\t{i}\t{1 + (u * i) % 5}\t0" for u in range(1, 13) for i in range(1, 9) if u == 1 or (u + i) % 3]
+    (folder / "u.data").write_text("\n".join(rows) + "\n")  # user 1 rated every item
+    (folder / "u.item").write_text("".join(f"{i}|Film, number {i}|x\n" for i in range(1, 9)), encoding="latin-1")
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", folder / "u.data", "--max-epochs", "1", *FAST,
+                   "--out", out).exit_code == 0
+    r = _invoke("sif", "recommend", "--model", out, "--user", "1")
+    assert r.exit_code == 0 and r.output.strip() == "user 1: nothing left to recommend (rated every item the model knows)"
+    r = _invoke("sif", "recommend", "--model", out, "--user", "2", "-k", "2")
+    assert r.output.splitlines()[0].split() == ["rank", "score", "item", "title"] and "Film, number" in r.output
+    ids = tmp_path / "users.txt"
+    ids.write_text("2\n\n3\n1\n")
+    r = CliRunner().invoke(main, ["sif", "recommend", "--model", str(out), "--users", str(ids), "-k", "2"])
+    assert r.exit_code == 0, r.output
+    import csv
+    table = list(csv.reader(r.stdout.splitlines()))
+    assert table[0] == ["user", "rank", "item", "score", "title"]
+    assert [row[0] for row in table[1:]] == ["2", "2", "3", "3"] and table[1][4].startswith("Film, number")
+    assert "user 1: nothing left" in r.stderr
+    ids.write_text("2\nnobody\n")
+    assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--users", ids))
+    assert "exactly one of --user" in _invoke("sif", "recommend", "--model", out).output
