@@ -38,3 +38,39 @@ def test_fetch_without_download_names_the_file(tmp_path, monkeypatch):
     _toy(tmp_path, monkeypatch)
     with pytest.raises(NaspError, match=r"place .*toy/u.data"):
         fetch("toy", tmp_path / "root", download=False)
+
+
+def test_a_placed_archive_with_another_checksum_is_refused_not_deleted(tmp_path, monkeypatch):
+    import nasp.data
+
+    _toy(tmp_path, monkeypatch, md5="0" * 32)
+    root = tmp_path / "root"
+    root.mkdir()
+    placed = root / "toy.zip"
+    placed.write_bytes(b"the user's own copy")
+
+    def no_download(url, target):
+        raise AssertionError("must not download over a placed file")
+
+    monkeypatch.setattr(nasp.data, "_download", no_download)
+    with pytest.raises(NaspError) as err:
+        fetch("toy", root)
+    message = str(err.value)
+    assert str(placed) in message and "0" * 32 in message and hashlib.md5(b"the user's own copy").hexdigest() in message
+    assert f"--data {placed}" in message and "\n" not in message
+    assert placed.read_bytes() == b"the user's own copy"
+
+
+def test_the_offline_error_names_the_data_root_options(tmp_path, monkeypatch):
+    import nasp.data
+
+    _toy(tmp_path, monkeypatch)
+
+    def offline(url, target):
+        raise OSError("no network")
+
+    monkeypatch.setattr(nasp.data, "_download", offline)
+    for download in (True, False):
+        with pytest.raises(NaspError) as err:
+            fetch("toy", tmp_path / "root", download=download)
+        assert "NASP_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value) and "toy/u.data" in str(err.value)
