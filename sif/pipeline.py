@@ -107,7 +107,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     alphas = strat.derive_alphas()
     best = best_search_epoch(rows, higher_is_better=False) if not strat.selects_on_validation else None
     if best is not None:
-        alphas = [alphas[0].new_tensor([[best["architecture"]["alpha"][name] for name in config.ops]])]
+        alphas = [logged_alphas(best, config.ops).to(alphas[0])]
     derived = net.derive(alphas)
     net.set_architecture(alphas)
     arch = {
@@ -132,6 +132,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
         "search_epochs": len(rows),
         "search_valid_rmse": valid_metrics.get("valid_rmse"),
+        "valid_score_of": validation_scores(strat),
         "wall_seconds_search": round(seconds, 3),
     }
     return arch, summary
@@ -152,6 +153,26 @@ def best_search_epoch(rows: list[dict], metric: str = "valid_rmse", higher_is_be
         return None
     pick = max if higher_is_better else min
     return pick(candidates, key=lambda r: r[metric])
+
+
+def logged_alphas(row: dict, ops: Sequence[str]) -> torch.Tensor:
+    """The alphas (1 x len(ops)) of a metrics row, whose arg-max is the interaction the row
+    logged: that name is what the epoch trained and validated, while its alphas are rounded to 6
+    decimals in the log, where two ops can tie (or the order flip) once their values are close."""
+    arch = row["architecture"]
+    values = torch.tensor([[float(arch["alpha"][name]) for name in ops]], dtype=torch.float64)
+    k = list(ops).index(arch["interaction"])
+    others = torch.cat([values[0, :k], values[0, k + 1:]])
+    if others.numel() and values[0, k] <= others.max():
+        values[0, k] = others.max() + 1e-6
+    return values.float()
+
+
+def validation_scores(strategy: object) -> str:
+    """What a search's ``valid_rmse`` scores: "discrete architecture" (the exported IFC; NASP,
+    no-auto, random) or "supernet" (DARTS: the softmax mixture of every op), as the strategy
+    class declares in ``validates``."""
+    return getattr(type(strategy), "validates", "discrete architecture")
 
 
 def _mlp_state(net: SIFNetwork) -> Optional[dict]:

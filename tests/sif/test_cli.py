@@ -363,3 +363,16 @@ def test_recommend_batch_csv_titles_and_a_user_with_nothing_left(tmp_path):
     ids.write_text("2\nnobody\n")
     assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--users", ids))
     assert "exactly one of --user" in _invoke("sif", "recommend", "--model", out).output
+
+
+def test_the_summary_says_whose_validation_score_it_is(tiny_ratings, tmp_path):
+    from nasp.strategies import STRATEGIES
+
+    expected = {"nasp": "discrete architecture", "random": "discrete architecture", "darts": "supernet"}
+    for strategy, score_of in expected.items():
+        if strategy == "darts" and not hasattr(STRATEGIES.get("darts"), "validates"):
+            continue  # the core declares what a strategy validates from main f2e0cc1 on (Strategy.validates)
+        r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", strategy, "--epochs", "2", "--candidates", "2",
+                    "--no-retrain", *FAST, "--out", tmp_path / strategy, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["valid_score_of"] == score_of, strategy
