@@ -18,7 +18,7 @@ from nasp.strategies.proximal import AUTO, check_warmup
 from . import pipeline
 from .engine import TrainSettings
 from .model import LEGACY, ModelConfig
-from .space import HEADS, INTERACTIONS, SEARCH_SPACE
+from .space import HEADS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE
 
 DEFAULTS = TrainSettings()
 SEARCH_STRATEGIES = search_strategy_names()
@@ -98,6 +98,9 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
+@click.option("--mlp", type=click.Choice(list(MLP_FORMS)), default=ModelConfig.mlp, show_default=True,
+              help="Element-wise MLP g: residual (x + MLP(x), starts as the identity) or paper (the paper's "
+                   "Linear(1,8)-tanh-Linear(8,1), random start). Saved in arch.json.")
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation RMSE stops improving "
@@ -129,6 +132,7 @@ def search(**opts) -> None:
     splits, path = loaded or pipeline.load_splits(_data(opts))
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE, elementwise=True,
                          biases=_switch(opts, "biases"), implicit=_switch(opts, "implicit"), head=opts["head"] or ModelConfig.head,
+                         mlp=opts.get("mlp", LEGACY["mlp"]),  # runs started before --mlp saved none
                          global_mean=float(splits.train.ratings.mean()))
     if run.resume and run.file("search.json").exists():
         arch = pipeline.load_arch(run.file("arch.json"))
@@ -219,7 +223,8 @@ def train(**opts) -> None:
     mlp_state = arch.get("elementwise_mlp") if arch else None
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=mlp_state is not None,
                          biases=_switch(opts, "biases", name, saved), implicit=_switch(opts, "implicit", name, saved),
-                         head=opts["head"] or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head), global_mean=float(splits.train.ratings.mean()))
+                         head=opts["head"] or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head),
+                         mlp=saved.get("mlp", LEGACY["mlp"]) if saved else ModelConfig.mlp, global_mean=float(splits.train.ratings.mean()))
     net, trained = _fit(run, None, splits, config, settings, opts, device, mlp_state)
     pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
     summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}

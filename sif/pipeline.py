@@ -19,7 +19,7 @@ from nasp.strategies import build_strategy
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
 from .engine import TrainSettings, batches, evaluate, make_problem
 from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
-from .space import INTERACTIONS, check_head
+from .space import INTERACTIONS, check_head, check_mlp
 
 log = logging.getLogger("nasp.sif")
 
@@ -198,6 +198,10 @@ def load_arch(path: Path) -> dict:
         raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
     try:
         check_head((arch.get("model") or {}).get("head", LEGACY["head"]))
+    except NaspError as exc:
+        raise NaspError(f"{path}: {exc}") from None
+    try:
+        check_mlp((arch.get("model") or {}).get("mlp", LEGACY["mlp"]))
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
     mlp = arch.get("elementwise_mlp")

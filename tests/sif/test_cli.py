@@ -376,3 +376,22 @@ def test_the_summary_says_whose_validation_score_it_is(tiny_ratings, tmp_path):
                     "--no-retrain", *FAST, "--out", tmp_path / strategy, "--json")
         assert r.exit_code == 0, r.output
         assert json.loads(r.output)["valid_score_of"] == score_of, strategy
+
+
+def test_mlp_form_is_saved_in_arch_json_and_used_by_train(tiny_ratings, tmp_path):
+    out = tmp_path / "s"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--mlp", "paper", "--no-retrain", *FAST, "--out", out)
+    assert r.exit_code == 0, r.output
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["model"]["mlp"] == "paper"
+    r = _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
+                "--no-refit", "--out", tmp_path / "t")
+    assert r.exit_code == 0, r.output
+    saved = torch.load(tmp_path / "t" / "model.pt", weights_only=True)
+    assert saved["config"]["mlp"] == "paper"
+    del arch["model"]["mlp"]  # an arch.json written before --mlp
+    (out / "arch.json").write_text(json.dumps(arch))
+    assert _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
+                   "--no-refit", "--out", tmp_path / "old").exit_code == 0
+    assert torch.load(tmp_path / "old" / "model.pt", weights_only=True)["config"]["mlp"] == "residual"
+    assert "--mlp" in _invoke("sif", "search", "--data", tiny_ratings, "--mlp", "deep").output
