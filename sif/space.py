@@ -64,10 +64,11 @@ class ElementwiseMLP(nn.Module):
 
     def reset_parameters(self) -> None:
         self.inner.reset_parameters()
-        self.outer.reset_parameters()
         if self.residual:
             nn.init.zeros_(self.outer.weight)
             nn.init.zeros_(self.outer.bias)
+        else:
+            self.outer.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.outer(torch.tanh(self.inner(x.unsqueeze(-1)))).squeeze(-1)
