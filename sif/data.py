@@ -131,8 +131,9 @@ def _check_line_lengths(raw: bytes, source: str) -> None:
 
 def _sniff(first_line: str, second_line: Optional[str], name: str) -> tuple[str, bool]:
     """(separator, has_header) from the file name and its first two lines. The first line is a
-    header when one of its fields is not a number where the second line's is (``user,item,5,ts``
-    above ``1,2,3,881250949``), or when its rating field is not a number."""
+    header when its rating field is not a number, or when one of its first three fields (user,
+    item, rating) is a word where the second line has a number (``user,item,5,ts`` above
+    ``1,2,3,881250949``); other columns (timestamps, text) and empty fields do not count."""
     lower = name.lower()
     if lower.endswith(".inter"):
         return "\t", True
@@ -145,7 +146,7 @@ def _sniff(first_line: str, second_line: Optional[str], name: str) -> tuple[str,
     header = len(fields) >= 3 and not _is_number(fields[2])
     if not header and second_line is not None:
         below = _fields(second_line, sep)
-        header = any(not _is_number(a) and _is_number(b) for a, b in zip(fields, below))
+        header = any(a and not _is_number(a) and _is_number(b) for a, b in zip(fields[:3], below[:3]))
     return sep, header
 
 

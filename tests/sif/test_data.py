@@ -232,3 +232,13 @@ def test_duplicates_keep_the_last_rating_and_outliers_are_kept_with_one_warning_
     with caplog.at_level("WARNING", logger="nasp.sif"):
         read_ratings(clean)
     assert not caplog.records
+
+
+def test_words_outside_the_rating_columns_make_no_header(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("1,2,3,good\n1,3,4,5\n2,2,5,\n")
+    assert list(read_ratings(p).users) == ["1", "1", "2"]
+    q = tmp_path / "u.data"
+    q.write_text("1\t\t3\t0\n1\t3\t4\t5\n")
+    with pytest.raises(NaspError, match=r"line 1: empty item id"):
+        read_ratings(q)
