@@ -179,7 +179,7 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
     rdir = _subrun(run, name, config, settings) if name else run
     net, summary = pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
                                   device, mlp_state, init_state=init_state)
-    source = "early-stopped"
+    source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
     if opts["refit"] and len(splits.valid):
         early = {k: summary.pop(k) for k in ("test_rmse", "test_mae") if k in summary}
         if "test_rmse" in early:

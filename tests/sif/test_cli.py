@@ -312,6 +312,10 @@ def test_the_summary_names_where_test_rmse_comes_from_and_the_refit_logs_no_vali
                 "--out", tmp_path / "early", "--json")
     summary = json.loads(r.output)
     assert summary["test_rmse_source"] == "early-stopped" and "early_stopped_test_rmse" not in summary
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--valid-ratio", "0",
+                "--out", tmp_path / "novalid", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "last epoch" and summary["epochs_trained"] == 2
 
 
 def _rated(path):
