@@ -74,3 +74,30 @@ def test_the_offline_error_names_the_data_root_options(tmp_path, monkeypatch):
         with pytest.raises(NaspError) as err:
             fetch("toy", tmp_path / "root", download=download)
         assert "NASP_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value) and "toy/u.data" in str(err.value)
+
+
+def test_make_data_links_links_shared_data_sets_into_datasets_never_over_an_entry(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    clone = tmp_path / "clone"
+    (clone / "datasets").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "Makefile", clone / "Makefile")
+    shared = tmp_path / "shared" / "data"
+    for name in ("ml-100k", "ptb"):
+        (shared / name).mkdir(parents=True)
+        (shared / name / "f").write_text(name)
+    (clone / "datasets" / "ptb").mkdir()  # the user's own copy stays
+    subprocess.run(["make", "-s", "data-links", f"SHARED_DATA={shared}"], cwd=clone, check=True, capture_output=True)
+    link = clone / "datasets" / "ml-100k"
+    assert link.is_symlink() and (link / "f").read_text() == "ml-100k"
+    assert not (clone / "datasets" / "ptb").is_symlink()
+    subprocess.run(["make", "-s", "data-links", f"SHARED_DATA={shared}"], cwd=clone, check=True, capture_output=True)  # again: no-op
+    assert "export NASP_DATA_DIR" not in (clone / "Makefile").read_text()  # one data root, the commands' own
+    from nasp.data import data_root
+
+    monkeypatch.delenv("NASP_DATA_DIR", raising=False)
+    assert data_root() == Path("datasets")  # the commands' default, which the links fill
