@@ -312,9 +312,9 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
     """Everything ``recommend`` needs: weights, shape, id maps, and every (user, item) pair rated
     anywhere in the data the model was given (train, validation and test splits alike)."""
-    rated = [part for part in (splits.train, splits.valid, splits.test)]
-    users = torch.cat([p.users for p in rated]).cpu()
-    items = torch.cat([p.items for p in rated]).cpu()
+    rated = (splits.train, splits.valid, splits.test)
+    users = torch.cat([part.users for part in rated]).cpu()
+    items = torch.cat([part.items for part in rated]).cpu()
     known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
     torch.save(
         {

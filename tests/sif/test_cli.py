@@ -399,3 +399,19 @@ def test_mlp_form_is_saved_in_arch_json_and_used_by_train(tiny_ratings, tmp_path
                    "--no-refit", "--out", tmp_path / "old").exit_code == 0
     assert torch.load(tmp_path / "old" / "model.pt", weights_only=True)["config"]["mlp"] == "residual"
     assert "--mlp" in _invoke("sif", "search", "--data", tiny_ratings, "--mlp", "deep").output
+
+
+def test_recommend_with_a_model_saved_before_test_ratings_were_recorded_reads_them_again(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
+                   "--test-ratio", "0.3", "--out", out).exit_code == 0
+    saved = torch.load(out / "model.pt", weights_only=True)
+    train_part = len(saved["seen_users"]) - round(0.3 * 1500)  # train + valid come first, as older files held them
+    saved["seen_users"], saved["seen_items"] = saved["seen_users"][:train_part], saved["seen_items"][:train_part]
+    del saved["seen_splits"]
+    torch.save(saved, out / "model.pt")
+    rated = _rated(tiny_ratings)
+    r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
+    assert r.exit_code == 0, r.output
+    for line in map(json.loads, r.output.splitlines()):
+        assert not {row["item"] for row in line["items"]} & rated[line["user"]]
