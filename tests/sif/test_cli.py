@@ -248,13 +248,21 @@ def _stable(summary):
     return {k: v for k, v in summary.items() if "seconds" not in k and k != "run_dir"}
 
 
-@pytest.mark.parametrize("phase,where", [("search", "middle"), ("retrain", "middle"), ("refit", "middle"), ("retrain", "start")])
-def test_a_kill_in_any_phase_resumes_to_the_same_summary(tiny_ratings, tmp_path, monkeypatch, phase, where):
-    """Killed in the middle of a phase (after a checkpoint) or before a phase's first checkpoint."""
+def _kill_args(data):
+    return ["sif", "search", "--data", data, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
+            "--patience", "1", "--lr", "0.5", "--reg", "0", *FAST, "--json"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted search (+ retrain + refit): its data, summary and the phase of every
+    checkpoint it wrote, in order."""
     from nasp.runs import RunDir
 
-    args = ["sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
-            "--patience", "1", "--lr", "0.5", "--reg", "0", *FAST, "--json"]
+    from .conftest import planted_ratings, write_udata
+
+    folder = tmp_path_factory.mktemp("kill")
+    data = write_udata(folder / "u.data", planted_ratings("multiply", users=60, items=40, n=1500, seed=1))
     saves = []
     real_save = RunDir.save_checkpoint
 
@@ -262,13 +270,26 @@ def test_a_kill_in_any_phase_resumes_to_the_same_summary(tiny_ratings, tmp_path,
         real_save(self, state)
         saves.append(_phase(self.file("checkpoint.pt")))
 
-    monkeypatch.setattr(RunDir, "save_checkpoint", recording)
-    first = _invoke(*args, "--out", tmp_path / "whole")
-    assert first.exit_code == 0, first.output
-    first = json.loads(first.output)
-    assert first["epochs_trained"] < 30 and first["epochs_trained"] == first["best_epoch"] + 1  # early stopping ended it
+    RunDir.save_checkpoint = recording
+    try:
+        r = _invoke(*_kill_args(data), "--out", folder / "whole")
+    finally:
+        RunDir.save_checkpoint = real_save
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["epochs_trained"] < 30 and summary["epochs_trained"] == summary["best_epoch"] + 1  # early stopping ended it
+    return data, summary, saves
+
+
+@pytest.mark.parametrize("phase,where", [("search", "middle"), ("retrain", "middle"), ("refit", "middle"), ("retrain", "start")])
+def test_a_kill_in_any_phase_resumes_to_the_same_summary(uninterrupted, tmp_path, monkeypatch, phase, where):
+    """Killed in the middle of a phase (after a checkpoint) or before a phase's first checkpoint."""
+    from nasp.runs import RunDir
+
+    data, first, saves = uninterrupted
     in_phase = [i for i, p in enumerate(saves) if p == phase]
     kill_at = in_phase[len(in_phase) // 2] if where == "middle" else in_phase[0]
+    real_save = RunDir.save_checkpoint
     count = []
 
     def killing(self, state):
@@ -282,7 +303,7 @@ def test_a_kill_in_any_phase_resumes_to_the_same_summary(tiny_ratings, tmp_path,
     monkeypatch.setattr(RunDir, "save_checkpoint", killing)
     out = tmp_path / "killed"
     with pytest.raises(Killed):
-        _invoke(*args, "--out", out)
+        _invoke(*_kill_args(data), "--out", out)
     assert not (out / "summary.json").exists()
     monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
     again = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
