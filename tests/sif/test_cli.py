@@ -388,6 +388,8 @@ def test_recommend_batch_csv_titles_and_a_user_with_nothing_left(tmp_path):
     ids.write_text("2\nnobody\n")
     assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--users", ids))
     assert "exactly one of --user" in _invoke("sif", "recommend", "--model", out).output
+    help_text = " ".join(_invoke("sif", "recommend", "--help").output.split())
+    assert "training, validation and test ratings alike" in help_text and "--users FILE|all" in help_text
 
 
 def test_the_summary_says_whose_validation_score_it_is(tiny_ratings, tmp_path):
