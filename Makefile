@@ -22,7 +22,7 @@ setup: $(BIN)/.installed data-links
 
 data-links:  ## link $(SHARED_DATA)/<name> into ./datasets/<name> where there is no such entry yet
 	@test ! -d "$(SHARED_DATA)" || for d in "$(SHARED_DATA)"/*/; do \
-	  name=$$(basename "$$d"); \
+	  [ -d "$$d" ] || continue; name=$$(basename "$$d"); \
 	  if [ ! -e "datasets/$$name" ] && [ ! -L "datasets/$$name" ]; then \
 	    ln -s "$$(cd "$$d" && pwd)" "datasets/$$name" && echo "datasets/$$name -> $$(cd "$$d" && pwd)"; \
 	  fi; \
