@@ -164,12 +164,15 @@ def _is_number(text: str) -> bool:
 
 def _first_lines(text: str, count: int = 2) -> list[tuple[int, str]]:
     """The first ``count`` non-blank lines with their 1-based numbers (reads no further)."""
-    out = []
-    for number, line in enumerate(io.StringIO(text), start=1):
+    out, start, number = [], 0, 0
+    while start < len(text) and len(out) < count:
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        number += 1
+        line = text[start:end].rstrip("\r")
         if line.strip():
-            out.append((number, line.rstrip("\r\n")))
-            if len(out) == count:
-                break
+            out.append((number, line))
+        start = end + 1
     return out
 
 
