@@ -1,7 +1,10 @@
 """The data root and known data sets: resolve a name to files, download once with a checksum.
 
 ``--data`` takes a path or a known name. Names resolve under the data root: ``--data-dir``, else
-``$NASP_DATA_DIR``, else ``./datasets``. Domains register their data sets in ``DATASETS``.
+``$NASP_DATA_DIR``, else ``./datasets`` (in a clone, ``make setup`` links a sibling
+``../shared/data/<name>`` there, so the commands and the Makefile find the same files).
+Domains register their data sets in ``DATASETS``; data sets that ship with a library (nothing
+to place or download) in ``BUNDLED``, so that ``nasp data list`` shows them too.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -43,16 +46,34 @@ class KnownDataset:
     folder: str
     files: tuple[str, ...]
     description: str = ""
-    extra_files: tuple[str, ...] = field(default_factory=tuple)
     md5: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class BundledDataset:
+    """A data set that ships with a library: always present, nothing to download."""
+
+    name: str
+    description: str
+    provider: str
+
+
 DATASETS: Registry = Registry("data set")
+BUNDLED: Registry = Registry("bundled data set")
 
 
 def register_dataset(ds: KnownDataset) -> KnownDataset:
     DATASETS.register(ds.name)(ds)
     return ds
+
+
+def register_bundled(ds: BundledDataset) -> BundledDataset:
+    BUNDLED.register(ds.name)(ds)
+    return ds
+
+
+# the CNN domain reads it with scikit-learn's load_digits (nasp/cnn/data.py)
+register_bundled(BundledDataset("digits", "scikit-learn's 8x8 handwritten digits: 1,797 images, 10 classes", "scikit-learn"))
 
 
 def data_root(data_dir: Optional[os.PathLike | str] = None) -> Path:
@@ -83,7 +104,9 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
     """The folder of known data set ``name``, downloading and unpacking it first if needed.
 
     Offline (or with ``download=False``) a missing data set raises ``NaspError`` naming the
-    files to place and where.
+    files to place and where. An archive already in the data root that fails the checksum was
+    not downloaded by this call: it is refused, never deleted (only a download of this call
+    that fails the checksum is removed).
     """
     ds = DATASETS.get(name)
     root = data_root(data_dir)
@@ -91,27 +114,44 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
     if is_present(name, data_dir):
         return folder
     where = ", ".join(str(folder / f) for f in ds.files)
+    roots = "(the data root: --data-dir, else $NASP_DATA_DIR, else ./datasets)"
     if not download:
-        raise NaspError(f"data set {name!r} not found: place {where} (from {ds.url}) or pass --data PATH")
+        raise NaspError(f"data set {name!r} not found: place {where} {roots}, from {ds.url}, or pass --data PATH")
     archive = root / Path(ds.url).name
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if not archive.exists():
+        downloaded = not archive.exists()
+        if downloaded:
             _download(ds.url, archive)
-        for algorithm, expected in (("sha256", ds.sha256), ("md5", ds.md5)):
-            if expected and checksum(archive, algorithm) != expected:
-                archive.unlink()
-                raise NaspError(f"{ds.url}: {algorithm} checksum mismatch (download corrupted?); deleted it, try again")
+        _check_archive(archive, ds, downloaded)
         _unpack(archive, root)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise NaspError(
             f"data set {name!r} is not under {root} and could not be downloaded ({reason}); "
-            f"download {ds.url} and unpack it so that {where} exist(s), or pass --data PATH"
+            f"download {ds.url} and unpack it so that {where} exist(s) {roots}, or pass --data PATH"
         ) from None
     if not is_present(name, data_dir):
         raise NaspError(f"{archive}: unpacked, but {where} is still missing")
     return folder
+
+
+def _check_archive(archive: Path, ds: KnownDataset, downloaded: bool) -> None:
+    """Compare ``archive`` with the publisher's checksum. A mismatching download of this call is
+    deleted; a file that was there before is left alone and refused by name."""
+    for algorithm, expected in (("sha256", ds.sha256), ("md5", ds.md5)):
+        if not expected:
+            continue
+        actual = checksum(archive, algorithm)
+        if actual == expected:
+            continue
+        if downloaded:
+            archive.unlink()
+            raise NaspError(f"{ds.url}: {algorithm} checksum mismatch (download corrupted?); deleted it, try again")
+        raise NaspError(
+            f"{archive}: {algorithm} {actual} differs from the published {expected}; this file was not "
+            f"downloaded now, so it is left as it is: pass --data {archive} to use it as is, or move it away to download"
+        )
 
 
 def _download(url: str, target: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import click
 
 from .commands import data_dir_option
-from .data import DATASETS, data_root, dataset_path, fetch, is_present
+from .data import BUNDLED, DATASETS, data_root, dataset_path, fetch, is_present
 
 
 @click.group()
@@ -18,23 +18,36 @@ def data() -> None:
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_(data_dir, as_json: bool) -> None:
-    """Every known data set name, whether it is present under the data root, and its path."""
+    """Every known data set name, whether it is present under the data root (or bundled with a
+    library, nothing to fetch), and what it is."""
     rows = [
-        {"name": n, "present": is_present(n, data_dir), "path": str(dataset_path(n, data_dir)),
+        {"name": n, "present": is_present(n, data_dir), "bundled": False, "path": str(dataset_path(n, data_dir)),
          "url": DATASETS.get(n).url, "description": DATASETS.get(n).description}
         for n in DATASETS.names()
+    ]
+    rows += [
+        {"name": n, "present": True, "bundled": True, "path": None, "url": None,
+         "description": f"{BUNDLED.get(n).description} (ships with {BUNDLED.get(n).provider})"}
+        for n in BUNDLED.names()
     ]
     if as_json:
         click.echo(json.dumps({"data_root": str(data_root(data_dir)), "datasets": rows}))
         return
-    click.echo(f"data root: {data_root(data_dir)}")
+    click.echo(f"data root: {data_root(data_dir)}  (present: the files are there; missing: 'nasp data fetch NAME' downloads them)")
+    click.echo(f"  {'name':16s} {'status':8s} description")
     for r in rows:
-        click.echo(f"  {'x' if r['present'] else ' '} {r['name']:16s} {r['description']}")
+        status = "bundled" if r["bundled"] else "present" if r["present"] else "missing"
+        click.echo(f"  {r['name']:16s} {status:8s} {r['description']}")
 
 
 @data.command("fetch")
 @click.argument("name")
 @data_dir_option
 def fetch_(name: str, data_dir) -> None:
-    """Download NAME into the data root (checksum-checked) unless it is already there."""
+    """Download NAME into the data root (checksum-checked) unless it is already there.
+
+    An archive already in the data root whose checksum differs is refused, never deleted."""
+    if name in BUNDLED:
+        click.echo(f"{name}: ships with {BUNDLED.get(name).provider}, nothing to fetch")
+        return
     click.echo(str(fetch(name, data_dir)))

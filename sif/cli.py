@@ -1,6 +1,8 @@
 """``nasp sif``: search, train and recommend with searched interaction functions."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -9,14 +11,14 @@ from typing import Callable, Optional, Union
 import click
 
 from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
-from nasp.runs import CONFIG, RunDir, read_json, resolve_device
+from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.proximal import AUTO, check_warmup
 
 from . import pipeline
 from .engine import TrainSettings
 from .model import LEGACY, ModelConfig
-from .space import HEADS, INTERACTIONS, SEARCH_SPACE
+from .space import HEADS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE
 
 DEFAULTS = TrainSettings()
 SEARCH_STRATEGIES = search_strategy_names()
@@ -96,6 +98,9 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
 @click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.arch_lr, show_default=True, help="Adam learning rate of alpha and the element-wise MLPs.")
+@click.option("--mlp", type=click.Choice(list(MLP_FORMS)), default=ModelConfig.mlp, show_default=True,
+              help="Element-wise MLP g: residual (x + MLP(x), starts as the identity) or paper (the paper's "
+                   "Linear(1,8)-tanh-Linear(8,1), random start). Saved in arch.json.")
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation RMSE stops improving "
@@ -127,10 +132,13 @@ def search(**opts) -> None:
     splits, path = loaded or pipeline.load_splits(_data(opts))
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=opts["dim"], ops=SEARCH_SPACE, elementwise=True,
                          biases=_switch(opts, "biases"), implicit=_switch(opts, "implicit"), head=opts["head"] or ModelConfig.head,
+                         mlp=opts.get("mlp", LEGACY["mlp"]),  # runs started before --mlp saved none
                          global_mean=float(splits.train.ratings.mean()))
     if run.resume and run.file("search.json").exists():
         arch = pipeline.load_arch(run.file("arch.json"))
         found = read_json(run.file("search.json"))
+        # the retraining starts from the random state the finished search left, as uninterrupted
+        set_rng_state(run.load_checkpoint()["rng"])
     else:
         arch, found = pipeline.search(run, splits, config, settings, opts["strategy"], opts["epochs"],
                                       opts["seed"], device, opts["candidates"], warmup)
@@ -171,11 +179,17 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
     rdir = _subrun(run, name, config, settings) if name else run
     net, summary = pipeline.train(rdir, splits, config, settings, opts["max_epochs"], opts["patience"], opts["seed"],
                                   device, mlp_state, init_state=init_state)
+    source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
     if opts["refit"] and len(splits.valid):
-        summary["early_stopped_test_rmse"] = summary["test_rmse"]
+        early = {k: summary.pop(k) for k in ("test_rmse", "test_mae") if k in summary}
+        if "test_rmse" in early:
+            summary["early_stopped_test_rmse"] = early["test_rmse"]
         net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
                                        summary["best_epoch"], opts["seed"], device, mlp_state, init_state)
         summary.update(refitted)
+        source = "refit"
+    if "test_rmse" in summary:  # absent without a test split (--test-ratio 0)
+        summary["test_rmse_source"] = source
     return net, summary
 
 
@@ -209,7 +223,8 @@ def train(**opts) -> None:
     mlp_state = arch.get("elementwise_mlp") if arch else None
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=mlp_state is not None,
                          biases=_switch(opts, "biases", name, saved), implicit=_switch(opts, "implicit", name, saved),
-                         head=opts["head"] or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head), global_mean=float(splits.train.ratings.mean()))
+                         head=opts["head"] or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head),
+                         mlp=saved.get("mlp", LEGACY["mlp"]) if saved else ModelConfig.mlp, global_mean=float(splits.train.ratings.mean()))
     net, trained = _fit(run, None, splits, config, settings, opts, device, mlp_state)
     pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path)
     summary = {**trained, **pipeline.data_summary(splits), "seconds": round(time.perf_counter() - t0, 3)}
@@ -218,17 +233,61 @@ def train(**opts) -> None:
 
 @sif.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
-@click.option("--user", required=True, help="The user's raw id, as in the ratings file.")
+@click.option("--user", default=None, help="The user's raw id, as in the ratings file.")
+@click.option("--users", "users_from", default=None, metavar="FILE|all",
+              help="Many users in one start-up: a file of raw ids (one a line) or 'all'; one CSV row per item "
+                   "(with --json one JSON line per user).")
 @click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def recommend(model_dir: Path, user: str, k: int, device: str, as_json: bool) -> None:
-    """Top-K items the user has not rated yet, by predicted rating (titles when u.item,
-    movies.dat or movies.csv sits beside the ratings)."""
-    items = pipeline.recommend(model_dir, user, k, resolve_device(device))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per user, one a line.")
+def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, device: str, as_json: bool) -> None:
+    """Top-K items a user has not rated, by predicted rating.
+
+    Never offers an item the user rated anywhere in the data the model was given: the
+    training, validation and test ratings alike. Titles come from u.item, movies.dat or
+    movies.csv beside the ratings when there is one. Give --user ID, or --users FILE|all.
+    """
+    if (user is None) == (users_from is None):
+        raise click.UsageError("give exactly one of --user ID or --users FILE|all")
+    model = pipeline.Recommender(model_dir, resolve_device(device))
+    if user is not None:
+        _print_single(user, model.top(user, k), as_json)
+        return
+    users = model.user_ids if users_from == "all" else pipeline.read_user_list(Path(users_from))
+    for u in users:
+        model.user_index(u)  # every id is checked before anything is printed
+    with_titles = bool(model.titles)
+    if not as_json:
+        click.echo("user,rank,item,score" + (",title" if with_titles else ""))
+    for u in users:
+        items = model.top(u, k)
+        if as_json:
+            click.echo(json.dumps({"user": u, "items": items}))
+            continue
+        if not items:
+            click.echo(f"user {u}: nothing left to recommend (rated every item the model knows)", err=True)
+        for row in items:
+            fields = [u, str(row["rank"]), row["item"], f"{row['score']:.4f}"] + ([row["title"] or ""] if with_titles else [])
+            click.echo(_csv_row(fields))
+
+
+def _print_single(user: str, items: list[dict], as_json: bool) -> None:
+    """One user's list: a JSON object, or a header line and one row per item."""
     if as_json:
         click.echo(json.dumps({"user": user, "items": items}))
         return
+    if not items:
+        click.echo(f"user {user}: nothing left to recommend (rated every item the model knows)")
+        return
+    titles = any(row["title"] for row in items)
+    click.echo(f"{'rank':>4}  {'score':>5}  item" + ("  title" if titles else ""))
     for row in items:
         title = f"  {row['title']}" if row["title"] else ""
-        click.echo(f"{row['rank']:>3}  {row['score']:.3f}  {row['item']}{title}")
+        click.echo(f"{row['rank']:>4}  {row['score']:.3f}  {row['item']}{title}")
+
+
+def _csv_row(fields: list[str]) -> str:
+    """One CSV line (fields quoted where they must be)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(fields)
+    return buf.getvalue()

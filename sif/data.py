@@ -7,6 +7,7 @@ user types them); they map to dense indices in order of first appearance.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,8 @@ from torch import Tensor
 
 from nasp.data import DATASETS, KnownDataset, fetch, register_dataset
 from nasp.errors import NaspError
+
+log = logging.getLogger("nasp.sif")
 
 _GL = "https://files.grouplens.org/datasets/movielens/"
 # GroupLens publishes MD5 sums only; these are theirs.
@@ -57,12 +60,9 @@ def resolve_ratings_path(data: str, data_dir: Optional[Union[str, Path]] = None)
     path = Path(data).expanduser()
     if path.exists():
         if path.is_dir():
-            for name in RATINGS_NAMES:
-                if (path / name).exists():
-                    return path / name
-            inter = sorted(path.glob("*.inter"))
-            if inter:
-                return inter[0]
+            found = _pick_member([p.name for p in sorted(path.iterdir()) if p.is_file()], str(path))
+            if found is not None:
+                return path / found
             raise NaspError(f"{path}: no ratings file in this folder (expected one of {', '.join(RATINGS_NAMES)} or *.inter)")
         return path
     if data in DATASETS:
@@ -91,7 +91,7 @@ def _read_zip(path: Path) -> RatingTable:
     try:
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
-            member = _pick_member(names)
+            member = _pick_member(names, str(path))
             if member is None:
                 raise NaspError(f"{path}: the archive holds no ratings file ({', '.join(RATINGS_NAMES)} or *.inter)")
             with zf.open(member) as fh:
@@ -100,19 +100,40 @@ def _read_zip(path: Path) -> RatingTable:
         raise NaspError(f"{path}: unreadable archive (not a valid zip file)") from None
 
 
-def _pick_member(names: list[str]) -> Optional[str]:
-    for wanted in RATINGS_NAMES:
-        for n in names:
-            if Path(n).name == wanted:
-                return n
-    for n in names:
-        if n.endswith(".inter"):
-            return n
-    return None
+def _pick_member(names: list[str], where: str) -> Optional[str]:
+    """The one ratings file among ``names`` (None when there is none); several is an error,
+    since picking one would silently drop the others."""
+    found = [n for n in names if Path(n).name in RATINGS_NAMES or n.endswith(".inter")]
+    if len(found) > 1:
+        raise NaspError(f"{where}: holds {len(found)} ratings files ({', '.join(found)}); "
+                        "pass the one you mean with --data (extract it, or point at its folder)")
+    return found[0] if found else None
 
 
-def _sniff(first_line: str, name: str) -> tuple[str, bool]:
-    """(separator, has_header) from the file name and its first line."""
+#: a ratings line holds a few short fields: longer lines (which bounds every field's length) and
+#: first lines with more fields are refused before the parser allocates for them
+MAX_LINE_BYTES = 1 << 16
+MAX_FIELDS = 1000
+
+
+def _check_line_lengths(raw: bytes, source: str) -> None:
+    """Refuse a line over ``MAX_LINE_BYTES`` by its number (vectorised: a few ms per 10 MB)."""
+    if len(raw) <= MAX_LINE_BYTES:
+        return
+    newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+    lengths = np.diff(np.concatenate([[-1], newlines, [len(raw)]])) - 1  # bytes of each line, newline excluded
+    long = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    if long.size:
+        line = int(long[0])
+        raise NaspError(f"{source}: line {line + 1}: {int(lengths[line]):,} bytes long, more than the "
+                        f"{MAX_LINE_BYTES:,} a ratings line may have (a field too long: is this a ratings file?)")
+
+
+def _sniff(first_line: str, second_line: Optional[str], name: str) -> tuple[str, bool]:
+    """(separator, has_header) from the file name and its first two lines. The first line is a
+    header when its rating field is not a number, or when one of its first three fields (user,
+    item, rating) is a word where the second line has a number (``user,item,5,ts`` above
+    ``1,2,3,881250949``); other columns (timestamps, text) and empty fields do not count."""
     lower = name.lower()
     if lower.endswith(".inter"):
         return "\t", True
@@ -121,9 +142,16 @@ def _sniff(first_line: str, name: str) -> tuple[str, bool]:
     sep = "\t" if "\t" in first_line else "," if "," in first_line else None
     if sep is None:
         sep = r"\s+" if len(first_line.split()) >= 3 else "\t"
-    fields = re.split(sep, first_line.strip()) if sep == r"\s+" else first_line.strip().split(sep)
+    fields = _fields(first_line, sep)
     header = len(fields) >= 3 and not _is_number(fields[2])
+    if not header and second_line is not None:
+        below = _fields(second_line, sep)
+        header = any(a and not _is_number(a) and _is_number(b) for a, b in zip(fields[:3], below[:3]))
     return sep, header
+
+
+def _fields(line: str, sep: str) -> list[str]:
+    return re.split(sep, line.strip()) if sep == r"\s+" else line.strip().split(sep)
 
 
 def _is_number(text: str) -> bool:
@@ -134,20 +162,39 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _first_lines(text: str, count: int = 2) -> list[tuple[int, str]]:
+    """The first ``count`` non-blank lines with their 1-based numbers (reads no further)."""
+    out, start, number = [], 0, 0
+    while start < len(text) and len(out) < count:
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        number += 1
+        line = text[start:end].rstrip("\r")
+        if line.strip():
+            out.append((number, line))
+        start = end + 1
+    return out
+
+
 def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
     raw = fh.read()
+    _check_line_lengths(raw, source)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), None)
-    if first is None:
+    first_lines = _first_lines(text)
+    if not first_lines:
         raise NaspError(f"{source}: empty file, no ratings")
-    sep, header = _sniff(first, name)
+    (first_number, first), second = first_lines[0], (first_lines[1][1] if len(first_lines) > 1 else None)
+    sep, header = _sniff(first, second, name)
     if sep == "::":
         text = text.replace("::", "\t")
+        first = first.replace("::", "\t")
         sep = "\t"
+    if len(_fields(first, sep)) > MAX_FIELDS:
+        raise NaspError(f"{source}: line {first_number}: {len(_fields(first, sep)):,} fields, more than the {MAX_FIELDS:,} "
+                        "a ratings line may have (wrong separator, or not a ratings file?)")
     try:
         df = pd.read_csv(
             io.StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False,
@@ -163,9 +210,10 @@ def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
     first_data_row = 0
     cols = (0, 1, 2)
     if header:
-        head = [str(h).strip().lower() for h in df.iloc[0]]
-        cols = _header_columns(head, source)
-        first_data_row = 1
+        first_data_row = int(np.argmax((df != "").any(axis=1).to_numpy()))  # the header: the first non-blank row
+        head = [str(h).strip().lower() for h in df.iloc[first_data_row]]
+        cols = _header_columns(head, f"{source}: line {first_data_row + 1}")
+        first_data_row += 1
     if df.shape[1] < 3:
         raise NaspError(f"{source}: {df.shape[1]} column(s); need at least 3 (user, item, rating)")
     body = df.iloc[first_data_row:]
@@ -174,8 +222,9 @@ def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
     line_numbers = np.flatnonzero(~blank) + first_data_row + 1
     if len(body) == 0:
         raise NaspError(f"{source}: no ratings (only a header or blank lines)")
-    users = body.iloc[:, cols[0]].str.strip().to_numpy()
-    items = body.iloc[:, cols[1]].str.strip().to_numpy()
+    # object arrays: a fixed-width string array would allocate (longest id) x (rows)
+    users = body.iloc[:, cols[0]].str.strip().to_numpy(dtype=object)
+    items = body.iloc[:, cols[1]].str.strip().to_numpy(dtype=object)
     rating_text = body.iloc[:, cols[2]].str.strip()
     ratings = pd.to_numeric(rating_text, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(ratings)
@@ -187,7 +236,37 @@ def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
         value = rating_text.iloc[i]
         why = "empty rating" if value == "" else f"rating {value!r} is not a finite number"
         raise NaspError(f"{source}: line {line_numbers[i]}: {why}")
-    return RatingTable(users.astype(str), items.astype(str), ratings, source)
+    _warn_out_of_scale(ratings, line_numbers, source)
+    return _drop_duplicates(RatingTable(users, items, ratings, source), line_numbers)
+
+
+def _warn_out_of_scale(ratings: np.ndarray, line_numbers: np.ndarray, source: str) -> None:
+    """Warn once when ratings lie far outside the scale of the rest of the file: below
+    lo - (hi - lo) / 2 or above hi + (hi - lo) / 2, lo and hi the 0.1% and 99.9% quantiles
+    (on a 1-5 scale: below -1 or above 7). They are kept."""
+    if len(ratings) < 2:
+        return
+    lo, hi = np.quantile(ratings, 0.001, method="higher"), np.quantile(ratings, 0.999, method="lower")
+    margin = (hi - lo) / 2
+    outside = (ratings < lo - margin) | (ratings > hi + margin)
+    if margin > 0 and outside.any():
+        first = int(np.argmax(outside))
+        log.warning("%s: %d rating(s) far outside the scale of the rest (%g to %g), first at line %d (%g); kept",
+                    source, int(outside.sum()), lo, hi, int(line_numbers[first]), ratings[first])
+
+
+def _drop_duplicates(table: RatingTable, line_numbers: np.ndarray) -> RatingTable:
+    """Keep the last rating of every (user, item) pair that occurs more than once, and warn once
+    with the count (RecBole's ``rm_dup_inter: last``): a pair in two splits would leak."""
+    user_codes = pd.factorize(table.users)[0].astype(np.int64)
+    item_codes, item_uniques = pd.factorize(table.items)
+    dup = pd.Series(user_codes * len(item_uniques) + item_codes).duplicated(keep="last").to_numpy()
+    if not dup.any():
+        return table
+    log.warning("%s: %d duplicate (user, item) rating(s), first at line %d; kept the last rating of each pair",
+                table.source, int(dup.sum()), int(line_numbers[np.argmax(dup)]))
+    keep = ~dup
+    return RatingTable(table.users[keep], table.items[keep], table.ratings[keep], table.source)
 
 
 def _header_columns(head: list[str], source: str) -> tuple[int, int, int]:
@@ -202,7 +281,9 @@ def _header_columns(head: list[str], source: str) -> tuple[int, int, int]:
     item = find("item_id", "itemid", "movieid", "movie_id", "item", "iid")
     rating = find("rating", "ratings", "score", "stars")
     if None in (user, item, rating):
-        raise NaspError(f"{source}: header {head} lacks a user, item or rating column")
+        missing = ", ".join(n for n, c in (("user", user), ("item", item), ("rating", rating)) if c is None)
+        raise NaspError(f"{source}: header {head} lacks a user, item or rating column (no {missing}): "
+                        "name the columns (user, item, rating) or remove the header line")
     return user, item, rating
 
 

@@ -9,12 +9,13 @@ from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
 
-from .space import INTERACTIONS, SEARCH_SPACE, ElementwiseMLP, check_head
+from .space import INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
 
 
 #: what a saved model or arch file means when it lacks an option: files written before the
-#: implicit term and the box head existed had biases, no implicit term and the ball head
-LEGACY = {"biases": True, "implicit": False, "head": "ball"}
+#: implicit term, the box head and ``--mlp`` existed had biases, no implicit term, the ball head
+#: and the residual element-wise MLP
+LEGACY = {"biases": True, "implicit": False, "head": "ball", "mlp": "residual"}
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ModelConfig:
     ops: tuple[str, ...] = SEARCH_SPACE
     elementwise: bool = True
     mlp_hidden: int = 8
+    mlp: str = "residual"
     biases: bool = True
     implicit: bool = False
     head: str = "box"
@@ -66,6 +68,7 @@ class SIFNetwork(SearchNetwork):
         for name in config.ops:
             INTERACTIONS.get(name)  # unknown names raise a clear NaspError
         check_head(config.head)
+        check_mlp(config.mlp)
         self.config = config
         k = config.dim
         self.user_emb = nn.Embedding(config.num_users, k)
@@ -73,9 +76,10 @@ class SIFNetwork(SearchNetwork):
         self.user_bias = nn.Embedding(config.num_users, 1)
         self.item_bias = nn.Embedding(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
-        self.ops = nn.ModuleList(INTERACTIONS.get(name)(k, config.head) for name in config.ops)
-        self.mlp_u = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
-        self.mlp_v = ElementwiseMLP(config.mlp_hidden) if config.elementwise else None
+        self.ops = nn.ModuleList(self._op(name, k, config.head) for name in config.ops)
+        residual = MLP_FORMS[config.mlp]
+        self.mlp_u = ElementwiseMLP(config.mlp_hidden, residual) if config.elementwise else None
+        self.mlp_v = ElementwiseMLP(config.mlp_hidden, residual) if config.elementwise else None
         self.alpha = nn.Parameter(0.5 + 1e-3 * torch.randn(1, len(config.ops)))
         self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
         self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
@@ -87,6 +91,11 @@ class SIFNetwork(SearchNetwork):
         if len(config.ops) == 1:
             with torch.no_grad():
                 self.alpha.fill_(1.0)
+
+    @staticmethod
+    def _op(name: str, dim: int, head: str) -> nn.Module:
+        op = INTERACTIONS.get(name)
+        return op(dim, head) if op.uses_head else op(dim)
 
     def reset_embeddings(self) -> None:
         nn.init.normal_(self.user_emb.weight, std=0.01)

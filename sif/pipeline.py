@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pandas as pd
 import torch
+from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
@@ -17,7 +19,7 @@ from nasp.strategies import build_strategy
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
 from .engine import TrainSettings, batches, evaluate, make_problem
 from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
-from .space import INTERACTIONS, check_head
+from .space import INTERACTIONS, check_head, check_mlp
 
 log = logging.getLogger("nasp.sif")
 
@@ -105,7 +107,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     alphas = strat.derive_alphas()
     best = best_search_epoch(rows, higher_is_better=False) if not strat.selects_on_validation else None
     if best is not None:
-        alphas = [alphas[0].new_tensor([[best["architecture"]["alpha"][name] for name in config.ops]])]
+        alphas = [logged_alphas(best, config.ops).to(alphas[0])]
     derived = net.derive(alphas)
     net.set_architecture(alphas)
     arch = {
@@ -130,6 +132,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
         "search_epochs": len(rows),
         "search_valid_rmse": valid_metrics.get("valid_rmse"),
+        "valid_score_of": validation_scores(strat),
         "wall_seconds_search": round(seconds, 3),
     }
     return arch, summary
@@ -150,6 +153,26 @@ def best_search_epoch(rows: list[dict], metric: str = "valid_rmse", higher_is_be
         return None
     pick = max if higher_is_better else min
     return pick(candidates, key=lambda r: r[metric])
+
+
+def logged_alphas(row: dict, ops: Sequence[str]) -> torch.Tensor:
+    """The alphas (1 x len(ops)) of a metrics row, whose arg-max is the interaction the row
+    logged: that name is what the epoch trained and validated, while its alphas are rounded to 6
+    decimals in the log, where two ops can tie (or the order flip) once their values are close."""
+    arch = row["architecture"]
+    values = torch.tensor([[float(arch["alpha"][name]) for name in ops]], dtype=torch.float64)
+    k = list(ops).index(arch["interaction"])
+    others = torch.cat([values[0, :k], values[0, k + 1:]])
+    if others.numel() and values[0, k] <= others.max():
+        values[0, k] = others.max() + 1e-6
+    return values.float()
+
+
+def validation_scores(strategy: object) -> str:
+    """What a search's ``valid_rmse`` scores: "discrete architecture" (the exported IFC; NASP,
+    no-auto, random) or "supernet" (DARTS: the softmax mixture of every op), as the strategy
+    class declares in ``validates``."""
+    return getattr(type(strategy), "validates", "discrete architecture")
 
 
 def _mlp_state(net: SIFNetwork) -> Optional[dict]:
@@ -175,6 +198,10 @@ def load_arch(path: Path) -> dict:
         raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
     try:
         check_head((arch.get("model") or {}).get("head", LEGACY["head"]))
+    except NaspError as exc:
+        raise NaspError(f"{path}: {exc}") from None
+    try:
+        check_mlp((arch.get("model") or {}).get("mlp", LEGACY["mlp"]))
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
     mlp = arch.get("elementwise_mlp")
@@ -234,13 +261,14 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         strat,
         batches(train_data, settings.batch_size, seed),
         batches(valid, settings.batch_size, seed + 1),
-        lambda model: evaluate(model, valid, "valid") if len(valid) else {"valid_rmse": float("nan")},
-        max_epochs,
+        lambda model: evaluate(model, valid, "valid"),  # {} without validation ratings (the refit)
+        stopped_epochs(run, patience, max_epochs) if stopper is not None else max_epochs,
         run,
         early_stopping=stopper,
     )
     seconds = time.perf_counter() - t0
-    plot_curves(rows, run.file("curves.png"), ("train_loss", "valid_rmse"), f"training {config.ops[0]}")
+    curves = ("train_loss", "valid_rmse") if len(valid) else ("train_loss",)
+    plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     net.eval()
     metrics = {**evaluate(net, valid, "valid"), **evaluate(net, test, "test")}
     best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1
@@ -256,6 +284,20 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     return net, summary
 
 
+def stopped_epochs(run: RunDir, patience: int, max_epochs: int) -> int:
+    """The epoch budget for ``run_search`` in ``run``: ``max_epochs``, or the epochs already done
+    when the checkpoint shows that early stopping had ended the training (a run resumed after
+    its training finished, e.g. killed in the refit that follows, must not train once more)."""
+    if not (run.resume and run.has_checkpoint()):
+        return max_epochs
+    state = run.load_checkpoint()
+    stopper = state.get("early_stopping") or {}
+    done = int(state["epoch"]) + 1
+    if stopper.get("best_epoch", -1) >= 0 and int(state["epoch"]) - int(stopper["best_epoch"]) >= patience:
+        return min(done, max_epochs)
+    return max_epochs
+
+
 def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,
           device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
     """Train again from the same start on train + validation ratings for ``epochs`` (the count
@@ -263,14 +305,17 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     refitted network and its summary (test metrics, epochs, seconds)."""
     net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
                          mlp_state, init_state=init_state)
-    return net, {"test_rmse": trained.get("test_rmse"), "test_mae": trained.get("test_mae"),
-                 "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
+    tested = {k: trained[k] for k in ("test_rmse", "test_mae") if k in trained}  # none without a test split
+    return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
 
 
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
-    """Everything ``recommend`` needs: weights, shape, id maps, items already rated per user."""
-    seen_users = torch.cat([splits.train.users, splits.valid.users]).cpu()
-    seen_items = torch.cat([splits.train.items, splits.valid.items]).cpu()
+    """Everything ``recommend`` needs: weights, shape, id maps, and every (user, item) pair rated
+    anywhere in the data the model was given (train, validation and test splits alike)."""
+    rated = (splits.train, splits.valid, splits.test)
+    users = torch.cat([part.users for part in rated]).cpu()
+    items = torch.cat([part.items for part in rated]).cpu()
+    known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
     torch.save(
         {
             "format": "nasp-sif-model/1",
@@ -278,8 +323,9 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
             "state": {k: v.cpu() for k, v in net.state_dict().items()},
             "user_ids": splits.ids.user_ids,
             "item_ids": splits.ids.item_ids,
-            "seen_users": seen_users,
-            "seen_items": seen_items,
+            "seen_users": users[known],
+            "seen_items": items[known],
+            "seen_splits": ["train", "valid", "test"],
             "ratings_path": str(Path(ratings_path).resolve()),
         },
         path,
@@ -287,38 +333,90 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
 
 
 # recommend --------------------------------------------------------------------------------------
+class Recommender:
+    """A saved SIF model, loaded once, that ranks for any number of users the items they have
+    not rated anywhere in the data the model was given (train, validation and test splits)."""
+
+    def __init__(self, model_dir: Path, device: torch.device) -> None:
+        model_dir = Path(model_dir)
+        path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
+        if not path.exists():
+            raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
+            net.load_model_state(saved["state"])
+            self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])
+            seen_users, seen_items = saved["seen_users"].long(), saved["seen_items"].long()
+        except NaspError:
+            raise
+        except Exception as exc:
+            raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
+        self.device = device
+        self.net = net.to(device).eval()
+        self.titles = read_titles(saved.get("ratings_path", ""))
+        self._index = {u: k for k, u in enumerate(self.user_ids)}
+        if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
+            seen_users, seen_items = self._rated_in(saved.get("ratings_path", ""), seen_users, seen_items)
+        order = torch.argsort(seen_users, stable=True)
+        self._seen_items = seen_items[order]
+        counts = torch.bincount(seen_users, minlength=len(self.user_ids))
+        self._seen_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        self._candidates = self.net.known_items.cpu().clone()
+
+    def _rated_in(self, ratings_path: str, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """``users``/``items`` plus every pair of the ratings file (models saved before the test
+        split was recorded); unchanged when the file is gone."""
+        if not ratings_path or not Path(ratings_path).exists():
+            log.warning("%s is gone: items rated in its test split cannot be excluded", ratings_path)
+            return users, items
+        table = read_ratings(ratings_path)
+        u = torch.as_tensor(pd.Index(self.user_ids).get_indexer(table.users), dtype=torch.long)
+        i = torch.as_tensor(pd.Index(self.item_ids).get_indexer(table.items), dtype=torch.long)
+        keep = (u >= 0) & (i >= 0)
+        return torch.cat([users, u[keep]]), torch.cat([items, i[keep]])
+
+    def user_index(self, user: str) -> int:
+        try:
+            return self._index[str(user)]
+        except KeyError:
+            raise NaspError(f"unknown user {user!r}: not in the ratings this model was trained on") from None
+
+    def rated(self, user: str) -> Tensor:
+        """Indices of the items ``user`` rated in the data the model was given."""
+        u = self.user_index(user)
+        return self._seen_items[self._seen_ptr[u] : self._seen_ptr[u + 1]]
+
+    def top(self, user: str, k: int) -> list[dict]:
+        """Top-``k`` items ``user`` has not rated, highest predicted rating first (fewer, or
+        none, when fewer are left)."""
+        if k < 1:
+            raise NaspError(f"-k must be at least 1, got {k}")
+        u = self.user_index(user)
+        items = torch.arange(len(self.item_ids), device=self.device)
+        scores = self.net.predict(torch.full_like(items, u), items).cpu()
+        scores[self.rated(user)] = -float("inf")
+        scores[~self._candidates] = -float("inf")
+        k = min(k, int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, k)
+        return [
+            {"rank": r + 1, "item": self.item_ids[i], "title": self.titles.get(self.item_ids[i]), "score": round(float(s), 4)}
+            for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
+        ]
+
+
 def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
-    """Top-``k`` items the user has not rated, highest predicted rating first."""
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
-    if not path.exists():
-        raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
-    if k < 1:
-        raise NaspError(f"-k must be at least 1, got {k}")
+    """Top-``k`` items the user has not rated anywhere in the model's data, highest predicted first."""
+    return Recommender(model_dir, device).top(user, k)
+
+
+def read_user_list(path: Path) -> list[str]:
+    """Raw user ids, one a line (blank lines and ``#`` comments skipped)."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
-        net.load_model_state(saved["state"])
-    except NaspError:
-        raise
-    except Exception as exc:
-        raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
-    net = net.to(device).eval()
-    user_ids, item_ids = saved["user_ids"], saved["item_ids"]
-    try:
-        u = user_ids.index(str(user))
-    except ValueError:
-        raise NaspError(f"unknown user {user!r}: not in the ratings this model was trained on") from None
-    items = torch.arange(len(item_ids), device=device)
-    users = torch.full_like(items, u)
-    scores = net.predict(users, items).cpu()
-    seen = saved["seen_items"][saved["seen_users"] == u]
-    scores[seen] = -float("inf")
-    scores[~net.known_items.cpu()] = -float("inf")
-    k = min(k, int(torch.isfinite(scores).sum()))
-    top = torch.topk(scores, k)
-    titles = read_titles(saved.get("ratings_path", ""))
-    return [
-        {"rank": r + 1, "item": item_ids[i], "title": titles.get(item_ids[i]), "score": round(float(s), 4)}
-        for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
-    ]
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise NaspError(f"--users {path}: cannot be read ({exc.strerror or exc})") from None
+    users = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not users:
+        raise NaspError(f"--users {path}: no user ids in the file (one a line)")
+    return users

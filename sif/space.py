@@ -47,30 +47,50 @@ def check_head(name: str) -> str:
 class ElementwiseMLP(nn.Module):
     """g: scalar -> Linear(1, h) -> tanh -> Linear(h, 1), applied to every coordinate.
 
-    Initialised close to the identity (the output layer starts at zero and a skip path carries
-    ``x``), so the search starts from plain embeddings and learns a non-linearity only where
-    the validation data ask for one.
+    ``residual=True`` (our default, ``--mlp residual``) adds a skip path, g(x) = x + MLP(x), and
+    starts the output layer at zero, so the search starts from plain embeddings and learns a
+    non-linearity only where the validation data ask for one. ``residual=False``
+    (``--mlp paper``) is the paper's plain MLP, g(x) = MLP(x), with PyTorch's default random
+    initialisation, as the authors start. Both hold the same parameters (``inner``, ``outer``).
     """
 
-    def __init__(self, hidden: int = 8) -> None:
+    def __init__(self, hidden: int = 8, residual: bool = True) -> None:
         super().__init__()
         self.hidden = hidden
+        self.residual = residual
         self.inner = nn.Linear(1, hidden)
         self.outer = nn.Linear(hidden, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.inner.reset_parameters()
-        nn.init.zeros_(self.outer.weight)
-        nn.init.zeros_(self.outer.bias)
+        if self.residual:
+            nn.init.zeros_(self.outer.weight)
+            nn.init.zeros_(self.outer.bias)
+        else:
+            self.outer.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.outer(torch.tanh(self.inner(x.unsqueeze(-1)))).squeeze(-1)
+        out = self.outer(torch.tanh(self.inner(x.unsqueeze(-1)))).squeeze(-1)
+        return x + out if self.residual else out
+
+
+#: ``--mlp``: the forms of the element-wise MLP, name -> whether it has the skip path
+MLP_FORMS = {"residual": True, "paper": False}
+
+
+def check_mlp(name: str) -> str:
+    """``name`` if it names an element-wise MLP form, else a clear ``NaspError``."""
+    if name not in MLP_FORMS:
+        raise NaspError(f"unknown element-wise MLP form {name!r}; known: {', '.join(MLP_FORMS)}")
+    return name
 
 
 class HeadOp(nn.Module):
     """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
 
+    #: whether the op takes a head bound (``--head``); the NCF baselines have none of their own
+    uses_head = True
     width_factor = 1
 
     def __init__(self, dim: int, head: str = "box") -> None:
@@ -130,7 +150,9 @@ class Concat(HeadOp):
 class GMF(nn.Module):
     """Generalized MF (NCF): an unconstrained output vector over p * q."""
 
-    def __init__(self, dim: int, head: str = "box") -> None:
+    uses_head = False
+
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.head = nn.Parameter(torch.ones(dim))  # unbounded, as in NCF
 
@@ -145,7 +167,9 @@ class GMF(nn.Module):
 class MLPTower(nn.Module):
     """NCF's MLP interaction: concat -> Linear(2k, 2k) -> ReLU -> Linear(2k, k) -> ReLU -> Linear(k, 1)."""
 
-    def __init__(self, dim: int, head: str = "box") -> None:
+    uses_head = False
+
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1)

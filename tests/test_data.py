@@ -38,3 +38,66 @@ def test_fetch_without_download_names_the_file(tmp_path, monkeypatch):
     _toy(tmp_path, monkeypatch)
     with pytest.raises(NaspError, match=r"place .*toy/u.data"):
         fetch("toy", tmp_path / "root", download=False)
+
+
+def test_a_placed_archive_with_another_checksum_is_refused_not_deleted(tmp_path, monkeypatch):
+    import nasp.data
+
+    _toy(tmp_path, monkeypatch, md5="0" * 32)
+    root = tmp_path / "root"
+    root.mkdir()
+    placed = root / "toy.zip"
+    placed.write_bytes(b"the user's own copy")
+
+    def no_download(url, target):
+        raise AssertionError("must not download over a placed file")
+
+    monkeypatch.setattr(nasp.data, "_download", no_download)
+    with pytest.raises(NaspError) as err:
+        fetch("toy", root)
+    message = str(err.value)
+    assert str(placed) in message and "0" * 32 in message and hashlib.md5(b"the user's own copy").hexdigest() in message
+    assert f"--data {placed}" in message and "\n" not in message
+    assert placed.read_bytes() == b"the user's own copy"
+
+
+def test_the_offline_error_names_the_data_root_options(tmp_path, monkeypatch):
+    import nasp.data
+
+    _toy(tmp_path, monkeypatch)
+
+    def offline(url, target):
+        raise OSError("no network")
+
+    monkeypatch.setattr(nasp.data, "_download", offline)
+    for download in (True, False):
+        with pytest.raises(NaspError) as err:
+            fetch("toy", tmp_path / "root", download=download)
+        assert "NASP_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value) and "toy/u.data" in str(err.value)
+
+
+def test_make_data_links_links_shared_data_sets_into_datasets_never_over_an_entry(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    clone = tmp_path / "clone"
+    (clone / "datasets").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "Makefile", clone / "Makefile")
+    shared = tmp_path / "shared" / "data"
+    for name in ("ml-100k", "ptb"):
+        (shared / name).mkdir(parents=True)
+        (shared / name / "f").write_text(name)
+    (clone / "datasets" / "ptb").mkdir()  # the user's own copy stays
+    subprocess.run(["make", "-s", "data-links", f"SHARED_DATA={shared}"], cwd=clone, check=True, capture_output=True)
+    link = clone / "datasets" / "ml-100k"
+    assert link.is_symlink() and (link / "f").read_text() == "ml-100k"
+    assert not (clone / "datasets" / "ptb").is_symlink()
+    subprocess.run(["make", "-s", "data-links", f"SHARED_DATA={shared}"], cwd=clone, check=True, capture_output=True)  # again: no-op
+    assert "export NASP_DATA_DIR" not in (clone / "Makefile").read_text()  # one data root, the commands' own
+    from nasp.data import data_root
+
+    monkeypatch.delenv("NASP_DATA_DIR", raising=False)
+    assert data_root() == Path("datasets")  # the commands' default, which the links fill

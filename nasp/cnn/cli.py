@@ -42,7 +42,7 @@ def _common(f: Callable) -> Callable:
     f = threads_option()(f)
     f = click.option("--amp", is_flag=True, help="bfloat16 autocast on CUDA (ignored on CPU).")(f)
     f = click.option("--image-size", type=int, default=None, help="Image side for ImageFolder data (default 224).")(f)
-    f = click.option("--eval-batch-size", type=int, default=None, help="Batch size of evaluation passes (default 2 x --batch-size).")(f)
+    f = click.option("--eval-batch-size", type=click.IntRange(min=1), default=None, help="Batch size of evaluation passes (default 2 x --batch-size).")(f)
     f = data_dir_option(f)
     return f
 

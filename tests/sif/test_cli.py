@@ -47,7 +47,7 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     scores = [item["score"] for item in rec["items"]]
     assert scores == sorted(scores, reverse=True)
     r = _invoke("sif", "recommend", "--model", trained, "--user", "3", "-k", "2")
-    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 2
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 3  # a header line, two items
 
 
 @pytest.mark.parametrize("ifc", ["multiply", "gmf", "mlp", "concat"])
@@ -234,3 +234,207 @@ def test_warm_started_retrain_and_refit_load_the_searched_weights(tiny_ratings, 
     summary = json.loads(r.output)
     assert summary["refit_epochs"] == summary["best_epoch"]
     assert (out / "retrain" / "metrics.jsonl").exists() and (out / "refit" / "metrics.jsonl").exists()
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised right after a checkpoint was written."""
+
+
+def _phase(path):
+    return path.parent.name if path.parent.name in ("retrain", "refit") else "search"
+
+
+def _stable(summary):
+    return {k: v for k, v in summary.items() if "seconds" not in k and k != "run_dir"}
+
+
+def _kill_args(data):
+    return ["sif", "search", "--data", data, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
+            "--patience", "1", "--lr", "0.5", "--reg", "0", *FAST, "--json"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted search (+ retrain + refit): its data, summary and the phase of every
+    checkpoint it wrote, in order."""
+    from nasp.runs import RunDir
+
+    from .conftest import planted_ratings, write_udata
+
+    folder = tmp_path_factory.mktemp("kill")
+    data = write_udata(folder / "u.data", planted_ratings("multiply", users=60, items=40, n=1500, seed=1))
+    saves = []
+    real_save = RunDir.save_checkpoint
+
+    def recording(self, state):
+        real_save(self, state)
+        saves.append(_phase(self.file("checkpoint.pt")))
+
+    RunDir.save_checkpoint = recording
+    try:
+        r = _invoke(*_kill_args(data), "--out", folder / "whole")
+    finally:
+        RunDir.save_checkpoint = real_save
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["epochs_trained"] < 30 and summary["epochs_trained"] == summary["best_epoch"] + 1  # early stopping ended it
+    return data, summary, saves
+
+
+@pytest.mark.parametrize("phase,where", [("search", "middle"), ("retrain", "middle"), ("refit", "middle"), ("retrain", "start")])
+def test_a_kill_in_any_phase_resumes_to_the_same_summary(uninterrupted, tmp_path, monkeypatch, phase, where):
+    """Killed in the middle of a phase (after a checkpoint) or before a phase's first checkpoint."""
+    from nasp.runs import RunDir
+
+    data, first, saves = uninterrupted
+    in_phase = [i for i, p in enumerate(saves) if p == phase]
+    kill_at = in_phase[len(in_phase) // 2] if where == "middle" else in_phase[0]
+    real_save = RunDir.save_checkpoint
+    count = []
+
+    def killing(self, state):
+        if len(count) == kill_at and where == "start":
+            raise Killed  # before this phase wrote anything
+        real_save(self, state)
+        count.append(1)
+        if len(count) == kill_at + 1:
+            raise Killed
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        _invoke(*_kill_args(data), "--out", out)
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
+    again = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    assert again.exit_code == 0, again.output
+    assert _stable(json.loads(again.output)) == _stable(first)
+
+
+def test_runs_without_a_test_split_finish_without_test_keys(tiny_ratings, tmp_path):
+    for command, extra in (("search", ["--epochs", "2"]), ("train", ["--ifc", "multiply"])):
+        out = tmp_path / command
+        r = _invoke("sif", command, "--data", tiny_ratings, *extra, "--max-epochs", "2", *FAST, "--test-ratio", "0",
+                    "--out", out, "--json")
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.output)
+        assert not [k for k in summary if "rmse" in k and "test" in k or k.startswith("test_ma")], summary
+        assert summary["test_ratings"] == 0 and summary["refit_epochs"] >= 1
+
+
+def test_the_summary_names_where_test_rmse_comes_from_and_the_refit_logs_no_validation(tiny_ratings, tmp_path):
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST,
+                "--out", tmp_path / "refit", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "refit" and "early_stopped_test_rmse" in summary
+    rows = [json.loads(line) for line in (tmp_path / "refit" / "refit" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and not [k for row in rows for k in row if k.startswith("valid")]  # no empty validation panel
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--no-refit",
+                "--out", tmp_path / "early", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "early-stopped" and "early_stopped_test_rmse" not in summary
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--valid-ratio", "0",
+                "--out", tmp_path / "novalid", "--json")
+    summary = json.loads(r.output)
+    assert summary["test_rmse_source"] == "last epoch" and summary["epochs_trained"] == 2
+
+
+def _rated(path):
+    rated = {}
+    for line in path.read_text().splitlines():
+        u, i = line.split("\t")[:2]
+        rated.setdefault(u, set()).add(i)
+    return rated
+
+
+def test_recommend_never_offers_an_item_rated_in_any_split(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
+                   "--test-ratio", "0.3", "--out", out).exit_code == 0
+    rated = _rated(tiny_ratings)
+    items = set().union(*rated.values())
+    r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in r.output.splitlines()]
+    assert {line["user"] for line in lines} == set(rated)  # one line per user
+    for line in lines:
+        offered = {row["item"] for row in line["items"]}
+        assert not offered & rated[line["user"]], line["user"]  # test-split ratings excluded too
+        assert offered <= items - rated[line["user"]]
+
+
+def test_recommend_batch_csv_titles_and_a_user_with_nothing_left(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = [f"{u}\t{i}\t{1 + (u * i) % 5}\t0" for u in range(1, 13) for i in range(1, 9) if u == 1 or (u + i) % 3]
+    (folder / "u.data").write_text("\n".join(rows) + "\n")  # user 1 rated every item
+    (folder / "u.item").write_text("".join(f"{i}|Film, number {i}|x\n" for i in range(1, 9)), encoding="latin-1")
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", folder / "u.data", "--max-epochs", "1", *FAST,
+                   "--out", out).exit_code == 0
+    r = _invoke("sif", "recommend", "--model", out, "--user", "1")
+    assert r.exit_code == 0 and r.output.strip() == "user 1: nothing left to recommend (rated every item the model knows)"
+    r = _invoke("sif", "recommend", "--model", out, "--user", "2", "-k", "2")
+    assert r.output.splitlines()[0].split() == ["rank", "score", "item", "title"] and "Film, number" in r.output
+    ids = tmp_path / "users.txt"
+    ids.write_text("2\n\n3\n1\n")
+    r = CliRunner().invoke(main, ["sif", "recommend", "--model", str(out), "--users", str(ids), "-k", "2"])
+    assert r.exit_code == 0, r.output
+    import csv
+    table = list(csv.reader(r.stdout.splitlines()))
+    assert table[0] == ["user", "rank", "item", "score", "title"]
+    assert [row[0] for row in table[1:]] == ["2", "2", "3", "3"] and table[1][4].startswith("Film, number")
+    assert "user 1: nothing left" in r.stderr
+    ids.write_text("2\nnobody\n")
+    assert "unknown user 'nobody'" in _error(_invoke("sif", "recommend", "--model", out, "--users", ids))
+    assert "exactly one of --user" in _invoke("sif", "recommend", "--model", out).output
+    help_text = " ".join(_invoke("sif", "recommend", "--help").output.split())
+    assert "training, validation and test ratings alike" in help_text and "--users FILE|all" in help_text
+
+
+def test_the_summary_says_whose_validation_score_it_is(tiny_ratings, tmp_path):
+    from nasp.strategies import STRATEGIES
+
+    expected = {"nasp": "discrete architecture", "random": "discrete architecture", "darts": "supernet"}
+    for strategy, score_of in expected.items():
+        if strategy == "darts" and not hasattr(STRATEGIES.get("darts"), "validates"):
+            continue  # the core declares what a strategy validates from main f2e0cc1 on (Strategy.validates)
+        r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", strategy, "--epochs", "2", "--candidates", "2",
+                    "--no-retrain", *FAST, "--out", tmp_path / strategy, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["valid_score_of"] == score_of, strategy
+
+
+def test_mlp_form_is_saved_in_arch_json_and_used_by_train(tiny_ratings, tmp_path):
+    out = tmp_path / "s"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--mlp", "paper", "--no-retrain", *FAST, "--out", out)
+    assert r.exit_code == 0, r.output
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["model"]["mlp"] == "paper"
+    r = _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
+                "--no-refit", "--out", tmp_path / "t")
+    assert r.exit_code == 0, r.output
+    saved = torch.load(tmp_path / "t" / "model.pt", weights_only=True)
+    assert saved["config"]["mlp"] == "paper"
+    del arch["model"]["mlp"]  # an arch.json written before --mlp
+    (out / "arch.json").write_text(json.dumps(arch))
+    assert _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
+                   "--no-refit", "--out", tmp_path / "old").exit_code == 0
+    assert torch.load(tmp_path / "old" / "model.pt", weights_only=True)["config"]["mlp"] == "residual"
+    assert "--mlp" in _invoke("sif", "search", "--data", tiny_ratings, "--mlp", "deep").output
+
+
+def test_recommend_with_a_model_saved_before_test_ratings_were_recorded_reads_them_again(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
+                   "--test-ratio", "0.3", "--out", out).exit_code == 0
+    saved = torch.load(out / "model.pt", weights_only=True)
+    train_part = len(saved["seen_users"]) - round(0.3 * 1500)  # train + valid come first, as older files held them
+    saved["seen_users"], saved["seen_items"] = saved["seen_users"][:train_part], saved["seen_items"][:train_part]
+    del saved["seen_splits"]
+    torch.save(saved, out / "model.pt")
+    rated = _rated(tiny_ratings)
+    r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
+    assert r.exit_code == 0, r.output
+    for line in map(json.loads, r.output.splitlines()):
+        assert not {row["item"] for row in line["items"]} & rated[line["user"]]

@@ -158,3 +158,87 @@ def test_unseen_ids_of_a_separate_test_file_are_counted(tiny_ratings, tmp_path):
     summary = data_summary(s)
     assert summary["test_unseen_users"] == 2 and summary["test_unseen_items"] == 1
     assert summary["test_cold_ratings"] == 3
+
+
+def test_huge_fields_and_field_counts_are_refused_by_line_before_parsing(tmp_path):
+    import tracemalloc
+
+    long_id = tmp_path / "long.data"
+    long_id.write_bytes(b"1\t2\t3\t0\n" + b"u" * 20_000_000 + b"\t2\t3\t0\n1\t3\t4\t0\n")
+    many = tmp_path / "many.csv"
+    many.write_bytes(b",".join([b"1"] * 3_000_000) + b"\n1,2,3\n")
+    later = tmp_path / "later.data"
+    later.write_text("1\t2\t3\t0\n" + "\t".join(["1"] * 5000) + "\n")
+    tracemalloc.start()
+    with pytest.raises(NaspError, match=r"long\.data: line 2: 20,000,006 bytes long"):
+        read_ratings(long_id)
+    with pytest.raises(NaspError, match=r"many\.csv: line 1: .*more than the 65,536"):
+        read_ratings(many)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6  # a few copies of the file, not (rows x longest id) or (fields x rows)
+    with pytest.raises(NaspError, match=r"later\.data: line 2: malformed line, expected 4 fields, saw 5000"):
+        read_ratings(later)
+    wide = tmp_path / "wide.data"
+    wide.write_text("\t".join(["1"] * 1500) + "\n")
+    with pytest.raises(NaspError, match=r"wide\.data: line 1: 1,500 fields, more than the 1,000"):
+        read_ratings(wide)
+
+
+def test_a_header_with_a_numeric_rating_name_is_recognised(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("user,item,5,ts\n1,2,3,881250949\n2,3,4,881250950\n")
+    with pytest.raises(NaspError, match=r"r\.csv: line 1: header .* lacks a user, item or rating column \(no rating\)"):
+        read_ratings(p)
+    p.write_text("user,item,rating,ts\n1,2,3,881250949\n2,3,4,881250950\n")
+    assert list(read_ratings(p).users) == ["1", "2"]
+    q = tmp_path / "ids.csv"  # string ids in every row are no header
+    q.write_text("u1,i1,3\nu2,i2,4\n")
+    assert list(read_ratings(q).users) == ["u1", "u2"]
+
+
+def test_two_ratings_files_in_a_zip_or_folder_are_refused_by_name(tmp_path):
+    z = tmp_path / "two.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("full/u.data", "1\t2\t3\t0\n2\t3\t4\t0\n")
+        zf.writestr("half/u.data", "1\t2\t3\t0\n")
+    with pytest.raises(NaspError, match=r"two\.zip: holds 2 ratings files \(full/u\.data, half/u\.data\)"):
+        read_ratings(z)
+    folder = tmp_path / "both"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t2\t3\t0\n")
+    (folder / "ml.inter").write_text("user_id:token\titem_id:token\trating:float\n1\t2\t3\n")
+    with pytest.raises(NaspError, match=r"holds 2 ratings files \(ml\.inter, u\.data\)"):
+        resolve_ratings_path(str(folder))
+
+
+def test_duplicates_keep_the_last_rating_and_outliers_are_kept_with_one_warning_each(tmp_path, caplog):
+    p = tmp_path / "u.data"
+    rows = [(u, i, 1 + (u + i) % 5) for u in range(1, 30) for i in range(1, 30)]
+    lines = [f"{u}\t{i}\t{r}\t0" for u, i, r in rows] + ["1\t1\t5\t0", "2\t2\t1\t0", "3\t40\t50\t0"]
+    p.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING", logger="nasp.sif"):
+        table = read_ratings(p)
+    assert len(table) == len(rows) + 1  # the two repeated pairs count once, the 50 is a new pair
+    pairs = dict(zip(zip(table.users, table.items), table.ratings))
+    assert pairs[("1", "1")] == 5 and pairs[("2", "2")] == 1 and pairs[("3", "40")] == 50
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "2 duplicate (user, item) rating(s), first at line 1" in messages[1] and "kept the last" in messages[1]
+    assert "1 rating(s) far outside the scale of the rest (1 to 5), first at line 844 (50)" in messages[0]
+    clean = tmp_path / "clean.data"
+    clean.write_text("\n".join(lines[:-3]) + "\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nasp.sif"):
+        read_ratings(clean)
+    assert not caplog.records
+
+
+def test_words_outside_the_rating_columns_make_no_header(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("1,2,3,good\n1,3,4,5\n2,2,5,\n")
+    assert list(read_ratings(p).users) == ["1", "1", "2"]
+    q = tmp_path / "u.data"
+    q.write_text("1\t\t3\t0\n1\t3\t4\t5\n")
+    with pytest.raises(NaspError, match=r"line 1: empty item id"):
+        read_ratings(q)

@@ -137,3 +137,41 @@ def test_the_search_keeps_the_architecture_that_validated_best():
     assert pipeline.best_search_epoch(rows)["epoch"] == 1  # warm-up epochs never count
     assert pipeline.best_search_epoch(rows, higher_is_better=True)["epoch"] == 2
     assert pipeline.best_search_epoch(rows[:1]) is None
+
+
+def test_the_best_epoch_keeps_its_logged_interaction_even_when_rounded_alphas_tie():
+    ops = ("multiply", "plus", "max")
+    row = {"architecture": {"interaction": "max", "alpha": {"multiply": 0.612345, "plus": 0.1, "max": 0.612345}}}
+    alphas = pipeline.logged_alphas(row, ops)
+    assert ops[int(alphas.argmax())] == "max"  # the rounded values alone give multiply
+    assert SIFNetwork(ModelConfig(2, 2, dim=4, ops=ops)).derive([alphas])["interaction"] == "max"
+    row["architecture"]["interaction"] = "multiply"
+    assert ops[int(pipeline.logged_alphas(row, ops).argmax())] == "multiply"
+    row = {"architecture": {"interaction": "plus", "alpha": {"multiply": 0.3, "plus": 0.9, "max": 0.2}}}
+    assert pipeline.logged_alphas(row, ops)[0].tolist() == pytest.approx([0.3, 0.9, 0.2])  # untouched without a tie
+
+
+def test_elementwise_mlp_forms_residual_and_paper():
+    from sif.space import ElementwiseMLP
+
+    x = torch.linspace(-2, 2, 9)
+    residual, paper = ElementwiseMLP(8), ElementwiseMLP(8, residual=False)
+    assert torch.equal(residual(x), x)  # starts as the identity
+    with torch.no_grad():
+        expected = paper.outer(torch.tanh(paper.inner(x.unsqueeze(-1)))).squeeze(-1)
+    assert torch.allclose(paper(x), expected) and not torch.allclose(paper(x), x)  # the plain MLP, random start
+    assert residual.state_dict().keys() == paper.state_dict().keys()
+    net = SIFNetwork(ModelConfig(3, 3, dim=4, mlp="paper"))
+    assert net.mlp_u.residual is False and net.config.to_dict()["mlp"] == "paper"
+    old = ModelConfig.from_dict({"num_users": 2, "num_items": 2, "dim": 4, "ops": ["multiply"]})
+    assert old.mlp == "residual"  # files written before --mlp
+    with pytest.raises(Exception, match="unknown element-wise MLP form 'deep'"):
+        SIFNetwork(ModelConfig(3, 3, dim=4, mlp="deep"))
+
+
+def test_ncf_baselines_take_no_head_argument():
+    import inspect
+
+    for name in ("gmf", "mlp"):
+        assert list(inspect.signature(INTERACTIONS.get(name)).parameters) == ["dim"]
+    assert SIFNetwork(ModelConfig(3, 3, dim=4, ops=("gmf",), head="ball")).ops[0].head.shape == (4,)
