@@ -185,15 +185,17 @@ class RunLoop:
         self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
         self.epochs, self.run, self.hooks, self.desc = epochs, run, list(hooks), desc
         self.start_epoch = 0
+        self.stopped = False  # a hook ended the run (restored on resume)
         self.rows: list[dict] = []
 
     # state ----------------------------------------------------------------------------------
-    def state_dict(self, epoch: int) -> dict:
-        """Everything a resume needs, in one object (written as ``checkpoint.pt``)."""
+    def state_dict(self, epoch: int, stopped: bool = False) -> dict:
+        """Everything a resume needs, in one object (written as ``checkpoint.pt``); ``stopped``:
+        a hook ended the run after this epoch (a resume then trains no further epoch)."""
         from .runs import rng_state
 
-        return {"epoch": epoch, "network": self.network.state_dict(), "strategy": self.stepper.state_dict(),
-                "rng": rng_state(), "hooks": [h.state_dict() for h in self.hooks]}
+        return {"epoch": epoch, "stopped": stopped, "network": self.network.state_dict(),
+                "strategy": self.stepper.state_dict(), "rng": rng_state(), "hooks": [h.state_dict() for h in self.hooks]}
 
     def restore(self) -> None:
         """Load the run's checkpoint (``--resume``) and drop metrics rows written after it."""
@@ -211,6 +213,7 @@ class RunLoop:
         for hook, hook_state in zip(self.hooks, state.get("hooks", [])):
             hook.load_state_dict(hook_state)
         self.start_epoch = int(state["epoch"]) + 1
+        self.stopped = bool(state.get("stopped", False))
         run.truncate_metrics(self.start_epoch)
         log.info("resuming %s at epoch %d", run.path, self.start_epoch + 1)
 
@@ -258,16 +261,18 @@ class RunLoop:
         for hook in self.hooks:
             hook.on_start(self)
         for epoch in range(self.start_epoch, self.epochs):
+            if self.stopped:
+                break
             row, stop = self.run_epoch(epoch)
+            self.stopped = stop
             self.run.append_metrics(row)
             self.rows.append(row)
-            self.run.save_checkpoint(self.state_dict(epoch))
+            self.run.save_checkpoint(self.state_dict(epoch, stop))
             for hook in self.hooks:
                 hook.after_checkpoint(epoch, row)
             log.info("epoch %d/%d %s", epoch + 1, self.epochs, {k: v for k, v in row.items() if k != "architecture"})
             if stop:
                 log.info("stopped after epoch %d", epoch + 1)
-                break
         for hook in self.hooks:
             hook.on_end(self)
         return self.rows

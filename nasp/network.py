@@ -56,11 +56,12 @@ class SearchNetwork(nn.Module):
         current), as a JSON-able object. Cells use DARTS' softmax rule here."""
         raise NotImplementedError
 
-    def export(self, discrete: Sequence[Tensor]) -> Any:
+    def export(self, discrete: Sequence[Tensor], continuous: Sequence[Tensor] | None = None) -> Any:
         """The JSON-able architecture held by *discrete* values (a projection prox_C1(alpha)):
         on every row, the op of its non-zero entry; a row of zeros is a dropped edge. This is
-        what NASP-like strategies trained and validated. Default: ``derive(discrete)`` (right for
-        networks whose derivation is a per-row arg-max)."""
+        what NASP-like strategies trained and validated. ``continuous`` (the values projected)
+        may be reported beside it. Default: ``derive(discrete)`` (right for networks whose
+        derivation is a per-row arg-max)."""
         return self.derive(discrete)
 
     @torch.no_grad()

@@ -163,6 +163,13 @@ class SIFNetwork(SearchNetwork):
             "probabilities": {name: round(float(p), 6) for name, p in zip(self.config.ops, probs)},
         }
 
+    def export(self, discrete: Sequence[Tensor], continuous: Optional[Sequence[Tensor]] = None) -> dict:
+        """The interaction a projection holds, reported with the continuous values it came from
+        (when given) so that metrics rows keep the alpha trajectories."""
+        out = self.derive(continuous if continuous is not None else discrete)
+        out["interaction"] = self.config.ops[int(discrete[0].detach()[0].argmax())]
+        return out
+
     # forward ----------------------------------------------------------------------------------
     def embed(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         u = self.user_emb(users)

@@ -262,7 +262,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         batches(train_data, settings.batch_size, seed),
         batches(valid, settings.batch_size, seed + 1),
         lambda model: evaluate(model, valid, "valid"),  # {} without validation ratings (the refit)
-        stopped_epochs(run, patience, max_epochs) if stopper is not None else max_epochs,
+        max_epochs,
         run,
         early_stopping=stopper,
     )
@@ -282,20 +282,6 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         "wall_seconds_train": round(seconds, 3),
     }
     return net, summary
-
-
-def stopped_epochs(run: RunDir, patience: int, max_epochs: int) -> int:
-    """The epoch budget for ``run_search`` in ``run``: ``max_epochs``, or the epochs already done
-    when the checkpoint shows that early stopping had ended the training (a run resumed after
-    its training finished, e.g. killed in the refit that follows, must not train once more)."""
-    if not (run.resume and run.has_checkpoint()):
-        return max_epochs
-    state = run.load_checkpoint()
-    stopper = state.get("early_stopping") or {}
-    done = int(state["epoch"]) + 1
-    if stopper.get("best_epoch", -1) >= 0 and int(state["epoch"]) - int(stopper["best_epoch"]) >= patience:
-        return min(done, max_epochs)
-    return max_epochs
 
 
 def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,

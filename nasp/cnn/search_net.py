@@ -141,7 +141,7 @@ class CNNSearchNetwork(SearchNetwork):
         largest probability, arg-max op on each kept edge (REFERENCE §1, "Deriving": DARTS only)."""
         return self.genotype(alphas).to_json()
 
-    def export(self, discrete: Sequence[Tensor]) -> dict:
+    def export(self, discrete: Sequence[Tensor], continuous: Optional[Sequence[Tensor]] = None) -> dict:
         """The genotype a projection prox_C1 holds: on every kept (non-zero) edge, its op. This
         is the cell NASP trained and validated (REFERENCE §1, "Deriving": NASP)."""
         cells = []

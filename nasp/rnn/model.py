@@ -281,7 +281,7 @@ class RNNSearchNetwork(SearchNetwork):
         """DARTS' derivation (softmax rule) as JSON; NASP-like strategies use ``export``."""
         return self.genotype(alphas).to_json()
 
-    def export(self, discrete: Sequence[Tensor]) -> dict:
+    def export(self, discrete: Sequence[Tensor], continuous: Optional[Sequence[Tensor]] = None) -> dict:
         """The genotype a projection prox_C1 (k=1) holds: per node, its non-zero row's
         predecessor and activation, the cell NASP trained and validated."""
         value = discrete[0].detach().cpu()

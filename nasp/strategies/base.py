@@ -200,7 +200,7 @@ class Strategy(ABC):
         """The JSON-able architecture this strategy reads from architecture values. Default
         (NASP, random, fixed): the network's export of their discrete projection prox_C1, i.e.
         the very cell that the weight steps and the evaluation ran."""
-        return self.network.export(self.network.project(alphas))
+        return self.network.export(self.network.project(alphas), alphas)
 
     def evaluated_architecture(self) -> Any:
         """The architecture of the current values: what this epoch trained and validated (the
