@@ -101,6 +101,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     run = RunDir(tmp_path / "r")
     run.write_config({})
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    run.close()
     with pytest.raises(NaspError, match="cannot be read as a checkpoint"):
         RunDir(tmp_path / "r", resume=True).load_checkpoint()
 

@@ -7,9 +7,9 @@ from typing import Callable, Iterator
 
 import click
 
-from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from ..commands import WARMUP_EPOCHS, RunCommand, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from ..errors import NaspError
-from ..runs import CONFIG, RunDir
+from ..runs import CONFIG, LOCK, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
 from .genotypes import GENOTYPES
@@ -24,7 +24,7 @@ def _cleanup_on_error(run: RunDir) -> Iterator[None]:
     try:
         yield
     except (NaspError, KeyboardInterrupt):
-        if not run.resume and {p.name for p in run.path.iterdir()} <= {CONFIG, "metrics.jsonl"}:
+        if not run.resume and {p.name for p in run.path.iterdir()} <= {CONFIG, LOCK, "metrics.jsonl"}:
             if not run.file("metrics.jsonl").exists() or run.file("metrics.jsonl").stat().st_size == 0:
                 shutil.rmtree(run.path, ignore_errors=True)
         raise
@@ -52,7 +52,7 @@ def cnn() -> None:
     """Image cell search (DARTS/NASP spaces) and retraining of the found cells."""
 
 
-@cnn.command()
+@cnn.command(cls=RunCommand)
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
 @click.option("--strategy", default="nasp", show_default=True, help=f"Search method: {', '.join(search_strategy_names())}.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
@@ -87,7 +87,7 @@ def search(**opts) -> None:
     _run("cnn-search", opts, run_search_command)
 
 
-@cnn.command()
+@cnn.command(cls=RunCommand)
 @click.option("--genotype", default="DARTS_V2", show_default=True,
               help=f"A name ({', '.join(GENOTYPES.names())}), a .json / Genotype(...) text file, a search run directory, or Genotype(...) text.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")

@@ -6,7 +6,8 @@ from typing import Any, Callable, Optional
 
 import click
 
-from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run
+from ..commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option, run_options,
+                        start_run, threads_option)
 from ..errors import NaspError
 from ..runs import ARCH
 from ..strategies import STRATEGIES, check_search_strategy, search_strategy_names
@@ -65,9 +66,8 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
                          help="Back-propagation through time: tokens per segment."),
             click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True, callback=_positive),
             click.option("--epochs", type=int, default=defaults.epochs, show_default=True, callback=_positive),
-            click.option("--data", default=None,
-                         help="Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt) or a known name "
-                              "(ptb). Required, except with --resume."),
+            click.option("--data", cls=RequiredUnlessResume,
+                         help="Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt) or a known name (ptb)."),
         ]
         for option in extra:
             f = option(f)
@@ -106,7 +106,7 @@ def rnn() -> None:
     """Recurrent cell search on language modelling (Penn Treebank; DARTS' recurrent space)."""
 
 
-@rnn.command()
+@rnn.command(cls=RunCommand)
 @common_options(SearchConfig(), SEARCH_DROPOUTS)
 @click.option("--strategy", default="nasp", show_default=True,
               help=f"Search method: {', '.join(search_strategy_names())}.")
@@ -139,11 +139,10 @@ def search(**opts: Any) -> None:
     finish_run(run, result["summary"], opts["as_json"])
 
 
-@rnn.command()
+@rnn.command(cls=RunCommand)
 @common_options(TrainConfig(), TRAIN_DROPOUTS)
-@click.option("--genotype", default=None,
-              help=f"Genotype JSON file, a search run directory, or a published name ({', '.join(GENOTYPES.names())}). "
-                   "Required, except with --resume.")
+@click.option("--genotype", cls=RequiredUnlessResume,
+              help=f"Genotype JSON file, a search run directory, or a published name ({', '.join(GENOTYPES.names())}).")
 @click.option("--nonmono", type=int, default=TrainConfig.nonmono, show_default=True, callback=_positive,
               help="Switch to averaged SGD when validation has not improved on the best of all but the last N epochs.")
 @resume_option

@@ -73,7 +73,7 @@ def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
     assert r.exit_code == 0
     (out / "summary.json").unlink()  # as if killed before the end
     (out / "search.json").unlink()
-    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    r = _invoke("sif", "search", "--resume", "--out", out, "--json")  # --resume alone: the saved --data
     assert r.exit_code == 0, r.output
     assert (out / "summary.json").exists()
 
@@ -85,7 +85,7 @@ def test_resume_after_the_refit_gives_the_same_summary(tiny_ratings, tmp_path):
     assert r.exit_code == 0, r.output
     first = json.loads(r.output)
     (out / "summary.json").unlink()  # as if killed just before the end
-    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    r = _invoke("sif", "search", "--resume", "--out", out, "--json")  # --resume alone: the saved --data
     assert r.exit_code == 0, r.output
     again = json.loads(r.output)
     assert again["test_rmse"] == pytest.approx(first["test_rmse"], abs=1e-6)
