@@ -65,8 +65,10 @@ class WarmupEpochs(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
-        if value is None or isinstance(value, int) or value == "auto":
+        if value is None or value == "auto":
             return value
+        if isinstance(value, bool) or isinstance(value, float):
+            self.fail(f"{value!r} is not a count of epochs (0, 1, ...) or 'auto'", param, ctx)
         try:
             number = int(value)
         except ValueError:
@@ -118,21 +120,21 @@ def _check_saved(ctx: click.Context, param: click.Parameter, value: Any, path: P
 
     if value is None:
         if param.default is not None:
-            raise bad("null, but the command line never gives this option no value")
+            raise bad("null, but this option always has a value")
         return param.process_value(ctx, None)
     if isinstance(value, (list, dict)) and not param.multiple:
         raise bad(f"a JSON {'list' if isinstance(value, list) else 'object'}, expected one value")
     kind = param.type
-    if isinstance(value, bool) and not isinstance(kind, click.types.BoolParamType):
-        raise bad("true/false, expected " + kind.name)
+    if isinstance(value, bool) != isinstance(kind, click.types.BoolParamType):
+        raise bad(f"true/false where a value of type {kind.name!r} belongs" if isinstance(value, bool) else "expected true or false")
     if isinstance(kind, click.types.IntParamType) and isinstance(value, float) and not value.is_integer():
         raise bad("not a whole number")
     try:
         return param.process_value(ctx, value)
     except click.BadParameter as exc:
         raise bad(exc.message) from None
-    except (TypeError, ValueError) as exc:
-        raise bad(str(exc) or exc.__class__.__name__) from None
+    except Exception as exc:  # a click type meeting a JSON value the shell never produces
+        raise bad(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__) from None
 
 
 def resumed_options(ctx: click.Context, command: click.Command) -> dict:
@@ -176,7 +178,7 @@ def resumed_options(ctx: click.Context, command: click.Command) -> dict:
 
 
 def _show(value: Any) -> str:
-    return str(value) if isinstance(value, Path) else json.dumps(value, default=str)
+    return str(value) if isinstance(value, (Path, str)) else json.dumps(value, default=str)
 
 
 def release_with_command(run: RunDir) -> RunDir:

@@ -327,7 +327,7 @@ class RunDir:
             if key not in state:
                 raise NaspError(f"{path}: not a checkpoint of this run (no {key!r} entry)")
             if not isinstance(state[key], kind):
-                raise NaspError(f"{path}: entry {key!r} is a {type(state[key]).__name__}, expected a {kind.__name__}")
+                raise NaspError(f"{path}: entry {key!r} is a {type(state[key]).__name__}, expected {kind.__name__}")
         return state
 
     # results ----------------------------------------------------------------------------------
@@ -400,6 +400,14 @@ def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
         i += 1
 
 
+def _short(exc: BaseException) -> str:
+    """An exception as a short clause on one line (a missing key, or the first lines of a message)."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} entry" if exc.args else "a missing entry"
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or exc.__class__.__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
 SEARCH_CHECKPOINT = {"epoch": int, "network": dict, "strategy": dict, "rng": dict}
 """What a ``run_search`` checkpoint holds (checked before a resume uses it)."""
 
@@ -433,9 +441,8 @@ def run_search(
             set_rng_state(state["rng"])
             if early_stopping is not None and "early_stopping" in state:
                 early_stopping.load_state_dict(state["early_stopping"])
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({first})") from None
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
         start = int(state["epoch"]) + 1
         run.truncate_metrics(start)
         log.info("resuming %s at epoch %d", run.path, start)
