@@ -110,7 +110,7 @@ def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            _write(fh, data)
+            _write(fh, data, path)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -125,8 +125,9 @@ def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
                 pass
 
 
-def _write(fh: Any, data: bytes) -> None:
-    """``fh.write(data)``: the one place run files are written (tests make it fail with ENOSPC)."""
+def _write(fh: Any, data: bytes, path: Path) -> None:
+    """``fh.write(data)`` for the run file ``path``: the one place run files are written (tests make
+    it fail as a full disk would)."""
     fh.write(data)
 
 
@@ -269,7 +270,7 @@ class RunDir:
             with open(path, "ab") as fh:
                 size = fh.seek(0, os.SEEK_END)
                 try:
-                    _write(fh, data)
+                    _write(fh, data, path)
                     fh.flush()
                 except OSError:
                     fh.truncate(size)
