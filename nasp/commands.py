@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import platform
 import sys
 from pathlib import Path
@@ -30,6 +31,57 @@ RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""
 INVOCATION_ONLY = ("out", "resume", "as_json")
 """Options that belong to one invocation, never to the saved run."""
+RUN_META = "nasp.run"
+"""``ctx.meta`` key: the run directory the current command opened (for the Ctrl-C message)."""
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (Click's test runner swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: ANN201 - logging's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The ``nasp`` loggers write to stderr at ``level``: INFO (the default) gives one line per
+    epoch, WARNING (``-q``) warnings only, DEBUG (``-v``) everything."""
+    logger = logging.getLogger("nasp")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    if value:  # not given: keep what the group (or the default) set
+        configure_logging(logging.WARNING if param.name == "quiet" else logging.DEBUG)
+
+
+_VERBOSITY = (
+    (("-q", "--quiet"), {"is_flag": True, "help": "Warnings and errors only on stderr (no per-epoch lines, no progress bar)."}),
+    (("-v", "--verbose"), {"count": True, "help": "Debug output on stderr too."}),
+)
+
+
+def verbosity_options(f: Any) -> Any:
+    """``-q/--quiet`` and ``-v/--verbose`` on a command function or an existing Click command."""
+    for decls, kwargs in (_VERBOSITY if isinstance(f, click.Command) else reversed(_VERBOSITY)):
+        kwargs = {**kwargs, "expose_value": False, "callback": _verbosity}
+        if isinstance(f, click.Command):
+            f.params.append(click.Option(list(decls), **kwargs))
+        else:
+            f = click.option(*decls, **kwargs)(f)
+    return f
 
 
 def run_options(f: Callable) -> Callable:
@@ -209,6 +261,9 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
     out = options.get("out") or default_out(command)
     device = resolve_device(options.get("device", "auto"))
     run = release_with_command(RunDir(out, resume=bool(options.get("resume"))))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[RUN_META] = run.path
     options = {**options, "out": out}
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))

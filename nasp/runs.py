@@ -382,10 +382,25 @@ class EarlyStopping:
 
 
 def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
-    """A tqdm bar on stderr, silent when stderr is not a terminal."""
+    """A tqdm bar on stderr, silent when stderr is not a terminal or the log is quiet (``-q``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+    quiet = log.level > logging.INFO  # set by the CLI's -q; NOTSET (0) for library callers
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True)
+
+
+def epoch_line(epoch: int, epochs: int, row: dict) -> str:
+    """One log line for an epoch: its scalar metrics, rounded (``epoch 3/10  train_loss 0.8123 ...``)."""
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for key, value in row.items():
+        if key == "epoch" or isinstance(value, (dict, list, tuple)):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, str) and len(value) > 40:
+            continue
+        parts.append(f"{key} {value}")
+    return "  ".join(parts)
 
 
 def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
@@ -487,7 +502,7 @@ def run_search(
         run.save_checkpoint(state)
         if on_epoch is not None:
             on_epoch(epoch, row)
-        log.info("epoch %d/%d %s", epoch + 1, epochs, {k: v for k, v in row.items() if k != "architecture"})
+        log.info("%s", epoch_line(epoch, epochs, row))
         if stop:
             log.info("early stop after epoch %d (best epoch %d)", epoch + 1, early_stopping.best_epoch + 1)
             break

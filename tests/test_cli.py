@@ -1,4 +1,14 @@
 """The root `nasp` group and the run options every domain shares."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from cli import main
@@ -40,3 +50,79 @@ def test_resume_needs_out_and_a_run_of_the_same_command(tmp_path):
     (run / "config.json").write_text('{"command": "rnn-search", "options": {}}')
     r = CliRunner().invoke(main, ["sif", "search", "--resume", "--out", str(run), "--data", "x"])
     assert r.exit_code == 1 and "is a 'rnn-search' run, not 'sif-search'" in r.output
+
+
+def _ratings(path):
+    """A tiny u.data: 40 users x 30 items, 900 ratings."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(40 * 30, size=900, replace=False)
+    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
+    return path
+
+
+def _search(tmp_path, *flags, before=()):
+    args = [*before, "sif", "search", "--data", str(_ratings(tmp_path / "u.data")), "--epochs", "3", "--no-retrain",
+            "--dim", "4", "--out", str(tmp_path / "run"), "--json", *flags]
+    return CliRunner().invoke(main, args)
+
+
+def test_one_line_per_epoch_on_stderr_by_default_and_quiet_with_q_after_the_subcommand(tmp_path):
+    r = _search(tmp_path)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if " epoch " in line]
+    assert len(lines) == 3 and "epoch 1/3  train_loss " in lines[0] and "valid_rmse" in lines[2], r.stderr
+    assert "interaction" in json.loads(r.stdout)  # stdout stays the summary alone
+    for flags, before in ((["-q"], ()), ([], ["-q"]), (["--quiet"], ["-v"])):
+        shutil.rmtree(tmp_path / "run")
+        r = _search(tmp_path, *flags, before=before)
+        assert r.exit_code == 0 and r.stderr == "", (flags, before, r.stderr)
+
+
+def test_verbose_after_the_subcommand(tmp_path):
+    r = _search(tmp_path, "-v")
+    assert r.exit_code == 0 and len([line for line in r.stderr.splitlines() if " epoch " in line]) == 3
+    import logging
+
+    assert logging.getLogger("nasp").level == logging.DEBUG
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import nasp.runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nasp.runs.RunDir, "save_checkpoint", interrupted)
+    r = _search(tmp_path)
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "Interrupted.", r.stderr
+    monkeypatch.undo()
+    shutil.rmtree(tmp_path / "run")
+    calls = []
+
+    def second_interrupted(self, state):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    original = nasp.runs.RunDir.save_checkpoint
+    monkeypatch.setattr(nasp.runs.RunDir, "save_checkpoint", second_interrupted)
+    r = _search(tmp_path)
+    assert r.exit_code == 130
+    assert r.stderr.strip().splitlines()[-1] == f"Interrupted; continue the run with --resume --out {tmp_path / 'run'}"
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(delay):
+    """SIGINT while cli.py imports torch (about 2 s): no traceback."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(root / "cli.py"), "data", "list"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the start-up finished before the signal came")
+    assert proc.returncode == 130 and err == "Interrupted.\n", err
