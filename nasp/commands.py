@@ -207,12 +207,13 @@ def resumed_options(ctx: click.Context, command: click.Command) -> dict:
     saved = config.get("options")
     if not isinstance(saved, dict):
         raise NaspError(f"{path}: 'options' is {'missing' if saved is None else 'not a JSON object'}")
-    known = {p.name for p in command.params}
+    params = [p for p in command.params if p.expose_value]  # not -v/-q: they belong to the invocation
+    known = {p.name for p in params}
     unknown = sorted(set(saved) - known)
     if unknown:
         raise NaspError(f"{path}: unknown option {unknown[0]!r} for {name}")
     options: dict = {}
-    for param in command.params:
+    for param in params:
         key = param.name
         from_user = ctx.get_parameter_source(key) in (click.core.ParameterSource.COMMANDLINE,
                                                        click.core.ParameterSource.ENVIRONMENT)

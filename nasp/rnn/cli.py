@@ -71,7 +71,7 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
         ]
         for option in extra:
             f = option(f)
-        return run_options(f)
+        return run_options(threads_option()(f))
 
     return decorate
 
