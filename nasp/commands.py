@@ -63,12 +63,19 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> None:
-    if value:  # not given: keep what the group (or the default) set
-        configure_logging(logging.WARNING if param.name == "quiet" else logging.DEBUG)
+    if not value:  # not given: keep what the group (or the default) set
+        return
+    explicit = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    if not explicit and ctx.meta.get("nasp.verbosity_given"):
+        return  # NASP_QUIET never overrides a -v/-q typed on the command line
+    if explicit:
+        ctx.meta["nasp.verbosity_given"] = True
+    configure_logging(logging.WARNING if param.name == "quiet" else logging.DEBUG)
 
 
 _VERBOSITY = (
-    (("-q", "--quiet"), {"is_flag": True, "help": "Warnings and errors only on stderr (no per-epoch lines, no progress bar)."}),
+    (("-q", "--quiet"), {"is_flag": True, "envvar": "NASP_QUIET", "show_envvar": True,
+                         "help": "Warnings and errors only on stderr (no per-epoch lines, no progress bar)."}),
     (("-v", "--verbose"), {"count": True, "help": "Debug output on stderr too."}),
 )
 
@@ -99,11 +106,13 @@ def resume_option(f: Callable) -> Callable:
                         help="Continue the unfinished run in --out from its last checkpoint, with its saved options.")(f)
 
 
-def threads_option(default: int | None = None) -> Callable[[Callable], Callable]:
-    """``--threads``: CPU threads for torch (small models run fastest on one)."""
-    help_default = f"{default}" if default else "torch's default"
-    return click.option("--threads", type=click.IntRange(min=1), default=default,
-                        help=f"CPU threads used by torch (default: {help_default}).")
+def threads_option(default: int = 1) -> Callable[[Callable], Callable]:
+    """``--threads``: CPU threads for torch. The default, 1, never oversubscribes: on a 2-core machine
+    shared with other jobs, torch's own default (one thread per core) made a short ``sif train``
+    10x and a ``cnn search`` epoch 7x slower than one thread (docs/ARCHITECTURE.md, "Runs")."""
+    return click.option("--threads", type=click.IntRange(min=1), default=default, show_default=True,
+                        help="CPU threads used by torch; more help only big models on an idle machine "
+                             "(may change on --resume).")
 
 
 def data_dir_option(f: Callable) -> Callable:

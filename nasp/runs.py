@@ -299,8 +299,9 @@ class RunDir:
         return rows
 
     def truncate_metrics(self, epochs_done: int) -> None:
-        """Keep only rows of epochs before ``epochs_done`` (rows written after the last checkpoint go)."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) < epochs_done]
+        """Keep the rows of the first ``epochs_done`` epochs (rows count epochs from 1, so these are
+        the rows with ``epoch <= epochs_done``); rows written after the last checkpoint go."""
+        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= epochs_done]
         write_bytes_atomic(self.file(METRICS), "".join(dumps(r) + "\n" for r in rows).encode())
 
     # checkpoints ------------------------------------------------------------------------------
@@ -485,7 +486,7 @@ def run_search(
         train_seconds = time.perf_counter() - t0
         with strategy.evaluation():
             metrics = evaluate(net)
-        row = {"epoch": epoch, **{k: float(v) / steps for k, v in sums.items()}, **metrics}
+        row = {"epoch": epoch + 1, **{k: float(v) / steps for k, v in sums.items()}, **metrics}  # counted from 1
         row.update(strategy.describe())
         row["architecture"] = strategy.derive()
         row["seconds"] = round(time.perf_counter() - t0, 4)

@@ -68,7 +68,8 @@ def _search(tmp_path, *flags, before=()):
     return CliRunner().invoke(main, args)
 
 
-def test_one_line_per_epoch_on_stderr_by_default_and_quiet_with_q_after_the_subcommand(tmp_path):
+def test_one_line_per_epoch_on_stderr_by_default_and_quiet_with_q_after_the_subcommand(tmp_path, monkeypatch):
+    monkeypatch.delenv("NASP_QUIET", raising=False)
     r = _search(tmp_path)
     assert r.exit_code == 0, r.output
     lines = [line for line in r.stderr.splitlines() if " epoch " in line]
@@ -78,9 +79,15 @@ def test_one_line_per_epoch_on_stderr_by_default_and_quiet_with_q_after_the_subc
         shutil.rmtree(tmp_path / "run")
         r = _search(tmp_path, *flags, before=before)
         assert r.exit_code == 0 and r.stderr == "", (flags, before, r.stderr)
+    shutil.rmtree(tmp_path / "run")
+    monkeypatch.setenv("NASP_QUIET", "1")  # as -q, unless -v is typed
+    assert _search(tmp_path).stderr == ""
+    shutil.rmtree(tmp_path / "run")
+    assert len([line for line in _search(tmp_path, "-v").stderr.splitlines() if " epoch " in line]) == 3
 
 
-def test_verbose_after_the_subcommand(tmp_path):
+def test_verbose_after_the_subcommand(tmp_path, monkeypatch):
+    monkeypatch.delenv("NASP_QUIET", raising=False)
     r = _search(tmp_path, "-v")
     assert r.exit_code == 0 and len([line for line in r.stderr.splitlines() if " epoch " in line]) == 3
     import logging
@@ -91,6 +98,7 @@ def test_verbose_after_the_subcommand(tmp_path):
 def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
     import nasp.runs
 
+    monkeypatch.delenv("NASP_QUIET", raising=False)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 

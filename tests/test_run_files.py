@@ -68,12 +68,13 @@ def test_metrics_and_summaries_are_strict_json(tmp_path):
 
 def test_a_torn_last_metrics_line_is_dropped(tmp_path):
     run = RunDir(tmp_path / "r")
-    run.append_metrics({"epoch": 0, "loss": 1.0})
+    run.append_metrics({"epoch": 1, "loss": 1.0})
+    run.append_metrics({"epoch": 2, "loss": 0.5})
     with open(tmp_path / "r" / "metrics.jsonl", "a") as fh:
-        fh.write('{"epoch": 1, "lo')  # a crash in the middle of a write
-    assert run.read_metrics() == [{"epoch": 0, "loss": 1.0}]
-    run.truncate_metrics(1)
-    assert (tmp_path / "r" / "metrics.jsonl").read_text() == '{"epoch": 0, "loss": 1.0}\n'
+        fh.write('{"epoch": 3, "lo')  # a crash in the middle of a write
+    assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
+    run.truncate_metrics(1)  # one epoch checkpointed: its row stays, later ones go
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == '{"epoch": 1, "loss": 1.0}\n'
 
 
 def _fail_on(monkeypatch, calls: int, name: str, code: int = errno.ENOSPC):
@@ -105,8 +106,8 @@ def test_a_full_disk_is_one_line_and_resume_finishes_identically(tmp_path, monke
     monkeypatch.undo()
     r = CliRunner().invoke(main, ["sif", "search", "--resume", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    assert _comparable(json.loads(r.output)) == {**_comparable(json.loads(full.output))}
-    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert _comparable(json.loads(r.stdout)) == _comparable(json.loads(full.stdout))
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_a_full_disk_while_appending_metrics_keeps_whole_lines(tmp_path, monkeypatch):

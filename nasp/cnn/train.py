@@ -83,7 +83,7 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - t0
         test = accuracy(model, test_batches, device, amp, logits_of=lambda out: out[0])
-        row = {"epoch": epoch, "train_loss": float(loss_sum) / max(1, len(batches)), "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(1, len(batches)), "lr": optimizer.param_groups[0]["lr"],
                "drop_path": model.drop_path_prob, "test_acc": test["acc"], "test_loss": test["loss"],
                "train_seconds": round(train_seconds, 4), "seconds": round(time.perf_counter() - t0, 4)}
         scheduler.step()

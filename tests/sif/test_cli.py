@@ -29,9 +29,9 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     assert arch["interaction"] in arch["alpha"]
     assert json.loads((out / "summary.json").read_text())["test_rmse"] == summary["test_rmse"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]  # epochs count from 1
     best = min((r for r in rows if not r["warmup"]), key=lambda r: r["valid_rmse"])
-    assert arch["interaction"] == best["architecture"]["interaction"] and summary["chosen_at_epoch"] == best["epoch"] + 1
+    assert arch["interaction"] == best["architecture"]["interaction"] and summary["chosen_at_epoch"] == best["epoch"]
 
     trained = tmp_path / "train"
     r = _invoke("sif", "train", "--arch", out / "arch.json", "--data", tiny_ratings, "--max-epochs", "2",
