@@ -76,7 +76,7 @@ def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> Non
 _VERBOSITY = (
     (("-q", "--quiet"), {"is_flag": True, "envvar": "NASP_QUIET", "show_envvar": True,
                          "help": "Warnings and errors only on stderr (no per-epoch lines, no progress bar)."}),
-    (("-v", "--verbose"), {"count": True, "help": "Debug output on stderr too."}),
+    (("-v", "--verbose"), {"count": True, "show_default": False, "help": "Debug output on stderr too."}),
 )
 
 
@@ -103,7 +103,8 @@ def run_options(f: Callable) -> Callable:
 
 def resume_option(f: Callable) -> Callable:
     return click.option("--resume", is_flag=True,
-                        help="Continue the unfinished run in --out from its last checkpoint, with its saved options.")(f)
+                        help="Continue the unfinished run in --out from its last checkpoint with its saved options "
+                             "(only --threads and --device may change; other options given must match).")(f)
 
 
 def threads_option(default: int = 1) -> Callable[[Callable], Callable]:
@@ -150,11 +151,35 @@ class RequiredUnlessResume(click.Option):
         super().__init__(*args, **kwargs)
 
 
+HELP_FIRST = ("arch", "ifc", "genotype", "strategy", "space", "data")
+"""--help of a command that trains lists these first (what to run, how, on what data), then the
+domain's other options as declared, then the shared ones in ``HELP_LAST`` order."""
+HELP_LAST = ("threads", "seed", "device", "out", "as_json", "resume", "quiet", "verbose")
+
+
 class RunCommand(click.Command):
     """A command that trains. Without ``--resume`` it checks the options a new run needs; with
     ``--resume`` it replaces the options by the saved ones from ``--out``'s config.json, each
     checked by the command's own parameter (type, range, choice, callback) as if typed on the
-    command line, and refuses an option given now that conflicts with the saved run."""
+    command line, and refuses an option given now that conflicts with the saved run.
+    Its --help shows every default and lists the options in one order for every domain."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {"show_default": True, **(kwargs.get("context_settings") or {})}
+        super().__init__(*args, **kwargs)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        params = self.get_params(ctx)
+        rank = {name: i for i, name in enumerate(HELP_FIRST)}
+        last = {name: len(HELP_FIRST) + 1 + i for i, name in enumerate(HELP_LAST)}
+        help_option = self.get_help_option(ctx)
+        ordered = sorted((p for p in params if p is not help_option),
+                         key=lambda p: rank.get(p.name, last.get(p.name, len(HELP_FIRST))))
+        ordered += [help_option] if help_option is not None else []
+        rows = [row for row in (p.get_help_record(ctx) for p in ordered) if row is not None]
+        if rows:
+            with formatter.section("Options"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.params.get("resume"):
@@ -170,6 +195,11 @@ class RunCommand(click.Command):
         return f"{ctx.parent.command.name}-{self.name}" if ctx.parent is not None else str(self.name)
 
 
+def _no_default(param: click.Parameter) -> bool:
+    """True when the option's value is None unless given (Click 8.2+ marks "no default" with UNSET)."""
+    return param.default is None or param.default is getattr(click.core, "UNSET", None)
+
+
 def _flag(param: click.Parameter) -> str:
     return param.opts[0] if param.opts else param.name
 
@@ -180,7 +210,7 @@ def _check_saved(ctx: click.Context, param: click.Parameter, value: Any, path: P
         return NaspError(f"{path}: option {_flag(param)} = {json.dumps(value)}: {why}")
 
     if value is None:
-        if param.default is not None:
+        if isinstance(param, RequiredUnlessResume) or not _no_default(param):
             raise bad("null, but this option always has a value")
         return param.process_value(ctx, None)
     if isinstance(value, (list, dict)) and not param.multiple:

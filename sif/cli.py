@@ -25,7 +25,9 @@ SEARCH_STRATEGIES = search_strategy_names()
 
 @click.group()
 def sif() -> None:
-    """Search the interaction function of collaborative filtering (SIF, Yao et al. WWW 2020).
+    """Collaborative filtering: search the interaction function (SIF).
+
+    After Yao et al., "Efficient Neural Interaction Function Search for Collaborative Filtering", WWW 2020.
 
     \b
     nasp sif search --data ml-100k              search + retrain, writes a run directory
@@ -193,8 +195,10 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
 @run_options
 @resume_option
 def train(**opts) -> None:
-    """Train one interaction function to convergence (early stopping on validation), then
-    refit it on train+valid for that many epochs (--no-refit keeps the early-stopped model).
+    """Train one interaction function (a searched one or a baseline).
+
+    Trains to convergence (early stopping on validation), then refits on train+valid for that
+    many epochs (--no-refit keeps the early-stopped model).
 
     Give either --arch (a searched IFC, keeping its element-wise MLPs) or --ifc (a baseline).
     """

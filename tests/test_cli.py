@@ -134,3 +134,37 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(delay):
     if proc.returncode == 0:
         pytest.skip("the start-up finished before the signal came")
     assert proc.returncode == 130 and err == "Interrupted.\n", err
+
+
+def _training_commands():
+    from nasp.commands import RunCommand
+
+    return [(f"{g} {n}", c) for g, group in main.commands.items() if hasattr(group, "commands")
+            for n, c in group.commands.items() if isinstance(c, RunCommand)]
+
+
+def test_help_texts_of_every_training_command_have_one_form():
+    import click
+
+    from nasp.commands import HELP_LAST
+
+    commands = _training_commands()
+    assert sorted(name for name, _ in commands) == ["cnn search", "cnn train", "rnn search", "rnn train", "sif search", "sif train"]
+    for name, command in commands:
+        r = CliRunner().invoke(main, [*name.split(), "--help"], terminal_width=100)
+        assert r.exit_code == 0
+        first = command.help.strip().split("\n\n")[0]
+        assert first[0].isupper() and first.endswith(".") and "\n" not in first and len(first) <= 65, (name, first)
+        assert "..." not in command.get_short_help_str(70), name
+        flags = [line.split()[0].rstrip(",") for line in r.output.split("Options:")[1].splitlines()
+                 if line.startswith("  -")]
+        shared = [f for f in flags if f.lstrip("-") in {n.replace("as_json", "json") for n in HELP_LAST} or f in ("-q", "-v")]
+        assert flags[-len(shared) - 1:] == [*shared, "-h"], (name, flags)  # shared options last, in one order
+        assert shared == ["--threads", "--seed", "--device", "--out", "--json", "--resume", "-q", "-v"], (name, shared)
+        ctx = click.Context(command, info_name=name, show_default=True)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden and param.default is not getattr(click.core, "UNSET", None) \
+                    and param.default not in (None, False, 0):
+                assert "[default:" in param.get_help_record(ctx)[1], (name, param.name)  # every default shown
+    for group in ("sif", "cnn", "rnn", "data"):
+        assert "..." not in main.commands[group].get_short_help_str(70), group
