@@ -131,6 +131,14 @@ def _write(fh: Any, data: bytes, path: Path) -> None:
     fh.write(data)
 
 
+def save_torch(path: os.PathLike | str, obj: Any) -> None:
+    """``torch.save`` made atomic, with a full disk or a read-only directory reported in one line
+    naming ``path`` (``torch.save`` to a file only says ``enforce fail at inline_container.cc``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def finite(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float replaced by None, so it is strict JSON (null)."""
     if isinstance(obj, float):
@@ -307,9 +315,7 @@ class RunDir:
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
         """Replace ``checkpoint.pt`` atomically; on a failed write the previous one stays intact."""
-        buffer = io.BytesIO()
-        torch.save(state, buffer)  # serialise in memory: a full disk then fails as OSError(ENOSPC)
-        write_bytes_atomic(self.file(CHECKPOINT), buffer.getvalue())
+        save_torch(self.file(CHECKPOINT), state)
 
     def has_checkpoint(self) -> bool:
         return self.file(CHECKPOINT).exists()

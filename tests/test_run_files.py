@@ -161,3 +161,11 @@ def test_a_real_full_disk_and_a_real_read_only_directory(tmpfs):
         RunDir(tmpfs / "run", resume=True)
     with pytest.raises(NaspError, match=f"{tmpfs / 'new'}: cannot create the run directory: Read-only file system"):
         RunDir(tmpfs / "new")
+
+
+def test_save_torch_reports_a_full_disk_in_one_line(tmp_path, monkeypatch):
+    runs.save_torch(tmp_path / "model.pt", {"w": torch.ones(2)})
+    _fail_on(monkeypatch, 1, "model.pt")
+    with pytest.raises(NaspError, match=r"model.pt: cannot write: No space left on device \(the disk is full\)$"):
+        runs.save_torch(tmp_path / "model.pt", {"w": torch.zeros(2)})
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["w"], torch.ones(2))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..runs import RunDir, progress, rng_state, set_rng_state
+from ..runs import RunDir, progress, rng_state, save_torch, set_rng_state
 from .corpus import Corpus, batchify, segments
 from .genotypes import RecurrentGenotype
 from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll
@@ -195,7 +195,7 @@ class Trainer:
             if self.best_loss is None or val_loss < self.best_loss:
                 self.best_loss = val_loss
                 with self.average.swapped():
-                    torch.save(self.model.state_dict(), self.run.file(MODEL))
+                    save_torch(self.run.file(MODEL), self.model.state_dict())
             if (not self.average.active and len(self.history) > cfg.nonmono
                     and val_loss > min(self.history[: -cfg.nonmono])):
                 self.average.start()
