@@ -307,9 +307,12 @@ class RunDir:
         return rows
 
     def truncate_metrics(self, epochs_done: int) -> None:
-        """Keep the rows of the first ``epochs_done`` epochs (rows count epochs from 1, so these are
-        the rows with ``epoch <= epochs_done``); rows written after the last checkpoint go."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= epochs_done]
+        """Keep the rows of the first ``epochs_done`` epochs; rows written after the last checkpoint go.
+        Rows count epochs from 1 (``epoch <= epochs_done`` stay); a file whose first row is epoch 0
+        (written before epochs counted from 1) keeps ``epoch < epochs_done``."""
+        rows = self.read_metrics()
+        first = int(rows[0].get("epoch", 1)) if rows else 1
+        rows = [r for r in rows if int(r.get("epoch", first)) - first < epochs_done]
         write_bytes_atomic(self.file(METRICS), "".join(dumps(r) + "\n" for r in rows).encode())
 
     # checkpoints ------------------------------------------------------------------------------

@@ -169,3 +169,14 @@ def test_save_torch_reports_a_full_disk_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(NaspError, match=r"model.pt: cannot write: No space left on device \(the disk is full\)$"):
         runs.save_torch(tmp_path / "model.pt", {"w": torch.zeros(2)})
     assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("first", [1, 0])  # 0: a run directory written before epochs counted from 1
+def test_truncate_keeps_the_rows_of_the_checkpointed_epochs(tmp_path, first):
+    run = RunDir(tmp_path / "r")
+    for epoch in range(first, first + 4):
+        run.append_metrics({"epoch": epoch})
+    run.truncate_metrics(2)
+    assert [r["epoch"] for r in run.read_metrics()] == [first, first + 1]
+    run.truncate_metrics(0)
+    assert run.read_metrics() == []
