@@ -12,8 +12,10 @@ def _interrupted_during_start_up(signum: int, frame: object) -> None:
     raise SystemExit(130)
 
 
-_MAIN_THREAD = threading.current_thread() is threading.main_thread()
-_previous_handler = signal.signal(signal.SIGINT, _interrupted_during_start_up) if _MAIN_THREAD else None
+# only where Ctrl-C would raise KeyboardInterrupt (the main thread, SIGINT not ignored or taken over)
+_GUARD = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _GUARD:
+    signal.signal(signal.SIGINT, _interrupted_during_start_up)
 
 import click  # noqa: E402  (after the start-up handler on purpose)
 
@@ -84,8 +86,8 @@ def _add_verbosity(group: click.Group) -> None:
 
 
 _mount()
-if _MAIN_THREAD:
-    signal.signal(signal.SIGINT, _previous_handler)
+if _GUARD:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if __name__ == "__main__":
     main()
