@@ -18,14 +18,14 @@ import logging
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import click
 import torch
 
 from . import __version__
 from .errors import NaspError
-from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, write_json_atomic
+from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 
 RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""

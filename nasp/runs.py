@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import fcntl
 import io
 import json
 import logging
@@ -22,6 +21,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (the run directory is then not guarded)
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import NaspError
 from .strategies.base import Strategy
@@ -193,7 +197,8 @@ class RunLock:
         except OSError as exc:
             raise io_error(folder, exc) from None
         try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._fh.seek(0)
             holder = self._fh.read().strip() or "another process"
