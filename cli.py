@@ -1,16 +1,35 @@
 """The ``nasp`` command: a Click root group that mounts each domain's group."""
 from __future__ import annotations
 
-import logging
+import signal
 import sys
+import threading
 
-import click
 
-from nasp import NaspError, __version__
+def _interrupted_during_start_up(signum: int, frame: object) -> None:
+    """Ctrl-C while the libraries load (seconds for torch): one line and exit 130, no traceback."""
+    sys.stderr.write("Interrupted.\n")
+    raise SystemExit(130)
+
+
+# only where Ctrl-C would raise KeyboardInterrupt (the main thread, SIGINT not ignored or taken over)
+_GUARD = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _GUARD:
+    signal.signal(signal.SIGINT, _interrupted_during_start_up)
+
+import click  # noqa: E402  (after the start-up handler on purpose)
+
+from nasp import NaspError, __version__  # noqa: E402
+from nasp.commands import RUN_META, configure_logging, verbosity_options  # noqa: E402
 
 
 class NaspGroup(click.Group):
-    """Turns library errors (``NaspError``) into one ``Error: ...`` line and exit status 1."""
+    """Turns library errors (``NaspError``) into one ``Error: ...`` line and exit status 1, and
+    Ctrl-C into one line and exit status 130."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001 - click's signature
+        configure_logging()  # the default (one line per epoch); -v/-q, before or after the subcommand, change it
+        return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -18,14 +37,18 @@ class NaspGroup(click.Group):
         except NaspError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            click.echo("Interrupted; continue a search with --resume.", err=True)
+            run = ctx.meta.get(RUN_META)
+            if run is not None and (run / "checkpoint.pt").exists():
+                click.echo(f"Interrupted; continue the run with --resume --out {run}", err=True)
+            else:
+                click.echo("Interrupted.", err=True)
             ctx.exit(130)
 
 
 @click.group(cls=NaspGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="nasp")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@verbosity_options
+def main() -> None:
     """Neural architecture search by proximal iterations (NASP).
 
     \b
@@ -34,14 +57,14 @@ def main(verbose: int) -> None:
       cnn   search image cells (DARTS / NASP spaces) and retrain them (CIFAR-10, ImageNet, digits)
       rnn   search and retrain a recurrent cell for language modelling (Penn Treebank)
       data  list the known data sets and fetch them into the data root
+
+    Commands that train log one line per epoch to stderr (-q: warnings only, -v: debug too);
+    -v and -q work before or after the subcommand.
     """
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("nasp").setLevel(level)
 
 
 def _mount() -> None:
-    """Attach the domain groups (each domain owns its own commands)."""
+    """Attach the domain groups (each domain owns its own commands); every command gets -v/-q."""
     from nasp.cnn.cli import cnn
     from nasp.data_cli import data
     from nasp.rnn.cli import rnn
@@ -49,9 +72,22 @@ def _mount() -> None:
 
     for group in (sif, cnn, rnn, data):
         main.add_command(group)
+    _add_verbosity(main)
+
+
+def _add_verbosity(group: click.Group) -> None:
+    """-v/-q on every subcommand, so ``nasp sif search -q ...`` works as ``nasp -q sif search ...``."""
+    for command in group.commands.values():
+        names = {opt for param in command.params for opt in param.opts}
+        if not names & {"-v", "-q", "--verbose", "--quiet"}:
+            verbosity_options(command)
+        if isinstance(command, click.Group):
+            _add_verbosity(command)
 
 
 _mount()
+if _GUARD:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if __name__ == "__main__":
     main()

@@ -2,29 +2,93 @@
 
 A domain command stays short::
 
-    @click.command()
-    @run_options          # --seed --device --out --json
-    @resume_option        # --resume (search commands)
+    @group.command(cls=RunCommand)   # --resume reloads and checks the saved options
+    @run_options                     # --seed --device --out --json
+    @resume_option                   # --resume (every command that trains)
     def search(**opts):
-        run, opts = start_run("sif-search", opts)
+        run, opts, device = start_run("sif-search", opts)
         ...
-        finish_run(run, summary, opts["json"])
+        finish_run(run, summary, opts["as_json"])
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import platform
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 import torch
 
 from . import __version__
 from .errors import NaspError
-from .runs import RunDir, resolve_device, seed_everything
+from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
+
+RESUME_CHANGEABLE = ("threads", "device")
+"""Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""
+INVOCATION_ONLY = ("out", "resume", "as_json")
+"""Options that belong to one invocation, never to the saved run."""
+RUN_META = "nasp.run"
+"""``ctx.meta`` key: the run directory the current command opened (for the Ctrl-C message)."""
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (Click's test runner swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: ANN201 - logging's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The ``nasp`` loggers write to stderr at ``level``: INFO (the default) gives one line per
+    epoch, WARNING (``-q``) warnings only, DEBUG (``-v``) everything."""
+    logger = logging.getLogger("nasp")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    if not value:  # not given: keep what the group (or the default) set
+        return
+    explicit = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    if not explicit and ctx.meta.get("nasp.verbosity_given"):
+        return  # NASP_QUIET never overrides a -v/-q typed on the command line
+    if explicit:
+        ctx.meta["nasp.verbosity_given"] = True
+    configure_logging(logging.WARNING if param.name == "quiet" else logging.DEBUG)
+
+
+_VERBOSITY = (
+    (("-q", "--quiet"), {"is_flag": True, "envvar": "NASP_QUIET", "show_envvar": True,
+                         "help": "Warnings and errors only on stderr (no per-epoch lines, no progress bar)."}),
+    (("-v", "--verbose"), {"count": True, "show_default": False, "help": "Debug output on stderr too."}),
+)
+
+
+def verbosity_options(f: Any) -> Any:
+    """``-q/--quiet`` and ``-v/--verbose`` on a command function or an existing Click command."""
+    for decls, kwargs in (_VERBOSITY if isinstance(f, click.Command) else reversed(_VERBOSITY)):
+        kwargs = {**kwargs, "expose_value": False, "callback": _verbosity}
+        if isinstance(f, click.Command):
+            f.params.append(click.Option(list(decls), **kwargs))
+        else:
+            f = click.option(*decls, **kwargs)(f)
+    return f
 
 
 def run_options(f: Callable) -> Callable:
@@ -39,14 +103,17 @@ def run_options(f: Callable) -> Callable:
 
 def resume_option(f: Callable) -> Callable:
     return click.option("--resume", is_flag=True,
-                        help="Continue the unfinished run in --out from its last checkpoint, with its saved options.")(f)
+                        help="Continue the unfinished run in --out from its last checkpoint with its saved options "
+                             "(only --threads and --device may change; other options given must match).")(f)
 
 
-def threads_option(default: int | None = None) -> Callable[[Callable], Callable]:
-    """``--threads``: CPU threads for torch (small models run fastest on one)."""
-    help_default = f"{default}" if default else "torch's default"
-    return click.option("--threads", type=click.IntRange(min=1), default=default,
-                        help=f"CPU threads used by torch (default: {help_default}).")
+def threads_option(default: int = 1) -> Callable[[Callable], Callable]:
+    """``--threads``: CPU threads for torch. The default, 1, never oversubscribes: on a 2-core machine
+    shared with other jobs, torch's own default (one thread per core) made a short ``sif train``
+    10x and a ``cnn search`` epoch 7x slower than one thread (docs/ARCHITECTURE.md, "Runs")."""
+    return click.option("--threads", type=click.IntRange(min=1), default=default, show_default=True,
+                        help="CPU threads used by torch; more help only big models on an idle machine "
+                             "(may change on --resume).")
 
 
 def data_dir_option(f: Callable) -> Callable:
@@ -60,8 +127,10 @@ class WarmupEpochs(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
-        if value is None or isinstance(value, int) or value == "auto":
+        if value is None or value == "auto":
             return value
+        if isinstance(value, bool) or isinstance(value, float):
+            self.fail(f"{value!r} is not a count of epochs (0, 1, ...) or 'auto'", param, ctx)
         try:
             number = int(value)
         except ValueError:
@@ -74,6 +143,145 @@ class WarmupEpochs(click.ParamType):
 WARMUP_EPOCHS = WarmupEpochs()
 
 
+class RequiredUnlessResume(click.Option):
+    """An option a new run needs (``--data``, ``--genotype``) but ``--resume`` takes from the saved run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["help"] = (kwargs.get("help") or "").rstrip() + " Required, except with --resume."
+        super().__init__(*args, **kwargs)
+
+
+HELP_FIRST = ("arch", "ifc", "genotype", "strategy", "space", "data")
+"""--help of a command that trains lists these first (what to run, how, on what data), then the
+domain's other options as declared, then the shared ones in ``HELP_LAST`` order."""
+HELP_LAST = ("threads", "seed", "device", "out", "as_json", "resume", "quiet", "verbose")
+
+
+class RunCommand(click.Command):
+    """A command that trains. Without ``--resume`` it checks the options a new run needs; with
+    ``--resume`` it replaces the options by the saved ones from ``--out``'s config.json, each
+    checked by the command's own parameter (type, range, choice, callback) as if typed on the
+    command line, and refuses an option given now that conflicts with the saved run.
+    Its --help shows every default and lists the options in one order for every domain."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {"show_default": True, **(kwargs.get("context_settings") or {})}
+        super().__init__(*args, **kwargs)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        params = self.get_params(ctx)
+        rank = {name: i for i, name in enumerate(HELP_FIRST)}
+        last = {name: len(HELP_FIRST) + 1 + i for i, name in enumerate(HELP_LAST)}
+        help_option = self.get_help_option(ctx)
+        ordered = sorted((p for p in params if p is not help_option),
+                         key=lambda p: rank.get(p.name, last.get(p.name, len(HELP_FIRST))))
+        ordered += [help_option] if help_option is not None else []
+        rows = [row for row in (p.get_help_record(ctx) for p in ordered) if row is not None]
+        if rows:
+            with formatter.section("Options"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.params.get("resume"):
+            ctx.params = resumed_options(ctx, self)
+        else:
+            for param in self.params:
+                if isinstance(param, RequiredUnlessResume) and ctx.params.get(param.name) is None:
+                    raise NaspError(f"{_flag(param)} is required (except with --resume)")
+        return super().invoke(ctx)
+
+    def run_name(self, ctx: click.Context) -> str:
+        """``<group>-<command>`` (``sif-search``): the ``command`` field of config.json."""
+        return f"{ctx.parent.command.name}-{self.name}" if ctx.parent is not None else str(self.name)
+
+
+def _no_default(param: click.Parameter) -> bool:
+    """True when the option's value is None unless given (Click 8.2+ marks "no default" with UNSET)."""
+    return param.default is None or param.default is getattr(click.core, "UNSET", None)
+
+
+def _flag(param: click.Parameter) -> str:
+    return param.opts[0] if param.opts else param.name
+
+
+def _check_saved(ctx: click.Context, param: click.Parameter, value: Any, path: Path) -> Any:
+    """A value from config.json through ``param``'s own checks; a bad one is a NaspError naming both."""
+    def bad(why: str) -> NaspError:
+        return NaspError(f"{path}: option {_flag(param)} = {json.dumps(value)}: {why}")
+
+    if value is None:
+        if isinstance(param, RequiredUnlessResume) or not _no_default(param):
+            raise bad("null, but this option always has a value")
+        return param.process_value(ctx, None)
+    if isinstance(value, (list, dict)) and not param.multiple:
+        raise bad(f"a JSON {'list' if isinstance(value, list) else 'object'}, expected one value")
+    kind = param.type
+    if isinstance(value, bool) != isinstance(kind, click.types.BoolParamType):
+        raise bad(f"true/false where a value of type {kind.name!r} belongs" if isinstance(value, bool) else "expected true or false")
+    if isinstance(kind, click.types.IntParamType) and isinstance(value, float) and not value.is_integer():
+        raise bad("not a whole number")
+    try:
+        return param.process_value(ctx, value)
+    except click.BadParameter as exc:
+        raise bad(exc.message) from None
+    except Exception as exc:  # a click type meeting a JSON value the shell never produces
+        raise bad(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__) from None
+
+
+def resumed_options(ctx: click.Context, command: click.Command) -> dict:
+    """The options of the run in ``--out``, checked, with the invocation's ``RESUME_CHANGEABLE``
+    and ``INVOCATION_ONLY`` options applied; any other option given now must equal the saved one."""
+    given = ctx.params
+    if given.get("out") is None:
+        raise NaspError("--resume needs --out: the run directory to continue")
+    path = Path(given["out"]) / CONFIG
+    if not path.exists():
+        raise NaspError(f"--resume: {given['out']} is not a run directory (no {CONFIG})")
+    config = read_json(path, "run config")
+    if not isinstance(config, dict):
+        raise NaspError(f"{path}: not a run config (a JSON {type(config).__name__}, expected an object)")
+    name = command.run_name(ctx) if isinstance(command, RunCommand) else command.name
+    if config.get("command") != name:
+        raise NaspError(f"--resume: {given['out']} is a {config.get('command')!r} run, not {name!r}")
+    saved = config.get("options")
+    if not isinstance(saved, dict):
+        raise NaspError(f"{path}: 'options' is {'missing' if saved is None else 'not a JSON object'}")
+    params = [p for p in command.params if p.expose_value]  # not -v/-q: they belong to the invocation
+    known = {p.name for p in params}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise NaspError(f"{path}: unknown option {unknown[0]!r} for {name}")
+    options: dict = {}
+    for param in params:
+        key = param.name
+        from_user = ctx.get_parameter_source(key) in (click.core.ParameterSource.COMMANDLINE,
+                                                       click.core.ParameterSource.ENVIRONMENT)
+        if key in INVOCATION_ONLY or (key in RESUME_CHANGEABLE and (from_user or key not in saved)):
+            options[key] = given.get(key)
+            continue
+        if key not in saved:
+            raise NaspError(f"{path}: option {_flag(param)} is missing")
+        value = _check_saved(ctx, param, saved[key], path)
+        if from_user and key not in RESUME_CHANGEABLE and given.get(key) != value:
+            raise NaspError(f"{_flag(param)} {_show(given.get(key))}: conflicts with the resumed run's "
+                            f"{_show(value)} ({path}); drop it, or start a new run")
+        options[key] = value
+    return options
+
+
+def _show(value: Any) -> str:
+    return str(value) if isinstance(value, (Path, str)) else json.dumps(value, default=str)
+
+
+def release_with_command(run: RunDir) -> RunDir:
+    """Release ``run``'s lock when the running Click command ends, however it ends (in a test
+    harness the process lives on; in a shell the lock dies with the process anyway)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(run.close)
+    return run
+
+
 def default_out(command: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{command}-{stamp}"
@@ -83,20 +291,20 @@ def _jsonable(options: dict) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
 
 
-def start_run(command: str, options: dict, resume_keep: tuple[str, ...] = ("device", "as_json", "out", "resume")) -> tuple[RunDir, dict, torch.device]:
-    """Open the run directory, reload saved options on ``--resume``, seed, resolve the device,
-    and write ``config.json``. Returns (run, options, device)."""
+def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
+    """Open (and lock) the run directory, seed, set the threads, resolve the device and write
+    ``config.json``. With ``--resume`` the options are the saved ones already (``RunCommand``
+    resolves them); the ones this invocation changed are recorded under ``resumes``.
+    Returns (run, options, device)."""
     if options.get("resume") and options.get("out") is None:
         raise NaspError("--resume needs --out: the run directory to continue")
     out = options.get("out") or default_out(command)
     device = resolve_device(options.get("device", "auto"))
-    run = RunDir(out, resume=bool(options.get("resume")))
-    if run.resume:
-        saved = run.read_config()
-        if saved.get("command") != command:
-            raise NaspError(f"--resume: {out} is a {saved.get('command')!r} run, not {command!r}")
-        options = {**saved["options"], **{k: options[k] for k in resume_keep if k in options}}
-    options["out"] = out
+    run = release_with_command(RunDir(out, resume=bool(options.get("resume"))))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[RUN_META] = run.path
+    options = {**options, "out": out}
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))
     seed_everything(int(options.get("seed", 0)))
@@ -109,8 +317,17 @@ def start_run(command: str, options: dict, resume_keep: tuple[str, ...] = ("devi
         "device": str(device),
         "argv": sys.argv[1:],
     }
-    if not run.resume:
-        run.write_config(config)
+    if run.resume:
+        saved = run.read_config()
+        if not isinstance(saved, dict) or saved.get("command") != command:
+            raise NaspError(f"--resume: {out} is not a {command!r} run")
+        changed = {k: v for k, v in config["options"].items() if k in RESUME_CHANGEABLE and saved.get("options", {}).get(k) != v}
+        resumes = list(saved.get("resumes", [])) + [{
+            "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "argv": sys.argv[1:], "device": str(device), "changed": changed}]
+        config = {**saved, "options": {**saved.get("options", {}), **{k: config["options"][k] for k in RESUME_CHANGEABLE if k in config["options"]}},
+                  "resumes": resumes}
+    run.write_config(config)
     return run, options, device
 
 

@@ -13,7 +13,7 @@ Order within an epoch::
     hooks.begin_epoch(e); stepper.begin_epoch(e)
     for train_batch (and valid_batch): stepper.step(...)
     with stepper.evaluation(): metrics = evaluate(network)
-    row = {epoch, mean step stats, metrics, stepper.describe(), architecture, seconds}
+    row = {epoch (from 1), mean step stats, metrics, stepper.describe(), architecture, seconds}
     stepper.end_epoch(e, metrics); stop = any(hook.end_epoch(e, row))
     append row; save checkpoint; hooks.after_checkpoint(e, row); stop or next epoch
     (at the end) hooks.on_end()
@@ -143,10 +143,25 @@ class OnEpoch(Hook):
 
 
 def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
-    """A tqdm bar on stderr, silent when stderr is not a terminal."""
+    """A tqdm bar on stderr, silent when stderr is not a terminal or the log is quiet (``-q``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+    quiet = log.level > logging.INFO  # set by the CLI's -q; NOTSET (0) for library callers
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True)
+
+
+def epoch_line(epoch: int, epochs: int, row: dict) -> str:
+    """One log line for an epoch: its scalar metrics, rounded (``epoch 3/10  train_loss 0.8123 ...``)."""
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for key, value in row.items():
+        if key == "epoch" or isinstance(value, (dict, list, tuple)):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, str) and len(value) > 40:
+            continue
+        parts.append(f"{key} {value}")
+    return "  ".join(parts)
 
 
 def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
@@ -199,19 +214,24 @@ class RunLoop:
 
     def restore(self) -> None:
         """Load the run's checkpoint (``--resume``) and drop metrics rows written after it."""
-        from .runs import set_rng_state
+        from .runs import CHECKPOINT, SEARCH_CHECKPOINT, _short, set_rng_state
 
         run = self.run
         if not (run.resume and run.has_checkpoint()):
             if run.resume:
                 run.truncate_metrics(0)
             return
-        state = run.load_checkpoint()
-        self.network.load_state_dict(state["network"])
-        self.stepper.load_state_dict(state["strategy"])
-        set_rng_state(state["rng"])
-        for hook, hook_state in zip(self.hooks, state.get("hooks", [])):
-            hook.load_state_dict(hook_state)
+        state = run.load_checkpoint(required={**SEARCH_CHECKPOINT, "hooks": list})
+        try:
+            self.network.load_state_dict(state["network"])
+            self.stepper.load_state_dict(state["strategy"])
+            set_rng_state(state["rng"])
+            if len(state["hooks"]) != len(self.hooks):
+                raise ValueError(f"{len(state['hooks'])} hook states for {len(self.hooks)} hooks")
+            for hook, hook_state in zip(self.hooks, state["hooks"]):
+                hook.load_state_dict(hook_state)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
         self.start_epoch = int(state["epoch"]) + 1
         self.stopped = bool(state.get("stopped", False))
         run.truncate_metrics(self.start_epoch)
@@ -242,7 +262,7 @@ class RunLoop:
         train_seconds = time.perf_counter() - t0
         with stepper.evaluation():
             metrics = self.evaluate(net)
-        row = {"epoch": epoch, **{k: float(v) / steps for k, v in sums.items()}, **metrics}
+        row = {"epoch": epoch + 1, **{k: float(v) / steps for k, v in sums.items()}, **metrics}  # counted from 1
         row.update(stepper.describe())
         if isinstance(net, SearchNetwork) and hasattr(stepper, "evaluated_architecture"):
             row["architecture"] = stepper.evaluated_architecture()
@@ -270,7 +290,7 @@ class RunLoop:
             self.run.save_checkpoint(self.state_dict(epoch, stop))
             for hook in self.hooks:
                 hook.after_checkpoint(epoch, row)
-            log.info("epoch %d/%d %s", epoch + 1, self.epochs, {k: v for k, v in row.items() if k != "architecture"})
+            log.info("%s", epoch_line(epoch, self.epochs, row))
             if stop:
                 log.info("stopped after epoch %d", epoch + 1)
         for hook in self.hooks:

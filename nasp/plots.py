@@ -31,7 +31,7 @@ def plot_curves(rows: list[dict], path: Path, keys: tuple[str, ...], title: str 
     n = max(1, len(keys))
     with figure(path, title, nrows=1, ncols=n, figsize=(4 * n, 3.2), squeeze=False) as (_, axes):
         for ax, key in zip(axes[0], keys):
-            points = [(r["epoch"] + 1, r[key]) for r in rows if key in r]
+            points = [(r["epoch"], r[key]) for r in rows if key in r]  # epochs count from 1
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
             ax.set_xlabel("epoch")
             ax.set_title(key)
@@ -47,7 +47,7 @@ def plot_alphas(rows: list[dict], path: Path, title: str = "") -> Path:
     with figure(path, title, figsize=(5, 3.4)) as (_, ax):
         for name in names:
             values = [r["architecture"]["alpha"][name] for r in rows]
-            ax.plot([r["epoch"] + 1 for r in rows], values, marker="o", markersize=3, label=name)
+            ax.plot([r["epoch"] for r in rows], values, marker="o", markersize=3, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("alpha (continuous)")
         ax.grid(alpha=0.3)

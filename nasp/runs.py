@@ -5,24 +5,35 @@ A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (ato
 """
 from __future__ import annotations
 
+import datetime as _dt
+import errno
+import io
 import json
 import logging
+import math
 import os
 import random
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (the run directory is then not guarded)
+    fcntl = None  # type: ignore[assignment]
+
 from .errors import NaspError
-from .loop import EarlyStopping, OnEpoch, RunLoop, progress  # noqa: F401  (re-exported)
+from .loop import EarlyStopping, OnEpoch, RunLoop, epoch_line, progress  # noqa: F401  (re-exported)
 from .strategies.base import Strategy
 
 log = logging.getLogger("nasp")
 
 CONFIG, METRICS, CHECKPOINT, ARCH, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json"
+LOCK = ".lock"  # holds the advisory lock of the process writing the run (pid, host, start time)
 
 
 # devices and seeds ----------------------------------------------------------------------------
@@ -78,14 +89,90 @@ def _py_state_from_list(state: list) -> tuple:
 
 
 # files ----------------------------------------------------------------------------------------
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def io_error(path: os.PathLike | str, exc: OSError, doing: str = "cannot write") -> NaspError:
+    """One line for a failed write: the path and the cause (a full disk is named as such)."""
+    cause = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause += " (the disk is full)"
+    return NaspError(f"{path}: {doing}: {cause}")
+
+
+def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` through a temporary file, fsync and a rename, so a reader (or a resume after a
+    crash or a full disk) sees the old file or the new one, never half of one. The file gets the
+    mode the user's umask gives every other file (not mkstemp's 0600)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            _write(fh, data, path)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise io_error(path, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _write(fh: Any, data: bytes, path: Path) -> None:
+    """``fh.write(data)`` for the run file ``path``: the one place run files are written (tests make
+    it fail as a full disk would)."""
+    fh.write(data)
+
+
+def save_torch(path: os.PathLike | str, obj: Any) -> None:
+    """``torch.save`` made atomic, with a full disk or a read-only directory reported in one line
+    naming ``path`` (``torch.save`` to a file only says ``enforce fail at inline_container.cc``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None, so it is strict JSON (null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON (NaN and infinities become null) of run data (tensors, NumPy scalars, paths)."""
+    return json.dumps(finite(_plain(obj)), allow_nan=False, **kwargs)
+
+
+def _plain(obj: Any) -> Any:
+    """Tensors, NumPy scalars and paths as plain Python values, recursively."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (torch.Tensor, np.generic, Path)):
+        return _plain(_json_default(obj))
+    return obj
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write strict JSON atomically (see ``write_bytes_atomic``)."""
+    write_bytes_atomic(path, (dumps(obj, indent=2) + "\n").encode())
 
 
 def _json_default(obj: Any) -> Any:
@@ -98,6 +185,43 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+class RunLock:
+    """An exclusive advisory lock (``fcntl.flock``) on ``RUN/.lock``, held while this object lives
+    (or until ``release``) and dropped by the kernel when the process dies, however it dies.
+    The file names its holder (pid, host, start time) for the refusal message."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK
+        try:
+            self._fh = open(self.path, "a+")
+        except OSError as exc:
+            raise io_error(folder, exc) from None
+        try:
+            if fcntl is not None:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise NaspError(f"{folder}: in use by {holder}; wait for that run to end (or stop it) "
+                            "before writing to the same run directory") from None
+        started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        try:
+            os.fchmod(self._fh.fileno(), 0o666 & ~_umask())
+            self._fh.seek(0)
+            self._fh.truncate()
+            self._fh.write(f"pid {os.getpid()} on {socket.gethostname()} (started {started})\n")
+            self._fh.flush()
+        except OSError as exc:
+            self.release()
+            raise io_error(self.path, exc) from None
+
+    def release(self) -> None:
+        """Drop the lock (closing the file drops it)."""
+        if not self._fh.closed:
+            self._fh.close()
+
+
 class RunDir:
     """One run's directory.
 
@@ -108,18 +232,36 @@ class RunDir:
     def __init__(self, path: os.PathLike | str, resume: bool = False) -> None:
         self.path = Path(path)
         self.resume = resume
+        self._check()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise io_error(self.path, exc, "cannot create the run directory") from None
+        self.lock = RunLock(self.path)
+        self._check()  # again, now that no other process can change it
+
+    def _check(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise NaspError(f"--out {self.path}: exists and is not a directory")
-        if resume:
+        if self.resume:
             if not (self.path / CONFIG).exists():
                 raise NaspError(f"--resume: {self.path} is not a run directory (no {CONFIG})")
             if (self.path / SUMMARY).exists():
                 raise NaspError(f"--resume: run {self.path} already finished ({SUMMARY} present)")
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(p.name != LOCK for p in self.path.iterdir()):
             raise NaspError(
                 f"--out {self.path}: directory exists and is not empty; pass --resume to continue it or choose another --out"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Release the run directory's lock (it is released anyway when the process ends)."""
+        self.lock.release()
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -133,41 +275,76 @@ class RunDir:
 
     # metrics ----------------------------------------------------------------------------------
     def append_metrics(self, row: dict) -> None:
-        with open(self.file(METRICS), "a") as fh:
-            fh.write(json.dumps(row, default=_json_default) + "\n")
-            fh.flush()
+        """Append one row (strict JSON: NaN is written as null). A failed write (a full disk) is
+        cut back off, so the file keeps whole lines only."""
+        path = self.file(METRICS)
+        data = (dumps(row) + "\n").encode()
+        try:
+            with open(path, "ab") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                try:
+                    _write(fh, data, path)
+                    fh.flush()
+                except OSError:
+                    fh.truncate(size)
+                    raise
+        except OSError as exc:
+            raise io_error(path, exc) from None
 
     def read_metrics(self) -> list[dict]:
-        if not self.file(METRICS).exists():
+        """The rows written so far; a torn last line (a crash in the middle of a write) is dropped."""
+        path = self.file(METRICS)
+        if not path.exists():
             return []
-        with open(self.file(METRICS)) as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        with open(path) as fh:
+            lines = [line for line in fh.read().split("\n") if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break
+                raise NaspError(f"{path}: line {number}: not valid JSON") from None
+            if not isinstance(row, dict):
+                raise NaspError(f"{path}: line {number}: not a JSON object")
+            rows.append(row)
+        return rows
 
     def truncate_metrics(self, epochs_done: int) -> None:
-        """Keep only rows of epochs before ``epochs_done`` (rows written after the last checkpoint go)."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) < epochs_done]
-        tmp = self.file(METRICS + ".tmp")
-        with open(tmp, "w") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
-        os.replace(tmp, self.file(METRICS))
+        """Keep the rows of the first ``epochs_done`` epochs; rows written after the last checkpoint go.
+        Rows count epochs from 1 (``epoch <= epochs_done`` stay); a file whose first row is epoch 0
+        (written before epochs counted from 1) keeps ``epoch < epochs_done``."""
+        rows = self.read_metrics()
+        first = int(rows[0].get("epoch", 1)) if rows else 1
+        rows = [r for r in rows if int(r.get("epoch", first)) - first < epochs_done]
+        write_bytes_atomic(self.file(METRICS), "".join(dumps(r) + "\n" for r in rows).encode())
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
-        tmp = self.file(CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.file(CHECKPOINT))
+        """Replace ``checkpoint.pt`` atomically; on a failed write the previous one stays intact."""
+        save_torch(self.file(CHECKPOINT), state)
 
     def has_checkpoint(self) -> bool:
         return self.file(CHECKPOINT).exists()
 
-    def load_checkpoint(self, map_location: Any = "cpu") -> dict:
+    def load_checkpoint(self, map_location: Any = "cpu", required: Optional[Mapping[str, type]] = None) -> dict:
+        """Load ``checkpoint.pt`` (``weights_only``); ``required`` maps keys it must hold to their types."""
+        path = self.file(CHECKPOINT)
         try:
-            return torch.load(self.file(CHECKPOINT), map_location=map_location, weights_only=True)
+            state = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise NaspError(f"--resume: {self.path} has no {CHECKPOINT} yet; start it again without --resume") from None
         except Exception as exc:  # a corrupt or foreign file
-            raise NaspError(f"{self.file(CHECKPOINT)}: cannot be read as a checkpoint ({exc.__class__.__name__})") from None
+            raise NaspError(f"{path}: cannot be read as a checkpoint ({exc.__class__.__name__})") from None
+        if not isinstance(state, dict):
+            raise NaspError(f"{path}: not a checkpoint (a {type(state).__name__}, not a dict of state)")
+        for key, kind in (required or {}).items():
+            if key not in state:
+                raise NaspError(f"{path}: not a checkpoint of this run (no {key!r} entry)")
+            if not isinstance(state[key], kind):
+                raise NaspError(f"{path}: entry {key!r} is a {type(state[key]).__name__}, expected {kind.__name__}")
+        return state
 
     # results ----------------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
@@ -190,6 +367,19 @@ def read_json(path: os.PathLike | str, what: str = "JSON file") -> Any:
         raise NaspError(f"{path}: is a directory, expected a {what}") from None
     except json.JSONDecodeError as exc:
         raise NaspError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as a short clause on one line (a missing key, or the first lines of a message)."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} entry" if exc.args else "a missing entry"
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or exc.__class__.__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+SEARCH_CHECKPOINT = {"epoch": int, "network": dict, "strategy": dict, "rng": dict}
+"""What a ``run_search`` checkpoint holds (checked before a resume uses it)."""
+
 
 
 # the loop (kept here for the first round's callers; the loop itself is nasp.loop.RunLoop) ---------

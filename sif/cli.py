@@ -10,7 +10,8 @@ from typing import Callable, Optional, Union
 
 import click
 
-from nasp.commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from nasp.commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, release_with_command,
+                           resume_option, run_options, start_run, threads_option)
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.proximal import AUTO, check_warmup
@@ -26,7 +27,9 @@ SEARCH_STRATEGIES = search_strategy_names()
 
 @click.group()
 def sif() -> None:
-    """Search the interaction function of collaborative filtering (SIF, Yao et al. WWW 2020).
+    """Collaborative filtering: search the interaction function (SIF).
+
+    After Yao et al., "Efficient Neural Interaction Function Search for Collaborative Filtering", WWW 2020.
 
     \b
     nasp sif search --data ml-100k              search + retrain, writes a run directory
@@ -42,7 +45,7 @@ def data_options(f: Callable) -> Callable:
                      help="Fraction of all ratings held out for test (ignored with --test-data).")(f)
     f = data_dir_option(f)
     f = click.option("--test-data", default=None, help="A separate test ratings file; validation then comes out of --data.")(f)
-    f = click.option("--data", required=True,
+    f = click.option("--data", cls=RequiredUnlessResume,
                      help="Ratings file (u.data, ratings.dat, ratings.csv, .inter, .zip) or a known name (ml-100k, ml-1m, ...).")(f)
     return f
 
@@ -90,7 +93,7 @@ def _data(opts: dict) -> pipeline.DataOptions:
     return pipeline.DataOptions(opts["data"], opts["test_data"], opts["data_dir"], opts["test_ratio"], opts["valid_ratio"], opts["seed"])
 
 
-@sif.command()
+@sif.command(cls=RunCommand)
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
               help="nasp (proximal), no-auto (single level), darts, darts2, random.")
@@ -167,7 +170,7 @@ def _headline_first(summary: dict) -> dict:
 def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:
     """RUN/<name>/, resumed when it was started before."""
     out = run.file(name)
-    rdir = RunDir(out, resume=(out / CONFIG).exists())
+    rdir = release_with_command(RunDir(out, resume=(out / CONFIG).exists()))
     if not rdir.resume:
         rdir.write_config({"command": name, "model": config.to_dict(), "settings": settings.to_dict()})
     return rdir
@@ -193,7 +196,7 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
     return net, summary
 
 
-@sif.command()
+@sif.command(cls=RunCommand)
 @click.option("--arch", type=click.Path(path_type=Path), default=None, help="arch.json (or a search run directory) to retrain.")
 @click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
               help="A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit; gmf; mlp = NCF tower).")
@@ -204,9 +207,12 @@ def _fit(run: RunDir, name: Optional[str], splits, config, settings, opts, devic
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation RMSE.")
 @threads_option(1)
 @run_options
+@resume_option
 def train(**opts) -> None:
-    """Train one interaction function to convergence (early stopping on validation), then
-    refit it on train+valid for that many epochs (--no-refit keeps the early-stopped model).
+    """Train one interaction function (a searched one or a baseline).
+
+    Trains to convergence (early stopping on validation), then refits on train+valid for that
+    many epochs (--no-refit keeps the early-stopped model).
 
     Give either --arch (a searched IFC, keeping its element-wise MLPs) or --ifc (a baseline).
     """

@@ -128,7 +128,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         valid_metrics = evaluate(net, valid, "valid")
     summary = {
         "interaction": arch["interaction"],
-        "chosen_at_epoch": (best["epoch"] + 1) if best is not None else len(rows),
+        "chosen_at_epoch": best["epoch"] if best is not None else len(rows),  # rows count epochs from 1
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
         "search_epochs": len(rows),
         "search_valid_rmse": valid_metrics.get("valid_rmse"),

@@ -10,6 +10,9 @@ ML100K = Path(os.environ.get("NASP_ML100K", ROOT.parent / "shared" / "data" / "m
 
 # tiny models: one thread is fastest and immune to oversubscription on shared CI machines
 torch.set_num_threads(1)
+# CliRunner mixes stderr into result.output, which tests parse as JSON: no per-epoch log lines
+# (tests of the default output unset it)
+os.environ.setdefault("NASP_QUIET", "1")
 
 
 def load_example(name: str):

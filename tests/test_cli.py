@@ -1,4 +1,14 @@
 """The root `nasp` group and the run options every domain shares."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from cli import main
@@ -40,3 +50,121 @@ def test_resume_needs_out_and_a_run_of_the_same_command(tmp_path):
     (run / "config.json").write_text('{"command": "rnn-search", "options": {}}')
     r = CliRunner().invoke(main, ["sif", "search", "--resume", "--out", str(run), "--data", "x"])
     assert r.exit_code == 1 and "is a 'rnn-search' run, not 'sif-search'" in r.output
+
+
+def _ratings(path):
+    """A tiny u.data: 40 users x 30 items, 900 ratings."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(40 * 30, size=900, replace=False)
+    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
+    return path
+
+
+def _search(tmp_path, *flags, before=()):
+    args = [*before, "sif", "search", "--data", str(_ratings(tmp_path / "u.data")), "--epochs", "3", "--no-retrain",
+            "--dim", "4", "--out", str(tmp_path / "run"), "--json", *flags]
+    return CliRunner().invoke(main, args)
+
+
+def test_one_line_per_epoch_on_stderr_by_default_and_quiet_with_q_after_the_subcommand(tmp_path, monkeypatch):
+    monkeypatch.delenv("NASP_QUIET", raising=False)
+    r = _search(tmp_path)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if " epoch " in line]
+    assert len(lines) == 3 and "epoch 1/3  train_loss " in lines[0] and "valid_rmse" in lines[2], r.stderr
+    assert "interaction" in json.loads(r.stdout)  # stdout stays the summary alone
+    for flags, before in ((["-q"], ()), ([], ["-q"]), (["--quiet"], ["-v"])):
+        shutil.rmtree(tmp_path / "run")
+        r = _search(tmp_path, *flags, before=before)
+        assert r.exit_code == 0 and r.stderr == "", (flags, before, r.stderr)
+    shutil.rmtree(tmp_path / "run")
+    monkeypatch.setenv("NASP_QUIET", "1")  # as -q, unless -v is typed
+    assert _search(tmp_path).stderr == ""
+    shutil.rmtree(tmp_path / "run")
+    assert len([line for line in _search(tmp_path, "-v").stderr.splitlines() if " epoch " in line]) == 3
+
+
+def test_verbose_after_the_subcommand(tmp_path, monkeypatch):
+    monkeypatch.delenv("NASP_QUIET", raising=False)
+    r = _search(tmp_path, "-v")
+    assert r.exit_code == 0 and len([line for line in r.stderr.splitlines() if " epoch " in line]) == 3
+    import logging
+
+    assert logging.getLogger("nasp").level == logging.DEBUG
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import nasp.runs
+
+    monkeypatch.delenv("NASP_QUIET", raising=False)
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nasp.runs.RunDir, "save_checkpoint", interrupted)
+    r = _search(tmp_path)
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "Interrupted.", r.stderr
+    monkeypatch.undo()
+    shutil.rmtree(tmp_path / "run")
+    calls = []
+
+    def second_interrupted(self, state):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    original = nasp.runs.RunDir.save_checkpoint
+    monkeypatch.setattr(nasp.runs.RunDir, "save_checkpoint", second_interrupted)
+    r = _search(tmp_path)
+    assert r.exit_code == 130
+    assert r.stderr.strip().splitlines()[-1] == f"Interrupted; continue the run with --resume --out {tmp_path / 'run'}"
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(delay):
+    """SIGINT while cli.py imports torch (about 2 s): no traceback."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(root / "cli.py"), "data", "list"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the start-up finished before the signal came")
+    assert proc.returncode == 130 and err == "Interrupted.\n", err
+
+
+def _training_commands():
+    from nasp.commands import RunCommand
+
+    return [(f"{g} {n}", c) for g, group in main.commands.items() if hasattr(group, "commands")
+            for n, c in group.commands.items() if isinstance(c, RunCommand)]
+
+
+def test_help_texts_of_every_training_command_have_one_form():
+    import click
+
+    from nasp.commands import HELP_LAST
+
+    commands = _training_commands()
+    assert sorted(name for name, _ in commands) == ["cnn search", "cnn train", "rnn search", "rnn train", "sif search", "sif train"]
+    for name, command in commands:
+        r = CliRunner().invoke(main, [*name.split(), "--help"], terminal_width=100)
+        assert r.exit_code == 0
+        first = command.help.strip().split("\n\n")[0]
+        assert first[0].isupper() and first.endswith(".") and "\n" not in first and len(first) <= 65, (name, first)
+        assert "..." not in command.get_short_help_str(70), name
+        flags = [line.split()[0].rstrip(",") for line in r.output.split("Options:")[1].splitlines()
+                 if line.startswith("  -")]
+        shared = [f for f in flags if f.lstrip("-") in {n.replace("as_json", "json") for n in HELP_LAST} or f in ("-q", "-v")]
+        assert flags[-len(shared) - 1:] == [*shared, "-h"], (name, flags)  # shared options last, in one order
+        assert shared == ["--threads", "--seed", "--device", "--out", "--json", "--resume", "-q", "-v"], (name, shared)
+        ctx = click.Context(command, info_name=name, show_default=True)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden and param.default is not getattr(click.core, "UNSET", None) \
+                    and param.default not in (None, False, 0):
+                assert "[default:" in param.get_help_record(ctx)[1], (name, param.name)  # every default shown
+    for group in ("sif", "cnn", "rnn", "data"):
+        assert "..." not in main.commands[group].get_short_help_str(70), group

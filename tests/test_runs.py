@@ -63,11 +63,11 @@ def test_resume_after_kill_gives_the_same_result(feature_transform, tmp_path, na
     resumed = _search(feature_transform, name, tmp_path / "killed", epochs=6, resume=True, warmup=warmup)
     for key, value in full[0].items():
         assert torch.equal(value, resumed[0][key]), key
-    assert [r["epoch"] for r in resumed[2]] == list(range(6))
+    assert [r["epoch"] for r in resumed[2]] == list(range(1, 7))  # epochs count from 1
     assert [r["valid_mse"] for r in resumed[2]] == [r["valid_mse"] for r in full[2]]
     assert [r.get("warmup") for r in resumed[2]] == [r.get("warmup") for r in full[2]]
     lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == list(range(6))
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 7))
 
 
 def test_run_dir_refuses_to_overwrite_and_checks_resume(tmp_path):
@@ -101,6 +101,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     run = RunDir(tmp_path / "r")
     run.write_config({})
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    run.close()
     with pytest.raises(NaspError, match="cannot be read as a checkpoint"):
         RunDir(tmp_path / "r", resume=True).load_checkpoint()
 

@@ -7,9 +7,9 @@ from typing import Callable, Iterator
 
 import click
 
-from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
+from ..commands import WARMUP_EPOCHS, RunCommand, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option
 from ..errors import NaspError
-from ..runs import CONFIG, RunDir
+from ..runs import CONFIG, LOCK, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
 from .genotypes import GENOTYPES
@@ -24,7 +24,7 @@ def _cleanup_on_error(run: RunDir) -> Iterator[None]:
     try:
         yield
     except (NaspError, KeyboardInterrupt):
-        if not run.resume and {p.name for p in run.path.iterdir()} <= {CONFIG, "metrics.jsonl"}:
+        if not run.resume and {p.name for p in run.path.iterdir()} <= {CONFIG, LOCK, "metrics.jsonl"}:
             if not run.file("metrics.jsonl").exists() or run.file("metrics.jsonl").stat().st_size == 0:
                 shutil.rmtree(run.path, ignore_errors=True)
         raise
@@ -49,21 +49,21 @@ def _common(f: Callable) -> Callable:
 
 @click.group()
 def cnn() -> None:
-    """Image cell search (DARTS/NASP spaces) and retraining of the found cells."""
+    """Image cells: search and retrain (DARTS/NASP spaces)."""
 
 
-@cnn.command()
+@cnn.command(cls=RunCommand)
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
 @click.option("--strategy", default="nasp", show_default=True, help=f"Search method: {', '.join(search_strategy_names())}.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
-@click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--epochs", type=int, default=50, show_default=True, help="Search epochs, warm-up included.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per step.")
 @click.option("--layers", type=int, default=8, show_default=True, help="Cells in the search network.")
 @click.option("--channels", type=int, default=16, show_default=True, help="Initial channels of the search network.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="Weight of the model-size term (normal cell); larger gives smaller cells.")
 @click.option("--lr", type=float, default=0.025, show_default=True, help="Weights: SGD learning rate (cosine schedule).")
-@click.option("--lr-min", type=float, default=0.001, show_default=True)
-@click.option("--weight-decay", type=float, default=3e-4, show_default=True)
+@click.option("--lr-min", type=float, default=0.001, show_default=True, help="Weights: learning rate at the end of the cosine schedule.")
+@click.option("--weight-decay", type=float, default=3e-4, show_default=True, help="Weights: SGD weight decay.")
 @click.option("--arch-lr", type=float, default=3e-4, show_default=True, help="Architecture: Adam learning rate (3e-4 suits the paper's ~20k steps; raise it for short searches, e.g. 3e-3 on digits).")
 @click.option("--train-portion", type=float, default=0.5, show_default=True, help="Share of the training set for the weights; the rest is architecture data.")
 @click.option("--subset", type=int, default=None, help="Use only this many training examples (quick runs).")
@@ -76,7 +76,10 @@ def cnn() -> None:
 @run_options
 @resume_option
 def search(**opts) -> None:
-    """Search a normal and a reduction cell; writes arch.json, genotype.txt, cells.png, summary.json."""
+    """Search a normal and a reduction cell.
+
+    Writes arch.json, genotype.txt, cells.png and summary.json.
+    """
     from .search import search as run_search_command
 
     if opts["nodes"] < 1:
@@ -87,17 +90,17 @@ def search(**opts) -> None:
     _run("cnn-search", opts, run_search_command)
 
 
-@cnn.command()
+@cnn.command(cls=RunCommand)
 @click.option("--genotype", default="DARTS_V2", show_default=True,
               help=f"A name ({', '.join(GENOTYPES.names())}), a .json / Genotype(...) text file, a search run directory, or Genotype(...) text.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
 @click.option("--model", default="auto", show_default=True, help=f"auto (imagenet for ImageFolder data, else cifar), {', '.join(MODELS.names())}.")
-@click.option("--epochs", type=int, default=600, show_default=True)
-@click.option("--batch-size", type=int, default=96, show_default=True)
+@click.option("--epochs", type=int, default=600, show_default=True, help="Training epochs.")
+@click.option("--batch-size", type=int, default=96, show_default=True, help="Images per step.")
 @click.option("--layers", type=int, default=None, help="Cells (default: 20 cifar, 14 imagenet).")
 @click.option("--channels", type=int, default=None, help="Initial channels (default: 36 cifar, 48 imagenet).")
 @click.option("--lr", type=float, default=0.025, show_default=True, help="SGD learning rate, cosine to 0.")
-@click.option("--weight-decay", type=float, default=3e-4, show_default=True)
+@click.option("--weight-decay", type=float, default=3e-4, show_default=True, help="SGD weight decay.")
 @click.option("--auxiliary-weight", type=float, default=0.4, show_default=True, help="Auxiliary head loss weight (0: no head).")
 @click.option("--drop-path", type=float, default=0.2, show_default=True, help="Drop-path probability, ramped linearly from 0.")
 @click.option("--cutout", type=int, default=None, help="Cutout square side (default 16 on CIFAR-10, else 0).")
@@ -106,7 +109,10 @@ def search(**opts) -> None:
 @run_options
 @resume_option
 def train(**opts) -> None:
-    """Train the evaluation network of a genotype; summary: test_acc, params, flops."""
+    """Train the evaluation network of a genotype.
+
+    Writes arch.json, cells.png, curves.png, checkpoint.pt and summary.json (test_acc, params, flops).
+    """
     from .genotypes import load_genotype
     from .train import train as run_train_command
 

@@ -6,7 +6,8 @@ from typing import Any, Callable, Optional
 
 import click
 
-from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option, run_options, start_run
+from ..commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option, run_options,
+                        start_run, threads_option)
 from ..errors import NaspError
 from ..runs import ARCH
 from ..strategies import STRATEGIES, check_search_strategy, search_strategy_names
@@ -53,25 +54,29 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
                          help="Temporal activation regularization weight."),
             click.option("--clip", type=float, default=defaults.clip, show_default=True, callback=_positive,
                          help="Max gradient norm of the weights."),
-            click.option("--weight-decay", type=float, default=defaults.weight_decay, show_default=True),
+            click.option("--weight-decay", type=float, default=defaults.weight_decay, show_default=True,
+                         help="SGD weight decay of the weights."),
             click.option("--lr", type=float, default=defaults.lr, show_default=True, callback=_positive,
                          help="SGD learning rate of the weights."),
             click.option("--eval-batch-size", type=int, default=defaults.eval_batch_size, show_default=True,
                          callback=_positive, help="Batch size of validation/test perplexity."),
             data_dir_option,
-            click.option("--hidden-size", type=int, default=defaults.hidden_size, show_default=True, callback=_positive),
-            click.option("--emb-size", type=int, default=defaults.emb_size, show_default=True, callback=_positive),
+            click.option("--hidden-size", type=int, default=defaults.hidden_size, show_default=True, callback=_positive,
+                         help="Size of the recurrent state."),
+            click.option("--emb-size", type=int, default=defaults.emb_size, show_default=True, callback=_positive,
+                         help="Size of the word embeddings."),
             click.option("--bptt", type=int, default=defaults.bptt, show_default=True, callback=_positive,
                          help="Back-propagation through time: tokens per segment."),
-            click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True, callback=_positive),
-            click.option("--epochs", type=int, default=defaults.epochs, show_default=True, callback=_positive),
-            click.option("--data", default=None,
-                         help="Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt) or a known name "
-                              "(ptb). Required, except with --resume."),
+            click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True, callback=_positive,
+                         help="Sequences per step."),
+            click.option("--epochs", type=int, default=defaults.epochs, show_default=True, callback=_positive,
+                         help="Training epochs (search epochs for search, warm-up included)."),
+            click.option("--data", cls=RequiredUnlessResume,
+                         help="Corpus folder (ptb.{train,valid,test}.txt or {train,valid,test}.txt) or a known name (ptb)."),
         ]
         for option in extra:
             f = option(f)
-        return run_options(f)
+        return run_options(threads_option()(f))
 
     return decorate
 
@@ -103,10 +108,13 @@ def _config(cls: type, opts: dict) -> Any:
 
 @click.group()
 def rnn() -> None:
-    """Recurrent cell search on language modelling (Penn Treebank; DARTS' recurrent space)."""
+    """Recurrent cells for language modelling: search and retrain.
+
+    Penn Treebank and DARTS' recurrent space by default.
+    """
 
 
-@rnn.command()
+@rnn.command(cls=RunCommand)
 @common_options(SearchConfig(), SEARCH_DROPOUTS)
 @click.option("--strategy", default="nasp", show_default=True,
               help=f"Search method: {', '.join(search_strategy_names())}.")
@@ -120,7 +128,10 @@ def rnn() -> None:
                    "('auto': until the validation perplexity stops improving).")
 @resume_option
 def search(**opts: Any) -> None:
-    """Search a recurrent cell; writes arch.json (genotype), cell.png and summary.json."""
+    """Search a recurrent cell.
+
+    Writes arch.json (the genotype), cell.png and summary.json.
+    """
     _require(opts, "data")
     corpus: Optional[Corpus] = None
     if not opts["resume"]:  # bad input is reported before a run directory is created
@@ -139,16 +150,18 @@ def search(**opts: Any) -> None:
     finish_run(run, result["summary"], opts["as_json"])
 
 
-@rnn.command()
+@rnn.command(cls=RunCommand)
 @common_options(TrainConfig(), TRAIN_DROPOUTS)
-@click.option("--genotype", default=None,
-              help=f"Genotype JSON file, a search run directory, or a published name ({', '.join(GENOTYPES.names())}). "
-                   "Required, except with --resume.")
+@click.option("--genotype", cls=RequiredUnlessResume,
+              help=f"Genotype JSON file, a search run directory, or a published name ({', '.join(GENOTYPES.names())}).")
 @click.option("--nonmono", type=int, default=TrainConfig.nonmono, show_default=True, callback=_positive,
               help="Switch to averaged SGD when validation has not improved on the best of all but the last N epochs.")
 @resume_option
 def train(**opts: Any) -> None:
-    """Retrain a genotype; writes model.pt (best on validation), cell.png and summary.json."""
+    """Retrain a genotype.
+
+    Writes model.pt (best on validation), cell.png and summary.json.
+    """
     _require(opts, "data", "genotype")
     corpus: Optional[Corpus] = None
     if not opts["resume"]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..runs import RunDir, progress, rng_state, set_rng_state
+from ..runs import RunDir, progress, rng_state, save_torch, set_rng_state
 from .corpus import Corpus, batchify, segments
 from .genotypes import RecurrentGenotype
 from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll
@@ -195,14 +195,14 @@ class Trainer:
             if self.best_loss is None or val_loss < self.best_loss:
                 self.best_loss = val_loss
                 with self.average.swapped():
-                    torch.save(self.model.state_dict(), self.run.file(MODEL))
+                    save_torch(self.run.file(MODEL), self.model.state_dict())
             if (not self.average.active and len(self.history) > cfg.nonmono
                     and val_loss > min(self.history[: -cfg.nonmono])):
                 self.average.start()
                 self.asgd_epoch = epoch
                 log.info("switching to averaged SGD at epoch %d", epoch + 1)
             self.history.append(val_loss)
-            row = {"epoch": epoch, "train_loss": train_loss, "train_ppl": math.exp(min(train_loss, 700.0)),
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_ppl": math.exp(min(train_loss, 700.0)),
                    "valid_loss": val_loss, "valid_ppl": math.exp(min(val_loss, 700.0)),
                    "averaging": self.average.active, "seconds": round(time.perf_counter() - t0, 4)}
             if initial is not None and epoch == 0:
@@ -221,7 +221,7 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "epochs": cfg.epochs,
             "initial_valid_ppl": rows[0].get("initial_valid_ppl") if rows else None,
-            "asgd_epoch": self.asgd_epoch,
+            "asgd_epoch": None if self.asgd_epoch is None else self.asgd_epoch + 1,  # counted from 1
             "train_seconds": round(sum(r["seconds"] for r in rows), 3),
             "genotype": self.model.genotype.to_json(),
         }

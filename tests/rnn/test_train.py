@@ -25,7 +25,7 @@ def test_retraining_lowers_perplexity_and_reports_the_summary(corpus_dir, tmp_pa
     assert summary["params"] == len(corpus.vocab) * 17 + 32 * 32 + 8 * 16 * 32
     assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     rows = run.read_metrics()
-    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # epochs count from 1
 
 
 def test_variable_bptt_lengths_cover_the_stream_and_are_reproducible():

@@ -29,9 +29,9 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     assert arch["interaction"] in arch["alpha"]
     assert json.loads((out / "summary.json").read_text())["test_rmse"] == summary["test_rmse"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]  # epochs count from 1
     best = min((r for r in rows if not r["warmup"]), key=lambda r: r["valid_rmse"])
-    assert arch["interaction"] == best["architecture"]["interaction"] and summary["chosen_at_epoch"] == best["epoch"] + 1
+    assert arch["interaction"] == best["architecture"]["interaction"] and summary["chosen_at_epoch"] == best["epoch"]
 
     trained = tmp_path / "train"
     r = _invoke("sif", "train", "--arch", out / "arch.json", "--data", tiny_ratings, "--max-epochs", "2",
@@ -73,7 +73,7 @@ def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
     assert r.exit_code == 0
     (out / "summary.json").unlink()  # as if killed before the end
     (out / "search.json").unlink()
-    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    r = _invoke("sif", "search", "--resume", "--out", out, "--json")  # --resume alone: the saved --data
     assert r.exit_code == 0, r.output
     assert (out / "summary.json").exists()
 
@@ -85,7 +85,7 @@ def test_resume_after_the_refit_gives_the_same_summary(tiny_ratings, tmp_path):
     assert r.exit_code == 0, r.output
     first = json.loads(r.output)
     (out / "summary.json").unlink()  # as if killed just before the end
-    r = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    r = _invoke("sif", "search", "--resume", "--out", out, "--json")  # --resume alone: the saved --data
     assert r.exit_code == 0, r.output
     again = json.loads(r.output)
     assert again["test_rmse"] == pytest.approx(first["test_rmse"], abs=1e-6)
@@ -306,7 +306,7 @@ def test_a_kill_in_any_phase_resumes_to_the_same_summary(uninterrupted, tmp_path
         _invoke(*_kill_args(data), "--out", out)
     assert not (out / "summary.json").exists()
     monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
-    again = _invoke("sif", "search", "--resume", "--out", out, "--data", "ignored-on-resume", "--json")
+    again = _invoke("sif", "search", "--resume", "--out", out, "--json")
     assert again.exit_code == 0, again.output
     assert _stable(json.loads(again.output)) == _stable(first)
 
