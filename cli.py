@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Callable
 
 
 def _interrupted_during_start_up(signum: int, frame: object) -> None:
@@ -63,15 +64,32 @@ def main() -> None:
     """
 
 
-def _mount() -> None:
-    """Attach the domain groups (each domain owns its own commands); every command gets -v/-q."""
-    from nasp.cnn.cli import cnn
-    from nasp.data_cli import data
-    from nasp.rnn.cli import rnn
-    from sif.cli import sif
+#: the entry-point group through which domains mount their Click groups (setup.py lists ours)
+DOMAINS = "nasp.domains"
+#: the built-in domains, for a source tree that is not installed (no entry points to read)
+BUILTIN_DOMAINS = {"sif": "sif.cli:sif", "cnn": "nasp.cnn.cli:cnn", "rnn": "nasp.rnn.cli:rnn", "data": "nasp.data_cli:data"}
 
-    for group in (sif, cnn, rnn, data):
-        main.add_command(group)
+
+def _domain_groups() -> dict[str, Callable[[], click.Command]]:
+    """Name -> loader of every domain's group: the installed entry points, else the built-ins."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=DOMAINS)}
+    if not found:
+        found = {name: EntryPoint(name, value, DOMAINS) for name, value in BUILTIN_DOMAINS.items()}
+    return {name: ep.load for name, ep in found.items()}
+
+
+def _mount() -> None:
+    """Attach the domain groups (each domain owns its own commands); every command gets -v/-q.
+    A domain that fails to load is reported in one line and left out."""
+    for name, load in _domain_groups().items():
+        try:
+            group = load()
+        except Exception as exc:  # a broken plug-in must not take the other domains down
+            click.echo(f"Warning: domain {name!r} not loaded ({exc.__class__.__name__}: {exc})", err=True)
+            continue
+        main.add_command(group, name)
     _add_verbosity(main)
 
 

@@ -28,5 +28,9 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["nasp=cli:main"]},
+    entry_points={
+        "console_scripts": ["nasp=cli:main"],
+        # each domain mounts its Click group here; another package adds a domain the same way
+        "nasp.domains": ["sif = sif.cli:sif", "cnn = nasp.cnn.cli:cnn", "rnn = nasp.rnn.cli:rnn", "data = nasp.data_cli:data"],
+    },
 )

@@ -168,3 +168,33 @@ def test_help_texts_of_every_training_command_have_one_form():
                 assert "[default:" in param.get_help_record(ctx)[1], (name, param.name)  # every default shown
     for group in ("sif", "cnn", "rnn", "data"):
         assert "..." not in main.commands[group].get_short_help_str(70), group
+
+
+def test_domains_mount_through_entry_points_listed_once_in_setup_py():
+    import ast
+    from pathlib import Path
+
+    import cli
+
+    tree = ast.parse((Path(cli.__file__).parent / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    entry_points = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
+    declared = dict(e.replace(" ", "").split("=") for e in entry_points[cli.DOMAINS])
+    assert declared == cli.BUILTIN_DOMAINS  # the fallback for an uninstalled tree is the same list
+    assert set(cli.main.commands) >= set(declared)
+
+
+def test_a_domain_that_fails_to_load_is_one_warning_and_the_others_still_mount(monkeypatch, capsys):
+    import click
+
+    import cli
+
+    def broken():
+        raise ImportError("no module named 'foo'")
+
+    monkeypatch.setattr(cli, "_domain_groups", lambda: {"foo": broken, "extra": lambda: click.Group("extra")})
+    group = click.Group("nasp")
+    monkeypatch.setattr(cli, "main", group)
+    cli._mount()
+    assert "extra" in group.commands and "foo" not in group.commands
+    assert capsys.readouterr().err.strip() == "Warning: domain 'foo' not loaded (ImportError: no module named 'foo')"
