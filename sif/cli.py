@@ -80,12 +80,13 @@ def _switch(opts: dict, name: str, ifc: Optional[str] = None, saved: Optional[di
     return ifc != "gmf"
 
 
-def _warmup(opts: dict) -> Union[int, str]:
+def _warmup(opts: dict) -> Union[int, str, None]:
     """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked against
-    --epochs; 0 for strategies that have no warm-up (they ignore the option)."""
-    if not STRATEGIES.get(opts["strategy"]).uses_warmup:
-        return 0
+    --epochs; as given (None: not given) for strategies without a warm-up, which warn that they
+    ignore it."""
     given = opts["warmup_epochs"]
+    if not STRATEGIES.get(opts["strategy"]).uses_warmup:
+        return given
     return check_warmup((AUTO if opts["epochs"] > 1 else 0) if given is None else given, opts["epochs"])
 
 
@@ -108,7 +109,7 @@ def _data(opts: dict) -> pipeline.DataOptions:
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation RMSE stops improving "
                    "[default: auto].")
-@click.option("--candidates", type=click.IntRange(min=1), default=10, show_default=True, help="Architectures tried by --strategy random.")
+@click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--warm-start/--fresh", default=False, show_default=True,
               help="Retrain from the searched weights of the chosen op, or from fresh embeddings as in the paper (more accurate, see docs/sif.md).")

@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import pandas as pd
 import torch
@@ -85,8 +85,8 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device) -> 
 
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
-           epochs: int, seed: int, device: torch.device, candidates: int = 10,
-           warmup_epochs: int = 0) -> tuple[dict, dict]:
+           epochs: int, seed: int, device: torch.device, candidates: Optional[int] = None,
+           warmup_epochs: Union[int, str, None] = None) -> tuple[dict, dict]:
     """Search the interaction function; writes ``arch.json``. Returns (arch, search summary)."""
     net = build_network(splits, config, device)
     problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs})

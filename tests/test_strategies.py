@@ -179,3 +179,29 @@ def test_nasp_auto_warmup_ends_when_validation_stops_improving_and_resumes():
 def test_nasp_rejects_a_warmup_that_leaves_no_search(warmup, epochs):
     with pytest.raises(NaspError, match="--warmup-epochs"):
         build_strategy("nasp", _problem(TinyNet(), options={"warmup_epochs": warmup}), epochs=epochs)
+
+
+@pytest.mark.parametrize("name, options, eta, ignored", [
+    ("darts", {"candidates": 3}, 0.0, ["candidates"]),
+    ("darts", {"warmup_epochs": 2}, 0.5, ["warmup_epochs", "eta"]),
+    ("random", {"warmup_epochs": "auto", "candidates": 2}, 0.0, ["warmup_epochs"]),
+    ("nasp", {"candidates": 4, "warmup_epochs": 1}, 0.5, ["candidates"]),
+    ("gdas", {}, 0.0, []),
+])
+def test_an_option_the_strategy_ignores_is_a_warning_through_its_capability_flags(name, options, eta, ignored, caplog):
+    net = TinyNet()
+    problem = SearchProblem(network=net, loss=_mse, weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
+                            options=options, eta=eta)
+    assert STRATEGIES.get(name).ignored_options(problem) == ignored
+    with caplog.at_level("WARNING", logger="nasp"):
+        build_strategy(name, problem, 4)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == len(ignored)
+    for option, message in zip(ignored, warned):
+        assert f"strategy {name!r} ignores --{option.replace('_', '-')}" in message
+
+
+def test_unknown_search_options_are_refused():
+    with pytest.raises(ValueError, match="unknown search options"):
+        SearchProblem(network=TinyNet(), loss=_mse, weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
+                      options={"candidate": 3})

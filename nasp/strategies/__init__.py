@@ -1,13 +1,22 @@
 """Search strategies: one lifecycle (``Strategy``), many methods, one registry (``STRATEGIES``)."""
+import logging
+
 from ..errors import NaspError
 from .base import SearchProblem, Strategy
 from .registry import STRATEGIES
 from . import darts, fixed, gdas, proximal, random_search  # noqa: F401  (register the built-in strategies)
 
+log = logging.getLogger("nasp")
+
 
 def build_strategy(name: str, problem: SearchProblem, epochs: int) -> Strategy:
-    """The strategy registered as ``name`` for ``problem``; unknown names raise ``NaspError``."""
-    return STRATEGIES.get(name)(problem, epochs)
+    """The strategy registered as ``name`` for ``problem``; unknown names raise ``NaspError``.
+    A given option that this strategy does not read (its class's ``reads``) is a warning."""
+    cls = STRATEGIES.get(name)
+    for option in cls.ignored_options(problem):
+        log.warning("Warning: strategy %r ignores --%s (read by: %s)", name, option.replace("_", "-"),
+                    ", ".join(n for n in STRATEGIES.names() if option in STRATEGIES.get(n).reads) or "none")
+    return cls(problem, epochs)
 
 
 def search_strategy_names() -> list[str]:
