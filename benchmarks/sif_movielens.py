@@ -42,7 +42,7 @@ def nasp(*args: str) -> dict:
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     if result.exit_code != 0:
         raise SystemExit(f"nasp {' '.join(map(str, args))} failed:\n{result.output}")
-    return json.loads(result.output.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def surprise_rows(data: str, seed: int) -> list[dict]:
