@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import random
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +46,15 @@ def resolve_device(spec: str) -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise NaspError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
     return device
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA max allocated on a GPU, else the process's max RSS
+    (``ru_maxrss`` is in bytes on macOS, in KiB on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def seed_everything(seed: int) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 from contextlib import nullcontext
 from typing import Any, Callable, Optional
 
@@ -12,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import NaspError
 from ..regularizers import ModelSize
-from ..runs import RunDir, run_search
+from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, build_strategy, check_search_strategy
 from .data import Augment, Batches, ImageData, batch_seed, load_data, search_split
 from .genotypes import Genotype
@@ -61,11 +60,9 @@ def accuracy(network: nn.Module, batches: Batches, device: torch.device, amp: bo
     return {"acc": float(correct) / total, "loss": float(loss_sum) / total}
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """Peak memory and what it measures: CUDA max allocated bytes, or the process' max RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "process_max_rss"
+def memory_kind(device: torch.device) -> str:
+    """What ``peak_memory_mb`` measures on ``device``."""
+    return "cuda_max_allocated" if device.type == "cuda" else "process_max_rss"
 
 
 def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[int] = None, what: str = "training",
@@ -139,7 +136,6 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
     run.file("genotype.txt").write_text(genotype.to_text() + "\n")
     plot_genotype(genotype, run.file("cells.png"), f"{opts['strategy']} on {data.name}, space {opts['space']}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), opts["strategy"])
-    memory, memory_kind = peak_memory_mb(device)
     search_seconds = sum(r["seconds"] for r in rows)
     eval_model = MODELS.get("cifar")(genotype, num_classes=data.num_classes, in_channels=data.in_channels)
     return {
@@ -150,8 +146,8 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         "search_seconds": round(search_seconds, 3),
         "seconds_per_epoch": round(search_seconds / max(1, len(rows)), 3),
         "train_seconds_per_epoch": round(sum(r["train_seconds"] for r in rows) / max(1, len(rows)), 3),
-        "peak_memory_mb": round(memory, 1),
-        "peak_memory_kind": memory_kind,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_kind": memory_kind(device),
         "valid_acc": rows[-1]["valid_acc"],
         "best_valid_acc": max(r["valid_acc"] for r in rows),
         "params_of_derived_cell": net.cell_params(genotype, reduction=False),

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NaspError
-from ..runs import RunDir, progress, rng_state, set_rng_state
+from ..runs import RunDir, peak_memory_mb, progress, rng_state, set_rng_state
 from .data import Augment, Batches, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
 from .model import MODEL_DEFAULTS, MODELS, count_flops, count_params
 from .plot import plot_curves, plot_genotype
-from .search import accuracy, autocast, check_sizes, peak_memory_mb
+from .search import accuracy, autocast, check_sizes, memory_kind
 
 log = logging.getLogger("nasp")
 
@@ -95,7 +95,6 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     plot_genotype(genotype, run.file("cells.png"), f"trained on {data.name}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "test_loss", "test_acc"), f"{kind} network on {data.name}")
     run.write_json("arch.json", genotype.to_json())
-    memory, memory_kind = peak_memory_mb(device)
     seconds = sum(r["seconds"] for r in rows)
     return {
         "test_acc": rows[-1]["test_acc"],
@@ -108,8 +107,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
         "epochs": len(rows),
         "train_seconds": round(seconds, 3),
         "seconds_per_epoch": round(seconds / max(1, len(rows)), 3),
-        "peak_memory_mb": round(memory, 1),
-        "peak_memory_kind": memory_kind,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_kind": memory_kind(device),
         "genotype": genotype.to_text(),
         "device": str(device),
     }

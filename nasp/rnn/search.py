@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-import resource
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import torch
 
-from ..runs import RunDir, run_search
+from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, Strategy, build_strategy
 from .corpus import Corpus, batchify, segments
 from .genotypes import RecurrentGenotype
@@ -58,14 +56,6 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs},
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated by tensors on a GPU; otherwise the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
