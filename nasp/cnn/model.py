@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 from .genotypes import Genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN
 
 
 def drop_path(x: Tensor, drop_prob: float) -> Tensor:
@@ -35,8 +35,9 @@ class EvalCell(nn.Module):
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0)
         edges, concat = genotype.cell(reduction)
         self.inputs = [i for _, i in edges]
-        self.identity = [OPS.get(op).is_identity for op, _ in edges]
         self.ops = nn.ModuleList(OPS.get(op).build(c, 2 if reduction and i < 2 else 1, True) for op, i in edges)
+        # drop-path skips only true identities: a stride-2 skip_connect is a FactorizedReduce
+        self.identity = [isinstance(op, Identity) for op in self.ops]
         self.concat = list(concat)
         self.multiplier = len(concat)
 
