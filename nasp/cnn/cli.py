@@ -11,6 +11,7 @@ from ..commands import WARMUP_EPOCHS, data_dir_option, finish_run, resume_option
 from ..errors import NaspError
 from ..runs import CONFIG, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
+from ..strategies.darts import DEFAULT_UNROLLED, UNROLLED
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
 from .genotypes import GENOTYPES
 from .model import MODELS
@@ -72,6 +73,8 @@ def cnn() -> None:
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=0, show_default=True,
               help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
                    "('auto': until the validation accuracy stops improving).")
+@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=DEFAULT_UNROLLED, show_default=True,
+              help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
 @_common
 @run_options
 @resume_option

@@ -9,6 +9,7 @@ import torch
 
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, Strategy, build_strategy
+from ..strategies.darts import DEFAULT_UNROLLED
 from .corpus import Corpus, batchify, segments
 from .genotypes import RecurrentGenotype
 from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll
@@ -36,6 +37,7 @@ class SearchConfig:
     dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
     candidates: int = 10
     warmup_epochs: Union[int, str] = 0
+    unrolled: str = DEFAULT_UNROLLED  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED)
     seed: int = 0
 
 
@@ -53,7 +55,8 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         arch_lr=cfg.arch_lr,
         arch_betas=(0.9, 0.999),
         arch_weight_decay=cfg.arch_weight_decay,
-        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs},
+        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs,
+                 "unrolled": cfg.unrolled},
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 
