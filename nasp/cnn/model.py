@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 from .genotypes import Genotype
-from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN
+from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN, nchw
 
 
 def drop_path(x: Tensor, drop_prob: float) -> Tensor:
@@ -111,7 +111,7 @@ class EvalNetwork(nn.Module):
         return s, s
 
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        s0, s1 = self.stem_outputs(x)
+        s0, s1 = self.stem_outputs(nchw(x))
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
