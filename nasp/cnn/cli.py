@@ -13,6 +13,7 @@ from ..runs import CONFIG, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
 from ..strategies.darts import DEFAULT_UNROLLED, UNROLLED
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
+from .defaults import SEARCH as SEARCH_DEFAULTS, TRAIN as TRAIN_DEFAULTS, help_text
 from .genotypes import GENOTYPES
 from .model import MODELS
 from .spaces import SPACES
@@ -57,15 +58,16 @@ def cnn() -> None:
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
 @click.option("--strategy", default="nasp", show_default=True, help=f"Search method: {', '.join(search_strategy_names())}.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
-@click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--layers", type=int, default=8, show_default=True, help="Cells in the search network.")
-@click.option("--channels", type=int, default=16, show_default=True, help="Initial channels of the search network.")
+@click.option("--epochs", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "epochs", "Search epochs"))
+@click.option("--batch-size", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "batch_size", "Batch size"))
+@click.option("--layers", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "layers", "Cells in the search network"))
+@click.option("--channels", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "channels", "Initial channels of the search network"))
 @click.option("--eta", type=float, default=0.0, show_default=True, help="Weight of the model-size term (normal cell); larger gives smaller cells.")
 @click.option("--lr", type=float, default=0.025, show_default=True, help="Weights: SGD learning rate (cosine schedule).")
 @click.option("--lr-min", type=float, default=0.001, show_default=True)
 @click.option("--weight-decay", type=float, default=3e-4, show_default=True)
-@click.option("--arch-lr", type=float, default=3e-4, show_default=True, help="Architecture: Adam learning rate (3e-4 suits the paper's ~20k steps; raise it for short searches, e.g. 3e-3 on digits).")
+@click.option("--arch-lr", type=float, default=None,
+              help=help_text(SEARCH_DEFAULTS, "arch_lr", "Architecture: Adam learning rate; 3e-4 suits the paper's ~20k steps, short searches need more"))
 @click.option("--train-portion", type=float, default=0.5, show_default=True, help="Share of the training set for the weights; the rest is architecture data.")
 @click.option("--subset", type=int, default=None, help="Use only this many training examples (quick runs).")
 @click.option("--candidates", type=int, default=10, show_default=True, help="Random search: architectures sampled.")
@@ -79,7 +81,10 @@ def cnn() -> None:
 @run_options
 @resume_option
 def search(**opts) -> None:
-    """Search a normal and a reduction cell; writes arch.json, genotype.txt, cells.png, summary.json."""
+    """Search a normal and a reduction cell; writes arch.json, genotype.txt, cells.png, summary.json.
+
+    Options left out take their data set's defaults (digits: a CPU-sized search; cifar10 and
+    image folders: the paper's); config.json records the values used."""
     from .search import search as run_search_command
 
     if opts["nodes"] < 1:
@@ -95,21 +100,25 @@ def search(**opts) -> None:
               help=f"A name ({', '.join(GENOTYPES.names())}), a .json / Genotype(...) text file, a search run directory, or Genotype(...) text.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
 @click.option("--model", default="auto", show_default=True, help=f"auto (imagenet for ImageFolder data, else cifar), {', '.join(MODELS.names())}.")
-@click.option("--epochs", type=int, default=600, show_default=True)
-@click.option("--batch-size", type=int, default=96, show_default=True)
-@click.option("--layers", type=int, default=None, help="Cells (default: 20 cifar, 14 imagenet).")
-@click.option("--channels", type=int, default=None, help="Initial channels (default: 36 cifar, 48 imagenet).")
+@click.option("--epochs", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "epochs", "Training epochs"))
+@click.option("--batch-size", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "batch_size", "Batch size"))
+@click.option("--layers", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "layers", "Cells"))
+@click.option("--channels", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "channels", "Initial channels"))
 @click.option("--lr", type=float, default=0.025, show_default=True, help="SGD learning rate, cosine to 0.")
 @click.option("--weight-decay", type=float, default=3e-4, show_default=True)
 @click.option("--auxiliary-weight", type=float, default=0.4, show_default=True, help="Auxiliary head loss weight (0: no head).")
-@click.option("--drop-path", type=float, default=0.2, show_default=True, help="Drop-path probability, ramped linearly from 0.")
+@click.option("--drop-path", type=float, default=None,
+              help=help_text(TRAIN_DEFAULTS, "drop_path", "Drop-path probability, ramped linearly from 0"))
 @click.option("--cutout", type=int, default=None, help="Cutout square side (default 16 on CIFAR-10, else 0).")
 @click.option("--label-smoothing", type=float, default=None, help="Default 0.1 for the imagenet model, else 0.")
 @_common
 @run_options
 @resume_option
 def train(**opts) -> None:
-    """Train the evaluation network of a genotype; summary: test_acc, params, flops."""
+    """Train the evaluation network of a genotype; summary: test_acc, params, flops.
+
+    Options left out take their data set's defaults (digits: a CPU-sized network; cifar10: the
+    paper's 20 cells x 36 channels; image folders: 14 x 48); config.json records the values used."""
     from .genotypes import load_genotype
     from .train import train as run_train_command
 

@@ -172,10 +172,6 @@ def network_imagenet(genotype: Genotype, channels: int = 48, layers: int = 14, n
                            auxiliary, reduction_prev=True)
 
 
-#: default (channels, layers) of each model
-MODEL_DEFAULTS: dict[str, tuple[int, int]] = {"cifar": (36, 20), "imagenet": (48, 14)}
-
-
 def count_params(model: nn.Module) -> int:
     """Parameters of the network without its auxiliary head (what papers report)."""
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary_head."))

@@ -14,6 +14,7 @@ from ..regularizers import ModelSize
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, build_strategy, check_search_strategy
 from ..strategies.darts import DEFAULT_UNROLLED
+from . import defaults
 from .data import Augment, Batches, ImageData, batch_seed, load_data, search_split
 from .genotypes import Genotype
 from .model import MODELS, count_params
@@ -89,13 +90,14 @@ def build_search_network(opts: dict, data: ImageData) -> CNNSearchNetwork:
 def search(opts: dict, run: RunDir, device: torch.device) -> dict:
     """Run a cell search with resolved options; writes arch.json, genotype.txt, cells.png; returns the summary."""
     SPACES.get(opts["space"])
-    check_sizes(opts["batch_size"], opts["channels"], opts["layers"])
-    if opts["epochs"] < 1:
-        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
     if opts["eta"] < 0:
         raise NaspError(f"--eta {opts['eta']}: must be >= 0")
     amp = bool(opts.get("amp")) and device.type == "cuda"
     data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
+    defaults.record(run, defaults.resolve(opts, defaults.SEARCH.get(defaults.profile(data.name, data.kind))))
+    check_sizes(opts["batch_size"], opts["channels"], opts["layers"])
+    if opts["epochs"] < 1:
+        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
     w_idx, a_idx = search_split(len(data.train), opts.get("train_portion", 0.5), opts["seed"], opts.get("subset"))
     check_sizes(opts["batch_size"], opts["channels"], opts["layers"], min(len(w_idx), len(a_idx)), "weight or architecture")
     seed = int(opts["seed"])

@@ -12,7 +12,8 @@ from ..errors import NaspError
 from ..runs import RunDir, peak_memory_mb, progress, rng_state, set_rng_state
 from .data import Augment, Batches, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
-from .model import MODEL_DEFAULTS, MODELS, count_flops, count_params
+from . import defaults
+from .model import MODELS, count_flops, count_params
 from .plot import plot_curves, plot_genotype
 from .search import accuracy, autocast, check_sizes, memory_kind
 
@@ -25,8 +26,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
     kind = data.kind if opts.get("model", "auto") == "auto" else opts["model"]
     MODELS.get(kind)
-    channels = opts.get("channels") or MODEL_DEFAULTS[kind][0]
-    layers = opts.get("layers") or MODEL_DEFAULTS[kind][1]
+    filled = defaults.resolve(opts, defaults.TRAIN.get(defaults.profile(data.name, kind)))
+    channels, layers = opts["channels"], opts["layers"]
     check_sizes(opts["batch_size"], channels, layers, len(data.train), "training", even_channels=kind == "imagenet")
     if opts["epochs"] < 1:
         raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
@@ -44,6 +45,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     cutout = opts.get("cutout")
     if cutout is None:
         cutout = 16 if data.name == "cifar10" else 0
+    filled.update({"cutout": cutout, "label_smoothing": label_smoothing, "model": kind})
+    defaults.record(run, filled)
     optimizer = torch.optim.SGD(model.parameters(), lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, opts["epochs"], eta_min=0.0)
     all_train = torch.arange(len(data.train))
