@@ -11,6 +11,7 @@ from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, Strategy, build_strategy
 from ..strategies.darts import DEFAULT_UNROLLED
 from .corpus import Corpus, batchify, segments
+from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
 from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll
 from .spaces import SPACES
@@ -76,7 +77,9 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run)
+    watch = DivergenceWatch("train_loss")
+    rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
+                      on_epoch=watch.on_epoch)
     genotype = RecurrentGenotype.from_json(strategy.derive(), source="derived genotype")
     best = getattr(strategy, "best_score", None)
     summary = {

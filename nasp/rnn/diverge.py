@@ -1,0 +1,57 @@
+"""Divergence watch for language-model runs (search and retraining).
+
+Small corpora with the paper's settings (batch 256, SGD lr 20) can diverge: the training loss
+rises epoch after epoch while nothing says so. ``DivergenceWatch`` looks at each epoch's loss:
+a loss that is not finite stops the run with one clear error (nothing after it can recover); a
+loss more than ``tolerance`` above its best for ``patience`` epochs in a row logs one warning
+on stderr with settings that learn on small corpora (docs/rnn.md, "Small corpora").
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+from ..errors import NaspError
+
+log = logging.getLogger("nasp")
+
+ADVICE = ("lower --lr or --batch-size (a ~5k-line corpus learns with --batch-size 16 --lr 10 "
+          "--emb-size 200 --hidden-size 200; docs/rnn.md, 'Small corpora')")
+
+
+class DivergenceWatch:
+    """Feed it one loss per epoch (``update``); it raises on a non-finite loss and warns once when
+    the loss stays more than ``tolerance`` (relative) above its best for ``patience`` epochs."""
+
+    def __init__(self, key: str = "train_loss", patience: int = 2, tolerance: float = 0.05) -> None:
+        self.key, self.patience, self.tolerance = key, patience, tolerance
+        self.best: Optional[float] = None
+        self.best_epoch = -1
+        self.rising = 0
+        self.warned = False
+
+    def update(self, epoch: int, loss: float) -> None:
+        """Record epoch ``epoch``'s (0-based) loss."""
+        if not math.isfinite(loss):
+            raise NaspError(f"{self.key} is {loss} at epoch {epoch + 1}: the run diverged; {ADVICE}")
+        if self.best is None or loss < self.best:
+            self.best, self.best_epoch, self.rising = loss, epoch, 0
+            return
+        self.rising = self.rising + 1 if loss > self.best * (1 + self.tolerance) else 0
+        if self.rising >= self.patience and not self.warned:
+            self.warned = True
+            log.warning("%s %.3f at epoch %d is above its best %.3f (epoch %d) for %d epochs: the run is diverging; %s",
+                        self.key, loss, epoch + 1, self.best, self.best_epoch + 1, self.rising, ADVICE)
+
+    def on_epoch(self, epoch: int, row: dict) -> None:
+        """``run_search``'s ``on_epoch`` hook: watch ``row[key]``."""
+        if self.key in row:
+            self.update(epoch, float(row[self.key]))
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "rising": self.rising, "warned": self.warned}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.rising, self.warned = state["rising"], state["warned"]
