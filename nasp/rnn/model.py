@@ -103,10 +103,6 @@ class RecurrentCell(nn.Module):
         c0, h0 = (torch.cat([x, hm], dim=-1) @ self.w0).split(self.hidden_size, dim=-1)
         return self.highway(h_prev, c0.sigmoid(), h0.tanh())
 
-    def start(self, s0: Tensor) -> Tensor:
-        """The initial state as the nodes see it (the fixed cell uses it as it is)."""
-        return s0
-
     def node(self, i: int, states: list[Tensor], h_mask: Optional[Tensor], arch: Any) -> Tensor:
         """State of intermediate node ``i`` (0-based) from the earlier states."""
         raise NotImplementedError
@@ -120,7 +116,7 @@ class RecurrentCell(nn.Module):
             h_mask = _mask(hidden.shape, self.dropouts.hidden, hidden)
         outputs = []
         for t in range(inputs.size(0)):
-            states = [self.start(self.initial_state(inputs[t], hidden, x_mask, h_mask))]
+            states = [self.initial_state(inputs[t], hidden, x_mask, h_mask)]
             for i in range(self.steps):
                 states.append(self.node(i, states, h_mask, arch))
             hidden = torch.stack([states[c] for c in self.concat], dim=-1).mean(-1)
@@ -148,8 +144,9 @@ class MixedCell(RecurrentCell):
     SINGLE runs only the selected predecessor(s) and activation(s); ACTIVE computes every
     candidate, but the unselected predecessors' matrix products and activations run without
     autograd (the architecture gradient needs their values, not their backward); SOFTMAX (DARTS)
-    runs everything with autograd. The initial state s0 and each node's state are batch-normalised
-    (one non-affine batch norm), as in DARTS' search cell (``s0 = self.bn(s0)``, then every ``s``).
+    runs everything with autograd. Each node's state is batch-normalised (no affine), as in DARTS'
+    search cell; unlike DARTS, s0 is not (docs/rnn.md, "The space and the cell": with it, the
+    validation perplexity of a default search went to NaN in eval mode).
     """
 
     def __init__(self, space: RecurrentSpace, emb_size: int, hidden_size: int, dropouts: Dropouts) -> None:
@@ -157,9 +154,6 @@ class MixedCell(RecurrentCell):
         self.space = space
         self.activations = [ACTIVATIONS.get(a) for a in space.activations]
         self.bn = nn.BatchNorm1d(hidden_size, affine=False)
-
-    def start(self, s0: Tensor) -> Tensor:
-        return self.bn(s0)
 
     def _candidates(self, s: Tensor, c: Tensor, h: Tensor) -> list:
         return [lambda f=f: self.highway(s, c, f(h)) for f in self.activations]

@@ -142,16 +142,3 @@ def test_resume_after_kill_gives_the_same_search(corpus_dir, tmp_path, monkeypat
     assert resumed["genotype"] == full["genotype"]
     assert [r["valid_ppl"] for r in resumed["rows"]] == [r["valid_ppl"] for r in full["rows"]]
 
-
-def test_search_cell_batch_normalises_s0_as_darts_does():
-    net = _net("darts").train()
-    cell = net.lm.cell
-    seen = []
-    cell.bn.register_forward_hook(lambda m, inputs, out: seen.append(out))
-    net.mixing = Mixing.SOFTMAX
-    seg = _segment()
-    net(seg.inputs, net.init_hidden(seg.inputs.size(1)))
-    steps, length = cell.steps, seg.inputs.size(0)
-    assert len(seen) == length * (steps + 1)  # s0 and every node, at every time step
-    s0 = seen[0]  # the first normalised state of the first time step
-    assert torch.allclose(s0.mean(0), torch.zeros_like(s0[0]), atol=1e-6)
