@@ -16,8 +16,8 @@ from ..errors import NaspError
 
 log = logging.getLogger("nasp")
 
-ADVICE = ("lower --lr or --batch-size (a ~5k-line corpus learns with --batch-size 16 --lr 10 "
-          "--emb-size 200 --hidden-size 200; docs/rnn.md, 'Small corpora')")
+ADVICE = ("on a small corpus try --batch-size 32 --emb-size 64 --hidden-size 64 --dropout 0.3 --dropouth 0.1 "
+          "--dropoutx 0.3 --dropouti 0.1, or a lower --lr (docs/rnn.md, 'Small corpora')")
 
 
 class DivergenceWatch:
