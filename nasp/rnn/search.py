@@ -77,7 +77,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    watch = DivergenceWatch("train_loss")
+    watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
                       on_epoch=watch.on_epoch)
     genotype = RecurrentGenotype.from_json(strategy.derive(), source="derived genotype")

@@ -121,7 +121,7 @@ class Trainer:
         self.best_loss: Optional[float] = None
         self.asgd_epoch: Optional[int] = None
         self.start_epoch = 0
-        self.watch = DivergenceWatch("train_loss")
+        self.watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
 
     def evaluate(self, data: Tensor) -> float:
         self.model.eval()

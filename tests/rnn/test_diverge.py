@@ -43,7 +43,17 @@ def test_state_round_trip():
         watch.update(epoch, loss)
     again = DivergenceWatch()
     again.load_state_dict(watch.state_dict())
-    assert again.state_dict() == watch.state_dict() == {"best": 5.0, "best_epoch": 0, "rising": 1, "warned": False}
+    assert again.state_dict() == watch.state_dict() == {"best": 5.0, "best_epoch": 0, "rising": 1, "above": 0,
+                                                        "warned": False}
+
+
+def test_loss_above_the_uniform_prediction_warns(caplog):
+    watch = DivergenceWatch(ceiling=8.006)  # log(3000): a 3,000-word vocabulary
+    with caplog.at_level(logging.WARNING, logger="nasp"):
+        for epoch, loss in enumerate([8.823, 8.725, 8.659]):  # a default search on a 5k-line corpus
+            watch.update(epoch, loss)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "epoch 2" in warnings[0] and "not learning" in warnings[0]
 
 
 @pytest.mark.parametrize("command", ["search", "train"])
