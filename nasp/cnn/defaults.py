@@ -52,11 +52,15 @@ def record(run: RunDir, filled: dict[str, Any]) -> None:
     run.write_config(config)
 
 
+#: how ``--help`` names a profile
+SHOWN = {"imagenet": "image folders"}
+
+
 def help_text(table: Registry[dict[str, Any]], key: str, what: str = "") -> str:
     """``what (default: 8 on cifar10, 5 on digits, ...)`` from a defaults table."""
     values: dict[Any, list[str]] = {}
     for name in table:
-        values.setdefault(table.get(name)[key], []).append(name)
+        values.setdefault(table.get(name)[key], []).append(SHOWN.get(name, name))
     parts = ", ".join(f"{value:g} on {' and '.join(names)}" if isinstance(value, float) else f"{value} on {' and '.join(names)}"
                       for value, names in values.items())
     return f"{what} (default: {parts})."
