@@ -148,7 +148,7 @@ class Architect:
         self.optimizer.step()
         with torch.no_grad():
             for a in self.alphas:
-                a.clamp_(*self.bounds)
+                a.copy_(prox.box(a, *self.bounds))
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

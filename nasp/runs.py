@@ -13,7 +13,9 @@ import logging
 import math
 import os
 import random
+import resource
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -55,6 +57,15 @@ def resolve_device(spec: str) -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise NaspError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
     return device
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA max allocated on a GPU, else the process's max RSS
+    (``ru_maxrss`` is in bytes on macOS, in KiB on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def seed_everything(seed: int) -> None:

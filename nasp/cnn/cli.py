@@ -11,7 +11,9 @@ from ..commands import WARMUP_EPOCHS, RunCommand, data_dir_option, finish_run, r
 from ..errors import NaspError
 from ..runs import CONFIG, LOCK, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
+from ..strategies.darts import DEFAULT_UNROLLED, UNROLLED
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
+from .defaults import SEARCH as SEARCH_DEFAULTS, TRAIN as TRAIN_DEFAULTS, help_text
 from .genotypes import GENOTYPES
 from .model import MODELS
 from .spaces import SPACES
@@ -56,15 +58,16 @@ def cnn() -> None:
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
 @click.option("--strategy", default="nasp", show_default=True, help=f"Search method: {', '.join(search_strategy_names())}.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
-@click.option("--epochs", type=int, default=50, show_default=True, help="Search epochs, warm-up included.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per step.")
-@click.option("--layers", type=int, default=8, show_default=True, help="Cells in the search network.")
-@click.option("--channels", type=int, default=16, show_default=True, help="Initial channels of the search network.")
+@click.option("--epochs", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "epochs", "Search epochs"))
+@click.option("--batch-size", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "batch_size", "Batch size"))
+@click.option("--layers", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "layers", "Cells in the search network"))
+@click.option("--channels", type=int, default=None, help=help_text(SEARCH_DEFAULTS, "channels", "Initial channels of the search network"))
 @click.option("--eta", type=float, default=0.0, show_default=True, help="Weight of the model-size term (normal cell); larger gives smaller cells.")
 @click.option("--lr", type=float, default=0.025, show_default=True, help="Weights: SGD learning rate (cosine schedule).")
 @click.option("--lr-min", type=float, default=0.001, show_default=True, help="Weights: learning rate at the end of the cosine schedule.")
 @click.option("--weight-decay", type=float, default=3e-4, show_default=True, help="Weights: SGD weight decay.")
-@click.option("--arch-lr", type=float, default=3e-4, show_default=True, help="Architecture: Adam learning rate (3e-4 suits the paper's ~20k steps; raise it for short searches, e.g. 3e-3 on digits).")
+@click.option("--arch-lr", type=float, default=None,
+              help=help_text(SEARCH_DEFAULTS, "arch_lr", "Architecture: Adam learning rate; 3e-4 suits the paper's ~20k steps, short searches need more"))
 @click.option("--train-portion", type=float, default=0.5, show_default=True, help="Share of the training set for the weights; the rest is architecture data.")
 @click.option("--subset", type=int, default=None, help="Use only this many training examples (quick runs).")
 @click.option("--candidates", type=int, default=10, show_default=True, help="Random search: architectures sampled.")
@@ -72,13 +75,17 @@ def cnn() -> None:
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=0, show_default=True,
               help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
                    "('auto': until the validation accuracy stops improving).")
+@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=DEFAULT_UNROLLED, show_default=True,
+              help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
 @_common
 @run_options
 @resume_option
 def search(**opts) -> None:
     """Search a normal and a reduction cell.
 
-    Writes arch.json, genotype.txt, cells.png and summary.json.
+    Writes arch.json, genotype.txt, cells.png and summary.json. Options left out take their data
+    set's defaults (digits: a CPU-sized search; cifar10 and image folders: the paper's);
+    config.json records the values used.
     """
     from .search import search as run_search_command
 
@@ -95,14 +102,15 @@ def search(**opts) -> None:
               help=f"A name ({', '.join(GENOTYPES.names())}), a .json / Genotype(...) text file, a search run directory, or Genotype(...) text.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
 @click.option("--model", default="auto", show_default=True, help=f"auto (imagenet for ImageFolder data, else cifar), {', '.join(MODELS.names())}.")
-@click.option("--epochs", type=int, default=600, show_default=True, help="Training epochs.")
-@click.option("--batch-size", type=int, default=96, show_default=True, help="Images per step.")
-@click.option("--layers", type=int, default=None, help="Cells (default: 20 cifar, 14 imagenet).")
-@click.option("--channels", type=int, default=None, help="Initial channels (default: 36 cifar, 48 imagenet).")
+@click.option("--epochs", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "epochs", "Training epochs"))
+@click.option("--batch-size", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "batch_size", "Batch size"))
+@click.option("--layers", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "layers", "Cells"))
+@click.option("--channels", type=int, default=None, help=help_text(TRAIN_DEFAULTS, "channels", "Initial channels"))
 @click.option("--lr", type=float, default=0.025, show_default=True, help="SGD learning rate, cosine to 0.")
 @click.option("--weight-decay", type=float, default=3e-4, show_default=True, help="SGD weight decay.")
 @click.option("--auxiliary-weight", type=float, default=0.4, show_default=True, help="Auxiliary head loss weight (0: no head).")
-@click.option("--drop-path", type=float, default=0.2, show_default=True, help="Drop-path probability, ramped linearly from 0.")
+@click.option("--drop-path", type=float, default=None,
+              help=help_text(TRAIN_DEFAULTS, "drop_path", "Drop-path probability, ramped linearly from 0"))
 @click.option("--cutout", type=int, default=None, help="Cutout square side (default 16 on CIFAR-10, else 0).")
 @click.option("--label-smoothing", type=float, default=None, help="Default 0.1 for the imagenet model, else 0.")
 @_common
@@ -111,7 +119,10 @@ def search(**opts) -> None:
 def train(**opts) -> None:
     """Train the evaluation network of a genotype.
 
-    Writes arch.json, cells.png, curves.png, checkpoint.pt and summary.json (test_acc, params, flops).
+    Writes arch.json, cells.png, curves.png, checkpoint.pt and summary.json (test_acc, params,
+    flops). Options left out take their data set's defaults (digits: a CPU-sized network;
+    cifar10: the paper's 20 cells x 36 channels; image folders: 14 x 48); config.json records
+    the values used.
     """
     from .genotypes import load_genotype
     from .train import train as run_train_command

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..data import KnownDataset, fetch, register_dataset
 from ..errors import NaspError
 from ..registry import Registry
+from .ops import nchw
 
 log = logging.getLogger("nasp")
 
@@ -66,7 +67,7 @@ class TensorImages:
     """Images held in memory as one uint8 tensor."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.data = images
+        self.data = nchw(images)
         self.labels = labels.long()
 
     def __len__(self) -> int:
@@ -114,7 +115,7 @@ class FolderImages:
 
     def images(self, index: Tensor) -> Tensor:
         arrays = [self._decode(self.paths[int(i)]) for i in index]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return nchw(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 
 
 @dataclass
@@ -381,7 +382,7 @@ class Augment:
             in_x = (xs[None] >= (cx[:, None] - half)) & (xs[None] < (cx[:, None] + half))
             hole = (in_y[:, :, None] & in_x[:, None, :])[:, None]
             x = x.masked_fill(hole, 0.0)
-        return x.contiguous()
+        return nchw(x)
 
 
 class Batches:
@@ -421,7 +422,7 @@ class Batches:
             x = (x - self.mean) / self.std
             if self.augment is not None:
                 x = self.augment(x, g)
-            yield x, y.to(self.device, non_blocking=non_blocking)
+            yield nchw(x), y.to(self.device, non_blocking=non_blocking)
 
 
 def batch_seed(seed: int, stream: int, index: int) -> int:

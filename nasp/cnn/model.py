@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 from .genotypes import Genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN, nchw
 
 
 def drop_path(x: Tensor, drop_prob: float) -> Tensor:
@@ -35,8 +35,9 @@ class EvalCell(nn.Module):
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0)
         edges, concat = genotype.cell(reduction)
         self.inputs = [i for _, i in edges]
-        self.identity = [OPS.get(op).is_identity for op, _ in edges]
         self.ops = nn.ModuleList(OPS.get(op).build(c, 2 if reduction and i < 2 else 1, True) for op, i in edges)
+        # drop-path skips only true identities: a stride-2 skip_connect is a FactorizedReduce
+        self.identity = [isinstance(op, Identity) for op in self.ops]
         self.concat = list(concat)
         self.multiplier = len(concat)
 
@@ -110,7 +111,7 @@ class EvalNetwork(nn.Module):
         return s, s
 
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        s0, s1 = self.stem_outputs(x)
+        s0, s1 = self.stem_outputs(nchw(x))
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
@@ -169,10 +170,6 @@ def network_imagenet(genotype: Genotype, channels: int = 48, layers: int = 14, n
         raise ValueError("the ImageNet network needs at least 2 channels")
     return NetworkImageNet(genotype, ImageNetStem(in_channels, channels), channels, channels, layers, num_classes,
                            auxiliary, reduction_prev=True)
-
-
-#: default (channels, layers) of each model
-MODEL_DEFAULTS: dict[str, tuple[int, int]] = {"cifar": (36, 20), "imagenet": (48, 14)}
 
 
 def count_params(model: nn.Module) -> int:

@@ -17,6 +17,23 @@ from torch import Tensor, nn
 from ..registry import Registry
 
 
+def nchw(x: Tensor) -> Tensor:
+    """``x`` with row-major (N, C, H, W) strides, copied only when its strides differ.
+
+    torch calls a tensor with one channel "contiguous" whatever the stride of that channel, so
+    ``.contiguous()`` keeps the channels-last strides a permute or a gather leaves on 1-channel
+    images (digits), and every convolution after them then runs oneDNN's channels-last kernels.
+    The images always enter the network in the standard layout (docs/cnn.md, "Memory layout").
+    """
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.append(step)
+        step *= size
+    if list(x.stride()) == expected[::-1]:
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU, k x k convolution, batch norm."""
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 from contextlib import nullcontext
 from typing import Any, Callable, Optional
 
@@ -12,8 +11,10 @@ from torch import Tensor, nn
 
 from ..errors import NaspError
 from ..regularizers import ModelSize
-from ..runs import RunDir, run_search
+from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, build_strategy, check_search_strategy
+from ..strategies.darts import DEFAULT_UNROLLED
+from . import defaults
 from .data import Augment, Batches, ImageData, batch_seed, load_data, search_split
 from .genotypes import Genotype
 from .model import MODELS, count_params
@@ -61,11 +62,9 @@ def accuracy(network: nn.Module, batches: Batches, device: torch.device, amp: bo
     return {"acc": float(correct) / total, "loss": float(loss_sum) / total}
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """Peak memory and what it measures: CUDA max allocated bytes, or the process' max RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "process_max_rss"
+def memory_kind(device: torch.device) -> str:
+    """What ``peak_memory_mb`` measures on ``device``."""
+    return "cuda_max_allocated" if device.type == "cuda" else "process_max_rss"
 
 
 def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[int] = None, what: str = "training",
@@ -98,13 +97,14 @@ def build_search_network(opts: dict, data: ImageData) -> CNNSearchNetwork:
 def search(opts: dict, run: RunDir, device: torch.device) -> dict:
     """Run a cell search with resolved options; writes arch.json, genotype.txt, cells.png; returns the summary."""
     SPACES.get(opts["space"])
-    check_sizes(opts["batch_size"], opts["channels"], opts["layers"])
-    if opts["epochs"] < 1:
-        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
     if opts["eta"] < 0:
         raise NaspError(f"--eta {opts['eta']}: must be >= 0")
     amp = bool(opts.get("amp")) and device.type == "cuda"
     data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
+    defaults.record(run, defaults.resolve(opts, defaults.SEARCH.get(defaults.profile(data.name, data.kind))))
+    check_sizes(opts["batch_size"], opts["channels"], opts["layers"])
+    if opts["epochs"] < 1:
+        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
     w_idx, a_idx = search_split(len(data.train), opts.get("train_portion", 0.5), opts["seed"], opts.get("subset"))
     check_sizes(opts["batch_size"], opts["channels"], opts["layers"], min(len(w_idx), len(a_idx)), "weight or architecture")
     seed = int(opts["seed"])
@@ -122,7 +122,8 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         arch_lr=opts["arch_lr"],
         regularizer=regularizer,
         eta=opts["eta"],
-        options={"candidates": opts.get("candidates", 10), "seed": seed, "warmup_epochs": opts.get("warmup_epochs", 0)},
+        options={"candidates": opts.get("candidates", 10), "seed": seed, "warmup_epochs": opts.get("warmup_epochs", 0),
+                 "unrolled": opts.get("unrolled", DEFAULT_UNROLLED)},
     )
     strategy = build_strategy(check_search_strategy(opts["strategy"]), problem, opts["epochs"])
     augment = Augment(pad=data.crop_pad, flip=data.flip)
@@ -146,7 +147,6 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
     run.file("genotype.txt").write_text(genotype.to_text() + "\n")
     plot_genotype(genotype, run.file("cells.png"), f"{opts['strategy']} on {data.name}, space {opts['space']}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), opts["strategy"])
-    memory, memory_kind = peak_memory_mb(device)
     search_seconds = sum(r["seconds"] for r in rows)
     eval_model = MODELS.get("cifar")(genotype, num_classes=data.num_classes, in_channels=data.in_channels)
     return {
@@ -157,8 +157,8 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         "search_seconds": round(search_seconds, 3),
         "seconds_per_epoch": round(search_seconds / max(1, len(rows)), 3),
         "train_seconds_per_epoch": round(sum(r["train_seconds"] for r in rows) / max(1, len(rows)), 3),
-        "peak_memory_mb": round(memory, 1),
-        "peak_memory_kind": memory_kind,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_kind": memory_kind(device),
         "valid_acc": _exported_score(strategy, rows, "valid_acc"),
         "valid_score_of": strategy.validates,
         "best_valid_acc": max(r["valid_acc"] for r in rows),

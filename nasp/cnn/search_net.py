@@ -20,7 +20,7 @@ from .. import prox
 from ..mixing import MixPlan, mix, plan
 from ..network import SearchNetwork
 from .genotypes import Genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .ops import OPS, FactorizedReduce, ReLUConvBN, nchw
 from .spaces import SPACES, Space
 
 
@@ -131,7 +131,7 @@ class CNNSearchNetwork(SearchNetwork):
 
     def forward(self, x: Tensor) -> Tensor:
         plans = {False: plan(self.alpha_normal, self.mixing), True: plan(self.alpha_reduce, self.mixing)}
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(nchw(x))
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, plans[cell.reduction])
         return self.classifier(self.pool(s1).flatten(1))

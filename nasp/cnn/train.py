@@ -10,13 +10,14 @@ from torch import Tensor, nn
 
 from ..errors import NaspError
 from ..loop import Hook, RunLoop
-from ..runs import RunDir
+from ..runs import RunDir, peak_memory_mb
 from ..strategies import SearchProblem, build_strategy
 from .data import Augment, Batches, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
-from .model import MODEL_DEFAULTS, MODELS, count_flops, count_params
+from . import defaults
+from .model import MODELS, count_flops, count_params
 from .plot import plot_curves, plot_genotype
-from .search import accuracy, autocast, check_sizes, peak_memory_mb
+from .search import accuracy, autocast, check_sizes, memory_kind
 
 log = logging.getLogger("nasp")
 
@@ -37,8 +38,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
     kind = data.kind if opts.get("model", "auto") == "auto" else opts["model"]
     MODELS.get(kind)
-    channels = opts.get("channels") or MODEL_DEFAULTS[kind][0]
-    layers = opts.get("layers") or MODEL_DEFAULTS[kind][1]
+    filled = defaults.resolve(opts, defaults.TRAIN.get(defaults.profile(data.name, kind)))
+    channels, layers = opts["channels"], opts["layers"]
     check_sizes(opts["batch_size"], channels, layers, len(data.train), "training", even_channels=kind == "imagenet")
     if opts["epochs"] < 1:
         raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
@@ -56,6 +57,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     cutout = opts.get("cutout")
     if cutout is None:
         cutout = 16 if data.name == "cifar10" else 0
+    filled.update({"cutout": cutout, "label_smoothing": label_smoothing, "model": kind})
+    defaults.record(run, filled)
     all_train = torch.arange(len(data.train))
     augment = Augment(pad=data.crop_pad, flip=data.flip, cutout=cutout)
     test_batches = Batches(data.test, torch.arange(len(data.test)), opts.get("eval_batch_size") or 2 * opts["batch_size"],
@@ -95,7 +98,6 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     plot_genotype(genotype, run.file("cells.png"), f"trained on {data.name}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "test_loss", "test_acc"), f"{kind} network on {data.name}")
     run.write_json("arch.json", genotype.to_json())
-    memory, memory_kind = peak_memory_mb(device)
     seconds = sum(r["seconds"] for r in rows)
     return {
         "test_acc": rows[-1]["test_acc"],
@@ -108,8 +110,8 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
         "epochs": len(rows),
         "train_seconds": round(seconds, 3),
         "seconds_per_epoch": round(seconds / max(1, len(rows)), 3),
-        "peak_memory_mb": round(memory, 1),
-        "peak_memory_kind": memory_kind,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_kind": memory_kind(device),
         "genotype": genotype.to_text(),
         "device": str(device),
     }

@@ -11,6 +11,7 @@ from ..commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_di
 from ..errors import NaspError
 from ..runs import ARCH
 from ..strategies import STRATEGIES, check_search_strategy, search_strategy_names
+from ..strategies.darts import UNROLLED
 from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, load_corpus
 from .genotypes import GENOTYPES, load_genotype
@@ -126,6 +127,8 @@ def rnn() -> None:
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=SearchConfig.warmup_epochs, show_default=True,
               help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
                    "('auto': until the validation perplexity stops improving).")
+@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=SearchConfig.unrolled, show_default=True,
+              help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
 @resume_option
 def search(**opts: Any) -> None:
     """Search a recurrent cell.

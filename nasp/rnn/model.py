@@ -144,8 +144,9 @@ class MixedCell(RecurrentCell):
     SINGLE runs only the selected predecessor(s) and activation(s); ACTIVE computes every
     candidate, but the unselected predecessors' matrix products and activations run without
     autograd (the architecture gradient needs their values, not their backward); SOFTMAX (DARTS)
-    runs everything with autograd. Each new state is batch-normalised (no affine), as in DARTS'
-    search cell.
+    runs everything with autograd. Each node's state is batch-normalised (no affine), as in DARTS'
+    search cell; unlike DARTS, s0 is not (docs/rnn.md, "The space and the cell": with it, the
+    validation perplexity of a default search went to NaN in eval mode).
     """
 
     def __init__(self, space: RecurrentSpace, emb_size: int, hidden_size: int, dropouts: Dropouts) -> None:
@@ -335,9 +336,6 @@ class LMLoss:
         if self.tar > 0 and model.training and raw.size(0) > 1:
             loss = loss + self.tar * (raw[1:] - raw[:-1]).pow(2).mean()
         return loss
-
-    def reset(self) -> None:
-        self._carry.clear()
 
 
 @torch.no_grad()

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import math
-import resource
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import torch
 
-from ..runs import RunDir, run_search
+from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, Strategy, build_strategy
+from ..strategies.darts import DEFAULT_UNROLLED
 from .corpus import Corpus, batchify, segments
+from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
 from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll
 from .spaces import SPACES
@@ -38,6 +38,7 @@ class SearchConfig:
     dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
     candidates: int = 10
     warmup_epochs: Union[int, str] = 0
+    unrolled: str = DEFAULT_UNROLLED  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED)
     seed: int = 0
 
 
@@ -55,17 +56,10 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         arch_lr=cfg.arch_lr,
         arch_betas=(0.9, 0.999),
         arch_weight_decay=cfg.arch_weight_decay,
-        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs},
+        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs,
+                 "unrolled": cfg.unrolled},
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated by tensors on a GPU; otherwise the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
@@ -83,7 +77,9 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run)
+    watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
+    rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
+                      on_epoch=watch.on_epoch)
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {

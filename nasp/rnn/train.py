@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..runs import RunDir, progress, rng_state, save_torch, set_rng_state
 from .corpus import Corpus, batchify, segments
+from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
 from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll
 
@@ -120,6 +121,7 @@ class Trainer:
         self.best_loss: Optional[float] = None
         self.asgd_epoch: Optional[int] = None
         self.start_epoch = 0
+        self.watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
 
     def evaluate(self, data: Tensor) -> float:
         self.model.eval()
@@ -161,6 +163,7 @@ class Trainer:
             "history": list(self.history),
             "best_loss": self.best_loss,
             "asgd_epoch": self.asgd_epoch,
+            "watch": self.watch.state_dict(),
             "rng": rng_state(),
         }
 
@@ -176,6 +179,8 @@ class Trainer:
         self.history = list(state["history"])
         self.best_loss = state["best_loss"]
         self.asgd_epoch = state["asgd_epoch"]
+        if "watch" in state:
+            self.watch.load_state_dict(state["watch"])
         set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"]) + 1
         self.run.truncate_metrics(self.start_epoch)
@@ -191,6 +196,7 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             train_loss = float(self.train_epoch(epoch))
+            self.watch.update(epoch, train_loss)
             val_loss = self.evaluate(self.valid_data)
             if self.best_loss is None or val_loss < self.best_loss:
                 self.best_loss = val_loss

@@ -1,17 +1,25 @@
 """DARTS (Liu et al., ICLR 2019) as baselines: softmax mixing of every op on every edge.
 
 ``darts`` is first order (architecture gradient at the current weights); ``darts2`` is second
-order: the gradient of L_val(w - xi * dL_train/dw, alpha), with the Hessian-vector product
-approximated by central finite differences, as in the DARTS paper.
+order: the gradient of L_val(w', alpha) at the unrolled weights w', with the Hessian-vector
+product approximated by central finite differences, as in the DARTS paper.
+
+The unrolled step (``problem.options["unrolled"]``) is ``plain`` (the default:
+``w' = w - xi * dL_train/dw``) or ``darts`` (DARTS' own code: the step the real optimizer would
+take, ``w' = w - xi * (momentum * buffer + dL_train/dw + weight_decay * w)``, read from the
+weight optimizer's param groups and momentum buffers). The three passes on the training batch
+(unrolled, w+ and w-) run under one forked RNG state, so dropout draws the same masks in each and
+the finite difference compares one function at two points; the global RNG is left as it was.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from ..errors import NaspError
 from ..mixing import Softmax
 from .base import SearchProblem, Strategy, arch_optimizer
 from .registry import STRATEGIES
@@ -20,6 +28,58 @@ from .registry import STRATEGIES
 def _grads(loss: Tensor, params: list, *, retain_graph: bool = False) -> list[Tensor]:
     grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _plain_step(optimizer: torch.optim.Optimizer, weights: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    """The unrolled update ``-grad`` (scaled by xi by the caller)."""
+    return grads
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, weights: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    """DARTS' unrolled update: ``momentum * buffer + grad + weight_decay * w`` from the optimizer's
+    param groups (0 where a group has no momentum / weight decay, or no buffer yet)."""
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    out = []
+    for w, g in zip(weights, grads):
+        group = groups.get(id(w), {})
+        d = g + float(group.get("weight_decay", 0.0) or 0.0) * w.detach()
+        buffer = optimizer.state.get(w, {}).get("momentum_buffer")
+        if buffer is not None:
+            d = d + float(group.get("momentum", 0.0) or 0.0) * buffer
+        out.append(d)
+    return out
+
+
+#: ``--unrolled`` choices: the direction of the unrolled weight step (taken with size xi)
+UNROLLED: dict[str, Callable[[torch.optim.Optimizer, list[Tensor], list[Tensor]], list[Tensor]]] = {
+    "plain": _plain_step,
+    "darts": _optimizer_step,
+}
+DEFAULT_UNROLLED = "plain"
+
+
+class _SharedRng:
+    """Fork the RNG (CPU and the CUDA devices in use) and reset it to one state on demand."""
+
+    def __init__(self, devices: list[int]) -> None:
+        self.devices = devices
+        self.fork = torch.random.fork_rng(devices=devices)
+        self.cpu: Optional[Tensor] = None
+        self.cuda: list[Tensor] = []
+
+    def __enter__(self) -> "_SharedRng":
+        self.fork.__enter__()
+        self.cpu = torch.get_rng_state()
+        self.cuda = [torch.cuda.get_rng_state(d) for d in self.devices]
+        return self
+
+    def reset(self) -> None:
+        torch.set_rng_state(self.cpu)
+        for d, state in zip(self.devices, self.cuda):
+            torch.cuda.set_rng_state(state, d)
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.fork.__exit__(*exc)
 
 
 @STRATEGIES.register("darts")
@@ -71,25 +131,36 @@ class DARTSSecondOrder(DARTS):
     """Second-order DARTS: unrolled weight step of size xi (the weights' current learning rate),
     Hessian-vector product by central finite differences with radius 0.01 / ||grad||."""
 
+    def __init__(self, problem: SearchProblem, epochs: int) -> None:
+        super().__init__(problem, epochs)
+        name = problem.options.get("unrolled", DEFAULT_UNROLLED)
+        if name not in UNROLLED:
+            raise NaspError(f"--unrolled {name!r}: choose one of {', '.join(UNROLLED)}")
+        self.unrolled_update = UNROLLED[name]
+
     def arch_gradients(self, train_batch: Any, valid_batch: Any) -> tuple[list[Tensor], Tensor]:
         weights = [p for p in self.weight_params if p.requires_grad]
         xi = self.current_lr()
         backup = [w.detach().clone() for w in weights]
+        devices = sorted({w.device.index or 0 for w in weights if w.device.type == "cuda"})
 
-        grad_w = _grads(self.problem.loss(self.network, train_batch), weights)
-        with torch.no_grad():
-            torch._foreach_add_(weights, grad_w, alpha=-xi)
-        val_loss = self.problem.loss(self.network, valid_batch)
-        grads = _grads(val_loss, self.arch_params + weights)
-        d_arch, d_w = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
-
-        radius = 0.01 / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
-        hessian = []
-        for sign in (1.0, -1.0):
+        with _SharedRng(devices) as rng:
+            grad_w = _grads(self.problem.loss(self.network, train_batch), weights)
+            step = self.unrolled_update(self.weight_optimizer, weights, grad_w)
             with torch.no_grad():
-                for w, b, g in zip(weights, backup, d_w):
-                    w.copy_(b + sign * radius * g)
-            hessian.append(_grads(self.problem.loss(self.network, train_batch), self.arch_params))
+                torch._foreach_add_(weights, step, alpha=-xi)
+            val_loss = self.problem.loss(self.network, valid_batch)
+            grads = _grads(val_loss, self.arch_params + weights)
+            d_arch, d_w = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
+
+            radius = 0.01 / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
+            hessian = []
+            for sign in (1.0, -1.0):
+                with torch.no_grad():
+                    for w, b, g in zip(weights, backup, d_w):
+                        w.copy_(b + sign * radius * g)
+                rng.reset()
+                hessian.append(_grads(self.problem.loss(self.network, train_batch), self.arch_params))
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)

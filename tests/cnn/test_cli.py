@@ -158,3 +158,17 @@ def test_cifar10_is_a_known_data_set(tmp_path):
     assert result.exit_code == 0
     names = {d["name"] for d in json.loads(result.output)["datasets"]}
     assert "cifar10" in names
+
+
+@pytest.mark.parametrize("unrolled", ["plain", "darts"])
+def test_darts2_search_uses_the_unrolled_form_given(unrolled, cifar_dir, tmp_path, monkeypatch):
+    from nasp.strategies import darts
+
+    calls = []
+    original = darts.UNROLLED[unrolled]
+    monkeypatch.setitem(darts.UNROLLED, unrolled, lambda *a: calls.append(unrolled) or original(*a))
+    out = tmp_path / "run"
+    _summary(_invoke("search", "--strategy", "darts2", "--unrolled", unrolled, "--data", cifar_dir, "--epochs", 1,
+                     *TINY, "--subset", 32, "--out", out, "--json"))
+    assert calls and set(calls) == {unrolled}
+    assert json.loads((out / "config.json").read_text())["options"]["unrolled"] == unrolled

@@ -152,3 +152,18 @@ def test_search_with_automatic_warmup_and_a_warmup_too_long(corpus_dir, tmp_path
                       "--out", str(tmp_path / "long"), *tiny])
     assert result.exit_code == 1 and "Error: --warmup-epochs (2) must be" in result.output
     assert not (tmp_path / "long").exists()
+
+
+@pytest.mark.parametrize("unrolled", ["plain", "darts"])
+def test_darts2_search_uses_the_unrolled_form_given(unrolled, corpus_dir, tmp_path, tiny, monkeypatch):
+    from nasp.strategies import darts
+
+    calls = []
+    original = darts.UNROLLED[unrolled]
+    monkeypatch.setitem(darts.UNROLLED, unrolled, lambda *a: calls.append(unrolled) or original(*a))
+    out = tmp_path / "run"
+    result = _invoke(["rnn", "search", "--data", str(corpus_dir), "--epochs", "1", "--strategy", "darts2",
+                      "--unrolled", unrolled, "--out", str(out), "--json", *tiny])
+    assert result.exit_code == 0, result.output
+    assert calls and set(calls) == {unrolled}
+    assert json.loads((out / "config.json").read_text())["options"]["unrolled"] == unrolled

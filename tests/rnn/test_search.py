@@ -121,7 +121,11 @@ def test_resume_after_kill_gives_the_same_search(corpus_dir, tmp_path, monkeypat
         torch.manual_seed(0)
 
         def killed(*args, **kwargs):
+            watch = kwargs.pop("on_epoch", None)
+
             def on_epoch(epoch, row):
+                if watch is not None:
+                    watch(epoch, row)
                 if epoch == stop_after:
                     raise Stop
 
@@ -141,3 +145,4 @@ def test_resume_after_kill_gives_the_same_search(corpus_dir, tmp_path, monkeypat
     resumed = run(tmp_path / "killed", resume=True)
     assert resumed["genotype"] == full["genotype"]
     assert [r["valid_ppl"] for r in resumed["rows"]] == [r["valid_ppl"] for r in full["rows"]]
+

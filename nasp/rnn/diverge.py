@@ -1,0 +1,71 @@
+"""Divergence watch for language-model runs (search and retraining).
+
+Small corpora with the paper's settings (batch 256, SGD lr 20) can diverge: the training loss
+rises epoch after epoch, or stays above what predicting every word as equally likely gives
+(``log(vocabulary)``), while nothing says so. ``DivergenceWatch`` looks at each epoch's loss: a
+loss that is not finite stops the run with one clear error (nothing after it can recover); a
+loss more than ``tolerance`` above its best, or above ``ceiling``, for ``patience`` epochs in a
+row logs one warning on stderr with settings that learn on small corpora (docs/rnn.md, "Small
+corpora").
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+from ..errors import NaspError
+
+log = logging.getLogger("nasp")
+
+ADVICE = ("on a small corpus try --batch-size 32 --emb-size 64 --hidden-size 64 --dropout 0.3 --dropouth 0.1 "
+          "--dropoutx 0.3 --dropouti 0.1, or a lower --lr (docs/rnn.md, 'Small corpora')")
+
+
+class DivergenceWatch:
+    """Feed it one loss per epoch (``update``); it raises on a non-finite loss and warns once when
+    the loss stays more than ``tolerance`` (relative) above its best, or above ``ceiling``, for
+    ``patience`` epochs."""
+
+    def __init__(self, key: str = "train_loss", patience: int = 2, tolerance: float = 0.05,
+                 ceiling: Optional[float] = None) -> None:
+        self.key, self.patience, self.tolerance, self.ceiling = key, patience, tolerance, ceiling
+        self.best: Optional[float] = None
+        self.best_epoch = -1
+        self.rising = 0
+        self.above = 0
+        self.warned = False
+
+    def update(self, epoch: int, loss: float) -> None:
+        """Record epoch ``epoch``'s (0-based) loss."""
+        if not math.isfinite(loss):
+            raise NaspError(f"{self.key} is {loss} at epoch {epoch + 1}: the run diverged; {ADVICE}")
+        self.above = self.above + 1 if self.ceiling is not None and loss > self.ceiling else 0
+        if self.best is None or loss < self.best:
+            self.best, self.best_epoch, self.rising = loss, epoch, 0
+        else:
+            self.rising = self.rising + 1 if loss > self.best * (1 + self.tolerance) else 0
+        if self.warned:
+            return
+        if self.rising >= self.patience:
+            self.warned = True
+            log.warning("%s %.3f at epoch %d is above its best %.3f (epoch %d) for %d epochs: the run is diverging; %s",
+                        self.key, loss, epoch + 1, self.best, self.best_epoch + 1, self.rising, ADVICE)
+        elif self.above >= self.patience:
+            self.warned = True
+            log.warning("%s %.3f at epoch %d is above %.3f, the loss of predicting every word as equally likely, "
+                        "for %d epochs: the model is not learning; %s", self.key, loss, epoch + 1, self.ceiling,
+                        self.above, ADVICE)
+
+    def on_epoch(self, epoch: int, row: dict) -> None:
+        """``run_search``'s ``on_epoch`` hook: watch ``row[key]``."""
+        if self.key in row:
+            self.update(epoch, float(row[self.key]))
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "rising": self.rising, "above": self.above,
+                "warned": self.warned}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.rising, self.above, self.warned = state["rising"], state.get("above", 0), state["warned"]
