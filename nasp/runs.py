@@ -18,7 +18,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ except ImportError:  # Windows: no advisory locks (the run directory is then not
     fcntl = None  # type: ignore[assignment]
 
 from .errors import NaspError
-from .loop import EarlyStopping, OnEpoch, RunLoop, epoch_line, progress  # noqa: F401  (re-exported)
+from .loop import EarlyStopping, Hook, OnEpoch, RunLoop, epoch_line, progress  # noqa: F401  (re-exported)
 from .strategies.base import Strategy
 
 log = logging.getLogger("nasp")
@@ -403,8 +403,9 @@ def run_search(
     run: RunDir,
     on_epoch: Optional[Callable[[int, dict], None]] = None,
     early_stopping: Optional[EarlyStopping] = None,
+    hooks: Sequence[Hook] = (),
 ) -> list[dict]:
     """``RunLoop`` with the two hooks most runs use: ``early_stopping`` (the best network state
-    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint."""
-    hooks = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
-    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, hooks)()
+    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint, then ``hooks``."""
+    first = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
+    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, [*first, *hooks])()

@@ -11,7 +11,7 @@ from ..commands import WARMUP_EPOCHS, RunCommand, data_dir_option, finish_run, r
 from ..errors import NaspError
 from ..runs import CONFIG, LOCK, RunDir
 from ..strategies import check_search_strategy, search_strategy_names
-from ..strategies.darts import DEFAULT_UNROLLED, UNROLLED
+from ..strategies.darts import UNROLLED
 from . import data as _data  # noqa: F401  (registers cifar10 for `nasp data list/fetch`)
 from .defaults import SEARCH as SEARCH_DEFAULTS, TRAIN as TRAIN_DEFAULTS, help_text
 from .genotypes import GENOTYPES
@@ -70,12 +70,12 @@ def cnn() -> None:
               help=help_text(SEARCH_DEFAULTS, "arch_lr", "Architecture: Adam learning rate; 3e-4 suits the paper's ~20k steps, short searches need more"))
 @click.option("--train-portion", type=float, default=0.5, show_default=True, help="Share of the training set for the weights; the rest is architecture data.")
 @click.option("--subset", type=int, default=None, help="Use only this many training examples (quick runs).")
-@click.option("--candidates", type=int, default=10, show_default=True, help="Random search: architectures sampled.")
+@click.option("--candidates", type=click.IntRange(min=1), default=None, help="random only: architectures sampled (default: 10).")
 @click.option("--nodes", type=int, default=4, show_default=True, help="Intermediate nodes per cell.")
-@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=0, show_default=True,
-              help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
-                   "('auto': until the validation accuracy stops improving).")
-@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=DEFAULT_UNROLLED, show_default=True,
+@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
+              help="nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs "
+                   "('auto': until the validation accuracy stops improving; default: 0).")
+@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=None,
               help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
 @_common
 @run_options

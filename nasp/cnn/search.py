@@ -13,7 +13,6 @@ from ..errors import NaspError
 from ..regularizers import ModelSize
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, build_strategy, check_search_strategy
-from ..strategies.darts import DEFAULT_UNROLLED
 from . import defaults
 from .data import Augment, Batches, ImageData, batch_seed, load_data, search_split
 from .genotypes import Genotype
@@ -122,8 +121,8 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         arch_lr=opts["arch_lr"],
         regularizer=regularizer,
         eta=opts["eta"],
-        options={"candidates": opts.get("candidates", 10), "seed": seed, "warmup_epochs": opts.get("warmup_epochs", 0),
-                 "unrolled": opts.get("unrolled", DEFAULT_UNROLLED)},
+        options={"candidates": opts.get("candidates"), "seed": seed, "warmup_epochs": opts.get("warmup_epochs"),
+                 "unrolled": opts.get("unrolled")},
     )
     strategy = build_strategy(check_search_strategy(opts["strategy"]), problem, opts["epochs"])
     augment = Augment(pad=data.crop_pad, flip=data.flip)

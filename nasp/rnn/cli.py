@@ -122,12 +122,12 @@ def rnn() -> None:
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
 @click.option("--arch-lr", type=float, default=SearchConfig.arch_lr, show_default=True, callback=_positive,
               help="Adam learning rate of the architecture.")
-@click.option("--candidates", type=int, default=SearchConfig.candidates, show_default=True, callback=_positive,
-              help="Architectures tried by --strategy random.")
-@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=SearchConfig.warmup_epochs, show_default=True,
-              help="nasp/no-auto: first train the weights alone on random discrete cells for this many epochs "
-                   "('auto': until the validation perplexity stops improving).")
-@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=SearchConfig.unrolled, show_default=True,
+@click.option("--candidates", type=int, default=None, callback=_positive,
+              help="random only: architectures tried (default: 10).")
+@click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
+              help="nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs "
+                   "('auto': until the validation perplexity stops improving; default: 0).")
+@click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=None,
               help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
 @resume_option
 def search(**opts: Any) -> None:
@@ -139,7 +139,7 @@ def search(**opts: Any) -> None:
     corpus: Optional[Corpus] = None
     if not opts["resume"]:  # bad input is reported before a run directory is created
         check_search_strategy(opts["strategy"])
-        if STRATEGIES.get(opts["strategy"]).uses_warmup:  # the others ignore --warmup-epochs
+        if STRATEGIES.get(opts["strategy"]).uses_warmup and opts["warmup_epochs"] is not None:  # the others warn
             check_warmup(opts["warmup_epochs"], opts["epochs"])
         SPACES.get(opts["space"])
         corpus = _check_input(opts)

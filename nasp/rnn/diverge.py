@@ -15,6 +15,7 @@ import math
 from typing import Optional
 
 from ..errors import NaspError
+from ..loop import Hook
 
 log = logging.getLogger("nasp")
 
@@ -22,7 +23,7 @@ ADVICE = ("on a small corpus try --batch-size 32 --emb-size 64 --hidden-size 64 
           "--dropoutx 0.3 --dropouti 0.1, or a lower --lr (docs/rnn.md, 'Small corpora')")
 
 
-class DivergenceWatch:
+class DivergenceWatch(Hook):
     """Feed it one loss per epoch (``update``); it raises on a non-finite loss and warns once when
     the loss stays more than ``tolerance`` (relative) above its best, or above ``ceiling``, for
     ``patience`` epochs."""
@@ -57,10 +58,11 @@ class DivergenceWatch:
                         "for %d epochs: the model is not learning; %s", self.key, loss, epoch + 1, self.ceiling,
                         self.above, ADVICE)
 
-    def on_epoch(self, epoch: int, row: dict) -> None:
-        """``run_search``'s ``on_epoch`` hook: watch ``row[key]``."""
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        """The run loop's hook: watch ``row[key]`` (never stops the run itself)."""
         if self.key in row:
             self.update(epoch, float(row[self.key]))
+        return False
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "rising": self.rising, "above": self.above,

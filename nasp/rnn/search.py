@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import SearchProblem, Strategy, build_strategy
-from ..strategies.darts import DEFAULT_UNROLLED
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
@@ -36,9 +35,10 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     tar: float = 1e-3
     dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
-    candidates: int = 10
-    warmup_epochs: Union[int, str] = 0
-    unrolled: str = DEFAULT_UNROLLED  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED)
+    # options only some strategies read; None: not given (the strategy's default; the others stay silent)
+    candidates: Optional[int] = None  # random (10)
+    warmup_epochs: Union[int, str, None] = None  # nasp, no-auto (0)
+    unrolled: Optional[str] = None  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED; plain)
     seed: int = 0
 
 
@@ -79,7 +79,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
         torch.cuda.reset_peak_memory_stats(device)
     watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
-                      on_epoch=watch.on_epoch)
+                      hooks=[watch])
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {

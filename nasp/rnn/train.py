@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..runs import RunDir, progress, rng_state, save_torch, set_rng_state
+from ..loop import Hook, KeepBest, RunLoop
+from ..mixing import SinglePath
+from ..runs import RunDir, save_torch
+from ..strategies import SearchProblem
+from ..strategies.fixed import Fixed
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
@@ -104,126 +107,142 @@ def bptt_lengths(n_steps: int, bptt: int, max_delta: int, rng: np.random.Generat
     return out
 
 
+class AveragedSGD(Fixed):
+    """The weight steps of AWD-LSTM's and DARTS' recurrent retraining, as a stepper of the run loop:
+    SGD whose step grows with the segment's length (variable BPTT), gradient clipping, and the
+    NT-ASGD switch: once the validation loss is worse than the best of all but the last
+    ``nonmono`` epochs, the iterates are averaged, and evaluation uses the average."""
+
+    def __init__(self, problem: SearchProblem, epochs: int, cfg: TrainConfig) -> None:
+        super().__init__(problem, epochs)
+        self.cfg = cfg
+        self.average = ParameterAverage(self.weight_params)
+        self.history: list[float] = []
+        self.asgd_epoch: Optional[int] = None  # 0-based
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, seg: Any, valid_batch: Any) -> dict[str, Tensor]:
+        self._set_lr(self.cfg.lr * seg.inputs.size(0) / self.cfg.bptt)  # longer segments get a larger step
+        loss = self.weight_step(seg, SinglePath())
+        self.average.update()
+        return {"train_loss": loss}
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        self._set_lr(self.cfg.lr)
+        with super().evaluation(), self.average.swapped():
+            yield
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().end_epoch(epoch, metrics)
+        val_loss = float(metrics["valid_loss"])
+        nonmono = self.cfg.nonmono
+        if not self.average.active and len(self.history) > nonmono and val_loss > min(self.history[:-nonmono]):
+            self.average.start()
+            self.asgd_epoch = epoch
+            log.info("switching to averaged SGD at epoch %d", epoch + 1)
+        self.history.append(val_loss)
+
+    def describe(self) -> dict:
+        return {"averaging": self.average.active}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "average": self.average.state_dict(), "history": list(self.history),
+                "asgd_epoch": self.asgd_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.average.load_state_dict(state["average"])
+        self.history, self.asgd_epoch = list(state["history"]), state["asgd_epoch"]
+
+
+class Perplexities(Hook):
+    """Adds ``train_ppl`` to every row and the untrained model's ``initial_valid_ppl`` to the first."""
+
+    def __init__(self, initial: Callable[[], float]) -> None:
+        self.initial_fn = initial
+        self.initial: Optional[float] = None
+
+    def on_start(self, loop: RunLoop) -> None:
+        if loop.start_epoch == 0:
+            self.initial = self.initial_fn()
+
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        row["train_ppl"] = perplexity(row["train_loss"])
+        if epoch == 0 and self.initial is not None:
+            row["initial_valid_ppl"] = self.initial
+        return False
+
+
+def perplexity(nll: float) -> float:
+    return math.exp(min(float(nll), 700.0))
+
+
 class Trainer:
-    """Trains a ``RecurrentModel`` on a corpus, one checkpoint per epoch in ``run``."""
+    """Trains a ``RecurrentModel`` on a corpus through the run loop (one checkpoint per epoch in
+    ``run``); keeps the best model on validation in ``model.pt``."""
 
     def __init__(self, corpus: Corpus, genotype: RecurrentGenotype, cfg: TrainConfig, run: RunDir, device: torch.device) -> None:
         self.cfg, self.run, self.device = cfg, run, device
         self.model = RecurrentModel(len(corpus.vocab), genotype, cfg.emb_size, cfg.hidden_size, cfg.dropouts).to(device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.average = ParameterAverage(self.params)
-        self.loss = LMLoss(tar=cfg.tar)
+        problem = SearchProblem(
+            network=self.model,
+            loss=LMLoss(tar=cfg.tar),
+            weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            grad_clip=cfg.clip,
+        )
+        self.stepper = AveragedSGD(problem, cfg.epochs, cfg)
         self.train_data = batchify(corpus.train, cfg.batch_size, device, "train")
         self.valid_data = batchify(corpus.valid, cfg.eval_batch_size, device, "valid")
         self.test_data = batchify(corpus.test, cfg.eval_batch_size, device, "test")
-        self.history: list[float] = []
-        self.best_loss: Optional[float] = None
-        self.asgd_epoch: Optional[int] = None
-        self.start_epoch = 0
         self.watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
 
+    @property
+    def asgd_epoch(self) -> Optional[int]:
+        return self.stepper.asgd_epoch
+
+    def nll(self, data: Tensor) -> float:
+        """Mean negative log-likelihood per token of ``data`` (the model as it is)."""
+        return evaluate_nll(self.model, data, self.cfg.bptt)
+
     def evaluate(self, data: Tensor) -> float:
-        self.model.eval()
-        try:
-            with self.average.swapped():
-                return evaluate_nll(self.model, data, self.cfg.bptt)
-        finally:
-            self.model.train()
+        """``nll`` in evaluation mode with the averaged weights when averaging."""
+        with self.stepper.evaluation():
+            return self.nll(data)
 
-    def train_epoch(self, epoch: int) -> Tensor:
+    def train_segments(self, epoch: int) -> list:
+        """Epoch ``epoch``'s segments: variable BPTT lengths drawn from (seed, epoch) only."""
         cfg = self.cfg
-        self.model.train()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        lengths = bptt_lengths(self.train_data.size(0) - 1, cfg.bptt, cfg.max_seq_len_delta, rng)
-        total = self.train_data.new_zeros((), dtype=torch.float32)
-        count = 0
-        segs = segments(self.train_data, cfg.bptt, "train", lengths)
-        for seg in progress(segs, len(segs), f"epoch {epoch + 1}/{cfg.epochs}"):
-            for group in self.optimizer.param_groups:  # longer segments get a larger step
-                group["lr"] = cfg.lr * seg.inputs.size(0) / cfg.bptt
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self.model, seg)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.params, cfg.clip)
-            self.optimizer.step()
-            self.average.update()
-            total += loss.detach()
-            count += 1
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr
-        return total / max(count, 1)
+        lengths = bptt_lengths(self.train_data.size(0) - 1, cfg.bptt, cfg.max_seq_len_delta,
+                               np.random.default_rng([cfg.seed, epoch]))
+        return segments(self.train_data, cfg.bptt, "train", lengths)
 
-    def state(self, epoch: int) -> dict:
-        return {
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "average": self.average.state_dict(),
-            "history": list(self.history),
-            "best_loss": self.best_loss,
-            "asgd_epoch": self.asgd_epoch,
-            "watch": self.watch.state_dict(),
-            "rng": rng_state(),
-        }
-
-    def restore(self) -> None:
-        """Continue from the run's checkpoint (``--resume``)."""
-        if not self.run.has_checkpoint():
-            self.run.truncate_metrics(0)
-            return
-        state = self.run.load_checkpoint(map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.average.load_state_dict(state["average"])
-        self.history = list(state["history"])
-        self.best_loss = state["best_loss"]
-        self.asgd_epoch = state["asgd_epoch"]
-        if "watch" in state:
-            self.watch.load_state_dict(state["watch"])
-        set_rng_state(state["rng"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.run.truncate_metrics(self.start_epoch)
+    def save_best(self) -> None:
+        with self.stepper.average.swapped():
+            save_torch(self.run.file(MODEL), self.model.state_dict())
 
     def fit(self) -> dict[str, Any]:
-        """Train for ``cfg.epochs`` epochs; returns the summary (best validation model)."""
+        """Train for ``cfg.epochs`` epochs (resuming when ``run.resume``); returns the summary of
+        the best validation model."""
         cfg = self.cfg
-        if self.run.resume:
-            self.restore()
-        initial = None
-        if self.start_epoch == 0:
-            initial = math.exp(min(self.evaluate(self.valid_data), 700.0))
-        for epoch in range(self.start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            train_loss = float(self.train_epoch(epoch))
-            self.watch.update(epoch, train_loss)
-            val_loss = self.evaluate(self.valid_data)
-            if self.best_loss is None or val_loss < self.best_loss:
-                self.best_loss = val_loss
-                with self.average.swapped():
-                    save_torch(self.run.file(MODEL), self.model.state_dict())
-            if (not self.average.active and len(self.history) > cfg.nonmono
-                    and val_loss > min(self.history[: -cfg.nonmono])):
-                self.average.start()
-                self.asgd_epoch = epoch
-                log.info("switching to averaged SGD at epoch %d", epoch + 1)
-            self.history.append(val_loss)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_ppl": math.exp(min(train_loss, 700.0)),
-                   "valid_loss": val_loss, "valid_ppl": math.exp(min(val_loss, 700.0)),
-                   "averaging": self.average.active, "seconds": round(time.perf_counter() - t0, 4)}
-            if initial is not None and epoch == 0:
-                row["initial_valid_ppl"] = initial
-            self.run.append_metrics(row)
-            self.run.save_checkpoint(self.state(epoch))
-            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs, row)
-        rows = self.run.read_metrics()
+
+        def evaluate(model: nn.Module) -> dict[str, float]:
+            nll = self.nll(self.valid_data)
+            return {"valid_loss": nll, "valid_ppl": perplexity(nll)}
+
+        hooks = [Perplexities(lambda: perplexity(self.evaluate(self.valid_data))), self.watch,
+                 KeepBest("valid_loss", self.save_best)]
+        rows = RunLoop(self.stepper, self.train_segments, evaluate, cfg.epochs, self.run, hooks=hooks)()
         best = torch.load(self.run.file(MODEL), map_location=self.device, weights_only=True)
         self.model.load_state_dict(best)
-        self.average.avg = None  # the saved model already holds the averaged weights
+        self.stepper.average.avg = None  # the saved model already holds the averaged weights
         valid_loss, test_loss = self.evaluate(self.valid_data), self.evaluate(self.test_data)
         return {
-            "valid_ppl": math.exp(min(valid_loss, 700.0)),
-            "test_ppl": math.exp(min(test_loss, 700.0)),
+            "valid_ppl": perplexity(valid_loss),
+            "test_ppl": perplexity(test_loss),
             "params": sum(p.numel() for p in self.model.parameters()),
             "epochs": cfg.epochs,
             "initial_valid_ppl": rows[0].get("initial_valid_ppl") if rows else None,

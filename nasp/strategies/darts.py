@@ -131,6 +131,8 @@ class DARTSSecondOrder(DARTS):
     """Second-order DARTS: unrolled weight step of size xi (the weights' current learning rate),
     Hessian-vector product by central finite differences with radius 0.01 / ||grad||."""
 
+    reads = frozenset({"unrolled"})
+
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
         name = problem.options.get("unrolled", DEFAULT_UNROLLED)

@@ -41,22 +41,22 @@ def test_train_resume_continues_a_killed_run(corpus_dir, tmp_path, tiny, monkeyp
 
     assert _invoke(args(tmp_path / "full")).exit_code == 0
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
-    original = Trainer.train_epoch
+    original = Trainer.train_segments
 
     def dies_in_epoch_1(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         return original(self, epoch)
 
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_1)
+    monkeypatch.setattr(Trainer, "train_segments", dies_in_epoch_1)
     killed = _invoke(args(tmp_path / "killed"))
     assert killed.exit_code == 130 and not (tmp_path / "killed" / "summary.json").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    monkeypatch.setattr(Trainer, "train_segments", original)
     result = _invoke([*args(tmp_path / "killed"), "--resume"])
     assert result.exit_code == 0, result.output
     resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert (resumed["valid_ppl"], resumed["test_ppl"]) == (full["valid_ppl"], full["test_ppl"])
-    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in p.read_text().splitlines()]
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k not in ("seconds", "train_seconds")} for l in p.read_text().splitlines()]
     assert strip(tmp_path / "killed" / "metrics.jsonl") == strip(tmp_path / "full" / "metrics.jsonl")
 
 

@@ -53,8 +53,8 @@ def test_switch_to_averaged_sgd_when_validation_stalls(corpus_dir, tmp_path, mon
     trainer = Trainer(corpus, GENOTYPES.get("DARTS_V1"), _cfg(epochs=4, nonmono=1), RunDir(tmp_path / "r"),
                       torch.device("cpu"))
     losses = iter([5.0, 4.0, 4.5, 4.2])  # epoch 2 is worse than the best before the last one
-    monkeypatch.setattr(trainer, "train_epoch", lambda epoch: torch.tensor(1.0))
-    monkeypatch.setattr(trainer, "evaluate", lambda data: next(losses, 4.0))
+    monkeypatch.setattr(trainer.stepper, "step", lambda seg, valid: {"train_loss": torch.tensor(1.0)})
+    monkeypatch.setattr(trainer, "nll", lambda data: next(losses, 4.0))  # the first is the untrained model's
     trainer.fit()
     assert trainer.asgd_epoch == 2
 
