@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
-from nasp.strategies import STRATEGIES, SearchProblem, build_strategy
+from nasp.strategies import STRATEGIES, SearchProblem, build_strategy, search_strategy_names
 
 TRANSFORMS = {
     "identity": lambda x: x,
@@ -76,7 +76,7 @@ class TransformNet(SearchNetwork):
         return [names[i] for i in alpha.argmax(-1).tolist()]
 
 
-def search(strategy: str, features: int = 2, epochs: int = 30, seed: int = 0, candidates: int = 10) -> list[str]:
+def search(strategy: str, features: int = 2, epochs: int = 30, seed: int = 0, candidates: Optional[int] = None) -> list[str]:
     """Search with the named strategy; returns the chosen transform of every feature."""
     torch.manual_seed(seed)
     x, y = make_data(3000, features, seed)
@@ -101,11 +101,15 @@ def search(strategy: str, features: int = 2, epochs: int = 30, seed: int = 0, ca
         with strat.evaluation():
             mse = nn.functional.mse_loss(net(xv), yv).item()
         strat.end_epoch(epoch, {"valid_mse": mse})
-    return strat.derive()
+    return strat.export()
+
+
+#: epochs each search strategy needs here (random trains 40 candidates; gdas samples paths)
+EPOCHS = {"random": 200, "gdas": 100}
 
 
 if __name__ == "__main__":
     print(f"truth: {TRUTH[:2]}")
-    for name in STRATEGIES:
-        n_epochs = 200 if name == "random" else 30
-        print(f"{name:8s} -> {search(name, epochs=n_epochs, candidates=40)}")
+    for name in search_strategy_names():  # "fixed" trains a given architecture: nothing to find
+        reads_candidates = "candidates" in STRATEGIES.get(name).reads
+        print(f"{name:8s} -> {search(name, epochs=EPOCHS.get(name, 30), candidates=40 if reads_candidates else None)}")

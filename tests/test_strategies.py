@@ -4,7 +4,7 @@ from torch import nn
 
 from nasp import NaspError, SearchNetwork, mix, plan
 from nasp.mixing import Mixing
-from nasp.strategies import STRATEGIES, SearchProblem, build_strategy
+from nasp.strategies import STRATEGIES, SearchProblem, build_strategy, search_strategy_names
 
 
 class TinyNet(SearchNetwork):
@@ -114,11 +114,17 @@ def test_nasp_weight_step_touches_only_selected_ops():
         assert changed == (k == chosen[edge]), name
 
 
-@pytest.mark.parametrize("name", ["nasp", "no-auto", "darts", "darts2", "random", "gdas"])
-def test_every_strategy_solves_the_feature_transform_example(feature_transform, name):
-    epochs = {"random": 200, "gdas": 100}.get(name, 30)  # gdas: sampled paths need more arch steps
-    chosen = feature_transform.search(name, features=2, epochs=epochs, seed=0, candidates=40)
+@pytest.mark.parametrize("name", search_strategy_names())
+def test_every_search_strategy_solves_the_feature_transform_example(feature_transform, name):
+    epochs = feature_transform.EPOCHS.get(name, 30)  # gdas: sampled paths need more arch steps
+    candidates = 40 if "candidates" in STRATEGIES.get(name).reads else None
+    chosen = feature_transform.search(name, features=2, epochs=epochs, seed=0, candidates=candidates)
     assert chosen == feature_transform.TRUTH[:2]
+
+
+def test_the_example_runs_every_search_strategy_and_only_those():
+    assert set(search_strategy_names()) == set(STRATEGIES.names()) - {"fixed"}
+    assert {"nasp", "no-auto", "darts", "darts2", "random", "gdas"} <= set(search_strategy_names())
 
 
 def test_registry_lists_builtins_and_rejects_unknown_names():
