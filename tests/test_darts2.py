@@ -145,6 +145,8 @@ def test_unrolled_forms_match_finite_differences(unrolled):
             return 0.9 * buffers[id(w)] + g + 0.05 * b
     numeric = _unrolled_numeric_gradient(net, train, valid, 0.1, direction)
     assert torch.allclose(grad[0], numeric, rtol=1e-3, atol=1e-7), (grad[0], numeric)
+    first = torch.autograd.grad(_mse(net, valid), [net.alpha])[0]  # (the helper restored the state)
+    assert not torch.allclose(first, numeric, rtol=1e-3)  # the second-order term matters here
 
 
 def test_unrolled_forms_differ_with_momentum_and_default_is_plain():
