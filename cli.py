@@ -66,17 +66,17 @@ def main() -> None:
 
 #: the entry-point group through which domains mount their Click groups (setup.py lists ours)
 DOMAINS = "nasp.domains"
-#: the built-in domains, for a source tree that is not installed (no entry points to read)
+#: the built-in domains (also mounted from a source tree that is not installed)
 BUILTIN_DOMAINS = {"sif": "sif.cli:sif", "cnn": "nasp.cnn.cli:cnn", "rnn": "nasp.rnn.cli:rnn", "data": "nasp.data_cli:data"}
 
 
 def _domain_groups() -> dict[str, Callable[[], click.Command]]:
-    """Name -> loader of every domain's group: the installed entry points, else the built-ins."""
+    """Name -> loader of every domain's group: the built-ins, then the installed entry points
+    (which add domains, or replace a built-in of the same name)."""
     from importlib.metadata import EntryPoint, entry_points
 
-    found = {ep.name: ep for ep in entry_points(group=DOMAINS)}
-    if not found:
-        found = {name: EntryPoint(name, value, DOMAINS) for name, value in BUILTIN_DOMAINS.items()}
+    found = {name: EntryPoint(name, value, DOMAINS) for name, value in BUILTIN_DOMAINS.items()}
+    found.update({ep.name: ep for ep in entry_points(group=DOMAINS)})
     return {name: ep.load for name, ep in found.items()}
 
 

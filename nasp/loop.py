@@ -20,6 +20,7 @@ Order within an epoch::
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
@@ -210,7 +211,22 @@ class RunLoop:
         from .runs import rng_state
 
         return {"epoch": epoch, "stopped": stopped, "network": self.network.state_dict(),
-                "strategy": self.stepper.state_dict(), "rng": rng_state(), "hooks": [h.state_dict() for h in self.hooks]}
+                "strategy": self.stepper.state_dict(), "rng": rng_state(),
+                "hooks": {key: state for key, state in self._hook_states()}}
+
+    def _hook_keys(self) -> list[str]:
+        """A key per hook: its class name and its rank among hooks of that class."""
+        seen: dict[str, int] = {}
+        keys = []
+        for hook in self.hooks:
+            name = type(hook).__name__
+            keys.append(f"{name}.{seen.get(name, 0)}")
+            seen[name] = seen.get(name, 0) + 1
+        return keys
+
+    def _hook_states(self) -> list[tuple[str, dict]]:
+        """The states of the hooks that have one (stateless hooks may come and go on resume)."""
+        return [(key, state) for key, hook in zip(self._hook_keys(), self.hooks) if (state := hook.state_dict())]
 
     def restore(self) -> None:
         """Load the run's checkpoint (``--resume``) and drop metrics rows written after it."""
@@ -221,15 +237,19 @@ class RunLoop:
             if run.resume:
                 run.truncate_metrics(0)
             return
-        state = run.load_checkpoint(required={**SEARCH_CHECKPOINT, "hooks": list})
+        # onto the network's device, so that optimizer moments, averages and best states live there
+        device = next(iter(self.network.parameters()), torch.zeros(())).device
+        state = run.load_checkpoint(map_location=device, required=SEARCH_CHECKPOINT)
         try:
             self.network.load_state_dict(state["network"])
             self.stepper.load_state_dict(state["strategy"])
             set_rng_state(state["rng"])
-            if len(state["hooks"]) != len(self.hooks):
-                raise ValueError(f"{len(state['hooks'])} hook states for {len(self.hooks)} hooks")
-            for hook, hook_state in zip(self.hooks, state["hooks"]):
-                hook.load_state_dict(hook_state)
+            saved = state.get("hooks") or {}
+            if not isinstance(saved, dict):
+                raise TypeError(f"hook states are a {type(saved).__name__}, not a dict")
+            for key, hook in zip(self._hook_keys(), self.hooks):
+                if key in saved:  # a hook added since the checkpoint starts fresh
+                    hook.load_state_dict(saved[key])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
         self.start_epoch = int(state["epoch"]) + 1
@@ -263,12 +283,12 @@ class RunLoop:
         with stepper.evaluation():
             metrics = self.evaluate(net)
         row = {"epoch": epoch + 1, **{k: float(v) / steps for k, v in sums.items()}, **metrics}  # counted from 1
-        row.update(stepper.describe())
         if isinstance(net, SearchNetwork) and hasattr(stepper, "evaluated_architecture"):
             row["architecture"] = stepper.evaluated_architecture()
+        stepper.end_epoch(epoch, metrics)
+        row.update(stepper.describe())  # after end_epoch: e.g. the RNN's switch to averaging
         row["seconds"] = round(time.perf_counter() - t0, 4)
         row["train_seconds"] = round(train_seconds, 4)
-        stepper.end_epoch(epoch, metrics)
         stop = False
         for hook in self.hooks:
             stop = bool(hook.end_epoch(epoch, row)) or stop
@@ -276,6 +296,8 @@ class RunLoop:
 
     def __call__(self) -> list[dict]:
         """Run (or continue) the loop; returns every metrics row of the run."""
+        from .runs import dumps
+
         self.restore()
         self.rows = self.run.read_metrics()
         for hook in self.hooks:
@@ -284,6 +306,7 @@ class RunLoop:
             if self.stopped:
                 break
             row, stop = self.run_epoch(epoch)
+            row = json.loads(dumps(row))  # as metrics.jsonl holds it (null for NaN), resumed or not
             self.stopped = stop
             self.run.append_metrics(row)
             self.rows.append(row)

@@ -97,7 +97,7 @@ def _data(opts: dict) -> pipeline.DataOptions:
 @sif.command(cls=RunCommand)
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
-              help="nasp (proximal), no-auto (single level), darts, darts2, random.")
+              help="nasp (proximal), no-auto (single level), darts, darts2, gdas, random.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs, warm-up included.")
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options

@@ -116,3 +116,39 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(NaspError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_resume_tolerates_stateless_hooks_coming_and_going_and_rows_read_as_written(tmp_path):
+    """Hook states are keyed by hook, stateless hooks (on_epoch) may differ on resume, and rows
+    in memory are the rows of metrics.jsonl (null for NaN) whether the run was resumed or not."""
+    import math
+
+    from nasp.loop import EarlyStopping, OnEpoch, RunLoop
+    from nasp.strategies import SearchProblem, build_strategy
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    x, y = torch.randn(64, 2), torch.randn(64)
+    problem = SearchProblem(network=net, loss=lambda m, b: torch.nn.functional.mse_loss(m(b[0]).squeeze(-1), b[1]),
+                            weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
+    calls = []
+
+    def loop(run, hooks):
+        strategy = build_strategy("fixed", problem, 3)
+        return RunLoop(strategy, lambda e: [(x, y)], lambda m: {"valid_loss": float("nan")}, 3, run, hooks=hooks)
+
+    run = RunDir(tmp_path / "r")
+    run.write_config({})
+
+    def die_after_first(epoch, row):
+        calls.append(epoch)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop(run, [OnEpoch(die_after_first), EarlyStopping("train_loss", patience=10)])()
+    run.close()
+    rows = loop(RunDir(tmp_path / "r", resume=True), [EarlyStopping("train_loss", patience=10)])()
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and calls == [0]
+    assert all(r["valid_loss"] is None for r in rows)  # NaN is null in memory too
+    assert all(math.isfinite(r["train_loss"]) for r in rows)

@@ -160,7 +160,7 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         "peak_memory_kind": memory_kind(device),
         "valid_acc": _exported_score(strategy, rows, "valid_acc"),
         "valid_score_of": strategy.validates,
-        "best_valid_acc": max(r["valid_acc"] for r in rows),
+        "best_valid_acc": max((r["valid_acc"] for r in rows if r["valid_acc"] is not None), default=None),
         "params_of_derived_cell": net.cell_params(genotype, reduction=False),
         "params_of_derived_reduce_cell": net.cell_params(genotype, reduction=True),
         "params_eval_network": count_params(eval_model),

@@ -91,7 +91,9 @@ class ParameterAverage:
         return {"avg": self.avg, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.avg, self.count = state["avg"], int(state["count"])
+        avg = state["avg"]  # onto the parameters' devices (a run may resume on another --device)
+        self.avg = None if avg is None else [a.to(p.device, p.dtype) for a, p in zip(avg, self.params)]
+        self.count = int(state["count"])
 
 
 def bptt_lengths(n_steps: int, bptt: int, max_delta: int, rng: np.random.Generator) -> list[int]:

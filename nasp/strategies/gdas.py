@@ -38,8 +38,9 @@ class GumbelHard(MixingRule):
     def plan(self, alpha: Tensor) -> MixPlan:
         u = torch.rand(alpha.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-10)
         gumbel = -torch.log(-torch.log(u))
+        # the choice is made on the host: one small device-to-host copy of alpha per forward
         host_logits = torch.log_softmax(alpha.detach().float().cpu(), dim=-1) + gumbel
-        index = host_logits.argmax(dim=-1)  # chosen on the host: no device-to-host copy
+        index = host_logits.argmax(dim=-1)
         soft = torch.softmax((torch.log_softmax(alpha, dim=-1) + gumbel.to(alpha.device, alpha.dtype)) / self.tau, dim=-1)
         hard = torch.zeros_like(soft).scatter_(-1, index.to(alpha.device).unsqueeze(-1), 1.0)
         weights = hard - soft.detach() + soft

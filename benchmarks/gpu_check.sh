@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (device tool: `run` with `bash benchmarks/gpu_check.sh`, timeout 600).
+# Runs from the repository root under the device image's python3 (torch, click, pandas, scipy,
+# scikit-learn, tqdm, matplotlib are there; nothing is installed). About 8 minutes:
+#   1. the CUDA path of every domain end to end on small synthetic data (cnn search under nasp,
+#      darts, darts2, gdas with --amp; rnn search under nasp and darts2 with dropout; sif search
+#      on a synthetic ratings file), each a one-line PASS/FAIL;
+#   2. the CNN search-speed benchmark at the paper's CIFAR-10 shapes (its own 7-minute budget
+#      is cut to what is left).
+# Results land in $OUT (the device tool brings them back) and are printed as a table last.
+set -uo pipefail
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 NASP_QUIET=1
+OUT=${OUT:-/tmp/nasp-gpu}; mkdir -p "$OUT"; WORK=$(mktemp -d)
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu rehearses the script on a machine without a GPU
+AMP=(); [ "$DEVICE" = cpu ] || AMP=(--amp)
+NASP=("$PY" -c "from cli import main; main()")
+status=0
+check() {  # check NAME COMMAND...: run, keep the log, print one line
+  local name=$1; shift
+  local t0=$SECONDS
+  if timeout 120 "$@" >"$OUT/$name.log" 2>&1; then echo "PASS $name ($((SECONDS - t0)) s)"; else echo "FAIL $name (rc $?, $((SECONDS - t0)) s): $(tail -n 1 "$OUT/$name.log")"; status=1; fi
+}
+"$PY" - <<EOF || exit 1
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+from nasp.cnn.data import write_synthetic_cifar
+write_synthetic_cifar("$WORK/cifar-10-batches-py", 256, 0, ())
+import random
+rng = random.Random(0)
+words = [f"w{i}" for i in range(200)]
+for split, n in (("train", 2000), ("valid", 200), ("test", 200)):
+    open("$WORK/ptb.%s.txt" % split, "w").write("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(n)) + "\n")
+with open("$WORK/u.data", "w") as fh:
+    for k in range(50000):
+        u, i = rng.randrange(500), rng.randrange(400)
+        fh.write(f"{u}\t{i}\t{1 + (u * 7 + i * 3) % 5}\t{k}\n")
+EOF
+CNN=(--data "$WORK/cifar-10-batches-py" --epochs 2 --layers 5 --channels 8 --batch-size 32 --device "$DEVICE" "${AMP[@]}" --json)
+for s in nasp darts darts2 gdas; do check "cnn-search-$s" "${NASP[@]}" cnn search --strategy "$s" "${CNN[@]}" --out "$WORK/cnn-$s"; done
+check cnn-train "${NASP[@]}" cnn train --genotype "$WORK/cnn-nasp" --data "$WORK/cifar-10-batches-py" --epochs 1 --layers 4 --channels 8 --batch-size 32 --device "$DEVICE" "${AMP[@]}" --json --out "$WORK/cnn-train"
+RNN=(--data "$WORK" --epochs 2 --batch-size 16 --bptt 20 --emb-size 64 --hidden-size 64 --device "$DEVICE" --json)
+for s in nasp darts2; do check "rnn-search-$s" "${NASP[@]}" rnn search --strategy "$s" "${RNN[@]}" --out "$WORK/rnn-$s"; done
+check sif-search "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" --json --out "$WORK/sif"
+for f in "$WORK"/*/summary.json; do cp "$f" "$OUT/$(basename "$(dirname "$f")")-summary.json" 2>/dev/null; done
+left=$((540 - SECONDS)); echo "speed benchmark: ${left} s left"
+if [ "$DEVICE" != cpu ] && [ "$left" -gt 120 ]; then
+  NASP_GPU_BUDGET_S=$((left - 30)) timeout "$left" "$PY" benchmarks/cnn_search_speed_gpu.py >"$OUT/cnn_search_speed_gpu.log" 2>&1 || status=1
+  cp benchmarks/results/cnn_search_speed_gpu.json "$OUT/" 2>/dev/null
+  tail -n 20 "$OUT/cnn_search_speed_gpu.log"
+fi
+exit $status
