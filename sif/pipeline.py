@@ -13,7 +13,7 @@ from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
-from nasp.runs import EarlyStopping, RunDir, read_json, run_search
+from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import build_strategy
 
 from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
@@ -302,7 +302,8 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
     users = torch.cat([part.users for part in rated]).cpu()
     items = torch.cat([part.items for part in rated]).cpu()
     known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
-    torch.save(
+    save_torch(  # atomic; a full disk or read-only folder is one line naming the file
+        path,
         {
             "format": "nasp-sif-model/1",
             "config": net.config.to_dict(),
@@ -314,7 +315,6 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
             "seen_splits": ["train", "valid", "test"],
             "ratings_path": str(Path(ratings_path).resolve()),
         },
-        path,
     )
 
 

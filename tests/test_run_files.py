@@ -180,3 +180,12 @@ def test_truncate_keeps_the_rows_of_the_checkpointed_epochs(tmp_path, first):
     assert [r["epoch"] for r in run.read_metrics()] == [first, first + 1]
     run.truncate_metrics(0)
     assert run.read_metrics() == []
+
+
+def test_a_full_disk_when_the_sif_model_is_saved_is_one_line(tmp_path, monkeypatch):
+    data = _ratings(tmp_path / "u.data")
+    _fail_on(monkeypatch, 1, "model.pt")
+    r = _search(data, tmp_path / "run")
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [f"Error: {tmp_path / 'run' / 'model.pt'}: cannot write: No space left on device (the disk is full)"]
+    assert not (tmp_path / "run" / "summary.json").exists()
