@@ -71,12 +71,14 @@ def test_digits_search_then_train_beats_chance_by_far(tmp_path):
     assert s["params"] > 0 and s["flops"] > 0
 
 
+@pytest.mark.smoke
 def test_search_with_odd_channels_works(cifar_dir, tmp_path):
     s = _summary(_invoke("search", "--data", cifar_dir, "--epochs", 1, "--layers", 2, "--channels", 3, "--batch-size", 8,
                          "--subset", 32, "--device", "cpu", "--out", tmp_path / "r", "--json"))
     assert s["epochs"] == 1
 
 
+@pytest.mark.smoke
 def test_train_on_image_folder_with_the_imagenet_network(tmp_path):
     from PIL import Image
 
@@ -90,6 +92,7 @@ def test_train_on_image_folder_with_the_imagenet_network(tmp_path):
     assert s["model"] == "imagenet" and 0.0 <= s["test_acc"] <= 1.0
 
 
+@pytest.mark.smoke
 def test_train_named_genotype_on_cifar_files(cifar_dir, tmp_path):
     s = _summary(_invoke("train", "--genotype", "DARTS_V1", "--data", cifar_dir, "--epochs", 1, "--layers", 2,
                          "--channels", 2, "--batch-size", 16, "--device", "cpu", "--out", tmp_path / "t", "--json"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.smoke  # the scripts' numbers are measured by hand (docs/sif.md), not here
 
 
 def _run(script: str, *args) -> None:
