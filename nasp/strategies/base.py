@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..architect import Regularizer
-from ..mixing import MixingRule, Selection, SinglePath
+from ..mixing import MixingRule, SinglePath
 from ..network import SearchNetwork
 
 log = logging.getLogger("nasp")
