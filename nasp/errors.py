@@ -6,3 +6,8 @@ class NaspError(Exception):
 
     The CLI prints ``Error: <message>`` and exits non-zero; library callers can catch it.
     """
+
+
+class DivergedError(NaspError, ValueError):
+    """The search diverged (e.g. architecture values became NaN): one line at the CLI, and still a
+    ``ValueError`` for library callers of the pure operators."""

@@ -12,10 +12,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .errors import DivergedError
+
 
 def _check_finite(a: Tensor) -> None:
     if torch.isnan(a).any():
-        raise ValueError("architecture values contain NaN; the search diverged (lower the learning rate)")
+        raise DivergedError("architecture values contain NaN; the search diverged (lower the learning rate)")
 
 
 def onehot(a: Tensor) -> Tensor:

@@ -74,3 +74,11 @@ def test_cell_projection_darts_cell_has_two_edges_per_node():
     for sl in prox.node_slices(edges):
         assert out[sl].sum().item() == 2
         assert ((out[sl].sum(-1) == 0) | (out[sl].sum(-1) == 1)).all()
+
+
+def test_nan_alphas_reach_the_cli_as_one_error_line():
+    from nasp.errors import DivergedError, NaspError
+
+    with pytest.raises(DivergedError) as info:
+        prox.onehot(torch.tensor([[float("nan"), 1.0]]))
+    assert isinstance(info.value, NaspError) and isinstance(info.value, ValueError)
