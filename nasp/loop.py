@@ -74,6 +74,11 @@ class Hook:
         pass
 
 
+def improves(value: float, best: Optional[float], higher_is_better: bool) -> bool:
+    """Whether ``value`` beats ``best`` (``None``: nothing yet, so it does)."""
+    return best is None or (value > best if higher_is_better else value < best)
+
+
 class EarlyStopping(Hook):
     """Stop after ``patience`` epochs without improvement of ``metric``; remembers the best
     network state and restores it at the end of the run."""
@@ -91,8 +96,7 @@ class EarlyStopping(Hook):
     def update(self, epoch: int, metrics: dict, network: torch.nn.Module) -> bool:
         """Record this epoch; returns True when training should stop."""
         value = float(metrics[self.metric])
-        improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
-        if improved:
+        if improves(value, self.best, self.higher_is_better):
             self.best, self.best_epoch = value, epoch
             self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
         return epoch - self.best_epoch >= self.patience
@@ -121,7 +125,7 @@ class KeepBest(Hook):
 
     def end_epoch(self, epoch: int, row: dict) -> bool:
         value = float(row[self.metric])
-        if self.best is None or (value > self.best if self.higher_is_better else value < self.best):
+        if improves(value, self.best, self.higher_is_better):
             self.best = value
             self.save()
         return False

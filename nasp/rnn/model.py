@@ -13,6 +13,7 @@ embedding and hidden sizes differ).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
@@ -336,6 +337,11 @@ class LMLoss:
         if self.tar > 0 and model.training and raw.size(0) > 1:
             loss = loss + self.tar * (raw[1:] - raw[:-1]).pow(2).mean()
         return loss
+
+
+def perplexity(nll: float) -> float:
+    """exp(mean negative log-likelihood), capped so that a diverged run reads as a huge number."""
+    return math.exp(min(float(nll), 700.0))
 
 
 @torch.no_grad()

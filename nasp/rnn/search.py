@@ -12,7 +12,7 @@ from ..strategies import SearchProblem, Strategy, build_strategy
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
-from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll
+from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity
 from .spaces import SPACES
 
 
@@ -73,7 +73,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
 
     def evaluate(net: RNNSearchNetwork) -> dict[str, float]:
         nll = evaluate_nll(net, valid_eval, cfg.bptt)
-        return {"valid_loss": nll, "valid_ppl": math.exp(min(nll, 700.0))}
+        return {"valid_loss": nll, "valid_ppl": perplexity(nll)}
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

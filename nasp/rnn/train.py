@@ -20,7 +20,7 @@ from ..strategies.fixed import Fixed
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
-from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll
+from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll, perplexity
 
 log = logging.getLogger("nasp")
 MODEL = "model.pt"
@@ -177,10 +177,6 @@ class Perplexities(Hook):
         if epoch == 0 and self.initial is not None:
             row["initial_valid_ppl"] = self.initial
         return False
-
-
-def perplexity(nll: float) -> float:
-    return math.exp(min(float(nll), 700.0))
 
 
 class Trainer:
