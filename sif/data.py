@@ -21,6 +21,7 @@ from torch import Tensor
 
 from nasp.data import DATASETS, KnownDataset, fetch, register_dataset
 from nasp.errors import NaspError
+from nasp.registry import Registry
 
 log = logging.getLogger("nasp.sif")
 
@@ -43,18 +44,80 @@ ITEM_NAMES = ("u.item", "movies.dat", "movies.csv")
 
 @dataclass
 class RatingTable:
-    """Raw ratings as read: string ids, float ratings, and the source line of every row."""
+    """Raw interactions as read: string ids, float ratings (1.0 for every row of a file without a
+    rating column: ``has_ratings`` False) and timestamps when the file has them."""
 
     users: np.ndarray
     items: np.ndarray
     ratings: np.ndarray
     source: str
+    timestamps: Optional[np.ndarray] = None
+    has_ratings: bool = True
 
     def __len__(self) -> int:
         return len(self.ratings)
 
+    def subset(self, keep: np.ndarray) -> "RatingTable":
+        """The rows where the boolean mask (or index array) ``keep`` selects."""
+        ts = None if self.timestamps is None else self.timestamps[keep]
+        return replace(self, users=self.users[keep], items=self.items[keep], ratings=self.ratings[keep], timestamps=ts)
+
+    def need_ratings(self) -> "RatingTable":
+        """``self``, or a clear error when the file has no rating column (the rating task)."""
+        if not self.has_ratings:
+            raise NaspError(f"{self.source}: no rating column; the rating task needs one (use --task ranking for "
+                            "interaction logs without ratings)")
+        return self
+
+    def at_least(self, min_rating: Optional[float]) -> "RatingTable":
+        """The rows rated ``min_rating`` or more (RecBole's ``threshold``); all rows when None."""
+        if min_rating is None:
+            return self
+        self.need_ratings()
+        kept = self.subset(self.ratings >= min_rating)
+        if len(kept) == 0:
+            raise NaspError(f"{self.source}: no interaction left after --min-rating {min_rating:g} "
+                            f"(ratings range from {self.ratings.min():g} to {self.ratings.max():g})")
+        return kept
+
 
 # reading ------------------------------------------------------------------------------------
+#: DataFrame column names understood by ``table_from_frame``, per role (first found wins)
+FRAME_COLUMNS = {
+    "user": ("user", "user_id", "userId", "userid", "uid"),
+    "item": ("item", "item_id", "itemId", "movieId", "itemid", "iid"),
+    "rating": ("rating", "ratings", "score"),
+    "timestamp": ("timestamp", "time", "ts"),
+}
+
+
+def table_from_frame(frame: pd.DataFrame, source: str = "DataFrame") -> RatingTable:
+    """A ``RatingTable`` from a DataFrame with user and item columns (and optionally rating and
+    timestamp), named as Surprise, LensKit or RecBole name them; duplicates as in files."""
+    cols = {}
+    for role, names in FRAME_COLUMNS.items():
+        cols[role] = next((c for c in names if c in frame.columns), None)
+    if cols["user"] is None or cols["item"] is None:
+        raise NaspError(f"{source}: needs a user and an item column (e.g. 'user', 'item'); it has {list(frame.columns)}")
+    if len(frame) == 0:
+        raise NaspError(f"{source}: no rows")
+    line_numbers = np.arange(1, len(frame) + 1)
+
+    def numbers(role: str) -> Optional[np.ndarray]:
+        if cols[role] is None:
+            return None
+        values = pd.to_numeric(frame[cols[role]], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            row = int(np.argmax(~np.isfinite(values)))
+            raise NaspError(f"{source}: row {row}: {role} {frame[cols[role]].iloc[row]!r} is not a finite number")
+        return values
+
+    ratings = numbers("rating")
+    table = RatingTable(frame[cols["user"]].astype(str).to_numpy(dtype=object), frame[cols["item"]].astype(str).to_numpy(dtype=object),
+                        ratings if ratings is not None else np.ones(len(frame)), source, numbers("timestamp"), ratings is not None)
+    return _drop_duplicates(table, line_numbers)
+
+
 def resolve_ratings_path(data: str, data_dir: Optional[Union[str, Path]] = None) -> Path:
     """A path as given, or a known name (``ml-100k``...) resolved under the data root."""
     path = Path(data).expanduser()
@@ -208,14 +271,15 @@ def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
     except pd.errors.EmptyDataError:
         raise NaspError(f"{source}: empty file, no ratings") from None
     first_data_row = 0
-    cols = (0, 1, 2)
+    cols = (0, 1, 2 if df.shape[1] > 2 else None, 3 if df.shape[1] > 3 else None)
     if header:
         first_data_row = int(np.argmax((df != "").any(axis=1).to_numpy()))  # the header: the first non-blank row
         head = [str(h).strip().lower() for h in df.iloc[first_data_row]]
         cols = _header_columns(head, f"{source}: line {first_data_row + 1}")
         first_data_row += 1
-    if df.shape[1] < 3:
-        raise NaspError(f"{source}: {df.shape[1]} column(s); need at least 3 (user, item, rating)")
+    if df.shape[1] < 2:
+        raise NaspError(f"{source}: {df.shape[1]} column; need at least 2 (user, item), usually 3 or 4 "
+                        "(user, item, rating, timestamp)")
     body = df.iloc[first_data_row:]
     blank = (body == "").all(axis=1).to_numpy()
     body = body[~blank]
@@ -225,19 +289,33 @@ def _read_stream(fh: IO[bytes], name: str, source: str) -> RatingTable:
     # object arrays: a fixed-width string array would allocate (longest id) x (rows)
     users = body.iloc[:, cols[0]].str.strip().to_numpy(dtype=object)
     items = body.iloc[:, cols[1]].str.strip().to_numpy(dtype=object)
-    rating_text = body.iloc[:, cols[2]].str.strip()
-    ratings = pd.to_numeric(rating_text, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(ratings)
     for what, mask in (("empty user id", users == ""), ("empty item id", items == "")):
         if mask.any():
             raise NaspError(f"{source}: line {line_numbers[np.argmax(mask)]}: {what}")
+    has_ratings = cols[2] is not None
+    ratings = _numbers(body, cols[2], "rating", line_numbers, source) if has_ratings else np.ones(len(body))
+    timestamps = None
+    if cols[3] is not None:
+        if header:
+            timestamps = _numbers(body, cols[3], "timestamp", line_numbers, source)
+        else:  # a fourth column without a header is a timestamp only when it is all numbers
+            values = pd.to_numeric(body.iloc[:, cols[3]].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+            timestamps = values if np.isfinite(values).all() else None
+    if has_ratings:
+        _warn_out_of_scale(ratings, line_numbers, source)
+    return _drop_duplicates(RatingTable(users, items, ratings, source, timestamps, has_ratings), line_numbers)
+
+
+def _numbers(body: pd.DataFrame, col: int, what: str, line_numbers: np.ndarray, source: str) -> np.ndarray:
+    """Column ``col`` as finite floats; an empty or non-numeric field is an error naming its line."""
+    text = body.iloc[:, col].str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        value = rating_text.iloc[i]
-        why = "empty rating" if value == "" else f"rating {value!r} is not a finite number"
+        why = f"empty {what}" if text.iloc[i] == "" else f"{what} {text.iloc[i]!r} is not a finite number"
         raise NaspError(f"{source}: line {line_numbers[i]}: {why}")
-    _warn_out_of_scale(ratings, line_numbers, source)
-    return _drop_duplicates(RatingTable(users, items, ratings, source), line_numbers)
+    return values
 
 
 def _warn_out_of_scale(ratings: np.ndarray, line_numbers: np.ndarray, source: str) -> None:
@@ -265,11 +343,12 @@ def _drop_duplicates(table: RatingTable, line_numbers: np.ndarray) -> RatingTabl
         return table
     log.warning("%s: %d duplicate (user, item) rating(s), first at line %d; kept the last rating of each pair",
                 table.source, int(dup.sum()), int(line_numbers[np.argmax(dup)]))
-    keep = ~dup
-    return RatingTable(table.users[keep], table.items[keep], table.ratings[keep], table.source)
+    return table.subset(~dup)
 
 
-def _header_columns(head: list[str], source: str) -> tuple[int, int, int]:
+def _header_columns(head: list[str], source: str) -> tuple[int, int, Optional[int], Optional[int]]:
+    """(user, item, rating, timestamp) column numbers of a header (RecBole's typed
+    ``name:type`` headers included); rating and timestamp may be absent (None)."""
     def find(*prefixes: str) -> Optional[int]:
         for i, h in enumerate(head):
             base = h.split(":")[0]
@@ -280,11 +359,12 @@ def _header_columns(head: list[str], source: str) -> tuple[int, int, int]:
     user = find("user_id", "userid", "user", "uid")
     item = find("item_id", "itemid", "movieid", "movie_id", "item", "iid")
     rating = find("rating", "ratings", "score", "stars")
-    if None in (user, item, rating):
-        missing = ", ".join(n for n, c in (("user", user), ("item", item), ("rating", rating)) if c is None)
-        raise NaspError(f"{source}: header {head} lacks a user, item or rating column (no {missing}): "
-                        "name the columns (user, item, rating) or remove the header line")
-    return user, item, rating
+    timestamp = find("timestamp", "time", "ts", "datetime")
+    if None in (user, item):
+        missing = ", ".join(n for n, c in (("user", user), ("item", item)) if c is None)
+        raise NaspError(f"{source}: header {head} lacks a user or item column (no {missing}): "
+                        "name the columns (user, item[, rating][, timestamp]) or remove the header line")
+    return user, item, rating, timestamp
 
 
 # ids and splits -----------------------------------------------------------------------------
@@ -343,8 +423,17 @@ class Splits:
     test: Interactions
     ids: IdMap
     rating_range: tuple[float, float]
-    #: distinct raw ids of ``--test-data`` absent from ``--data`` (encoded as -1), per kind
-    test_unknown_ids: dict = field(default_factory=lambda: {"users": 0, "items": 0})
+    #: distinct raw ids of ``--valid-data``/``--test-data`` absent from ``--data`` (encoded as -1)
+    unknown_ids: dict = field(default_factory=dict)
+    #: users whose interactions were too few for a per-user split: all of them went to training
+    train_only_users: int = 0
+
+    def to(self, device: torch.device) -> "Splits":
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
+
+    @property
+    def test_unknown_ids(self) -> dict:
+        return self.unknown_ids.get("test", {"users": 0, "items": 0})
 
     def with_valid_in_train(self) -> "Splits":
         """The same splits with the validation ratings moved into training (for a refit)."""
@@ -353,33 +442,131 @@ class Splits:
         return replace(self, train=both, valid=empty)
 
 
-def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, seed: int,
-                  test_table: Optional[RatingTable] = None) -> Splits:
-    """Random train/valid/test split with ``seed`` (``valid_ratio`` and ``test_ratio`` are
-    fractions of all ratings). With ``test_table``, ``table`` is split into train/valid only."""
-    for name, r in (("--test-ratio", test_ratio), ("--valid-ratio", valid_ratio)):
-        if not 0.0 <= r < 1.0:
-            raise NaspError(f"{name} must be in [0, 1), got {r}")
-    if test_table is not None:
-        test_ratio = 0.0
-    if test_ratio + valid_ratio >= 1.0:
-        raise NaspError(f"--test-ratio + --valid-ratio must be < 1, got {test_ratio + valid_ratio}")
+@dataclass
+class SplitSpec:
+    """How to split: ``kind`` names a splitter of ``SPLITS``; ``valid_ratio`` and ``test_ratio``
+    are ignored for the part a given file (``valid_table``/``test_table``) provides."""
+
+    kind: str = "global"
+    test_ratio: float = 0.2
+    valid_ratio: float = 0.1
+    seed: int = 0
+    test_table: Optional[RatingTable] = None
+    valid_table: Optional[RatingTable] = None
+
+    def ratios(self) -> tuple[float, float]:
+        """(valid, test) fractions, checked; 0 for a part that comes from a file."""
+        valid = 0.0 if self.valid_table is not None else self.valid_ratio
+        test = 0.0 if self.test_table is not None else self.test_ratio
+        for name, r in (("--test-ratio", self.test_ratio), ("--valid-ratio", self.valid_ratio)):
+            if not 0.0 <= r < 1.0:
+                raise NaspError(f"{name} must be in [0, 1), got {r}")
+        if test + valid >= 1.0:
+            raise NaspError(f"--test-ratio + --valid-ratio must be < 1, got {test + valid}")
+        return valid, test
+
+
+#: ``--split``: splitter name -> ``fn(table, spec) -> Splits``
+SPLITS: Registry = Registry("split")
+
+
+def split(table: RatingTable, spec: SplitSpec) -> Splits:
+    """Split ``table`` as ``spec`` says (the one entry point of every command)."""
+    return SPLITS.get(spec.kind)(table, spec)
+
+
+def _assemble(table: RatingTable, spec: SplitSpec, ids: IdMap, data: Interactions, part: np.ndarray,
+              train_only: int = 0) -> Splits:
+    """Splits from ``part`` (0 train, 1 valid, 2 test per row of ``data``) and the given files."""
+    unknown = {}
+    parts = []
+    for k, (name, given) in enumerate((("train", None), ("valid", spec.valid_table), ("test", spec.test_table))):
+        if given is None:
+            parts.append(data.subset(np.flatnonzero(part == k)))
+            continue
+        parts.append(ids.encode(given))
+        unknown[name] = {"users": len(set(given.users) - set(ids.user_ids)), "items": len(set(given.items) - set(ids.item_ids))}
+    train, valid, test = parts
+    if len(train) == 0:
+        raise NaspError(f"{table.source}: too few ratings ({len(data)}) for this split")
+    low, high = float(train.ratings.min()), float(train.ratings.max())
+    return Splits(train, valid, test, ids, (low, high), unknown, train_only)
+
+
+@SPLITS.register("global")
+def split_global(table: RatingTable, spec: SplitSpec) -> Splits:
+    """Random split of all rows with ``seed`` (fractions of all rows), as the SIF paper."""
+    valid_ratio, test_ratio = spec.ratios()
     ids = IdMap.build(table)
     data = ids.encode(table)
-    order = np.random.default_rng(seed).permutation(len(data))
+    order = np.random.default_rng(spec.seed).permutation(len(data))
     n_test = int(round(test_ratio * len(data)))
     n_valid = int(round(valid_ratio * len(data)))
     if valid_ratio > 0 and n_valid == 0 or len(data) - n_test - n_valid < 1:
         raise NaspError(f"{table.source}: too few ratings ({len(data)}) for this split")
-    test = data.subset(order[:n_test]) if test_table is None else ids.encode(test_table)
-    valid = data.subset(order[n_test : n_test + n_valid])
-    train = data.subset(order[n_test + n_valid :])
-    low, high = float(train.ratings.min()), float(train.ratings.max())
-    unknown = {"users": 0, "items": 0}
-    if test_table is not None:
-        unknown = {"users": len(set(test_table.users) - set(ids.user_ids)),
-                   "items": len(set(test_table.items) - set(ids.item_ids))}
-    return Splits(train, valid, test, ids, (low, high), unknown)
+    part = np.zeros(len(data), dtype=np.int8)
+    part[order[:n_test]] = 2
+    part[order[n_test : n_test + n_valid]] = 1
+    return _assemble(table, spec, ids, data, part)
+
+
+def per_user_counts(n: np.ndarray, valid_ratio: float, test_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, test) counts of users with ``n`` interactions, by RecBole's ratio split (``RS``):
+    floor(ratio * n) each, then a part whose share is under one interaction gets one, test
+    first, while training keeps at least two."""
+    valid = np.floor(valid_ratio * n).astype(np.int64)
+    test = np.floor(test_ratio * n).astype(np.int64)
+    train = n - valid - test
+    for ratio, count in ((test_ratio, test), (valid_ratio, valid)):
+        bump = (train > 1) & (ratio * n > 0) & (ratio * n < 1)
+        count += bump
+        train -= bump
+    return valid, test
+
+
+def _split_by_user(table: RatingTable, spec: SplitSpec, key: np.ndarray) -> Splits:
+    """Per-user split: each user's rows in ``key`` order (file order among ties), the first
+    part to training, then validation, then test. A user too small to give every part one row
+    keeps all of them in training."""
+    valid_ratio, test_ratio = spec.ratios()
+    ids = IdMap.build(table)
+    data = ids.encode(table)
+    users = data.users.numpy()
+    order = np.lexsort((np.arange(len(users)), key, users))
+    counts = np.bincount(users, minlength=ids.num_users)
+    valid_n, test_n = per_user_counts(counts, valid_ratio, test_ratio)
+    too_few = ((valid_ratio > 0) & (valid_n == 0)) | ((test_ratio > 0) & (test_n == 0))
+    valid_n[too_few] = 0
+    test_n[too_few] = 0
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    su = users[order]
+    pos = np.arange(len(order)) - start[su]
+    first_held = counts[su] - valid_n[su] - test_n[su]
+    part_sorted = np.where(pos < first_held, 0, np.where(pos < first_held + valid_n[su], 1, 2)).astype(np.int8)
+    part = np.empty_like(part_sorted)
+    part[order] = part_sorted
+    return _assemble(table, spec, ids, data, part, int((too_few & (counts > 0)).sum()))
+
+
+@SPLITS.register("random")
+def split_random_by_user(table: RatingTable, spec: SplitSpec) -> Splits:
+    """Per-user random split (RecBole's ``RS`` grouped by user) with ``seed``."""
+    return _split_by_user(table, spec, np.random.default_rng(spec.seed).random(len(table)))
+
+
+@SPLITS.register("temporal")
+def split_temporal_by_user(table: RatingTable, spec: SplitSpec) -> Splits:
+    """Per-user temporal split: each user's oldest interactions train, the newest test."""
+    if table.timestamps is None:
+        raise NaspError(f"{table.source}: --split temporal needs timestamps, and this file has none "
+                        "(a fourth column, or a 'timestamp' column in its header)")
+    return _split_by_user(table, spec, table.timestamps)
+
+
+def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, seed: int,
+                  test_table: Optional[RatingTable] = None) -> Splits:
+    """Random train/valid/test split of all rows (``split`` with the ``global`` splitter)."""
+    return split(table, SplitSpec("global", test_ratio, valid_ratio, seed, test_table))
 
 
 # item metadata ----------------------------------------------------------------------------------

@@ -80,14 +80,15 @@ def evaluate(net: SIFNetwork, data: Interactions, prefix: str, chunk: int = 1 <<
     return {f"{prefix}_rmse": float((se / n).sqrt()), f"{prefix}_mae": float(ae / n)}
 
 
-def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None = None) -> SearchProblem:
-    """The ``SearchProblem`` of a SIF network: selection on validation RMSE."""
+def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None = None, task=None) -> SearchProblem:
+    """The ``SearchProblem`` of a SIF network: the task's loss and selection metric (without a
+    task: squared error, selection on validation RMSE)."""
     return SearchProblem(
         network=net,
-        loss=make_loss(settings.reg, settings.implicit_reg),
+        loss=task.loss(settings) if task is not None else make_loss(settings.reg, settings.implicit_reg),
         weight_optimizer=lambda params: torch.optim.Adagrad(params, lr=settings.lr),
-        metric="valid_rmse",
-        higher_is_better=False,
+        metric=task.metric if task is not None else "valid_rmse",
+        higher_is_better=task.higher_is_better if task is not None else False,
         grad_clip=settings.grad_clip,
         arch_lr=settings.arch_lr,
         options=options or {},

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -16,10 +17,12 @@ from nasp.plots import plot_alphas, plot_curves
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import build_strategy
 
-from .data import Splits, read_ratings, read_titles, resolve_ratings_path, split_ratings
-from .engine import TrainSettings, batches, evaluate, make_problem
+from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, split,
+                   table_from_frame)
+from .engine import TrainSettings, make_problem
 from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
 from .space import INTERACTIONS, check_head, check_mlp
+from .tasks import RatingTask, Task, task_from_dict
 
 log = logging.getLogger("nasp.sif")
 
@@ -27,32 +30,64 @@ ARCH_FORMAT = "nasp-sif-arch/1"
 MODEL_FILE = "model.pt"
 
 
+#: the split and its fractions when not given, per task: the SIF paper's random 7:1:2 split of
+#: all ratings, and RecBole's per-user 8:1:1 random split for ranking
+SPLIT_DEFAULTS = {"rating": ("global", 0.2, 0.1), "ranking": ("random", 0.1, 0.1)}
+
+
 @dataclass
 class DataOptions:
+    """Where the interactions come from and how they are split (None: the task's default)."""
+
     data: str
     test_data: Optional[str] = None
     data_dir: Optional[str] = None
-    test_ratio: float = 0.2
-    valid_ratio: float = 0.1
+    test_ratio: Optional[float] = None
+    valid_ratio: Optional[float] = None
     seed: int = 0
+    valid_data: Optional[str] = None
+    split: Optional[str] = None
+
+    def spec(self, task: Task, read: callable) -> SplitSpec:
+        """The split to make, the given files read with ``read``."""
+        kind, test_ratio, valid_ratio = SPLIT_DEFAULTS[task.name]
+        return SplitSpec(
+            self.split or kind,
+            test_ratio if self.test_ratio is None else self.test_ratio,
+            valid_ratio if self.valid_ratio is None else self.valid_ratio,
+            self.seed,
+            read(self.test_data) if self.test_data else None,
+            read(self.valid_data) if self.valid_data else None,
+        )
 
 
-def load_splits(opts: DataOptions) -> tuple[Splits, Path]:
-    """Read ``--data`` (and ``--test-data``) and split; returns the splits and the ratings path."""
-    path = resolve_ratings_path(opts.data, opts.data_dir)
-    table = read_ratings(path)
-    test_table = read_ratings(resolve_ratings_path(opts.test_data)) if opts.test_data else None
-    return split_ratings(table, opts.test_ratio, opts.valid_ratio, opts.seed, test_table), path
+def load_splits(opts: DataOptions, task: Optional[Task] = None) -> tuple[Splits, Path]:
+    """Read ``--data`` (and ``--valid-data``/``--test-data``) as ``task`` reads them and split;
+    returns the splits and the ratings path. Every check of the data happens here."""
+    task = task or RatingTask()
+
+    def read(source) -> RatingTable:
+        if isinstance(source, pd.DataFrame):
+            return task.read(table_from_frame(source))
+        return task.read(read_ratings(resolve_ratings_path(source, opts.data_dir)))
+
+    path = None if isinstance(opts.data, pd.DataFrame) else resolve_ratings_path(opts.data, opts.data_dir)
+    table = read(opts.data if path is None else str(path))
+    splits = split(table, opts.spec(task, read))
+    task.check(splits)
+    return splits, path
 
 
-def data_summary(splits: Splits) -> dict:
-    """Sizes of the splits and how many valid/test ratings involve users/items unseen in training."""
+def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
+    """Sizes of the splits and how many valid/test rows involve users/items unseen in training."""
+    word = "ratings" if (task or RatingTask()).name == "rating" else "interactions"
     out = {
         "num_users": splits.ids.num_users,
         "num_items": splits.ids.num_items,
-        "train_ratings": len(splits.train),
-        "valid_ratings": len(splits.valid),
-        "test_ratings": len(splits.test),
+        f"train_{word}": len(splits.train),
+        f"valid_{word}": len(splits.valid),
+        f"test_{word}": len(splits.test),
+        "train_only_users": splits.train_only_users,
     }
     seen_u = torch.zeros(splits.ids.num_users, dtype=torch.bool)
     seen_i = torch.zeros(splits.ids.num_items, dtype=torch.bool)
@@ -62,22 +97,26 @@ def data_summary(splits: Splits) -> dict:
         known_u = (part.users >= 0) & seen_u[part.users.clamp_min(0)]
         known_i = (part.items >= 0) & seen_i[part.items.clamp_min(0)]
         # ids unknown to the id map are all -1 after encoding: count their raw ids instead
-        extra = splits.test_unknown_ids if name == "test" else {"users": 0, "items": 0}
+        extra = splits.unknown_ids.get(name, {"users": 0, "items": 0})
         out[f"{name}_unseen_users"] = int(torch.unique(part.users[~known_u & (part.users >= 0)]).numel()) + extra["users"]
         out[f"{name}_unseen_items"] = int(torch.unique(part.items[~known_i & (part.items >= 0)]).numel()) + extra["items"]
-        out[f"{name}_cold_ratings"] = int((~(known_u & known_i)).sum())
+        out[f"{name}_cold_{word}"] = int((~(known_u & known_i)).sum())
     return out
 
 
-def build_network(splits: Splits, config: ModelConfig, device: torch.device) -> SIFNetwork:
-    """A network sized for ``splits``, knowing which users/items training has seen."""
+def build_network(splits: Splits, config: ModelConfig, device: torch.device, task: Optional[Task] = None) -> SIFNetwork:
+    """A network sized for ``splits``, knowing which users/items training has seen; a rating
+    model clips to the training rating range, a ranking model's scores are left as they are."""
     net = SIFNetwork(config)
     with torch.no_grad():
         net.known_users.zero_()
         net.known_items.zero_()
         net.known_users[splits.train.users] = True
         net.known_items[splits.train.items] = True
-        net.rating_range.copy_(torch.tensor(splits.rating_range))
+        if (task or RatingTask()).name == "rating":
+            net.rating_range.copy_(torch.tensor(splits.rating_range))
+        if not getattr(INTERACTIONS.get(config.ops[0]), "trains", True):  # popularity: item scores are training counts
+            net.item_bias.weight.copy_(torch.bincount(splits.train.items, minlength=config.num_items).float().unsqueeze(1))
     if config.implicit:
         net.set_history(splits.train.users, splits.train.items)
     return net.to(device)
@@ -86,26 +125,27 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device) -> 
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
            epochs: int, seed: int, device: torch.device, candidates: Optional[int] = None,
-           warmup_epochs: Union[int, str, None] = None) -> tuple[dict, dict]:
+           warmup_epochs: Union[int, str, None] = None, task: Optional[Task] = None) -> tuple[dict, dict]:
     """Search the interaction function; writes ``arch.json``. Returns (arch, search summary)."""
-    net = build_network(splits, config, device)
-    problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs})
+    task = task or RatingTask()
+    if len(splits.valid) == 0:
+        raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
+    net = build_network(splits, config, device, task)
+    problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs}, task)
     strat = build_strategy(strategy, problem, epochs)
-    train, valid = splits.train.to(device), splits.valid.to(device)
-    if len(valid) == 0:
-        raise NaspError("the search needs validation ratings: use --valid-ratio > 0")
+    on_device = splits.to(device)
     t0 = time.perf_counter()
     rows = run_search(
         strat,
-        batches(train, settings.batch_size, seed),
-        batches(valid, settings.batch_size, seed + 1),
-        lambda model: evaluate(model, valid, "valid"),
+        task.train_batches(on_device, settings.batch_size, seed),
+        task.valid_batches(on_device, settings.batch_size, seed),
+        lambda model: task.evaluate(model, on_device, "valid"),
         epochs,
         run,
     )
     seconds = time.perf_counter() - t0
     alphas = strat.derive_alphas()
-    best = best_search_epoch(rows, higher_is_better=False) if not strat.selects_on_validation else None
+    best = best_search_epoch(rows, task.metric, task.higher_is_better) if not strat.selects_on_validation else None
     if best is not None:
         alphas = [logged_alphas(best, config.ops).to(alphas[0])]
     derived = net.derive(alphas)
@@ -116,6 +156,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         "alpha": derived["alpha"],
         "probabilities": derived["probabilities"],
         "strategy": strategy,
+        **task.to_dict(),
         "model": config.to_dict(),
         "elementwise_mlp": _mlp_state(net),
     }
@@ -123,15 +164,15 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         arch["candidates"] = strat.history
     run.write_json("arch.json", arch)
     plot_alphas(rows, run.file("alphas.png"), f"SIF {strategy}: chose {arch['interaction']}")
-    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_rmse"), f"SIF search ({strategy})")
+    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", task.metric), f"SIF search ({strategy})")
     with strat.evaluation():
-        valid_metrics = evaluate(net, valid, "valid")
+        valid_metrics = task.evaluate(net, on_device, "valid")
     summary = {
         "interaction": arch["interaction"],
         "chosen_at_epoch": best["epoch"] if best is not None else len(rows),  # rows count epochs from 1
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
         "search_epochs": len(rows),
-        "search_valid_rmse": valid_metrics.get("valid_rmse"),
+        f"search_{task.metric}": valid_metrics.get(task.metric),
         "valid_score_of": validation_scores(strat),
         "wall_seconds_search": round(seconds, 3),
     }
@@ -239,11 +280,13 @@ def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict
 
 def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
           patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
-          tune_mlp: bool = False, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
-    """Train one fixed IFC to convergence (early stopping on validation RMSE); restores the best
-    epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless ``tune_mlp``);
-    ``init_state`` (see ``chosen_op_state``) starts from searched weights instead of fresh ones."""
-    net = build_network(splits, config, device)
+          tune_mlp: bool = False, init_state: Optional[dict] = None, task: Optional[Task] = None) -> tuple[SIFNetwork, dict]:
+    """Train one fixed IFC to convergence (early stopping on the task's validation metric);
+    restores the best epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless
+    ``tune_mlp``); ``init_state`` (see ``chosen_op_state``) starts from searched weights instead
+    of fresh ones. A baseline that does not train (``pop``) is only evaluated."""
+    task = task or RatingTask()
+    net = build_network(splits, config, device, task)
     if init_state is not None:
         missing, unexpected = net.load_state_dict(init_state, strict=False)
         if unexpected or set(missing) - {"alpha", *DATA_BUFFERS}:
@@ -252,25 +295,27 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
             mlp.load_state_dict({k: torch.tensor(v) for k, v in mlp_state[side].items()})
             mlp.requires_grad_(tune_mlp)
-    problem = make_problem(net, settings)
-    strat = build_strategy("fixed", problem, max_epochs)
-    train_data, valid, test = splits.train.to(device), splits.valid.to(device), splits.test.to(device)
-    stopper = EarlyStopping("valid_rmse", patience=patience) if len(valid) else None
+    on_device = splits.to(device)
+    trains = getattr(INTERACTIONS.get(config.ops[0]), "trains", True)
+    stopper = EarlyStopping(task.metric, task.higher_is_better, patience) if len(splits.valid) and trains else None
     t0 = time.perf_counter()
-    rows = run_search(
-        strat,
-        batches(train_data, settings.batch_size, seed),
-        batches(valid, settings.batch_size, seed + 1),
-        lambda model: evaluate(model, valid, "valid"),  # {} without validation ratings (the refit)
-        max_epochs,
-        run,
-        early_stopping=stopper,
-    )
+    rows = []
+    if trains:
+        strat = build_strategy("fixed", make_problem(net, settings, task=task), max_epochs)
+        rows = run_search(
+            strat,
+            task.train_batches(on_device, settings.batch_size, seed),
+            task.valid_batches(on_device, settings.batch_size, seed),
+            lambda model: task.evaluate(model, on_device, "valid"),  # {} without validation data (the refit)
+            max_epochs,
+            run,
+            early_stopping=stopper,
+        )
+        curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
+        plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     seconds = time.perf_counter() - t0
-    curves = ("train_loss", "valid_rmse") if len(valid) else ("train_loss",)
-    plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     net.eval()
-    metrics = {**evaluate(net, valid, "valid"), **evaluate(net, test, "test")}
+    metrics = {**task.evaluate(net, on_device, "valid"), **task.evaluate(net, on_device, "test")}
     best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1
     summary = {
         "interaction": config.ops[0],
@@ -285,35 +330,41 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
 
 
 def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,
-          device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None) -> tuple[SIFNetwork, dict]:
-    """Train again from the same start on train + validation ratings for ``epochs`` (the count
+          device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None,
+          task: Optional[Task] = None) -> tuple[SIFNetwork, dict]:
+    """Train again from the same start on train + validation data for ``epochs`` (the count
     early stopping chose on validation), as is usual once model selection is done. Returns the
     refitted network and its summary (test metrics, epochs, seconds)."""
+    task = task or RatingTask()
     net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
-                         mlp_state, init_state=init_state)
-    tested = {k: trained[k] for k in ("test_rmse", "test_mae") if k in trained}  # none without a test split
+                         mlp_state, init_state=init_state, task=task)
+    tested = {k: trained[k] for k in task.test_keys() if k in trained}  # none without a test split
     return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
 
 
-def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) -> None:
-    """Everything ``recommend`` needs: weights, shape, id maps, and every (user, item) pair rated
-    anywhere in the data the model was given (train, validation and test splits alike)."""
+def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Optional[Path], task: Optional[Task] = None) -> None:
+    """Everything ``recommend`` needs: weights, shape, task, id maps, and every (user, item) pair
+    seen anywhere in the data the model was given, with the split it came from (0 train,
+    1 validation, 2 test)."""
     rated = (splits.train, splits.valid, splits.test)
     users = torch.cat([part.users for part in rated]).cpu()
     items = torch.cat([part.items for part in rated]).cpu()
+    codes = torch.cat([torch.full((len(part),), k, dtype=torch.int8) for k, part in enumerate(rated)])
     known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
     save_torch(  # atomic; a full disk or read-only folder is one line naming the file
         path,
         {
             "format": "nasp-sif-model/1",
             "config": net.config.to_dict(),
+            "task": (task or RatingTask()).to_dict(),
             "state": {k: v.cpu() for k, v in net.state_dict().items()},
             "user_ids": splits.ids.user_ids,
             "item_ids": splits.ids.item_ids,
             "seen_users": users[known],
             "seen_items": items[known],
+            "seen_split": codes[known],
             "seen_splits": ["train", "valid", "test"],
-            "ratings_path": str(Path(ratings_path).resolve()),
+            "ratings_path": str(Path(ratings_path).resolve()) if ratings_path is not None else "",
         },
     )
 
@@ -321,7 +372,7 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Path) 
 # recommend --------------------------------------------------------------------------------------
 class Recommender:
     """A saved SIF model, loaded once, that ranks for any number of users the items they have
-    not rated anywhere in the data the model was given (train, validation and test splits)."""
+    not interacted with anywhere in the data the model was given (train, validation and test)."""
 
     def __init__(self, model_dir: Path, device: torch.device) -> None:
         model_dir = Path(model_dir)
@@ -332,8 +383,10 @@ class Recommender:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
             net.load_model_state(saved["state"])
+            self.task = task_from_dict(saved.get("task"))
             self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])
             seen_users, seen_items = saved["seen_users"].long(), saved["seen_items"].long()
+            seen_split = saved.get("seen_split")
         except NaspError:
             raise
         except Exception as exc:
@@ -342,8 +395,12 @@ class Recommender:
         self.net = net.to(device).eval()
         self.titles = read_titles(saved.get("ratings_path", ""))
         self._index = {u: k for k, u in enumerate(self.user_ids)}
+        self._item_index = pd.Index(self.item_ids)
         if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
             seen_users, seen_items = self._rated_in(saved.get("ratings_path", ""), seen_users, seen_items)
+        if seen_split is None:  # saved before the split of each pair was recorded: count all as training
+            seen_split = torch.zeros(len(seen_users), dtype=torch.int8)
+        self._seen = (seen_users, seen_items, seen_split.long())
         order = torch.argsort(seen_users, stable=True)
         self._seen_items = seen_items[order]
         counts = torch.bincount(seen_users, minlength=len(self.user_ids))
@@ -390,6 +447,36 @@ class Recommender:
             for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
         ]
 
+    def predict_pairs(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
+        """Predictions for raw (user, item) id pairs (unknown ids fall back to the biases)."""
+        if len(users) != len(items):
+            raise NaspError(f"predict: {len(users)} users but {len(items)} items; give one item per user")
+        u = torch.as_tensor(pd.Index(self.user_ids).get_indexer(list(users)), dtype=torch.long, device=self.device)
+        i = torch.as_tensor(self._item_index.get_indexer(list(items)), dtype=torch.long, device=self.device)
+        return self.net.predict(u, i).cpu().numpy()
+
+    def evaluate(self, table: RatingTable, task: Task) -> dict[str, float]:
+        """``task``'s metrics (without a prefix) on held-out interactions ``table``; ranking
+        excludes the pairs the model trained and was validated on, except those in ``table``."""
+        ids = IdMap(self.user_ids, self.item_ids)
+        held = ids.encode(table)
+        if task.name == "rating":
+            out = task.evaluate(self.net, _single_part(held, ids), "test")
+            return {k[len("test_"):]: v for k, v in out.items()}
+        unknown = int((held.users < 0).sum())
+        if unknown:
+            raise NaspError(f"evaluate: {unknown} interaction(s) of users the model was not trained on")
+        users, items, split_code = (t.to(self.device) for t in self._seen)
+        fitted = split_code <= 1
+        n = len(ids.item_ids)
+        keys = users[fitted] * n + items[fitted]
+        held_keys = held.users.to(self.device) * n + held.items.to(self.device).clamp_min(0)
+        keep = ~torch.isin(keys, held_keys)
+        exclude = Interactions(users[fitted][keep], items[fitted][keep], torch.ones(int(keep.sum()), device=self.device))
+        splits = Splits(exclude, _empty(exclude), held.to(self.device), ids, (-float("inf"), float("inf")))
+        out = task.evaluate(self.net, splits, "test")
+        return {k[len("test_"):]: v for k, v in out.items()}
+
 
 def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
     """Top-``k`` items the user has not rated anywhere in the model's data, highest predicted first."""
@@ -406,3 +493,12 @@ def read_user_list(path: Path) -> list[str]:
     if not users:
         raise NaspError(f"--users {path}: no user ids in the file (one a line)")
     return users
+
+
+def _empty(like: Interactions) -> Interactions:
+    return Interactions(like.users[:0], like.items[:0], like.ratings[:0])
+
+
+def _single_part(held: Interactions, ids: IdMap) -> Splits:
+    """Splits whose test part is ``held`` (the others empty), to score it with a task."""
+    return Splits(_empty(held), _empty(held), held, ids, (-float("inf"), float("inf")))

@@ -177,3 +177,18 @@ class MLPTower(nn.Module):
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return self.net(torch.cat([p, q], dim=-1)).squeeze(-1)
+
+
+@INTERACTIONS.register("pop")
+class Popularity(nn.Module):
+    """The popularity baseline of the ranking task: no interaction at all (score 0); the model's
+    item bias holds each item's number of training interactions, and nothing is trained."""
+
+    uses_head = False
+    trains = False
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p.new_zeros(p.shape[0])

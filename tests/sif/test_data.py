@@ -93,11 +93,11 @@ def test_separate_test_file_maps_unknown_ids_to_minus_one(tiny_ratings, tmp_path
         ("1\t2\t3\n1\t2\tfive\n", r"line 2: rating 'five' is not a finite number"),
         ("1\t2\t3\n1\t2\t\n", r"line 2: empty rating"),
         ("1\t2\t3\n4\t5\tnan\n", r"line 2: rating 'nan' is not a finite number"),
-        ("1\t2\n3\t4\n", r"2 column\(s\); need at least 3"),
+        ("1\n3\n", r"1 column; need at least 2"),
         ("", r"empty file"),
         ("\n\n", r"empty file"),
         ("userId,movieId,rating\n", r"no ratings"),
-        ("user,thing,score_x\n1,2,3\n", r"lacks a user, item or rating column"),
+        ("user,thing,score_x\n1,2,3\n", r"lacks a user or item column \(no item\)"),
     ],
 )
 def test_bad_files_give_one_clear_error(tmp_path, content, message):
@@ -188,8 +188,10 @@ def test_huge_fields_and_field_counts_are_refused_by_line_before_parsing(tmp_pat
 def test_a_header_with_a_numeric_rating_name_is_recognised(tmp_path):
     p = tmp_path / "r.csv"
     p.write_text("user,item,5,ts\n1,2,3,881250949\n2,3,4,881250950\n")
-    with pytest.raises(NaspError, match=r"r\.csv: line 1: header .* lacks a user, item or rating column \(no rating\)"):
-        read_ratings(p)
+    table = read_ratings(p)  # a header with no rating column: an interaction log with timestamps
+    assert not table.has_ratings and list(table.timestamps) == [881250949, 881250950]
+    with pytest.raises(NaspError, match=r"r\.csv: no rating column"):
+        table.need_ratings()
     p.write_text("user,item,rating,ts\n1,2,3,881250949\n2,3,4,881250950\n")
     assert list(read_ratings(p).users) == ["1", "2"]
     q = tmp_path / "ids.csv"  # string ids in every row are no header
@@ -242,3 +244,41 @@ def test_words_outside_the_rating_columns_make_no_header(tmp_path):
     q.write_text("1\t\t3\t0\n1\t3\t4\t5\n")
     with pytest.raises(NaspError, match=r"line 1: empty item id"):
         read_ratings(q)
+
+
+def test_interaction_logs_without_ratings_and_timestamps(tmp_path):
+    """A two-column log reads as implicit feedback (every row an interaction); the rating task
+    refuses it in one line. Timestamps come from a header's column or a numeric fourth one."""
+    log2 = tmp_path / "log.data"
+    log2.write_text("1\t10\n1\t11\n2\t10\n")
+    table = read_ratings(log2)
+    assert not table.has_ratings and list(table.ratings) == [1.0, 1.0, 1.0] and table.timestamps is None
+    with pytest.raises(NaspError, match="no rating column; the rating task needs one"):
+        table.need_ratings()
+    inter = tmp_path / "x.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t30\nu1\ti2\t10\nu2\ti1\t20\n")
+    t = read_ratings(inter)
+    assert list(t.users) == ["u1", "u1", "u2"] and not t.has_ratings and list(t.timestamps) == [30, 10, 20]
+    typed = tmp_path / "y.inter"
+    typed.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t4\t99\n")
+    t = read_ratings(typed)
+    assert t.has_ratings and list(t.ratings) == [4.0] and list(t.timestamps) == [99.0]
+    udata = tmp_path / "u.data"
+    udata.write_text("1\t2\t4\t881250949\n1\t3\t2\t881250950\n")
+    assert list(read_ratings(udata).timestamps) == [881250949, 881250950]
+    text4 = tmp_path / "r.csv"
+    text4.write_text("1,2,4,a note\n")
+    assert read_ratings(text4).timestamps is None  # a non-numeric fourth column is not a timestamp
+    bad = tmp_path / "z.inter"
+    bad.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\tlate\n")
+    with pytest.raises(NaspError, match="line 2: timestamp 'late' is not a finite number"):
+        read_ratings(bad)
+
+
+def test_min_rating_keeps_rows_at_or_above_the_threshold(tmp_path):
+    p = tmp_path / "u.data"
+    p.write_text("1\t2\t4\n1\t3\t2\n2\t2\t5\n")
+    kept = read_ratings(p).at_least(4)
+    assert list(kept.items) == ["2", "2"] and list(kept.ratings) == [4.0, 5.0]
+    with pytest.raises(NaspError, match="no interaction left after --min-rating 6 \\(ratings range from 2 to 5\\)"):
+        read_ratings(p).at_least(6)

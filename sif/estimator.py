@@ -1,0 +1,350 @@
+"""The Python API of SIF: ``SIF(task=..., strategy=..., **options).fit(data)``.
+
+A small estimator in the manner of Surprise and LensKit, and the one place that runs a SIF job:
+the ``nasp sif`` commands only turn their options into a ``SIF`` and print its summary.
+
+>>> from sif import SIF
+>>> model = SIF(task="ranking", epochs=4).fit("ml-100k")      # search, then retrain
+>>> model.recommend("196", k=10)                              # a DataFrame: rank, item, score, title
+>>> model.evaluate(held_out_frame)                            # metrics on other interactions
+>>> model.save("my-run"); SIF.load("my-run").predict(["196"], ["242"])
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nasp.commands import release_with_command
+from nasp.errors import NaspError
+from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
+from nasp.strategies import STRATEGIES
+from nasp.strategies.proximal import AUTO, check_warmup
+
+from . import pipeline
+from .data import RatingTable, Splits, read_ratings, resolve_ratings_path, table_from_frame
+from .engine import TrainSettings
+from .model import LEGACY, ModelConfig
+from .space import INTERACTIONS, SEARCH_SPACE
+from .tasks import TASKS, Task, build_task, task_from_dict
+
+Data = Union[str, Path, pd.DataFrame]
+
+
+@dataclass
+class SIFOptions:
+    """Every option of a SIF job, named as the ``nasp sif`` options (``None``: the default of
+    the task, the strategy or the searched architecture). See ``nasp sif search --help``."""
+
+    task: str = "rating"
+    strategy: str = "nasp"
+    #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
+    ifc: Optional[str] = None
+    #: retrain this searched architecture (an arch.json or a search run directory) instead
+    arch: Optional[Union[str, Path]] = None
+    # data
+    split: Optional[str] = None
+    test_ratio: Optional[float] = None
+    valid_ratio: Optional[float] = None
+    data_dir: Optional[Union[str, Path]] = None
+    seed: int = 0
+    # ranking
+    min_rating: Optional[float] = None
+    topk: Optional[Union[str, Sequence[int]]] = None
+    loss: Optional[str] = None
+    negatives: Optional[int] = None
+    # model
+    dim: Optional[int] = None
+    mlp: str = ModelConfig.mlp
+    head: Optional[str] = None
+    biases: Optional[bool] = None
+    implicit: Optional[bool] = None
+    # optimisation
+    epochs: int = 10
+    lr: Optional[float] = None
+    reg: Optional[float] = None
+    implicit_reg: Optional[float] = None
+    batch_size: Optional[int] = None
+    arch_lr: Optional[float] = None
+    warmup_epochs: Union[int, str, None] = None
+    candidates: Optional[int] = None
+    retrain: bool = True
+    warm_start: bool = False
+    max_epochs: int = 100
+    patience: int = 3
+    refit: Optional[bool] = None
+    device: str = "auto"
+
+    @classmethod
+    def of(cls, options: dict) -> "SIFOptions":
+        """Options from keyword arguments; an unknown name is a clear error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise NaspError(f"unknown SIF option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**options)
+
+
+class SIF:
+    """Search (or train) an interaction function for collaborative filtering.
+
+    ``task``: "rating" (explicit ratings, RMSE) or "ranking" (implicit feedback, top-K).
+    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random). Give
+    ``ifc="multiply"`` (or another fixed interaction) to train a baseline instead, or
+    ``arch=PATH`` to retrain a searched architecture. Every other option is a ``SIFOptions``
+    field. After ``fit``: ``summary_`` (the metrics), ``arch_`` (the searched architecture).
+    """
+
+    def __init__(self, task: str = "rating", strategy: str = "nasp", **options: Any) -> None:
+        self.options = SIFOptions.of({"task": task, "strategy": strategy, **options})
+        TASKS.get(self.options.task)
+        STRATEGIES.get(self.options.strategy)
+        if self.options.ifc is not None and self.options.arch is not None:
+            raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
+        if self.options.ifc is not None:
+            INTERACTIONS.get(self.options.ifc)
+        self.task: Task = build_task(self.options.task, topk=self.options.topk, loss_name=self.options.loss,
+                                     negatives=self.options.negatives, min_rating=self.options.min_rating)
+        if self.options.ifc == "pop" and self.task.name != "ranking":
+            raise NaspError("pop (popularity) is a ranking baseline: use it with --task ranking")
+        self.arch_in: Optional[dict] = pipeline.load_arch(self.options.arch) if self.options.arch is not None else None
+        if self.arch_in is not None:
+            self._check_arch_task(self.arch_in)
+        self._check_warmup()
+        self.summary_: dict = {}
+        self.arch_: Optional[dict] = None
+        self._model: Optional[pipeline.Recommender] = None
+        self._run: Optional[RunDir] = None
+        self._tmp: Optional[tempfile.TemporaryDirectory] = None
+        self._loaded: Optional[tuple[Splits, Path]] = None
+
+    # checks --------------------------------------------------------------------------------------
+    def _check_arch_task(self, arch: dict) -> None:
+        saved = arch.get("task", "rating")
+        if saved != self.task.name:
+            raise NaspError(f"{arch['_path']}: an architecture searched for the {saved} task; this is --task {self.task.name}")
+
+    def _check_warmup(self) -> Union[int, str, None]:
+        """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked
+        against --epochs; as given for strategies without a warm-up (which warn that they ignore it)."""
+        given = self.options.warmup_epochs
+        if self.searches and STRATEGIES.get(self.options.strategy).uses_warmup:
+            return check_warmup((AUTO if self.options.epochs > 1 else 0) if given is None else given, self.options.epochs)
+        return given
+
+    @property
+    def searches(self) -> bool:
+        """Whether ``fit`` searches (no fixed ``ifc`` and no ``arch`` given)."""
+        return self.options.ifc is None and self.options.arch is None
+
+    def settings(self, search: bool = True) -> TrainSettings:
+        """The optimisation settings: the options given, else the task's defaults."""
+        d, o = self.task.defaults, self.options
+        pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
+        return TrainSettings(lr=pick("lr"), reg=pick("reg"), implicit_reg=pick("implicit_reg"), batch_size=pick("batch_size"),
+                             arch_lr=pick("arch_lr") if search else d.arch_lr)
+
+    # data ----------------------------------------------------------------------------------------
+    def load_data(self, data: Data, valid_data: Optional[Data] = None, test_data: Optional[Data] = None) -> tuple[Splits, Path]:
+        """Read and split the data as the options say; every check of the input happens here,
+        so the CLI calls it before any run directory exists."""
+        o = self.options
+        opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.test_ratio, o.valid_ratio, o.seed,
+                                    _source(valid_data), o.split)
+        self._loaded = pipeline.load_splits(opts, self.task)
+        return self._loaded
+
+    # fit -----------------------------------------------------------------------------------------
+    def fit(self, data: Optional[Data] = None, valid_data: Optional[Data] = None, test_data: Optional[Data] = None,
+            run: Optional[RunDir] = None) -> "SIF":
+        """Search and retrain (or train the fixed ``ifc`` / the searched ``arch``) on ``data``: a
+        ratings or interaction file, a known name (ml-100k, ...), or a DataFrame with user, item
+        (and rating, timestamp) columns. Validation (selection, early stopping) comes out of
+        ``data`` unless ``valid_data`` is given; test likewise. The run's files go to ``run``
+        (a ``RunDir``), else to a temporary folder that ``save`` copies."""
+        if data is not None:
+            self.load_data(data, valid_data, test_data)
+        if self._loaded is None:
+            raise NaspError("fit needs data: a file, a known name or a DataFrame")
+        splits, path = self._loaded
+        if run is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
+            run = RunDir(Path(self._tmp.name) / "run")
+        self._run = run
+        device = resolve_device(self.options.device)
+        t0 = time.perf_counter()
+        summary: dict = {"task": self.task.name}
+        if self.searches:
+            found = self._search(run, splits, device)
+            summary.update(found)
+            config = self._config(splits, self.arch_["interaction"], self.arch_["model"], searched=True)
+            mlp_state = self.arch_.get("elementwise_mlp")
+        else:
+            name = self.arch_in["interaction"] if self.arch_in else self.options.ifc
+            saved = self.arch_in["model"] if self.arch_in else None
+            mlp_state = self.arch_in.get("elementwise_mlp") if self.arch_in else None
+            config = self._config(splits, name, saved, searched=False, elementwise=mlp_state is not None)
+        summary.update(pipeline.data_summary(splits, self.task))
+        if self.searches and not self.options.retrain:
+            self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
+            return self
+        init = None
+        if self.searches and self.options.warm_start:
+            init = pipeline.chosen_op_state(run.load_checkpoint()["network"], SEARCH_SPACE, config.ops[0])
+        net, trained = self._fit_one(run, "retrain" if self.searches else None, splits, config, device, mlp_state, init)
+        pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path, self.task)
+        self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
+        self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
+        return self
+
+    def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:
+        """The model of a run: the options given, else the searched architecture's, else the defaults
+        (biases and the implicit term on, except for gmf; pop has only item biases)."""
+        o = self.options
+
+        def switch(key: str) -> bool:
+            if getattr(o, key) is not None:
+                return bool(getattr(o, key))
+            if saved is not None:
+                return bool(saved.get(key, LEGACY[key]))
+            return name not in ("gmf", "pop") if key == "implicit" else name != "gmf"
+
+        if name == "pop":
+            return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
+                               implicit=False)
+        dim = o.dim or (saved["dim"] if saved else 64)
+        head = o.head or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head)
+        mlp = saved.get("mlp", LEGACY["mlp"]) if saved else o.mlp
+        mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
+        return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
+                           biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean)
+
+    def _search(self, run: RunDir, splits: Splits, device: torch.device) -> dict:
+        """The search stage (skipped on resume when it finished): writes arch.json and search.json."""
+        if run.resume and run.file("search.json").exists():
+            self.arch_ = pipeline.load_arch(run.file("arch.json"))
+            # the retraining starts from the random state the finished search left, as uninterrupted
+            set_rng_state(run.load_checkpoint()["rng"])
+            return read_json(run.file("search.json"))
+        o = self.options
+        base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
+        config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
+        self.arch_, found = pipeline.search(run, splits, config, self.settings(), o.strategy, o.epochs, o.seed, device,
+                                            o.candidates, self._check_warmup(), self.task)
+        run.write_json("search.json", found)
+        return found
+
+    def _fit_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
+                 mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
+        """Train with early stopping (in RUN/<name>/, or RUN itself), then refit on train+valid
+        (in RUN/refit/) when asked; returns the network to save and the summary."""
+        o, settings = self.options, self.settings(search=False)
+        rdir = _subrun(run, name, config, settings) if name else run
+        net, summary = pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
+                                      init_state=init_state, task=self.task)
+        source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
+        refit = self.task.refit_by_default if o.refit is None else o.refit
+        test_keys = self.task.test_keys()
+        if refit and len(splits.valid) and summary["epochs_trained"]:
+            early = {k: summary.pop(k) for k in test_keys if k in summary}
+            if early:
+                summary[f"early_stopped_{test_keys[0]}"] = early[test_keys[0]]
+            net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
+                                           summary["best_epoch"], o.seed, device, mlp_state, init_state, self.task)
+            summary.update(refitted)
+            source = "refit"
+        if test_keys[0] in summary:  # absent without a test split (--test-ratio 0)
+            summary[f"{test_keys[0]}_source"] = source
+        return net, summary
+
+    # using the model -----------------------------------------------------------------------------
+    @property
+    def model(self) -> pipeline.Recommender:
+        if self._model is None:
+            raise NaspError("this SIF has no trained model: call fit (with retrain on) or SIF.load first")
+        return self._model
+
+    def predict(self, users: Sequence, items: Sequence) -> np.ndarray:
+        """Predicted ratings (rating task, clipped to the training range) or scores (ranking) of
+        the (user, item) pairs given as raw ids; unseen ids fall back to the biases."""
+        return self.model.predict_pairs([str(u) for u in users], [str(i) for i in items])
+
+    def recommend(self, user: Any, k: int = 10) -> pd.DataFrame:
+        """The top-``k`` items ``user`` never interacted with in the data given to ``fit``."""
+        return pd.DataFrame(self.model.top(str(user), k), columns=["rank", "item", "score", "title"])
+
+    def evaluate(self, data: Data) -> dict[str, float]:
+        """Metrics on ``data`` (a file or DataFrame of held-out interactions): RMSE and MAE for
+        the rating task; full-ranking metrics for ranking, excluding what the model trained and
+        was validated on (as the test split is scored)."""
+        table = self.task.read(_read(data))
+        return self.model.evaluate(table, self.task)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the run directory (model.pt, arch.json, summary.json, ...) to ``path``."""
+        if self._run is None:
+            raise NaspError("nothing to save: call fit first")
+        path = Path(path)
+        if path.resolve() != self._run.path.resolve():
+            if path.exists() and any(path.iterdir()):
+                raise NaspError(f"{path}: exists and is not empty; save into a new folder")
+            shutil.copytree(self._run.path, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+            if self.summary_ and not (path / "summary.json").exists():
+                RunDir(path, resume=True).finish(self.summary_)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path], device: str = "cpu") -> "SIF":
+        """A SIF read from a run directory (of ``nasp sif search``/``train`` or ``save``)."""
+        path = Path(path)
+        model_file = path / pipeline.MODEL_FILE if path.is_dir() else path
+        folder = model_file.parent
+        recommender = pipeline.Recommender(model_file, resolve_device(device))
+        est = cls(**_task_options(recommender.task))
+        est._model = recommender
+        est._run = RunDir(folder, resume=True) if (folder / CONFIG).exists() else None
+        if est._run is not None:
+            est._run.close()
+        est.summary_ = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}
+        est.arch_ = read_json(folder / "arch.json") if (folder / "arch.json").exists() else None
+        return est
+
+
+def _task_options(task: Task) -> dict:
+    d = task.to_dict()
+    name = d.pop("task")
+    if name == "ranking":
+        return {"task": name, "topk": d["topk"], "loss": d["loss"], "negatives": d["negatives"], "min_rating": d["min_rating"]}
+    return {"task": name}
+
+
+def _source(data: Optional[Data]) -> Any:
+    """A path or name as a string; a DataFrame or table as it is (None stays None)."""
+    if data is None or isinstance(data, (pd.DataFrame, RatingTable)):
+        return data
+    return str(data)
+
+
+def _read(data: Data) -> RatingTable:
+    if isinstance(data, pd.DataFrame):
+        return table_from_frame(data)
+    if isinstance(data, RatingTable):
+        return data
+    return read_ratings(resolve_ratings_path(str(data)))
+
+
+def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:
+    """RUN/<name>/, resumed when it was started before (its lock released with the command)."""
+    out = run.file(name)
+    rdir = release_with_command(RunDir(out, resume=(out / CONFIG).exists()))
+    if not rdir.resume:
+        rdir.write_config({"command": name, "model": config.to_dict(), "settings": settings.to_dict()})
+    return rdir

@@ -1,0 +1,242 @@
+"""What SIF learns from the data: a task says how to read, batch, score and select.
+
+``rating`` (explicit feedback): predict the rating, squared error, selection on validation
+RMSE. ``ranking`` (implicit feedback): every interaction is a positive, each is trained against
+``negatives`` items sampled among those the user has not interacted with (BPR or BCE loss),
+and models are judged by full ranking over all items (NDCG@K, Recall@K, ...), selection on
+validation NDCG at the first K. A new task is one class registered in ``TASKS``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from nasp.errors import NaspError
+from nasp.registry import Registry
+
+from . import ranking
+from .data import Interactions, RatingTable, Splits
+from .engine import Batch, TrainSettings, batches, evaluate, make_loss
+from .model import SIFNetwork
+
+TASKS: Registry = Registry("task")
+
+
+class Task:
+    """The part of SIF that depends on what is predicted. Subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    #: the ``evaluate`` key that selects epochs, architectures and early stopping, and its direction
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    #: per-task defaults of the optimisation settings (tuned on MovieLens-100K validation data)
+    defaults: ClassVar[TrainSettings]
+    #: whether ``train`` refits on train + validation by default before testing
+    refit_by_default: ClassVar[bool]
+
+    def read(self, table: RatingTable) -> RatingTable:
+        """``table`` as this task uses it (or a clear error)."""
+        return table
+
+    def check(self, splits: Splits) -> None:
+        """Refuse splits this task cannot use (before any run directory exists)."""
+
+    def loss(self, settings: TrainSettings) -> Callable[[SIFNetwork, Batch], Tensor]:
+        raise NotImplementedError
+
+    def train_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        raise NotImplementedError
+
+    def valid_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        raise NotImplementedError
+
+    def evaluate(self, net: SIFNetwork, splits: Splits, part: str) -> dict[str, float]:
+        """Metrics of ``net`` on ``part`` ("valid" or "test"), keys prefixed ``part_``; {} when
+        the part is empty."""
+        raise NotImplementedError
+
+    def test_keys(self) -> tuple[str, ...]:
+        """The keys of a test evaluation, headline first."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"task": self.name}
+
+
+@TASKS.register("rating")
+@dataclass
+class RatingTask(Task):
+    """Explicit feedback: squared error on ratings, RMSE/MAE in stars."""
+
+    name: ClassVar[str] = "rating"
+    metric: ClassVar[str] = "valid_rmse"
+    higher_is_better: ClassVar[bool] = False
+    defaults: ClassVar[TrainSettings] = TrainSettings()
+    refit_by_default: ClassVar[bool] = True
+
+    def read(self, table: RatingTable) -> RatingTable:
+        return table.need_ratings()
+
+    def loss(self, settings: TrainSettings) -> Callable[[SIFNetwork, Batch], Tensor]:
+        return make_loss(settings.reg, settings.implicit_reg)
+
+    def train_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        return batches(splits.train, batch_size, seed)
+
+    def valid_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        return batches(splits.valid, batch_size, seed + 1)
+
+    def evaluate(self, net: SIFNetwork, splits: Splits, part: str) -> dict[str, float]:
+        return evaluate(net, getattr(splits, part), part)
+
+    def test_keys(self) -> tuple[str, ...]:
+        return ("test_rmse", "test_mae")
+
+
+def parse_topk(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"10,20"`` -> (10, 20): positive, distinct, in the order given (the first selects)."""
+    if isinstance(text, str):
+        try:
+            ks = tuple(int(t) for t in text.split(",") if t.strip())
+        except ValueError:
+            raise NaspError(f"--topk {text!r}: give cut-offs as integers, e.g. 10,20") from None
+    else:
+        ks = tuple(int(k) for k in text)
+    if not ks or min(ks) < 1:
+        raise NaspError(f"--topk {text if isinstance(text, str) else ','.join(map(str, ks))}: every cut-off must be at least 1")
+    if len(set(ks)) != len(ks):
+        raise NaspError(f"--topk {','.join(map(str, ks))}: a cut-off is repeated")
+    return ks
+
+
+@TASKS.register("ranking")
+@dataclass
+class RankingTask(Task):
+    """Implicit feedback: every row is a positive, trained against sampled negatives and
+    judged by full ranking over every item, excluding the user's training interactions (and
+    validation ones when testing)."""
+
+    topk: tuple[int, ...] = (10, 20)
+    loss_name: str = "bpr"
+    negatives: int = 1
+    min_rating: Optional[float] = None
+    #: users scored per chunk of the full ranking
+    eval_chunk: int = 256
+
+    name: ClassVar[str] = "ranking"
+    higher_is_better: ClassVar[bool] = True
+    defaults: ClassVar[TrainSettings] = TrainSettings(lr=0.05, reg=1e-4, implicit_reg=1e-4, batch_size=512, arch_lr=3e-4)
+    refit_by_default: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        self.topk = parse_topk(self.topk)
+        ranking.LOSSES.get(self.loss_name)  # unknown names raise a clear NaspError
+        if self.negatives < 1:
+            raise NaspError(f"--negatives {self.negatives}: must be at least 1 (each positive is trained against sampled negatives)")
+
+    @property
+    def metric(self) -> str:  # type: ignore[override]
+        return f"valid_ndcg@{self.topk[0]}"
+
+    def read(self, table: RatingTable) -> RatingTable:
+        return table.at_least(self.min_rating)
+
+    def check(self, splits: Splits) -> None:
+        num_items = splits.ids.num_items
+        if max(self.topk) > num_items:
+            raise NaspError(f"--topk {max(self.topk)}: more than the {num_items} items in the data")
+        for part in ("valid", "test"):
+            unknown = splits.unknown_ids.get(part, {}).get("users", 0)
+            if unknown:
+                raise NaspError(f"--{part}-data: {unknown} user(s) never seen in --data; a ranking model can only rank for "
+                                "users it was trained on")
+        sampler = ranking.NegativeSampler(splits.train.users, splits.train.items, num_items)
+        full = sampler.users_without_negatives()
+        if full.numel():
+            raise NaspError(f"{full.numel()} user(s) interacted with every item (first: "
+                            f"{splits.ids.user_ids[int(full[0])]!r}): no negative to sample and nothing to recommend; "
+                            "remove them from the data")
+
+    def loss(self, settings: TrainSettings) -> Callable[[SIFNetwork, Batch], Tensor]:
+        fn = ranking.LOSSES.get(self.loss_name)
+        reg, implicit_reg = settings.reg, settings.implicit_reg
+
+        def loss(net: SIFNetwork, batch: Batch) -> Tensor:
+            users, items = batch  # items: [B, 1 + negatives], the positive first
+            b, m = items.shape
+            scores = net(users.repeat_interleave(m), items.reshape(-1)).view(b, m)
+            out = fn(scores[:, 0], scores[:, 1:]) + reg * net.regularization(users, items.reshape(-1))
+            if implicit_reg and net.config.implicit:
+                out = out + implicit_reg * net.implicit_regularization(users, items[:, 0])
+            return out
+
+        return loss
+
+    def _batches(self, positives: Interactions, exclude: Interactions, num_items: int, batch_size: int,
+                 seed: int) -> Callable[[int], list]:
+        sampler = ranking.NegativeSampler(exclude.users, exclude.items, num_items)
+
+        def make(i: int) -> list:
+            g = torch.Generator().manual_seed(seed * 100_003 + i)
+            order = torch.randperm(len(positives), generator=g).to(positives.users.device)
+            users, items = positives.users[order], positives.items[order]
+            neg = sampler.sample(users.cpu(), self.negatives, generator=g).to(users.device)
+            both = torch.cat([items.unsqueeze(1), neg], dim=1)
+            return [(users[j : j + batch_size], both[j : j + batch_size]) for j in range(0, len(users), batch_size)]
+
+        return make
+
+    def train_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        return self._batches(splits.train, splits.train, splits.ids.num_items, batch_size, seed)
+
+    def valid_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
+        seen = _concat(splits.train, splits.valid)  # validation negatives are neither
+        return self._batches(splits.valid, seen, splits.ids.num_items, batch_size, seed + 1)
+
+    def evaluate(self, net: SIFNetwork, splits: Splits, part: str) -> dict[str, float]:
+        heldout = getattr(splits, part)
+        if len(heldout) == 0:
+            return {}
+        exclude = splits.train if part == "valid" else _concat(splits.train, splits.valid)
+        known = (heldout.users >= 0) & (heldout.items >= 0)
+        result = ranking.full_ranking(net.score_all, None, (exclude.users, exclude.items),
+                                      (heldout.users[known], heldout.items[known]), splits.ids.num_items, self.topk,
+                                      chunk=self.eval_chunk)
+        return {f"{part}_{k}": v for k, v in result.metrics.items()}
+
+    def test_keys(self) -> tuple[str, ...]:
+        names = ("ndcg", "recall", "mrr", "hit", "precision")
+        return tuple(f"test_{n}@{k}" for k in self.topk for n in names)
+
+    def to_dict(self) -> dict:
+        return {"task": self.name, "topk": list(self.topk), "loss": self.loss_name, "negatives": self.negatives,
+                "min_rating": self.min_rating}
+
+
+def _concat(a: Interactions, b: Interactions) -> Interactions:
+    return Interactions(torch.cat([a.users, b.users]), torch.cat([a.items, b.items]), torch.cat([a.ratings, b.ratings]))
+
+
+def build_task(name: str, **options) -> Task:
+    """The task ``name`` with its options (ranking: topk, loss_name, negatives, min_rating)."""
+    cls = TASKS.get(name)
+    if cls is RatingTask:
+        given = {k: v for k, v in options.items() if v is not None}
+        if given:
+            raise NaspError(f"{', '.join('--' + k.replace('_name', '').replace('_', '-') for k in given)}: "
+                            "only for --task ranking")
+        return RatingTask()
+    return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def task_from_dict(d: Optional[dict]) -> Task:
+    """The task a saved ``to_dict`` describes (files from before tasks existed: rating)."""
+    d = dict(d or {"task": "rating"})
+    name = d.pop("task", "rating")
+    if name == "ranking":
+        return RankingTask(topk=tuple(d.get("topk", (10, 20))), loss_name=d.get("loss", "bpr"),
+                           negatives=int(d.get("negatives", 1)), min_rating=d.get("min_rating"))
+    return TASKS.get(name)()
