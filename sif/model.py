@@ -183,9 +183,14 @@ class SIFNetwork(SearchNetwork):
             out = out + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
         return out
 
-    def interaction(self, u: Tensor, v: Tensor) -> Tensor:
+    def elementwise(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The element-wise MLPs g_u(u), g_v(v) (the identity without them)."""
         p = self.mlp_u(u) if self.mlp_u is not None else u
         q = self.mlp_v(v) if self.mlp_v is not None else v
+        return p, q
+
+    def interaction(self, u: Tensor, v: Tensor) -> Tensor:
+        p, q = self.elementwise(u, v)
         pl = plan(self.alpha, self.mixing)
         out = mix([lambda op=op: op(p, q) for op in self.ops], pl, 0)
         return out if out is not None else u.new_zeros(u.shape[0])
@@ -194,6 +199,23 @@ class SIFNetwork(SearchNetwork):
         """Raw predictions for known (user, item) index pairs (training path)."""
         u, v = self.embed(users, items)
         return self.bias(users, items) + self.interaction(u, v)
+
+    def score_all(self, users: Tensor, items: Optional[Tensor] = None) -> Tensor:
+        """Raw scores [len(users), len(items)] of every (user, item) pair, equal to
+        ``forward(users[i], items[j])`` (every item when ``items`` is None), under the current
+        mixing rule as ``forward``; each user's and item's vector goes through its element-wise
+        MLP once, and each op scores the block with ``score_matrix``. For known ids (ranking);
+        ``predict``'s fallbacks for unknown ids are not applied."""
+        if items is None:
+            items = torch.arange(self.config.num_items, device=users.device)
+        p, q = self.elementwise(*self.embed(users, items))  # [U, k], [I, k]
+        pl = plan(self.alpha, self.mixing)
+        out = mix([lambda op=op: op.score_matrix(p, q) for op in self.ops], pl, 0)
+        scores = out if out is not None else p.new_zeros(p.shape[0], q.shape[0])
+        scores = scores + self.global_bias
+        if self.config.biases:
+            scores = scores + self.user_bias(users) + self.item_bias(items).T
+        return scores
 
     @torch.no_grad()
     def predict(self, users: Tensor, items: Tensor) -> Tensor:

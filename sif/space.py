@@ -2,8 +2,14 @@
 
 Every vector-wise op is a module ``op(p, q) -> score`` with its own output head; the registry
 ``INTERACTIONS`` maps names to op classes, so a new interaction function is one small class.
+Every op also scores all pairs of a user block and an item block at once
+(``score_matrix(p, q) -> [U, I]``, used by full ranking): the base class ``InteractionOp``
+broadcasts ``forward`` over item chunks, so a new op is correct without writing one; the ops
+here override it with matrix products where the score decomposes.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -86,10 +92,51 @@ def check_mlp(name: str) -> str:
     return name
 
 
-class HeadOp(nn.Module):
-    """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
+#: how many tensor elements a broadcast ``score_matrix`` builds at once (per intermediate
+#: [users, item chunk, width] tensor: 2**22 float32 entries = 16 MiB)
+BROADCAST_ELEMENTS = 2 ** 22
+
+
+def item_chunks(p: Tensor, q: Tensor, width: int, score: Callable[[slice], Tensor],
+                max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+    """[U, I] scores of the users of ``p`` and the items of ``q``, filled chunk by chunk over
+    the items: ``score(cols)`` returns the [U, len(cols)] block of the items ``q[cols]``; a chunk
+    holds at most ``max_elements`` entries of a [U, chunk, width] intermediate (at least one item)."""
+    num_users, num_items = p.shape[0], q.shape[0]
+    step = max(1, max_elements // max(1, num_users * width))
+    out = p.new_empty(num_users, num_items)
+    for start in range(0, num_items, step):
+        cols = slice(start, min(start + step, num_items))
+        out[:, cols] = score(cols)
+    return out
+
+
+class InteractionOp(nn.Module):
+    """Base of the interaction ops: ``forward(p, q)`` scores pairs row by row (any leading
+    dimensions, vectors on the last one); ``score_matrix(p, q)`` scores every user of ``p``
+    with every item of ``q``."""
 
     #: whether the op takes a head bound (``--head``); the NCF baselines have none of their own
+    uses_head = False
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """``forward`` on every pair: [U, k] x [I, k] -> [U, I]. This default broadcasts both
+        sides to [U, chunk, k] over chunks of items, so memory stays bounded."""
+        num_users, k = p.shape
+
+        def block(cols: slice) -> Tensor:
+            qc = q[cols]
+            return self(p.unsqueeze(1).expand(num_users, qc.shape[0], k), qc.unsqueeze(0).expand(num_users, -1, -1))
+
+        return item_chunks(p, q, k, block, max_elements)
+
+
+class HeadOp(InteractionOp):
+    """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
+
     uses_head = True
     width_factor = 1
 
@@ -119,11 +166,20 @@ class Multiply(HeadOp):
     def combine(self, p: Tensor, q: Tensor) -> Tensor:
         return p * q
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """(p * w) @ q^T."""
+        return (p * self.bound(self.head)) @ q.T
+
 
 @INTERACTIONS.register("plus")
 class Plus(HeadOp):
     def combine(self, p: Tensor, q: Tensor) -> Tensor:
         return p + q
+
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """w . (p + q) = p . w (a user part) + q . w (an item part)."""
+        w = self.bound(self.head)
+        return (p @ w).unsqueeze(1) + (q @ w).unsqueeze(0)
 
 
 @INTERACTIONS.register("min")
@@ -145,12 +201,16 @@ class Concat(HeadOp):
     def combine(self, p: Tensor, q: Tensor) -> Tensor:
         return torch.cat([p, q], dim=-1)
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """w . [p; q] = p . w_1 (a user part) + q . w_2 (an item part)."""
+        w = self.bound(self.head)
+        k = p.shape[-1]
+        return (p @ w[:k]).unsqueeze(1) + (q @ w[k:]).unsqueeze(0)
+
 
 @INTERACTIONS.register("gmf")
-class GMF(nn.Module):
+class GMF(InteractionOp):
     """Generalized MF (NCF): an unconstrained output vector over p * q."""
-
-    uses_head = False
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -162,12 +222,30 @@ class GMF(nn.Module):
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return (p * q) @ self.head
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """(p * h) @ q^T."""
+        return (p * self.head) @ q.T
+
+
+def tower_matrix(first: nn.Linear, rest: Callable[[Tensor], Tensor], p: Tensor, q: Tensor,
+                 max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+    """[U, I] scores of ``rest(first(cat(p, q)))`` for every pair, where ``rest`` maps the
+    first layer's [..., h] pre-activations to [...] scores. The first layer splits into a user
+    part and an item part (W [p; q] + b = W_p p + b + W_q q), computed once per side; only the
+    sum and the later layers are broadcast, over chunks of items."""
+    k = p.shape[-1]
+    user_part = p @ first.weight[:, :k].T + first.bias  # [U, h]
+    item_part = q @ first.weight[:, k:].T  # [I, h]
+
+    def block(cols: slice) -> Tensor:
+        return rest(user_part.unsqueeze(1) + item_part[cols].unsqueeze(0))
+
+    return item_chunks(p, q, first.out_features, block, max_elements)
+
 
 @INTERACTIONS.register("mlp")
-class MLPTower(nn.Module):
+class MLPTower(InteractionOp):
     """NCF's MLP interaction: concat -> Linear(2k, 2k) -> ReLU -> Linear(2k, k) -> ReLU -> Linear(k, 1)."""
-
-    uses_head = False
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -178,13 +256,47 @@ class MLPTower(nn.Module):
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return self.net(torch.cat([p, q], dim=-1)).squeeze(-1)
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """The first layer split into user and item parts, the rest broadcast over item chunks."""
+        return tower_matrix(self.net[0], lambda z: self.net[1:](z).squeeze(-1), p, q, max_elements)
+
+
+@INTERACTIONS.register("neumf")
+class NeuMF(InteractionOp):
+    """NCF's NeuMF fusion on one k-dim vector per side, split as NCF keeps separate GMF and MLP
+    embeddings: the first ``k // 2`` coordinates feed GMF, the rest (m of them) an MLP tower,
+    score = h . [p_g * q_g ; tower(cat(p_m, q_m))], tower = Linear(2m, 2m) -> ReLU ->
+    Linear(2m, m) -> ReLU (``MLPTower`` without its last layer), h an unbounded output vector
+    (length k // 2 + m = k) that starts at ones, like ``gmf``'s. Not in the searched space."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gmf_dim = dim // 2
+        m = dim - self.gmf_dim
+        self.tower = nn.Sequential(nn.Linear(2 * m, 2 * m), nn.ReLU(), nn.Linear(2 * m, m), nn.ReLU())
+        self.head = nn.Parameter(torch.ones(self.gmf_dim + m))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.head)
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        g = self.gmf_dim
+        mlp = self.tower(torch.cat([p[..., g:], q[..., g:]], dim=-1))
+        return (p[..., :g] * q[..., :g]) @ self.head[:g] + mlp @ self.head[g:]
+
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """GMF half as a matrix product, MLP half through ``tower_matrix``."""
+        g = self.gmf_dim
+        h_mlp = self.head[g:]
+        gmf = (p[:, :g] * self.head[:g]) @ q[:, :g].T
+        return gmf + tower_matrix(self.tower[0], lambda z: self.tower[1:](z) @ h_mlp, p[:, g:], q[:, g:], max_elements)
+
 
 @INTERACTIONS.register("pop")
-class Popularity(nn.Module):
+class Popularity(InteractionOp):
     """The popularity baseline of the ranking task: no interaction at all (score 0); the model's
     item bias holds each item's number of training interactions, and nothing is trained."""
 
-    uses_head = False
     trains = False
 
     def __init__(self, dim: int) -> None:
@@ -192,3 +304,6 @@ class Popularity(nn.Module):
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return p.new_zeros(p.shape[0])
+
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = 0) -> Tensor:
+        return p.new_zeros(p.shape[0], q.shape[0])
