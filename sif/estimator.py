@@ -122,7 +122,7 @@ class SIF:
         self.summary_: dict = {}
         self.arch_: Optional[dict] = None
         self._model: Optional[pipeline.Recommender] = None
-        self._run: Optional[RunDir] = None
+        self._run_path: Optional[Path] = None
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._loaded: Optional[tuple[Splits, Path]] = None
 
@@ -175,10 +175,13 @@ class SIF:
         if self._loaded is None:
             raise NaspError("fit needs data: a file, a known name or a DataFrame")
         splits, path = self._loaded
-        if run is None:
+        owned = run is None
+        if owned:
             self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
             run = RunDir(Path(self._tmp.name) / "run")
-        self._run = run
+            run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
+                                                                for k, v in dataclasses.asdict(self.options).items()}})
+        self._run_path = run.path
         device = resolve_device(self.options.device)
         t0 = time.perf_counter()
         summary: dict = {"task": self.task.name}
@@ -195,6 +198,9 @@ class SIF:
         summary.update(pipeline.data_summary(splits, self.task))
         if self.searches and not self.options.retrain:
             self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
+            if owned:
+                run.finish(self.summary_)
+                run.close()
             return self
         init = None
         if self.searches and self.options.warm_start:
@@ -203,6 +209,9 @@ class SIF:
         pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path, self.task)
         self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
         self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
+        if owned:  # the CLI writes its own summary (with the run directory's path)
+            run.finish(self.summary_)
+            run.close()
         return self
 
     def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:
@@ -290,15 +299,13 @@ class SIF:
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the run directory (model.pt, arch.json, summary.json, ...) to ``path``."""
-        if self._run is None:
+        if self._run_path is None:
             raise NaspError("nothing to save: call fit first")
         path = Path(path)
-        if path.resolve() != self._run.path.resolve():
+        if path.resolve() != self._run_path.resolve():
             if path.exists() and any(path.iterdir()):
                 raise NaspError(f"{path}: exists and is not empty; save into a new folder")
-            shutil.copytree(self._run.path, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
-            if self.summary_ and not (path / "summary.json").exists():
-                RunDir(path, resume=True).finish(self.summary_)
+            shutil.copytree(self._run_path, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
         return path
 
     @classmethod
@@ -310,9 +317,7 @@ class SIF:
         recommender = pipeline.Recommender(model_file, resolve_device(device))
         est = cls(**_task_options(recommender.task))
         est._model = recommender
-        est._run = RunDir(folder, resume=True) if (folder / CONFIG).exists() else None
-        if est._run is not None:
-            est._run.close()
+        est._run_path = folder
         est.summary_ = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}
         est.arch_ = read_json(folder / "arch.json") if (folder / "arch.json").exists() else None
         return est

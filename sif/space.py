@@ -303,7 +303,7 @@ class Popularity(InteractionOp):
         super().__init__()
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
-        return p.new_zeros(p.shape[0])
+        return p.new_zeros(torch.broadcast_shapes(p.shape, q.shape)[:-1])
 
     def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = 0) -> Tensor:
         return p.new_zeros(p.shape[0], q.shape[0])

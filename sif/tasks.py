@@ -153,8 +153,9 @@ class RankingTask(Task):
             if unknown:
                 raise NaspError(f"--{part}-data: {unknown} user(s) never seen in --data; a ranking model can only rank for "
                                 "users it was trained on")
-        sampler = ranking.NegativeSampler(splits.train.users, splits.train.items, num_items)
-        full = sampler.users_without_negatives()
+        every = _concat(_concat(splits.train, splits.valid), splits.test)
+        known = (every.users >= 0) & (every.items >= 0)
+        full = ranking.NegativeSampler(every.users[known], every.items[known], num_items).users_without_negatives()
         if full.numel():
             raise NaspError(f"{full.numel()} user(s) interacted with every item (first: "
                             f"{splits.ids.user_ids[int(full[0])]!r}): no negative to sample and nothing to recommend; "

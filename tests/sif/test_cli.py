@@ -118,7 +118,7 @@ def test_bad_inputs_give_one_line_and_no_finished_run(tmp_path):
     assert "empty file" in _error(_invoke("sif", "train", "--ifc", "plus", "--data", empty, "--out", tmp_path / "r5"))
     two = tmp_path / "two.data"
     two.write_text("1\t2\n3\t4\n")
-    assert "need at least 3" in _error(_invoke("sif", "train", "--ifc", "plus", "--data", two, "--out", tmp_path / "r6"))
+    assert "no rating column; the rating task needs one" in _error(_invoke("sif", "train", "--ifc", "plus", "--data", two, "--out", tmp_path / "r6"))
     for path in (tmp_path / "r2", tmp_path / "r3", tmp_path / "r4"):
         assert not (path / "summary.json").exists()
 
