@@ -91,14 +91,24 @@ def model_options(f: Callable) -> Callable:
     return f
 
 
-def _estimator(opts: dict, **fixed) -> SIF:
-    """The ``SIF`` of a command's options (the ones it has; CLI-only ones are left out)."""
+def _estimator(opts: dict) -> SIF:
+    """The ``SIF`` of a command's options (the ones it has; CLI-only ones are left out), with
+    its data read and checked. Runs started before ``--mlp`` existed saved none."""
     known = {f.name for f in dataclasses.fields(SIFOptions)}
-    return SIF(**{**{k: v for k, v in opts.items() if k in known}, **fixed})
+    fixed = {"mlp": opts.get("mlp", LEGACY["mlp"])} if "epochs" in opts else {}
+    est = SIF(**{**{k: v for k, v in opts.items() if k in known}, **fixed})
+    est.load_data(opts["data"], opts.get("valid_data"), opts.get("test_data"))
+    return est
 
 
-def _load(est: SIF, opts: dict) -> None:
-    est.load_data(opts["data"], opts["valid_data"], opts["test_data"])
+def _run(command: str, opts: dict) -> None:
+    """Every check of options and data, then the run directory, the fit and the summary
+    (on --resume the options are the saved ones, so the estimator is built after start_run)."""
+    est = None if opts["resume"] else _estimator(opts)
+    run, opts, _ = start_run(command, opts)
+    est = est or _estimator(opts)
+    est.fit(run=run)
+    finish_run(run, _headline_first(est.summary_), opts["as_json"])
 
 
 @sif.command(cls=RunCommand)
@@ -134,13 +144,7 @@ def search(**opts) -> None:
     (rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
     test_mrr@K, test_hit@K, test_precision@K; seconds). Selection uses validation data only.
     """
-    if not opts["resume"]:  # every check of options and data before a run directory exists
-        _load(_estimator(opts), opts)
-    run, opts, device = start_run("sif-search", opts)
-    est = _estimator(opts, mlp=opts.get("mlp", LEGACY["mlp"]))  # runs started before --mlp saved none
-    _load(est, opts)
-    est.fit(run=run)
-    finish_run(run, _headline_first(est.summary_), opts["as_json"])
+    _run("sif-search", opts)
 
 
 HEADLINE = ("interaction", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
@@ -175,13 +179,7 @@ def train(**opts) -> None:
     """
     if (opts["arch"] is None) == (opts["ifc"] is None):
         raise click.UsageError("give exactly one of --arch FILE or --ifc NAME")
-    if not opts["resume"]:
-        _load(_estimator(opts), opts)
-    run, opts, device = start_run("sif-train", opts)
-    est = _estimator(opts)
-    _load(est, opts)
-    est.fit(run=run)
-    finish_run(run, _headline_first(est.summary_), opts["as_json"])
+    _run("sif-train", opts)
 
 
 @sif.command()
