@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import platform
 import sys
 from pathlib import Path
@@ -143,6 +144,28 @@ class WarmupEpochs(click.ParamType):
 WARMUP_EPOCHS = WarmupEpochs()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also rejects NaN (which passes every comparison of a range)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+MAX_RATE = 1e4
+"""Upper bound of learning rates and loss/decay weights on every command. torch's optimizers
+multiply float32 tensors by the rate (Adam by ``lr / (1 - beta1^t)``, up to 10x it with beta1
+0.9), so a rate near 1e38 overflowed inside the optimizer (a RuntimeError traceback); far below
+that any rate diverges anyway (the largest default, the RNN's SGD, is 20)."""
+
+LEARNING_RATE = FiniteFloatRange(min=0, min_open=True, max=MAX_RATE)
+"""``--lr``, ``--arch-lr`` of every command: 0 < rate <= ``MAX_RATE``, not NaN."""
+WEIGHT = FiniteFloatRange(min=0, max=MAX_RATE)
+"""A loss or decay weight (``--weight-decay``, ``--eta``, ...): 0 <= weight <= ``MAX_RATE``, not NaN."""
+
+
 class RequiredUnlessResume(click.Option):
     """An option a new run needs (``--data``, ``--genotype``) but ``--resume`` takes from the saved run."""
 
@@ -188,6 +211,8 @@ class RunCommand(click.Command):
             for param in self.params:
                 if isinstance(param, RequiredUnlessResume) and ctx.params.get(param.name) is None:
                     raise NaspError(f"{_flag(param)} is required (except with --resume)")
+        if "device" in ctx.params:  # an unusable --device fails first, before the data is read
+            resolve_device(ctx.params["device"])
         return super().invoke(ctx)
 
     def run_name(self, ctx: click.Context) -> str:
