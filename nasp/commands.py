@@ -25,6 +25,7 @@ import click
 import torch
 
 from . import __version__
+from .config import MAX_RATE
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 
@@ -154,14 +155,8 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-MAX_RATE = 1e4
-"""Upper bound of learning rates and loss/decay weights on every command. torch's optimizers
-multiply float32 tensors by the rate (Adam by ``lr / (1 - beta1^t)``, up to 10x it with beta1
-0.9), so a rate near 1e38 overflowed inside the optimizer (a RuntimeError traceback); far below
-that any rate diverges anyway (the largest default, the RNN's SGD, is 20)."""
-
 LEARNING_RATE = FiniteFloatRange(min=0, min_open=True, max=MAX_RATE)
-"""``--lr``, ``--arch-lr`` of every command: 0 < rate <= ``MAX_RATE``, not NaN."""
+"""``--lr``, ``--arch-lr`` of every command: 0 < rate <= ``MAX_RATE`` (``nasp.config``), not NaN."""
 WEIGHT = FiniteFloatRange(min=0, max=MAX_RATE)
 """A loss or decay weight (``--weight-decay``, ``--eta``, ...): 0 <= weight <= ``MAX_RATE``, not NaN."""
 

@@ -16,10 +16,29 @@ touched.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+from .errors import NaspError
+
 C = TypeVar("C", bound="RunConfig")
+
+MAX_RATE = 1e4
+"""Upper bound of learning rates and loss/decay weights on every command (``nasp.commands.LEARNING_RATE``,
+``WEIGHT``). torch's optimizers turn the rate into a float32 factor of the parameters (Adam: ``lr /
+(1 - beta1^t)``, 10x the rate at the first step with beta1 0.9), so a rate near 1e38 overflowed inside
+the optimizer (``RuntimeError: value cannot be converted to type float without overflow``); far
+below that every rate diverges anyway (the largest default, the RNN's SGD, is 20)."""
+
+
+def check_rate(name: str, value: float, positive: bool = True) -> float:
+    """``value`` if it is a finite rate in (0, ``MAX_RATE``] (``positive``; else [0, ``MAX_RATE``]),
+    else a ``NaspError`` naming ``name``."""
+    low_ok = value > 0 if positive else value >= 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_RATE):
+        raise NaspError(f"{name} {value!r}: must be a number in {'(0' if positive else '[0'}, {MAX_RATE:g}]")
+    return value
 
 
 class RunConfig:
