@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import platform
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ import click
 import torch
 
 from . import __version__
+from .config import MAX_RATE
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 
@@ -143,6 +145,22 @@ class WarmupEpochs(click.ParamType):
 WARMUP_EPOCHS = WarmupEpochs()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also rejects NaN (which passes every comparison of a range)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+LEARNING_RATE = FiniteFloatRange(min=0, min_open=True, max=MAX_RATE)
+"""``--lr``, ``--arch-lr`` of every command: 0 < rate <= ``MAX_RATE`` (``nasp.config``), not NaN."""
+WEIGHT = FiniteFloatRange(min=0, max=MAX_RATE)
+"""A loss or decay weight (``--weight-decay``, ``--eta``, ...): 0 <= weight <= ``MAX_RATE``, not NaN."""
+
+
 class RequiredUnlessResume(click.Option):
     """An option a new run needs (``--data``, ``--genotype``) but ``--resume`` takes from the saved run."""
 
@@ -188,6 +206,8 @@ class RunCommand(click.Command):
             for param in self.params:
                 if isinstance(param, RequiredUnlessResume) and ctx.params.get(param.name) is None:
                     raise NaspError(f"{_flag(param)} is required (except with --resume)")
+        if "device" in ctx.params:  # an unusable --device fails first, before the data is read
+            resolve_device(ctx.params["device"])
         return super().invoke(ctx)
 
     def run_name(self, ctx: click.Context) -> str:

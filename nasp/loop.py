@@ -169,19 +169,6 @@ def epoch_line(epoch: int, epochs: int, row: dict) -> str:
     return "  ".join(parts)
 
 
-def _cycle(make: Callable[[int], Iterable], start: int) -> Iterator:
-    """Endless batches: a fresh pass of ``make(i)`` each time one runs out (not cached)."""
-    i = start
-    while True:
-        empty = True
-        for batch in make(i):
-            empty = False
-            yield batch
-        if empty:
-            raise NaspError("the validation data yields no batch")
-        i += 1
-
-
 class RunLoop:
     """Run ``stepper`` for ``epochs`` epochs in ``run``, checkpointing after each; resumes when
     ``run.resume``.
@@ -193,7 +180,9 @@ class RunLoop:
         evaluate: ``evaluate(network) -> metrics``, run inside ``stepper.evaluation()``.
         epochs: the number of epochs (a hook may stop earlier).
         run: the run directory.
-        valid_batches: ``valid_batches(pass_index)`` for steppers that read validation batches.
+        valid_batches: ``valid_batches(i)``: the run's i-th pass over the validation batches (i = 0,
+            1, 2, ... over the whole run, each epoch beginning a new pass), for steppers that read
+            them; like ``train_batches`` its order must depend on ``i`` only.
         hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
         desc: the progress bar's label.
     """
@@ -206,6 +195,7 @@ class RunLoop:
         self.epochs, self.run, self.hooks, self.desc = epochs, run, list(hooks), desc
         self.start_epoch = 0
         self.stopped = False  # a hook ended the run (restored on resume)
+        self.valid_passes = 0  # validation passes begun in this run: the next one is valid_batches(valid_passes)
         self.rows: list[dict] = []
 
     # state ----------------------------------------------------------------------------------
@@ -214,7 +204,7 @@ class RunLoop:
         a hook ended the run after this epoch (a resume then trains no further epoch)."""
         from .runs import rng_state
 
-        return {"epoch": epoch, "stopped": stopped, "network": self.network.state_dict(),
+        return {"epoch": epoch, "stopped": stopped, "valid_passes": self.valid_passes, "network": self.network.state_dict(),
                 "strategy": self.stepper.state_dict(), "rng": rng_state(),
                 "hooks": {key: state for key, state in self._hook_states()}}
 
@@ -258,10 +248,27 @@ class RunLoop:
             raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
         self.start_epoch = int(state["epoch"]) + 1
         self.stopped = bool(state.get("stopped", False))
+        # a checkpoint of the first rounds has no count: they began epoch e's passes at e * 1000
+        self.valid_passes = int(state.get("valid_passes", self.start_epoch * 1_000))
         run.truncate_metrics(self.start_epoch)
         log.info("resuming %s at epoch %d", run.path, self.start_epoch + 1)
 
     # the loop -------------------------------------------------------------------------------
+    def _valid_stream(self) -> Iterator:
+        """Endless validation batches: pass after pass of ``valid_batches(i)``, a fresh pass each
+        time one runs out (not cached). ``i`` counts the passes of the whole run (an epoch begins a
+        new one; ``valid_passes`` is checkpointed), so no two passes share an index however many
+        an epoch takes, and a resumed run sees the passes an uninterrupted one does."""
+        while True:
+            index = self.valid_passes
+            self.valid_passes += 1
+            empty = True
+            for batch in self.valid_batches(index):
+                empty = False
+                yield batch
+            if empty:
+                raise NaspError("the validation data yields no batch")
+
     def run_epoch(self, epoch: int) -> tuple[dict, bool]:
         """Train and evaluate one epoch; returns (metrics row, stop)."""
         stepper, net = self.stepper, self.network
@@ -270,7 +277,7 @@ class RunLoop:
         for hook in self.hooks:
             hook.begin_epoch(epoch)
         stepper.begin_epoch(epoch)
-        valid_iter = _cycle(self.valid_batches, epoch * 1_000) if stepper.uses_valid_batch and self.valid_batches else None
+        valid_iter = self._valid_stream() if stepper.uses_valid_batch and self.valid_batches else None
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         batches = self.train_batches(epoch)

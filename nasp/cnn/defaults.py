@@ -3,14 +3,14 @@
 An option the user leaves out takes the value of its data set's profile: ``digits`` (8x8
 grey images: a network that trains in minutes on a CPU, the settings of docs/cnn.md) or the
 paper's (``cifar10``: DARTS' CIFAR-10 settings, also used for CIFAR folders and archives;
-``imagenet``: image folders). The resolved values are written to ``config.json``.
+``imagenet``: image folders). The commands build their config (``nasp.cnn.config``) with these
+values filled in, and ``config.json`` records the values used.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..registry import Registry
-from ..runs import RunDir
 
 #: ``--option`` defaults of ``cnn search`` per profile
 SEARCH: Registry[dict[str, Any]] = Registry("cnn search defaults")
@@ -36,20 +36,10 @@ def profile(data_name: str, kind: str) -> str:
     return "imagenet" if kind == "imagenet" else "cifar10"
 
 
-def resolve(opts: dict, table: dict[str, Any]) -> dict[str, Any]:
-    """Fill the options left out (None or absent) from ``table``; returns the filled ones."""
-    filled = {key: value for key, value in table.items() if opts.get(key) is None}
-    opts.update(filled)
-    return filled
-
-
-def record(run: RunDir, filled: dict[str, Any]) -> None:
-    """Write the resolved values into the run's ``config.json`` options."""
-    if not filled or not run.file("config.json").exists():
-        return
-    config = run.read_config()
-    config.setdefault("options", {}).update(filled)
-    run.write_config(config)
+def resolve(opts: Mapping[str, Any], table: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of ``table`` for the options left out (None or absent) in ``opts``; ``opts``
+    stays as it is (``CNNSearchConfig.from_options`` / ``CNNTrainConfig.from_options`` merge them)."""
+    return {key: value for key, value in table.items() if opts.get(key) is None}
 
 
 #: how ``--help`` names a profile

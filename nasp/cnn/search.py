@@ -1,4 +1,4 @@
-"""``nasp cnn search``: build the search problem from options and run the shared search loop."""
+"""``nasp cnn search``: build the search problem from a ``CNNSearchConfig`` and run the shared search loop."""
 from __future__ import annotations
 
 import logging
@@ -12,14 +12,14 @@ from torch import Tensor, nn
 from ..errors import NaspError
 from ..regularizers import ModelSize
 from ..runs import RunDir, peak_memory_mb, run_search
-from ..strategies import SearchProblem, build_strategy, check_search_strategy
-from . import defaults
-from .data import Augment, Batches, ImageData, batch_seed, load_data, search_split
+from ..strategies import SearchProblem, build_strategy
+from ..strategies.base import SearchOptions
+from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)
+from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype
 from .model import MODELS, count_params
 from .plot import plot_curves, plot_genotype
 from .search_net import CNNSearchNetwork
-from .spaces import SPACES
 
 log = logging.getLogger("nasp")
 
@@ -66,21 +66,6 @@ def memory_kind(device: torch.device) -> str:
     return "cuda_max_allocated" if device.type == "cuda" else "process_max_rss"
 
 
-def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[int] = None, what: str = "training",
-                even_channels: bool = False) -> None:
-    """Batch size / width / depth that cannot work raise ``NaspError``."""
-    if batch_size < 2:
-        raise NaspError(f"--batch-size {batch_size}: must be at least 2 (batch norm needs two examples per batch)")
-    if channels < 1:
-        raise NaspError(f"--channels {channels}: must be at least 1")
-    if even_channels and (channels < 2 or channels % 2):
-        raise NaspError(f"--channels {channels}: this network needs an even number >= 2 (its first cell halves the resolution in two paths)")
-    if layers < 1:
-        raise NaspError(f"--layers {layers}: must be at least 1")
-    if n_train is not None and batch_size > n_train:
-        raise NaspError(f"--batch-size {batch_size}: larger than the {n_train} examples of the {what} data")
-
-
 def _exported_score(strategy: Any, rows: list[dict], key: str) -> float:
     """The validation score of the exported architecture: the selected candidate's for a
     strategy that selects on validation (random), else the last epoch's."""
@@ -88,50 +73,43 @@ def _exported_score(strategy: Any, rows: list[dict], key: str) -> float:
     return float(best) if strategy.selects_on_validation and best is not None else rows[-1][key]
 
 
-def build_search_network(opts: dict, data: ImageData) -> CNNSearchNetwork:
-    return CNNSearchNetwork(opts["space"], channels=opts["channels"], layers=opts["layers"], num_classes=data.num_classes,
-                            in_channels=data.in_channels, steps=opts.get("nodes", 4), multiplier=opts.get("nodes", 4))
+def build_search_network(config: CNNSearchConfig, data: ImageData) -> CNNSearchNetwork:
+    return CNNSearchNetwork(config.space, channels=config.channels, layers=config.layers, num_classes=data.num_classes,
+                            in_channels=data.in_channels, steps=config.nodes, multiplier=config.nodes)
 
 
-def search(opts: dict, run: RunDir, device: torch.device) -> dict:
-    """Run a cell search with resolved options; writes arch.json, genotype.txt, cells.png; returns the summary."""
-    SPACES.get(opts["space"])
-    if opts["eta"] < 0:
-        raise NaspError(f"--eta {opts['eta']}: must be >= 0")
-    amp = bool(opts.get("amp")) and device.type == "cuda"
-    data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
-    defaults.record(run, defaults.resolve(opts, defaults.SEARCH.get(defaults.profile(data.name, data.kind))))
-    check_sizes(opts["batch_size"], opts["channels"], opts["layers"])
-    if opts["epochs"] < 1:
-        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
-    w_idx, a_idx = search_split(len(data.train), opts.get("train_portion", 0.5), opts["seed"], opts.get("subset"))
-    check_sizes(opts["batch_size"], opts["channels"], opts["layers"], min(len(w_idx), len(a_idx)), "weight or architecture")
-    seed = int(opts["seed"])
+def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Optional[ImageData] = None) -> dict:
+    """Run a cell search with a checked config (``config.validate(data)``: the command calls it
+    before the run directory exists); writes arch.json, genotype.txt, cells.png; returns the summary."""
+    c = config
+    amp = c.amp and device.type == "cuda"
+    data = data if data is not None else load_data(c.data, c.data_dir, c.image_size)
+    w_idx, a_idx = c.split(data)
+    seed = int(c.seed)
     torch.manual_seed(seed)
-    net = build_search_network(opts, data).to(device)
-    regularizer = ModelSize([net.op_params(False), None]) if opts["eta"] > 0 else None
+    net = build_search_network(c, data).to(device)
+    regularizer = ModelSize([net.op_params(False), None]) if c.eta > 0 else None
     problem = SearchProblem(
         network=net,
         loss=classification_loss(device, amp),
-        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"]),
-        scheduler=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, n), eta_min=opts["lr_min"]),
+        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay),
+        scheduler=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, n), eta_min=c.lr_min),
         metric="valid_acc",
         higher_is_better=True,
         grad_clip=5.0,
-        arch_lr=opts["arch_lr"],
+        arch_lr=c.arch_lr,
         regularizer=regularizer,
-        eta=opts["eta"],
-        options={"candidates": opts.get("candidates"), "seed": seed, "warmup_epochs": opts.get("warmup_epochs"),
-                 "unrolled": opts.get("unrolled")},
+        eta=c.eta,
+        options=SearchOptions(seed=seed, warmup_epochs=c.warmup_epochs, candidates=c.candidates, unrolled=c.unrolled),
     )
-    strategy = build_strategy(check_search_strategy(opts["strategy"]), problem, opts["epochs"])
+    strategy = build_strategy(c.strategy, problem, c.epochs)
     augment = Augment(pad=data.crop_pad, flip=data.flip)
 
     def batches(indices: Tensor, stream: int) -> Callable[[int], Batches]:
-        return lambda i: Batches(data.train, indices, opts["batch_size"], device, data.mean, data.std,
+        return lambda i: Batches(data.train, indices, c.batch_size, device, data.mean, data.std,
                                  seed=batch_seed(seed, stream, i), augment=augment)
 
-    valid_eval = Batches(data.train, a_idx, opts.get("eval_batch_size") or 2 * opts["batch_size"], device, data.mean,
+    valid_eval = Batches(data.train, a_idx, c.eval_batch_size or 2 * c.batch_size, device, data.mean,
                          data.std, shuffle=False, drop_last=False)
 
     def evaluate(network: nn.Module) -> dict:
@@ -140,17 +118,17 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, opts["epochs"], run)
+    rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, c.epochs, run)
     genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
     run.file("genotype.txt").write_text(genotype.to_text() + "\n")
-    plot_genotype(genotype, run.file("cells.png"), f"{opts['strategy']} on {data.name}, space {opts['space']}")
-    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), opts["strategy"])
+    plot_genotype(genotype, run.file("cells.png"), f"{c.strategy} on {data.name}, space {c.space}")
+    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), c.strategy)
     search_seconds = sum(r["seconds"] for r in rows)
     eval_model = MODELS.get("cifar")(genotype, num_classes=data.num_classes, in_channels=data.in_channels)
     return {
-        "strategy": opts["strategy"],
-        "space": opts["space"],
+        "strategy": c.strategy,
+        "space": c.space,
         "data": data.name,
         "epochs": len(rows),
         "search_seconds": round(search_seconds, 3),
@@ -164,7 +142,7 @@ def search(opts: dict, run: RunDir, device: torch.device) -> dict:
         "params_of_derived_cell": net.cell_params(genotype, reduction=False),
         "params_of_derived_reduce_cell": net.cell_params(genotype, reduction=True),
         "params_eval_network": count_params(eval_model),
-        "eta": opts["eta"],
+        "eta": c.eta,
         "genotype": genotype.to_text(),
         "device": str(device),
     }

@@ -2,22 +2,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import NaspError
 from ..loop import Hook, RunLoop
 from ..runs import RunDir, peak_memory_mb
 from ..strategies import SearchProblem, build_strategy
-from .data import Augment, Batches, batch_seed, load_data
+from .config import CNNTrainConfig
+from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
-from . import defaults
 from .model import MODELS, count_flops, count_params
 from .plot import plot_curves, plot_genotype
-from .search import accuracy, autocast, check_sizes, memory_kind
+from .search import accuracy, autocast, memory_kind
 
 log = logging.getLogger("nasp")
 
@@ -32,36 +31,25 @@ class DropPathRamp(Hook):
         self.model.drop_path_prob = self.max_prob * epoch / self.epochs
 
 
-def train(opts: dict, run: RunDir, device: torch.device) -> dict:
-    """Train with resolved options (epoch checkpoints, ``--resume``); returns the summary."""
-    genotype: Genotype = load_genotype(opts["genotype"])
-    data = load_data(opts["data"], opts.get("data_dir"), opts.get("image_size"))
-    kind = data.kind if opts.get("model", "auto") == "auto" else opts["model"]
-    MODELS.get(kind)
-    filled = defaults.resolve(opts, defaults.TRAIN.get(defaults.profile(data.name, kind)))
-    channels, layers = opts["channels"], opts["layers"]
-    check_sizes(opts["batch_size"], channels, layers, len(data.train), "training", even_channels=kind == "imagenet")
-    if opts["epochs"] < 1:
-        raise NaspError(f"--epochs {opts['epochs']}: must be at least 1")
-    amp = bool(opts.get("amp")) and device.type == "cuda"
-    seed = int(opts["seed"])
+def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optional[ImageData] = None) -> dict:
+    """Train with a checked config (``config.validate(data)``: the command calls it before the run
+    directory exists; epoch checkpoints, ``--resume``); returns the summary."""
+    c = config
+    genotype: Genotype = load_genotype(c.genotype)
+    data = data if data is not None else load_data(c.data, c.data_dir, c.image_size)
+    kind, channels, layers = c.model, c.channels, c.layers
+    amp = c.amp and device.type == "cuda"
+    seed = int(c.seed)
     torch.manual_seed(seed)
-    aux_weight = float(opts.get("auxiliary_weight", 0.4))
+    aux_weight = float(c.auxiliary_weight)
     model = MODELS.get(kind)(genotype, channels=channels, layers=layers, num_classes=data.num_classes,
                              in_channels=data.in_channels, auxiliary=aux_weight > 0).to(device)
     params = count_params(model)
     flops = count_flops(model, (data.in_channels, *data.image_size))
-    label_smoothing = opts.get("label_smoothing")
-    if label_smoothing is None:
-        label_smoothing = 0.1 if kind == "imagenet" else 0.0
-    cutout = opts.get("cutout")
-    if cutout is None:
-        cutout = 16 if data.name == "cifar10" else 0
-    filled.update({"cutout": cutout, "label_smoothing": label_smoothing, "model": kind})
-    defaults.record(run, filled)
+    label_smoothing = c.label_smoothing
     all_train = torch.arange(len(data.train))
-    augment = Augment(pad=data.crop_pad, flip=data.flip, cutout=cutout)
-    test_batches = Batches(data.test, torch.arange(len(data.test)), opts.get("eval_batch_size") or 2 * opts["batch_size"],
+    augment = Augment(pad=data.crop_pad, flip=data.flip, cutout=c.cutout)
+    test_batches = Batches(data.test, torch.arange(len(data.test)), c.eval_batch_size or 2 * c.batch_size,
                            device, data.mean, data.std, shuffle=False, drop_last=False)
 
     def loss(network: nn.Module, batch: Any) -> Tensor:
@@ -76,11 +64,11 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
     problem = SearchProblem(
         network=model,
         loss=loss,
-        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"]),
+        weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay),
         scheduler=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, n, eta_min=0.0),
         grad_clip=5.0,
     )
-    trainer = build_strategy("fixed", problem, opts["epochs"])
+    trainer = build_strategy("fixed", problem, c.epochs)
 
     def evaluate(network: nn.Module) -> dict:
         test = accuracy(network, test_batches, device, amp, logits_of=lambda out: out[0])
@@ -88,13 +76,13 @@ def train(opts: dict, run: RunDir, device: torch.device) -> dict:
                 "test_loss": test["loss"]}
 
     def train_batches(epoch: int) -> Batches:
-        return Batches(data.train, all_train, opts["batch_size"], device, data.mean, data.std,
+        return Batches(data.train, all_train, c.batch_size, device, data.mean, data.std,
                        seed=batch_seed(seed, 3, epoch), augment=augment)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rows = RunLoop(trainer, train_batches, evaluate, opts["epochs"], run,
-                   hooks=[DropPathRamp(model, opts["drop_path"], opts["epochs"])])()
+    rows = RunLoop(trainer, train_batches, evaluate, c.epochs, run,
+                   hooks=[DropPathRamp(model, c.drop_path, c.epochs)])()
     plot_genotype(genotype, run.file("cells.png"), f"trained on {data.name}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "test_loss", "test_acc"), f"{kind} network on {data.name}")
     run.write_json("arch.json", genotype.to_json())

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable
 
 import click
 
-from ..commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option, run_options,
-                        start_run, threads_option)
+from ..commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RequiredUnlessResume, RunCommand,
+                        data_dir_option, finish_run, resume_option, run_options, start_run, threads_option)
 from ..errors import NaspError
 from ..runs import ARCH
-from ..strategies import STRATEGIES, check_search_strategy, search_strategy_names
+from ..strategies import search_strategy_names
 from ..strategies.darts import UNROLLED
-from ..strategies.proximal import check_warmup
-from .corpus import Corpus, batchify, load_corpus
+from .corpus import load_corpus
 from .genotypes import GENOTYPES, load_genotype
 from .model import SEARCH_DROPOUTS, TRAIN_DROPOUTS, Dropouts
 from .plot import draw_cell
@@ -51,13 +51,13 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
                          help="Locked dropout on the embedded input."),
             click.option("--dropoute", type=float, default=dropouts.embedding, show_default=True, callback=_rate,
                          help="Embedding dropout (whole words)."),
-            click.option("--tar", type=float, default=defaults.tar, show_default=True,
+            click.option("--tar", type=WEIGHT, default=defaults.tar, show_default=True,
                          help="Temporal activation regularization weight."),
-            click.option("--clip", type=float, default=defaults.clip, show_default=True, callback=_positive,
+            click.option("--clip", type=FiniteFloatRange(min=0, min_open=True), default=defaults.clip, show_default=True,
                          help="Max gradient norm of the weights."),
-            click.option("--weight-decay", type=float, default=defaults.weight_decay, show_default=True,
+            click.option("--weight-decay", type=WEIGHT, default=defaults.weight_decay, show_default=True,
                          help="SGD weight decay of the weights."),
-            click.option("--lr", type=float, default=defaults.lr, show_default=True, callback=_positive,
+            click.option("--lr", type=LEARNING_RATE, default=defaults.lr, show_default=True,
                          help="SGD learning rate of the weights."),
             click.option("--eval-batch-size", type=int, default=defaults.eval_batch_size, show_default=True,
                          callback=_positive, help="Batch size of validation/test perplexity."),
@@ -93,15 +93,6 @@ def _require(opts: dict, *names: str) -> None:
             raise NaspError(f"--{name} is required (except with --resume)")
 
 
-def _check_input(opts: dict) -> Corpus:
-    """Read the corpus and check the batch sizes, before a run directory is created."""
-    corpus = load_corpus(opts["data"], opts["data_dir"])
-    batchify(corpus.train, opts["batch_size"], split="train")
-    for split in ("valid", "test"):
-        batchify(corpus.split(split), opts["eval_batch_size"], split=split)
-    return corpus
-
-
 def _config(cls: type, opts: dict) -> Any:
     names = {f.name for f in fields(cls)} - {"dropouts"}
     return cls(dropouts=_dropouts(opts), **{k: opts[k] for k in names if k in opts})
@@ -120,7 +111,7 @@ def rnn() -> None:
 @click.option("--strategy", default="nasp", show_default=True,
               help=f"Search method: {', '.join(search_strategy_names())}.")
 @click.option("--space", default="darts", show_default=True, help=f"Search space: {', '.join(SPACES.names())}.")
-@click.option("--arch-lr", type=float, default=SearchConfig.arch_lr, show_default=True, callback=_positive,
+@click.option("--arch-lr", type=LEARNING_RATE, default=SearchConfig.arch_lr, show_default=True,
               help="Adam learning rate of the architecture.")
 @click.option("--candidates", type=int, default=None, callback=_positive,
               help="random only: architectures tried (default: 10).")
@@ -136,16 +127,11 @@ def search(**opts: Any) -> None:
     Writes arch.json (the genotype), cell.png and summary.json.
     """
     _require(opts, "data")
-    corpus: Optional[Corpus] = None
-    if not opts["resume"]:  # bad input is reported before a run directory is created
-        check_search_strategy(opts["strategy"])
-        if STRATEGIES.get(opts["strategy"]).uses_warmup and opts["warmup_epochs"] is not None:  # the others warn
-            check_warmup(opts["warmup_epochs"], opts["epochs"])
-        SPACES.get(opts["space"])
-        corpus = _check_input(opts)
+    # the one pre-run validation (nasp.config): bad input fails before a run directory exists
+    corpus = load_corpus(opts["data"], opts["data_dir"])
+    cfg: SearchConfig = _config(SearchConfig, opts)
+    cfg.validate(corpus)
     run, opts, device = start_run("rnn-search", opts)
-    corpus = corpus or load_corpus(opts["data"], opts.get("data_dir"))
-    cfg = _config(SearchConfig, opts)
     result = run_cell_search(corpus, cfg, run, device)
     genotype = result["genotype"]
     run.write_json(ARCH, genotype.to_json())
@@ -166,15 +152,14 @@ def train(**opts: Any) -> None:
     Writes model.pt (best on validation), cell.png and summary.json.
     """
     _require(opts, "data", "genotype")
-    corpus: Optional[Corpus] = None
-    if not opts["resume"]:
-        load_genotype(opts["genotype"])
-        corpus = _check_input(opts)
+    # the one pre-run validation (nasp.config); a resumed run retrains the genotype it saved,
+    # wherever --genotype points now
+    saved = Path(opts["out"]) / ARCH if opts["resume"] and opts.get("out") is not None else None
+    genotype = load_genotype(saved if saved is not None and saved.exists() else opts["genotype"])
+    corpus = load_corpus(opts["data"], opts["data_dir"])
+    cfg: TrainConfig = _config(TrainConfig, opts)
+    cfg.validate(corpus)
     run, opts, device = start_run("rnn-train", opts)
-    # a resumed run retrains the genotype it saved, wherever --genotype pointed
-    genotype = load_genotype(run.file(ARCH) if run.resume and run.file(ARCH).exists() else opts["genotype"])
-    corpus = corpus or load_corpus(opts["data"], opts.get("data_dir"))
-    cfg = _config(TrainConfig, opts)
     if not run.resume:
         run.write_json(ARCH, genotype.to_json())
         draw_cell(genotype, run.file(CELL_PNG), title="retrained cell")

@@ -7,8 +7,11 @@ from typing import Any, Optional, Union
 
 import torch
 
+from ..config import RunConfig
 from ..runs import RunDir, peak_memory_mb, run_search
-from ..strategies import SearchProblem, Strategy, build_strategy
+from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
+from ..strategies.base import SearchOptions
+from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
@@ -17,7 +20,7 @@ from .spaces import SPACES
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(RunConfig):
     """Settings of an RNN search (defaults: DARTS' recurrent search, batch 256, BPTT 35)."""
 
     strategy: str = "nasp"
@@ -41,6 +44,17 @@ class SearchConfig:
     unrolled: Optional[str] = None  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED; plain)
     seed: int = 0
 
+    def validate(self, corpus: Corpus) -> None:
+        """Names, the warm-up and the batch sizes against ``corpus`` (``nasp.config``: called before
+        the run directory exists)."""
+        check_search_strategy(self.strategy)
+        if STRATEGIES.get(self.strategy).uses_warmup and self.warmup_epochs is not None:  # the others warn
+            check_warmup(self.warmup_epochs, self.epochs)
+        SPACES.get(self.space)
+        batchify(corpus.train, self.batch_size, split="train")
+        batchify(corpus.valid, self.batch_size, split="valid")  # the architecture steps' batches
+        batchify(corpus.valid, self.eval_batch_size, split="valid")
+
 
 def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tuple[Strategy, LMLoss]:
     """Network, loss and strategy for ``cfg`` (call after seeding)."""
@@ -56,8 +70,8 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         arch_lr=cfg.arch_lr,
         arch_betas=(0.9, 0.999),
         arch_weight_decay=cfg.arch_weight_decay,
-        options={"candidates": cfg.candidates, "seed": cfg.seed, "warmup_epochs": cfg.warmup_epochs,
-                 "unrolled": cfg.unrolled},
+        options=SearchOptions(seed=cfg.seed, warmup_epochs=cfg.warmup_epochs, candidates=cfg.candidates,
+                              unrolled=cfg.unrolled),
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..config import RunConfig
 from ..loop import Hook, KeepBest, RunLoop
 from ..mixing import SinglePath
 from ..runs import RunDir, save_torch
@@ -27,7 +28,7 @@ MODEL = "model.pt"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Settings of a retraining (defaults: DARTS' recurrent evaluation, 850 units, batch 64)."""
 
     epochs: int = 8000
@@ -44,6 +45,12 @@ class TrainConfig:
     max_seq_len_delta: int = 20
     dropouts: Dropouts = field(default_factory=lambda: TRAIN_DROPOUTS)
     seed: int = 0
+
+    def validate(self, corpus: Corpus) -> None:
+        """The batch sizes against ``corpus`` (``nasp.config``: called before the run directory exists)."""
+        batchify(corpus.train, self.batch_size, split="train")
+        for split in ("valid", "test"):
+            batchify(corpus.split(split), self.eval_batch_size, split=split)
 
 
 class ParameterAverage:

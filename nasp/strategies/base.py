@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..architect import Regularizer
+from ..config import check_rate
 from ..mixing import MixingRule, SinglePath
 from ..network import SearchNetwork
 
@@ -107,6 +108,7 @@ class SearchProblem:
 
     def __post_init__(self) -> None:
         self.options = SearchOptions.of(self.options)
+        check_rate("arch_lr (--arch-lr)", self.arch_lr)  # a huge rate overflowed inside torch's Adam
 
     def better(self, a: float, b: Optional[float]) -> bool:
         """Whether score ``a`` beats ``b`` (``None`` is beaten by anything)."""

@@ -52,3 +52,19 @@ def test_profiles_and_help():
     assert defaults.TRAIN.get("cifar10")["layers"] == 20 and defaults.TRAIN.get("digits")["layers"] == 6
     result = CliRunner().invoke(main, ["cnn", "train", "--help"])
     assert "20 on cifar10" in result.output and "6 on digits" in result.output
+
+
+def test_configs_fill_the_profile_without_changing_the_options():
+    from nasp.cnn.config import CNNSearchConfig, CNNTrainConfig
+    from nasp.cnn.data import load_data
+
+    data = load_data("digits")
+    opts = {"data": "digits", "epochs": None, "batch_size": 16, "layers": None, "channels": None, "arch_lr": None,
+            "out": "runs/x", "threads": 1, "resume": False}
+    before = dict(opts)
+    config = CNNSearchConfig.from_options(opts, data)
+    assert opts == before  # the caller's dict is not mutated
+    assert (config.epochs, config.batch_size, config.layers, config.channels, config.arch_lr) == (10, 16, 5, 8, 3e-3)
+    assert "out" not in config.options() and config.options()["epochs"] == 10
+    train = CNNTrainConfig.from_options({"data": "digits", "model": "auto", "cutout": None, "label_smoothing": None}, data)
+    assert (train.model, train.cutout, train.label_smoothing, train.layers, train.drop_path) == ("cifar", 0, 0.0, 6, 0.1)

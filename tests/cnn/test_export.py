@@ -6,7 +6,8 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
-from nasp.cnn.data import Batches, load_data, search_split
+from nasp.cnn.config import CNNSearchConfig
+from nasp.cnn.data import Batches, load_data
 from nasp.cnn.genotypes import Genotype
 from nasp.cnn.search import accuracy, build_search_network
 from nasp.mixing import SinglePath
@@ -22,12 +23,12 @@ def _search(out, data, *extra):
 
 
 def _network_and_validation(out):
-    opts = json.loads((out / "config.json").read_text())["options"]
-    data = load_data(opts["data"])
-    _, a_idx = search_split(len(data.train), opts["train_portion"], opts["seed"], opts["subset"])
-    net = build_search_network(opts, data)
+    config = CNNSearchConfig.of(json.loads((out / "config.json").read_text())["options"])
+    data = load_data(config.data)
+    _, a_idx = config.split(data)
+    net = build_search_network(config, data)
     net.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["network"])
-    valid = Batches(data.train, a_idx, 2 * opts["batch_size"], torch.device("cpu"), data.mean, data.std,
+    valid = Batches(data.train, a_idx, 2 * config.batch_size, torch.device("cpu"), data.mean, data.std,
                     shuffle=False, drop_last=False)
     return net, valid
 
@@ -71,7 +72,8 @@ def test_darts_exports_its_softmax_derivation_and_says_its_score_is_the_supernet
 
 
 def test_alphas_of_inverts_export():
-    net = build_search_network({"space": "darts", "channels": 2, "layers": 2}, load_data("digits"))
+    config = CNNSearchConfig(data="digits", epochs=1, batch_size=8, layers=2, channels=2, arch_lr=3e-3)
+    net = build_search_network(config, load_data("digits"))
     discrete = net.project([torch.rand_like(a) for a in net.arch_parameters()])
     genotype = Genotype.from_json(net.export(discrete))
     assert all(torch.equal(a, b) for a, b in zip(net.alphas_of(genotype), discrete))

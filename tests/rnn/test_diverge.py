@@ -60,8 +60,10 @@ def test_loss_above_the_uniform_prediction_warns(caplog):
 def test_a_run_that_blows_up_ends_in_one_error_line(command, corpus_dir, tmp_path, tiny):
     # random search: no architecture step (NaN alphas are caught earlier, by the projection)
     extra = ["--genotype", "DARTS_V2"] if command == "train" else ["--strategy", "random", "--candidates", "1"]
-    result = CliRunner().invoke(main, ["rnn", command, "--data", str(corpus_dir), "--epochs", "2", "--lr", "1e38",
-                                       "--clip", "1e38", "--out", str(tmp_path / "run"), *extra, *tiny])
+    # the largest rate and decay the options allow: w <- w (1 - 1e8) - ... overflows in a few steps
+    result = CliRunner().invoke(main, ["rnn", command, "--data", str(corpus_dir), "--epochs", "2", "--lr", "1e4",
+                                       "--weight-decay", "1e4", "--clip", "1e38", "--out", str(tmp_path / "run"),
+                                       *extra, *tiny])
     assert result.exit_code == 1, result.output
     assert "the run diverged" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "summary.json").exists()

@@ -1,0 +1,64 @@
+"""Typed settings of a command, and the one pre-run validation every command follows.
+
+A command that trains does, in this order::
+
+    config = Config.from_options(opts, data)   # typed settings; data-set defaults filled in, opts untouched
+    config.validate(data)                      # NaspError with one line naming the option: no run directory yet
+    run, _, device = start_run(name, {**opts, **config.options()})   # config.json records the values used
+    body(config, run, device, data)
+
+Click's parameter types check what one value decides alone (ranges, choices: also the saved
+values of a ``--resume``); ``validate`` checks what needs the data or several options (a batch
+larger than the data, a warm-up longer than the search, an unknown space). A resume goes through
+the same two steps on the saved options, so a tampered ``config.json`` fails before any state is
+touched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from .errors import NaspError
+
+C = TypeVar("C", bound="RunConfig")
+
+MAX_RATE = 1e4
+"""Upper bound of learning rates and loss/decay weights on every command (``nasp.commands.LEARNING_RATE``,
+``WEIGHT``). torch's optimizers turn the rate into a float32 factor of the parameters (Adam: ``lr /
+(1 - beta1^t)``, 10x the rate at the first step with beta1 0.9), so a rate near 1e38 overflowed inside
+the optimizer (``RuntimeError: value cannot be converted to type float without overflow``); far
+below that every rate diverges anyway (the largest default, the RNN's SGD, is 20)."""
+
+
+def check_rate(name: str, value: float, positive: bool = True) -> float:
+    """``value`` if it is a finite rate in (0, ``MAX_RATE``] (``positive``; else [0, ``MAX_RATE``]),
+    else a ``NaspError`` naming ``name``."""
+    low_ok = value > 0 if positive else value >= 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_RATE):
+        raise NaspError(f"{name} {value!r}: must be a number in {'(0' if positive else '[0'}, {MAX_RATE:g}]")
+    return value
+
+
+class RunConfig:
+    """Base of a command's settings dataclass: field names are the command's Click option names."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls: type[C], options: Mapping[str, Any]) -> C:
+        """The config of the fields ``options`` holds (other keys, e.g. ``--out`` or ``--threads``,
+        belong to the run, not to the settings)."""
+        return cls(**{name: options[name] for name in cls.field_names() if name in options})
+
+    def validate(self, *context: Any) -> None:
+        """Raise ``NaspError`` (one line naming the option) for settings that cannot run on
+        ``context`` (the data); called before the run directory exists."""
+
+    def options(self) -> dict[str, Any]:
+        """The settings as ``config.json`` records them (paths as text)."""
+        values = {name: getattr(self, name) for name in self.field_names()}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
