@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 
 import click
 
-from nasp.commands import (WARMUP_EPOCHS, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option,
+from nasp.commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option,
                            run_options, start_run, threads_option)
 from nasp.runs import resolve_device
 from nasp.strategies import search_strategy_names
@@ -74,11 +74,11 @@ def data_options(f: Callable) -> Callable:
 
 def model_options(f: Callable) -> Callable:
     f = click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Rows per step {_both('batch_size')}.")(f)
-    f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+    f = click.option("--lr", type=LEARNING_RATE, default=None,
                      help=f"Adagrad learning rate of embeddings, biases, heads {_both('lr')}.")(f)
-    f = click.option("--reg", type=click.FloatRange(min=0), default=None,
+    f = click.option("--reg", type=WEIGHT, default=None,
                      help=f"L2 weight on each row's embeddings and biases {_both('reg')}.")(f)
-    f = click.option("--implicit-reg", type=click.FloatRange(min=0), default=None,
+    f = click.option("--implicit-reg", type=WEIGHT, default=None,
                      help=f"L2 weight on each row's implicit item factor (with --implicit) {_both('implicit_reg')}.")(f)
     f = click.option("--implicit/--no-implicit", default=None,
                      help="SVD++ implicit feedback: add the user's training items' factors to the user vector (default on; off for gmf).")(f)
@@ -92,11 +92,13 @@ def model_options(f: Callable) -> Callable:
 
 
 def _estimator(opts: dict) -> SIF:
-    """The ``SIF`` of a command's options (the ones it has; CLI-only ones are left out), with
-    its data read and checked. Runs started before ``--mlp`` existed saved none."""
-    known = {f.name for f in dataclasses.fields(SIFOptions)}
-    fixed = {"mlp": opts.get("mlp", LEGACY["mlp"])} if "epochs" in opts else {}
-    est = SIF(**{**{k: v for k, v in opts.items() if k in known}, **fixed})
+    """The ``SIF`` of a command's options (its ``SIFOptions``: CLI-only ones are left out),
+    validated and with its data read and checked: the pre-run validation of every command
+    (``nasp.config``). Runs started before ``--mlp`` existed saved none."""
+    options = SIFOptions.of({k: v for k, v in opts.items() if k in SIFOptions.field_names()})
+    if "epochs" in opts:
+        options.mlp = opts.get("mlp", LEGACY["mlp"])
+    est = SIF(**dataclasses.asdict(options))
     est.load_data(opts["data"], opts.get("valid_data"), opts.get("test_data"))
     return est
 
@@ -118,7 +120,7 @@ def _run(command: str, opts: dict) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs, warm-up included.")
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options
-@click.option("--arch-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--arch-lr", type=LEARNING_RATE, default=None,
               help=f"Adam learning rate of alpha and the element-wise MLPs {_both('arch_lr')}.")
 @click.option("--mlp", type=click.Choice(list(MLP_FORMS)), default=ModelConfig.mlp, show_default=True,
               help="Element-wise MLP g: residual (x + MLP(x), starts as the identity) or paper (the paper's "

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from nasp.commands import release_with_command
+from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES
@@ -40,9 +41,10 @@ Data = Union[str, Path, pd.DataFrame]
 
 
 @dataclass
-class SIFOptions:
+class SIFOptions(RunConfig):
     """Every option of a SIF job, named as the ``nasp sif`` options (``None``: the default of
-    the task, the strategy or the searched architecture). See ``nasp sif search --help``."""
+    the task, the strategy or the searched architecture). See ``nasp sif search --help``.
+    ``validate`` checks what Click's types check on the command line, for Python callers."""
 
     task: str = "rating"
     strategy: str = "nasp"
@@ -86,11 +88,28 @@ class SIFOptions:
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
         """Options from keyword arguments; an unknown name is a clear error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
+        unknown = sorted(set(options) - set(cls.field_names()))
         if unknown:
-            raise NaspError(f"unknown SIF option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise NaspError(f"unknown SIF option(s) {', '.join(unknown)}; known: {', '.join(sorted(cls.field_names()))}")
         return cls(**options)
+
+    def validate(self, *context: Any) -> None:
+        TASKS.get(self.task)
+        STRATEGIES.get(self.strategy)
+        for name in ("lr", "arch_lr"):
+            if getattr(self, name) is not None:
+                check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)))
+        for name in ("reg", "implicit_reg"):
+            if getattr(self, name) is not None:
+                check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)), positive=False)
+        for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
+        if self.ifc is not None and self.arch is not None:
+            raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
+        if self.ifc is not None:
+            INTERACTIONS.get(self.ifc)
 
 
 class SIF:
@@ -105,12 +124,7 @@ class SIF:
 
     def __init__(self, task: str = "rating", strategy: str = "nasp", **options: Any) -> None:
         self.options = SIFOptions.of({"task": task, "strategy": strategy, **options})
-        TASKS.get(self.options.task)
-        STRATEGIES.get(self.options.strategy)
-        if self.options.ifc is not None and self.options.arch is not None:
-            raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
-        if self.options.ifc is not None:
-            INTERACTIONS.get(self.options.ifc)
+        self.options.validate()
         self.task: Task = build_task(self.options.task, topk=self.options.topk, loss_name=self.options.loss,
                                      negatives=self.options.negatives, min_rating=self.options.min_rating)
         if self.options.ifc == "pop" and self.task.name != "ranking":
