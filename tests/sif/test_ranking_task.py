@@ -245,3 +245,11 @@ def test_a_planted_implicit_data_set_is_recovered_by_the_search(tmp_path):
     alpha = model.arch_["alpha"]
     assert model.arch_["interaction"] == "multiply", alpha
     assert alpha["multiply"] > max(v for k, v in alpha.items() if k != "multiply") + 0.01, alpha
+
+
+def test_the_readme_api_example_runs(log_file, tmp_path):
+    from tests.conftest import load_example
+
+    result = load_example("sif_api").main(str(log_file), str(tmp_path / "api"), epochs=2, max_epochs=2, dim=8, batch_size=128)
+    assert 0 <= result["pop"]["test_ndcg@10"] <= 1 and result["pop"]["epochs_trained"] == 0
+    assert (tmp_path / "api" / "model.pt").exists()
