@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
 
-from .space import INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
+from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
 
 
 #: what a saved model or arch file means when it lacks an option: files written before the
@@ -200,17 +200,19 @@ class SIFNetwork(SearchNetwork):
         u, v = self.embed(users, items)
         return self.bias(users, items) + self.interaction(u, v)
 
-    def score_all(self, users: Tensor, items: Optional[Tensor] = None) -> Tensor:
+    def score_all(self, users: Tensor, items: Optional[Tensor] = None,
+                  max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
         """Raw scores [len(users), len(items)] of every (user, item) pair, equal to
         ``forward(users[i], items[j])`` (every item when ``items`` is None), under the current
         mixing rule as ``forward``; each user's and item's vector goes through its element-wise
-        MLP once, and each op scores the block with ``score_matrix``. For known ids (ranking);
-        ``predict``'s fallbacks for unknown ids are not applied."""
+        MLP once, and each op scores the block with ``score_matrix`` (``max_elements``: the
+        broadcast ops' chunk size). For known ids (ranking); ``predict``'s fallbacks for unknown
+        ids are not applied."""
         if items is None:
             items = torch.arange(self.config.num_items, device=users.device)
         p, q = self.elementwise(*self.embed(users, items))  # [U, k], [I, k]
         pl = plan(self.alpha, self.mixing)
-        out = mix([lambda op=op: op.score_matrix(p, q) for op in self.ops], pl, 0)
+        out = mix([lambda op=op: op.score_matrix(p, q, max_elements) for op in self.ops], pl, 0)
         scores = out if out is not None else p.new_zeros(p.shape[0], q.shape[0])
         scores = scores + self.global_bias
         if self.config.biases:

@@ -34,3 +34,13 @@ def test_sif_benchmark_runs_and_writes_json(tiny_ratings, tmp_path, script):
         assert result["results"][0]["dim"] == 2 and result["results"][0]["searches"]
     else:
         assert [row["method"] for row in result["rows"]][0].startswith("biased MF")
+
+
+def test_full_ranking_speed_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "speed.json"
+    _run("sif_full_ranking_speed.py", "--out", out)
+    result = json.loads(out.read_text())
+    assert result["quick"] is True
+    models = [row["model"] for row in result["rows"]]
+    assert "neumf" in models and models[-1].startswith("supernet")
+    assert all(row["seconds_median"] >= 0 and 0 < row["metrics"]["ndcg@20"] <= 1 for row in result["rows"])
