@@ -81,10 +81,10 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--implicit-reg", type=WEIGHT, default=None,
                      help=f"L2 weight on each row's implicit item factor (with --implicit) {_both('implicit_reg')}.")(f)
     f = click.option("--implicit/--no-implicit", default=None,
-                     help="SVD++ implicit feedback: add the user's training items' factors to the user vector (default on; off for gmf).")(f)
+                     help="SVD++ implicit feedback: add the user's training items' factors to the user vector (default on; off for gmf and neumf).")(f)
     f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
-    f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf).")(f)
+    f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf and neumf).")(f)
     f = click.option("--refit/--no-refit", default=None,
                      help="After early stopping, train again on train+valid for the chosen epoch count; test metrics come from the refit "
                           "[default: refit (rating), no refit (ranking)].")(f)

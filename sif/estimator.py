@@ -230,7 +230,7 @@ class SIF:
 
     def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:
         """The model of a run: the options given, else the searched architecture's, else the defaults
-        (biases and the implicit term on, except for gmf; pop has only item biases)."""
+        (biases and the implicit term on, except for NCF's gmf and neumf; pop has only item biases)."""
         o = self.options
 
         def switch(key: str) -> bool:
@@ -238,7 +238,7 @@ class SIF:
                 return bool(getattr(o, key))
             if saved is not None:
                 return bool(saved.get(key, LEGACY[key]))
-            return name not in ("gmf", "pop") if key == "implicit" else name != "gmf"
+            return name not in ("gmf", "neumf")
 
         if name == "pop":
             return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
