@@ -149,6 +149,7 @@ def run(args) -> dict:
         for part in PARTS:
             os.symlink(files[part]["path"], os.path.join(folder, f"{INTERNAL_NAME}.{part}.inter"))
         os.chdir(work)  # RecBole writes ./log and ./log_tensorboard
+        load_start = os.getloadavg()[0]
         # RecBole 1.2.1 reloads its best checkpoint with a plain torch.load; torch >= 2.6 defaults to
         # weights_only=True, which refuses RecBole's checkpoint (it pickles the config). The file is
         # the one this run just wrote into its own temp folder.
@@ -189,6 +190,10 @@ def run(args) -> dict:
         test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
         t_end = time.perf_counter()
         epochs_trained = len(trainer.train_loss_dict)
+        import torch
+
+        machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "loadavg_1min_start": round(load_start, 2), "loadavg_1min_end": round(os.getloadavg()[0], 2)}
         result = {
             "model": args.model,
             "seed": args.seed,
@@ -202,6 +207,9 @@ def run(args) -> dict:
             "best_epoch": epochs_trained - trainer.cur_step if config["eval_step"] == 1 else None,
             "counts": counts,
             "recbole_version": recbole.__version__,
+            "torch_version": torch.__version__,
+            # seconds are wall time: other processes on the machine slow them (see the load averages)
+            "machine": machine,
             "settings": {
                 "epochs": config["epochs"],
                 "stopping_step": config["stopping_step"],
