@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -237,6 +238,8 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # a kill (SIGTERM) unwinds like an exception, so run()'s finally removes the temp folder
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     t = result["test"]
     print(

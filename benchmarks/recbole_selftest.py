@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +25,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from recbole_files import write_split  # noqa: E402
+from recbole_files import RecBoleRunError, recbole_python, run_recbole, write_split  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-DEFAULT_PYTHON = ROOT / ".venv-recbole" / "bin" / "python"
 
 
 def read_udata(path):
@@ -87,20 +85,32 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="split seed and RecBole seed")
     p.add_argument("--models", default="BPR,NeuMF,LightGCN")
     p.add_argument("--epochs", default="", help="per-model override, e.g. NeuMF=50,LightGCN=50 (default: RecBole's)")
-    p.add_argument("--python", default=str(DEFAULT_PYTHON), help="the RecBole venv's python")
+    p.add_argument("--python", default=None,
+                   help="the RecBole venv's python (default: $RECBOLE_PYTHON, else .venv-recbole/bin/python)")
     p.add_argument("--split-dir", default=None, help="write the split here and keep it (default: a temp dir)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run (default 1; 0: torch's default). On a loaded 2-core machine "
+                        "torch's 2 threads made an epoch 10-20x slower than 1 thread")
     p.add_argument("--out", default=str(HERE / "results" / "recbole_selftest.json"))
     args = p.parse_args(argv)
 
-    if not Path(args.python).exists():
-        print(f"recbole_selftest: no RecBole venv at {args.python} (run benchmarks/recbole_setup.sh); skipped")
+    python = recbole_python(args.python)
+    if python is None:
+        print("recbole_selftest: no RecBole venv (run benchmarks/recbole_setup.sh); skipped")
         return 0
     epochs = parse_epochs(args.epochs)
     rows = read_udata(args.data)
     parts = per_user_split(rows, args.seed)
     assert sum(len(v) for v in parts.values()) == len(rows)
-    split_dir = args.split_dir or tempfile.mkdtemp(prefix="recbole-selftest-")
+    tmp = None if args.split_dir else tempfile.TemporaryDirectory(prefix="recbole-selftest-")
+    try:
+        return _run(args, python, epochs, parts, args.split_dir or tmp.name)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(args, python, epochs, parts, split_dir):
     write_split(split_dir, "ml-100k", **{k: columns(v) for k, v in parts.items()})
     sizes = {k: len(v) for k, v in parts.items()}
     print(f"split {args.data} (seed {args.seed}) -> {split_dir}: {sizes}", flush=True)
@@ -108,20 +118,14 @@ def main(argv=None):
     results = []
     for model in filter(None, args.models.split(",")):
         out = os.path.join(split_dir, f"{model}.json")
-        cmd = [args.python, str(HERE / "recbole_run.py"), "--split-dir", split_dir, "--dataset", "ml-100k",
-               "--model", model, "--seed", str(args.seed), "--out", out, "--quiet"]
-        if model in epochs:
-            cmd += ["--epochs", str(epochs[model])]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            res = run_recbole(split_dir, "ml-100k", model, seed=args.seed, out=out, epochs=epochs.get(model),
+                              threads=args.threads, python=python)
+        except RecBoleRunError as e:
+            print(e.stderr, file=sys.stderr)
+            raise SystemExit(f"recbole_selftest: {e}")
         wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n", file=sys.stderr)
-            raise SystemExit(f"recbole_selftest: {model} failed (exit {proc.returncode})")
-        with open(out) as f:
-            res = json.load(f)
         res["process_seconds"] = round(wall, 1)
         results.append(res)
         t = res["test"]
@@ -134,6 +138,8 @@ def main(argv=None):
         "data": str(args.data),
         "split_seed": args.seed,
         "split_sizes": sizes,
+        "torch_threads": args.threads or "default",
+        "epochs_override": epochs,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "results": results,
     }

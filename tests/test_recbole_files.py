@@ -68,3 +68,38 @@ def test_selftest_per_user_split():
         expect = max(int(0.1 * total), 1) if total >= 3 else int(0.1 * total)
         assert got["valid"] == got["test"] == expect
         assert got["train"] == total - 2 * expect
+
+
+def test_recbole_python_absent_means_skip(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECBOLE_PYTHON", raising=False)
+    assert rf.recbole_python(tmp_path / "no" / "python") is None
+    monkeypatch.setenv("RECBOLE_PYTHON", str(tmp_path / "missing"))
+    assert rf.recbole_python() is None
+    with pytest.raises(FileNotFoundError, match="recbole_setup.sh"):
+        rf.run_recbole(tmp_path, "d", "BPR", out=tmp_path / "o.json")
+
+
+def test_run_recbole_passes_arguments_and_reads_json(tmp_path):
+    # a stand-in for the venv's python: records its arguments and writes --out
+    fake = tmp_path / "python"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        "args = sys.argv[1:]\n"
+        "if '--model' in args and args[args.index('--model') + 1] == 'bad':\n"
+        "    print('boom', file=sys.stderr); sys.exit(3)\n"
+        "json.dump({'argv': args}, open(args[args.index('--out') + 1], 'w'))\n"
+    )
+    fake.chmod(0o755)
+    assert rf.recbole_python(fake) == str(fake)
+    res = rf.run_recbole(tmp_path, "d", "NeuMF", seed=3, out=tmp_path / "o.json", epochs=5, topk=(10, 50),
+                         threads=1, python=fake)
+    argv = res["argv"]
+    assert argv[0].endswith("recbole_run.py")
+    pairs = dict(zip(argv[1::2], argv[2::2]))
+    assert pairs["--split-dir"] == str(tmp_path) and pairs["--dataset"] == "d" and pairs["--model"] == "NeuMF"
+    assert (pairs["--seed"], pairs["--epochs"], pairs["--topk"], pairs["--threads"]) == ("3", "5", "10,50", "1")
+    assert argv[-1] == "--quiet"
+    with pytest.raises(rf.RecBoleRunError) as err:
+        rf.run_recbole(tmp_path, "d", "bad", out=tmp_path / "o.json", python=fake)
+    assert "boom" in err.value.stderr
