@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from recbole_files import split_paths, write_split  # noqa: E402
+from recbole_files import RecBoleRunError, recbole_python, run_recbole, split_paths, write_split  # noqa: E402
 from sif import SIF  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-RECBOLE_PYTHON = ROOT / ".venv-recbole" / "bin" / "python"
 NAME = "ml-100k"
 KEYS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10")
 
@@ -67,18 +65,14 @@ def sif_row(label: str, paths: dict, seed: int, **options) -> dict:
     return row
 
 
-def recbole_row(model: str, folder: Path, seed: int, python: Path, epochs: int | None) -> dict | None:
-    out = folder / f"recbole-{model}.json"
-    cmd = [str(python), str(ROOT / "benchmarks" / "recbole_run.py"), "--split-dir", str(folder), "--dataset", NAME,
-           "--model", model, "--seed", str(seed), "--out", str(out), "--threads", "1", "--quiet"]
-    if epochs:
-        cmd += ["--epochs", str(epochs)]
+def recbole_row(model: str, folder: Path, seed: int, python: str, epochs: int | None) -> dict | None:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"RecBole {model} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}", file=sys.stderr)
+    try:
+        r = run_recbole(folder, NAME, model, seed=seed, out=folder / f"recbole-{model}.json", epochs=epochs, threads=1,
+                        python=python)
+    except RecBoleRunError as exc:
+        print(f"RecBole {model} failed: {exc}\n{exc.stderr[-500:]}", file=sys.stderr)
         return None
-    r = json.loads(out.read_text())
     return {"model": f"RecBole {model}", **{k: r["test"].get(k) for k in KEYS}, "valid_ndcg@10": r["valid"].get("ndcg@10"),
             "seconds": round(time.perf_counter() - t0, 1), "epochs": r.get("epochs_trained"),
             "recbole_version": r.get("recbole_version")}
@@ -90,7 +84,7 @@ def main_() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="few epochs everywhere (a smoke run, not a result)")
     ap.add_argument("--no-recbole", action="store_true")
-    ap.add_argument("--recbole-python", default=str(RECBOLE_PYTHON))
+    ap.add_argument("--recbole-python", default=None, help="default: $RECBOLE_PYTHON, else .venv-recbole/bin/python")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_ranking.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -106,9 +100,9 @@ def main_() -> None:
                             ("multiply, no history (BPR-MF)", {"ifc": "multiply", "implicit": False}),
                             ("gmf", {"ifc": "gmf"}), ("mlp", {"ifc": "mlp"}), ("neumf", {"ifc": "neumf"}), ("pop", {"ifc": "pop"})]:
             rows.append(sif_row(label, paths, args.seed, **opts, **fixed_quick))
-        python = Path(args.recbole_python)
-        if args.no_recbole or not python.exists():
-            print(f"RecBole rows skipped ({'--no-recbole' if args.no_recbole else f'no {python}: run benchmarks/recbole_setup.sh'})",
+        python = recbole_python(args.recbole_python)
+        if args.no_recbole or python is None:
+            print(f"RecBole rows skipped ({'--no-recbole' if args.no_recbole else 'no RecBole venv: run benchmarks/recbole_setup.sh'})",
                   file=sys.stderr)
         else:
             for model in ("BPR", "NeuMF", "LightGCN"):

@@ -48,7 +48,7 @@ def sif() -> None:
 
 def data_options(f: Callable) -> Callable:
     f = click.option("--negatives", type=int, default=None,
-                     help="Ranking: sampled negatives per positive, uniform over items the user has not interacted with in training [default: 1].")(f)
+                     help="Ranking: sampled negatives per positive, uniform over items the user has not interacted with in training [default: 4].")(f)
     f = click.option("--loss", type=click.Choice(["bpr", "bce"]), default=None, help="Ranking loss [default: bpr].")(f)
     f = click.option("--topk", default=None, metavar="K[,K...]",
                      help="Ranking cut-offs of the metrics; the first selects (valid_ndcg@K) [default: 10,20].")(f)
