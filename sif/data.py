@@ -395,8 +395,12 @@ class IdMap:
     item_ids: list[str]
 
     @classmethod
-    def build(cls, table: RatingTable) -> "IdMap":
-        return cls([str(u) for u in pd.unique(table.users)], [str(i) for i in pd.unique(table.items)])
+    def build(cls, table: RatingTable, *more_items: Optional[RatingTable]) -> "IdMap":
+        """Users of ``table``; items of ``table`` and then of ``more_items`` (the given
+        validation/test files: their items are part of the catalogue, as in RecBole, though
+        never trained; users stay those of ``table``)."""
+        items = np.concatenate([table.items, *(t.items for t in more_items if t is not None)])
+        return cls([str(u) for u in pd.unique(table.users)], [str(i) for i in pd.unique(items)])
 
     @property
     def num_users(self) -> int:
@@ -485,7 +489,7 @@ def _assemble(table: RatingTable, spec: SplitSpec, ids: IdMap, data: Interaction
             parts.append(data.subset(np.flatnonzero(part == k)))
             continue
         parts.append(ids.encode(given))
-        unknown[name] = {"users": len(set(given.users) - set(ids.user_ids)), "items": len(set(given.items) - set(ids.item_ids))}
+        unknown[name] = {"users": len(set(given.users) - set(ids.user_ids)), "items": len(set(given.items) - set(table.items))}
     train, valid, test = parts
     if len(train) == 0:
         raise NaspError(f"{table.source}: too few ratings ({len(data)}) for this split")
@@ -497,7 +501,7 @@ def _assemble(table: RatingTable, spec: SplitSpec, ids: IdMap, data: Interaction
 def split_global(table: RatingTable, spec: SplitSpec) -> Splits:
     """Random split of all rows with ``seed`` (fractions of all rows), as the SIF paper."""
     valid_ratio, test_ratio = spec.ratios()
-    ids = IdMap.build(table)
+    ids = IdMap.build(table, spec.valid_table, spec.test_table)
     data = ids.encode(table)
     order = np.random.default_rng(spec.seed).permutation(len(data))
     n_test = int(round(test_ratio * len(data)))
@@ -529,7 +533,7 @@ def _split_by_user(table: RatingTable, spec: SplitSpec, key: np.ndarray) -> Spli
     part to training, then validation, then test. A user too small to give every part one row
     keeps all of them in training."""
     valid_ratio, test_ratio = spec.ratios()
-    ids = IdMap.build(table)
+    ids = IdMap.build(table, spec.valid_table, spec.test_table)
     data = ids.encode(table)
     users = data.users.numpy()
     order = np.lexsort((np.arange(len(users)), key, users))

@@ -96,8 +96,9 @@ def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
     for name, part in (("valid", splits.valid), ("test", splits.test)):
         known_u = (part.users >= 0) & seen_u[part.users.clamp_min(0)]
         known_i = (part.items >= 0) & seen_i[part.items.clamp_min(0)]
-        # ids unknown to the id map are all -1 after encoding: count their raw ids instead
-        extra = splits.unknown_ids.get(name, {"users": 0, "items": 0})
+        # users unknown to the id map are all -1 after encoding: count their raw ids instead (the
+        # items of given files are in the map, unseen in training, and counted above)
+        extra = {"users": splits.unknown_ids.get(name, {}).get("users", 0), "items": 0}
         out[f"{name}_unseen_users"] = int(torch.unique(part.users[~known_u & (part.users >= 0)]).numel()) + extra["users"]
         out[f"{name}_unseen_items"] = int(torch.unique(part.items[~known_i & (part.items >= 0)]).numel()) + extra["items"]
         out[f"{name}_cold_{word}"] = int((~(known_u & known_i)).sum())

@@ -282,3 +282,18 @@ def test_min_rating_keeps_rows_at_or_above_the_threshold(tmp_path):
     assert list(kept.items) == ["2", "2"] and list(kept.ratings) == [4.0, 5.0]
     with pytest.raises(NaspError, match="no interaction left after --min-rating 6 \\(ratings range from 2 to 5\\)"):
         read_ratings(p).at_least(6)
+
+
+def test_given_validation_and_test_files_replace_their_parts_in_every_split(tiny_ratings, tmp_path):
+    from sif.data import SplitSpec, split
+
+    table = read_ratings(tiny_ratings)
+    valid_file, test_file = tmp_path / "v.data", tmp_path / "t.data"
+    valid_file.write_text("1\t1\t4\n2\t2\t3\n")
+    test_file.write_text("1\t3\t5\nnew\t1\t2\n")
+    for kind in ("global", "random"):
+        s = split(table, SplitSpec(kind, 0.2, 0.1, 0, read_ratings(test_file), read_ratings(valid_file)))
+        assert len(s.valid) == 2 and len(s.test) == 2 and len(s.train) == len(table)  # nothing held out of --data
+        assert s.unknown_ids["test"] == {"users": 1, "items": 0} and s.unknown_ids["valid"] == {"users": 0, "items": 0}
+    only_valid = split(table, SplitSpec("global", 0.2, 0.1, 0, None, read_ratings(valid_file)))
+    assert len(only_valid.valid) == 2 and len(only_valid.test) == round(0.2 * len(table))
