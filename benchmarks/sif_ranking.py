@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def sif_row(label: str, paths: dict, seed: int, **options) -> dict:
            "epochs": s.get("epochs_trained")}
     if "search_seconds" in s:
         row["search_seconds"] = s["search_seconds"]
+    print(f"  {label}: test NDCG@10 {row['ndcg@10']:.4f}, {row['seconds']} s", file=sys.stderr, flush=True)
     return row
 
 
@@ -117,7 +119,7 @@ def main_() -> None:
         print(f"{r['model']:32s} {r['ndcg@10']:8.4f} {r['recall@10']:9.4f} {r['mrr@10']:7.4f} {r['hit@10']:7.4f} "
               f"{r['seconds']:8.1f} {str(r.get('epochs')):>6s}")
     result = {
-        "benchmark": "sif_ranking", "data": args.data, "seed": args.seed, "quick": args.quick, "split_sizes": sizes,
+        "benchmark": "sif_ranking", "load_average_end": os.getloadavg(), "data": args.data, "seed": args.seed, "quick": args.quick, "split_sizes": sizes,
         "torch": torch.__version__, "python": platform.python_version(), "threads": 1, "rows": rows,
         "sif_seconds_over_slowest_fixed_training": round(rows[0]["seconds"] / best_fixed, 2) if best_fixed else None,
     }

@@ -128,7 +128,7 @@ def _run(command: str, opts: dict) -> None:
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation metric stops improving "
-                   "[default: auto].")
+                   "[default: auto (rating), 2 (ranking)].")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--warm-start/--fresh", default=False, show_default=True,

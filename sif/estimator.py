@@ -28,7 +28,7 @@ from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES
-from nasp.strategies.proximal import AUTO, check_warmup
+from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
 from .data import RatingTable, Splits, read_ratings, resolve_ratings_path, table_from_frame
@@ -151,7 +151,7 @@ class SIF:
         against --epochs; as given for strategies without a warm-up (which warn that they ignore it)."""
         given = self.options.warmup_epochs
         if self.searches and STRATEGIES.get(self.options.strategy).uses_warmup:
-            return check_warmup((AUTO if self.options.epochs > 1 else 0) if given is None else given, self.options.epochs)
+            return check_warmup(self.task.warmup(self.options.epochs) if given is None else given, self.options.epochs)
         return given
 
     @property
