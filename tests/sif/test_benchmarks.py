@@ -44,3 +44,12 @@ def test_full_ranking_speed_benchmark_runs_and_writes_json(tmp_path):
     models = [row["model"] for row in result["rows"]]
     assert "neumf" in models and models[-1].startswith("supernet")
     assert all(row["seconds_median"] >= 0 and 0 < row["metrics"]["ndcg@20"] <= 1 for row in result["rows"])
+
+
+def test_ranking_benchmark_runs_without_recbole_and_writes_json(tiny_ratings, tmp_path):
+    out = tmp_path / "ranking.json"
+    _run("sif_ranking.py", "--data", tiny_ratings, "--no-recbole", "--out", out)
+    result = json.loads(out.read_text())
+    models = [row["model"] for row in result["rows"]]
+    assert models[0].startswith("SIF") and "pop" in models and not any(m.startswith("RecBole") for m in models)
+    assert all(0 <= row["ndcg@10"] <= 1 for row in result["rows"]) and result["sif_seconds_over_one_fixed_training"] > 0
