@@ -131,6 +131,12 @@ def _run(command: str, opts: dict) -> None:
                    "[default: auto (rating), 2 (ranking)].")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
+@click.option("--baselines", default="multiply", show_default=True, metavar="none|all|IFC[,IFC...]",
+              help="Fixed IFCs trained beside the searched one (plain embeddings, same settings) and compared on validation; "
+                   "'all': every op of the searched space.")
+@click.option("--keep", type=click.Choice(["best", "searched"]), default="best", show_default=True,
+              help="The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
+                   "The summary says which won and by how much (searched_margin).")
 @click.option("--warm-start/--fresh", default=False, show_default=True,
               help="Retrain from the searched weights of the chosen op, or from fresh embeddings as in the paper (more accurate, see docs/sif.md).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Retraining epochs at most (early stopping on validation).")
@@ -142,14 +148,15 @@ def search(**opts) -> None:
     """Search the interaction function on --data, then retrain it.
 
     Writes RUN/config.json, metrics.jsonl, checkpoint.pt, arch.json (the chosen IFC and the
-    searched element-wise MLPs), retrain/, refit/ (rating), model.pt and summary.json
+    searched element-wise MLPs), retrain/, baseline-IFC/ (--baselines), refit/ (rating), model.pt
+    (the kept model: --keep) and summary.json
     (rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
     test_mrr@K, test_hit@K, test_precision@K; seconds). Selection uses validation data only.
     """
     _run("sif-search", opts)
 
 
-HEADLINE = ("interaction", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
+HEADLINE = ("interaction", "kept", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
             "test_mrr@10", "seconds", "search_seconds", "train_seconds")
 
 

@@ -26,6 +26,7 @@ import torch
 from nasp.commands import release_with_command
 from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
+from nasp.loop import improves
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
@@ -83,6 +84,10 @@ class SIFOptions(RunConfig):
     max_epochs: int = 100
     patience: int = 3
     refit: Optional[bool] = None
+    #: fixed IFCs a search is compared with on validation: "none", "all" (the searched space) or a list
+    baselines: Optional[Union[str, Sequence[str]]] = "multiply"
+    #: "best": keep whichever of the searched model and the baselines validates best; "searched": the searched one
+    keep: str = "best"
     device: str = "auto"
 
     @classmethod
@@ -110,6 +115,8 @@ class SIFOptions(RunConfig):
             raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
         if self.ifc is not None:
             INTERACTIONS.get(self.ifc)
+        if self.keep not in ("best", "searched"):
+            raise NaspError(f"--keep {self.keep!r}: use best or searched")
 
 
 class SIF:
@@ -133,6 +140,7 @@ class SIF:
         if self.arch_in is not None:
             self._check_arch_task(self.arch_in)
         self._check_warmup()
+        self.baseline_names()
         self.summary_: dict = {}
         self.arch_: Optional[dict] = None
         self._model: Optional[pipeline.Recommender] = None
@@ -219,7 +227,12 @@ class SIF:
         init = None
         if self.searches and self.options.warm_start:
             init = pipeline.chosen_op_state(run.load_checkpoint()["network"], SEARCH_SPACE, config.ops[0])
-        net, trained = self._fit_one(run, "retrain" if self.searches else None, splits, config, device, mlp_state, init)
+        net, trained = self._train_one(run, "retrain" if self.searches else None, splits, config, device, mlp_state, init)
+        if self.searches:
+            net, trained, config, mlp_state, init, compared = self._against_baselines(run, splits, device, net, trained,
+                                                                                     config, mlp_state, init)
+            summary.update(compared)
+        net, trained = self._test_one(run, net, trained, splits, config, device, mlp_state, init)
         pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path, self.task)
         self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
         self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
@@ -265,25 +278,75 @@ class SIF:
         run.write_json("search.json", found)
         return found
 
-    def _fit_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
-                 mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
-        """Train with early stopping (in RUN/<name>/, or RUN itself), then refit on train+valid
-        (in RUN/refit/) when asked; returns the network to save and the summary."""
+    def _train_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
+                   mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
+        """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only."""
         o, settings = self.options, self.settings(search=False)
         rdir = _subrun(run, name, config, settings) if name else run
-        net, summary = pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
-                                      init_state=init_state, task=self.task)
-        source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
+        return pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
+                              init_state=init_state, task=self.task, test=False)
+
+    def baseline_names(self) -> tuple[str, ...]:
+        """The fixed IFCs a search is compared with (``--baselines``: none, all or a list)."""
+        given = self.options.baselines
+        if given is None or given == "":
+            return ()
+        names = SEARCH_SPACE if given == "all" else () if given == "none" else tuple(
+            n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip())
+        for name in names:
+            INTERACTIONS.get(name)  # an unknown name is a clear NaspError
+        return tuple(dict.fromkeys(names))
+
+    def _against_baselines(self, run: RunDir, splits: Splits, device: torch.device, net: Any, trained: dict,
+                           config: ModelConfig, mlp_state: Optional[dict], init: Optional[dict]) -> tuple:
+        """Train each fixed baseline (plain embeddings, the same settings) and score it on
+        validation beside the searched model; with ``--keep best`` the better one is kept (the
+        test split is scored only for the kept model). Returns the kept (net, summary, config,
+        mlp_state, init) and the comparison for the summary."""
+        metric, higher = self.task.metric, self.task.higher_is_better
+        searched = trained.get(metric)
+        out: dict = {"searched_interaction": config.ops[0], f"searched_{metric}": searched}
+        names = self.baseline_names()
+        if not names or searched is None:  # nothing to compare on without validation data
+            return net, trained, config, mlp_state, init, out
+        scores, best = {}, None
+        for name in names:
+            fixed = self._config(splits, name, None, searched=False, elementwise=False)
+            b_net, b_summary = self._train_one(run, f"baseline-{name}", splits, fixed, device, None, None)
+            scores[name] = b_summary.get(metric)
+            if best is None or improves(scores[name], best[1], higher):
+                best = (name, scores[name], b_net, b_summary, fixed)
+        keep_baseline = self.options.keep == "best" and improves(best[1], searched, higher)
+        out.update({
+            f"baseline_{metric}": scores,
+            "best_baseline": best[0],
+            # positive: the searched model validates better than the best baseline
+            "searched_margin": (searched - best[1]) if higher else (best[1] - searched),
+            "kept": "baseline" if keep_baseline else "searched",
+        })
+        if keep_baseline:
+            return best[2], best[3], best[4], None, None, out
+        return net, trained, config, mlp_state, init, out
+
+    def _test_one(self, run: RunDir, net: Any, summary: dict, splits: Splits, config: ModelConfig, device: torch.device,
+                  mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
+        """The kept model's test metrics (the one look at the test split): after a refit on
+        train+valid (in RUN/refit/) when asked, else of the early-stopped model."""
+        o, settings = self.options, self.settings(search=False)
+        summary = dict(summary)
         refit = self.task.refit_by_default if o.refit is None else o.refit
         test_keys = self.task.test_keys()
+        source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
+        early = self.task.evaluate(net, splits.to(device), "test")
         if refit and len(splits.valid) and summary["epochs_trained"]:
-            early = {k: summary.pop(k) for k in test_keys if k in summary}
             if early:
                 summary[f"early_stopped_{test_keys[0]}"] = early[test_keys[0]]
             net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
                                            summary["best_epoch"], o.seed, device, mlp_state, init_state, self.task)
             summary.update(refitted)
             source = "refit"
+        else:
+            summary.update(early)
         if test_keys[0] in summary:  # absent without a test split (--test-ratio 0)
             summary[f"{test_keys[0]}_source"] = source
         return net, summary

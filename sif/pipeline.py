@@ -281,11 +281,13 @@ def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict
 
 def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
           patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
-          tune_mlp: bool = False, init_state: Optional[dict] = None, task: Optional[Task] = None) -> tuple[SIFNetwork, dict]:
+          tune_mlp: bool = False, init_state: Optional[dict] = None, task: Optional[Task] = None,
+          test: bool = True) -> tuple[SIFNetwork, dict]:
     """Train one fixed IFC to convergence (early stopping on the task's validation metric);
     restores the best epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless
     ``tune_mlp``); ``init_state`` (see ``chosen_op_state``) starts from searched weights instead
-    of fresh ones. A baseline that does not train (``pop``) is only evaluated."""
+    of fresh ones. A baseline that does not train (``pop``) is only evaluated. ``test=False``
+    leaves the test split untouched (a candidate that may not be kept)."""
     task = task or RatingTask()
     net = build_network(splits, config, device, task)
     if init_state is not None:
@@ -316,7 +318,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     seconds = time.perf_counter() - t0
     net.eval()
-    metrics = {**task.evaluate(net, on_device, "valid"), **task.evaluate(net, on_device, "test")}
+    metrics = {**task.evaluate(net, on_device, "valid"), **(task.evaluate(net, on_device, "test") if test else {})}
     best_epoch = stopper.best_epoch if stopper is not None else len(rows) - 1
     summary = {
         "interaction": config.ops[0],

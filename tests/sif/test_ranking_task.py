@@ -254,3 +254,27 @@ def test_the_readme_api_example_runs(log_file, tmp_path):
     result = load_example("sif_api").main(str(log_file), str(tmp_path / "api"), epochs=2, max_epochs=2, dim=8, batch_size=128)
     assert 0 <= result["pop"]["test_ndcg@10"] <= 1 and result["pop"]["epochs_trained"] == 0
     assert (tmp_path / "api" / "model.pt").exists()
+
+
+# the search against fixed baselines --------------------------------------------------------------
+def test_the_search_is_compared_with_fixed_baselines_on_validation(tiny_ratings, tmp_path):
+    base = ["sif", "search", "--data", tiny_ratings, "--epochs", "2", "--max-epochs", "3", *FAST, "--json"]
+    r = _invoke(*base, "--baselines", "multiply,max", "--out", tmp_path / "best")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    scores = s["baseline_valid_rmse"]
+    assert set(scores) == {"multiply", "max"} and s["best_baseline"] == min(scores, key=scores.get)
+    assert s["searched_margin"] == pytest.approx(scores[s["best_baseline"]] - s["searched_valid_rmse"])
+    kept_baseline = s["searched_margin"] < 0
+    assert s["kept"] == ("baseline" if kept_baseline else "searched")
+    assert s["interaction"] == (s["best_baseline"] if kept_baseline else s["searched_interaction"])
+    assert s["valid_rmse"] == pytest.approx(min(scores[s["best_baseline"]], s["searched_valid_rmse"]))
+    saved = torch.load(tmp_path / "best" / "model.pt", weights_only=True)
+    assert saved["config"]["ops"] == [s["interaction"]] and saved["config"]["elementwise"] == (not kept_baseline)
+    searched = _invoke(*base, "--baselines", "multiply,max", "--keep", "searched", "--out", tmp_path / "searched")
+    s2 = json.loads(searched.stdout)
+    assert s2["kept"] == "searched" and s2["interaction"] == s2["searched_interaction"] == s["searched_interaction"]
+    none = json.loads(_invoke(*base, "--baselines", "none", "--out", tmp_path / "none").stdout)
+    assert "kept" not in none and "best_baseline" not in none
+    assert "unknown interaction function 'dot'" in _error(_invoke(*base, "--baselines", "multiply,dot", "--out", tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
