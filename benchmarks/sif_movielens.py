@@ -36,6 +36,8 @@ from cli import main  # noqa: E402
 from sif import pipeline  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
+#: the searched model itself: no fixed baseline trained beside it and kept instead (``--baselines``)
+SEARCHED = ["--baselines", "none"]
 
 
 def nasp(*args: str) -> dict:
@@ -107,22 +109,22 @@ def main_() -> None:
 
     search_epochs = ["--epochs", "2", "--warmup-epochs", "1"] if args.quick else []
     paper = ["--no-biases", "--no-implicit", "--head", "ball"]
-    add("SIF (nasp search + retrain)", nasp("sif", "search", *common, *search_epochs, *limit, "--out", tmp / "sif", "--json"))
-    add("SIF(no-auto) + retrain", nasp("sif", "search", *common, "--strategy", "no-auto", *search_epochs, *limit,
+    add("SIF (nasp search + retrain)", nasp("sif", "search", *common, *SEARCHED, *search_epochs, *limit, "--out", tmp / "sif", "--json"))
+    add("SIF(no-auto) + retrain", nasp("sif", "search", *common, *SEARCHED, "--strategy", "no-auto", *search_epochs, *limit,
                                        "--out", tmp / "noauto", "--json"))
     for ifc in ("multiply", "gmf", "plus", "min", "max", "concat", "mlp"):
         note = "SVD++" if ifc == "multiply" else "NCF GMF, no biases, no implicit" if ifc == "gmf" else "NCF MLP tower" if ifc == "mlp" else ""
         add(f"fixed IFC: {ifc}", nasp("sif", "train", "--ifc", ifc, *common, *limit, "--out", tmp / ifc, "--json"), note)
     add("fixed IFC: multiply, no implicit", nasp("sif", "train", "--ifc", "multiply", "--no-implicit", *common, *limit,
                                                  "--out", tmp / "biased-mf", "--json"), "biased MF")
-    add("SIF, paper's model", nasp("sif", "search", *common, *paper, *search_epochs, *limit, "--out", tmp / "sif-paper", "--json"),
+    add("SIF, paper's model", nasp("sif", "search", *common, *SEARCHED, *paper, *search_epochs, *limit, "--out", tmp / "sif-paper", "--json"),
         " ".join(paper))
     for ifc in ("multiply", "plus", "min", "max", "concat", "mlp"):
         add(f"fixed IFC: {ifc}, paper's model", nasp("sif", "train", "--ifc", ifc, *paper, *common, *limit,
                                                      "--out", tmp / f"{ifc}-paper", "--json"), "plain MF" if ifc == "multiply" else "")
-    add("ablation: SIF --no-refit", nasp("sif", "search", *common, "--no-refit", *search_epochs, *limit,
+    add("ablation: SIF --no-refit", nasp("sif", "search", *common, *SEARCHED, "--no-refit", *search_epochs, *limit,
                                          "--out", tmp / "sif-norefit", "--json"), "test metrics of the early-stopped model")
-    add("ablation: SIF --warm-start", nasp("sif", "search", *common, "--warm-start", *search_epochs, *limit,
+    add("ablation: SIF --warm-start", nasp("sif", "search", *common, *SEARCHED, "--warm-start", *search_epochs, *limit,
                                            "--out", tmp / "sif-warm", "--json"), "retrain from the searched weights")
     add("ablation: multiply --no-refit", nasp("sif", "train", "--ifc", "multiply", "--no-refit", *common, *limit,
                                               "--out", tmp / "mf-norefit", "--json"), "SVD++ without the refit")
@@ -130,7 +132,7 @@ def main_() -> None:
                                                "--out", tmp / "mf-ball", "--json"), "SVD++ with the authors' head")
     per = 1 if args.quick else args.epochs_per_candidate
     add(f"random search ({args.candidates} cand.) + retrain",
-        nasp("sif", "search", *common, "--strategy", "random", "--candidates", str(args.candidates),
+        nasp("sif", "search", *common, *SEARCHED, "--strategy", "random", "--candidates", str(args.candidates),
              "--epochs", str(args.candidates * per), *limit, "--out", tmp / "random", "--json"),
         f"{per} epochs per candidate")
     rows += surprise_rows(args.data, args.seed)

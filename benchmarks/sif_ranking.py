@@ -6,8 +6,9 @@ below reads those files (SIF through ``valid_data``/``test_data``, RecBole throu
 ``benchmark_filename``), ranks all items excluding the user's training items (and validation
 ones when testing) and reports test NDCG@10, Recall@10, MRR@10 and wall time:
 
-* SIF = ``SIF(task="ranking").fit(...)`` with its defaults (NASP search, then the chosen IFC
-  retrained with early stopping on validation NDCG@10);
+* SIF = ``SIF(task="ranking", baselines="none").fit(...)``: the searched model itself (NASP
+  search, then the chosen IFC retrained with early stopping on validation NDCG@10; the default
+  ``baselines="multiply"`` would also train a fixed multiply and keep the better on validation);
 * every fixed IFC of ``nasp sif train --ifc`` (multiply = BPR-MF with SVD++'s history term,
   multiply without it, gmf, mlp, neumf) and ``pop`` (popularity);
 * RecBole 1.2.1's BPR, NeuMF and LightGCN with their default settings, run by
@@ -96,7 +97,7 @@ def main_() -> None:
         folder = Path(tmp)
         sizes = write_files(args.data, args.seed, folder)
         paths = split_paths(folder, NAME)
-        rows.append(sif_row("SIF (search + retrain)", paths, args.seed, **quick))
+        rows.append(sif_row("SIF (search + retrain)", paths, args.seed, baselines="none", **quick))
         fixed_quick = {"max_epochs": 2} if args.quick else {}
         for label, opts in [("multiply (BPR-MF + history)", {"ifc": "multiply"}),
                             ("multiply, no history (BPR-MF)", {"ifc": "multiply", "implicit": False}),

@@ -48,7 +48,7 @@ def main_() -> None:
             if args.quick:
                 epochs, warmup = 2, (warmup if warmup == "auto" else min(warmup, 1))
             label = f"{strategy}, {epochs} epochs" + (f", warm-up {warmup}" if strategy != "darts" else "")
-            s = nasp("sif", "search", *common, "--strategy", strategy, "--epochs", str(epochs), "--warmup-epochs", str(warmup),
+            s = nasp("sif", "search", *common, "--baselines", "none", "--strategy", strategy, "--epochs", str(epochs), "--warmup-epochs", str(warmup),
                      "--out", tmp / f"d{dim}-{len(rows)}")
             rows.append({"search": label, "chose": s["interaction"], "test_rmse": s["test_rmse"], "valid_rmse": s["valid_rmse"],
                          "right": s["interaction"] == best, "seconds": s["seconds"]})
