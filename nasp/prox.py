@@ -267,7 +267,7 @@ class BudgetedCellProjection(Projection):
         real = np.where(finite, self.real, 0.0)
         if budget <= 0:  # only cells of zero cost fit
             units, grid_costs = 0, (real > 0).astype(np.int64)
-        elif _integral([budget, *real.ravel().tolist()]):
+        elif budget <= 2 ** 40 and _integral([budget, *real.ravel().tolist()]):  # int64 products cannot overflow
             units = int(min(units, budget))  # integer costs: exact arithmetic, exact below `units`
             grid_costs = (real.astype(np.int64) * units + int(budget) - 1) // int(budget)
         else:  # round up, with a margin for the float division
@@ -316,7 +316,7 @@ class BudgetedCellProjection(Projection):
     def _exact(self) -> bool:
         budget = self.limit - self.costs.base
         finite = self.real[np.isfinite(self.real)]
-        return budget > 0 and _integral([budget, *finite.tolist()]) and self.grid == int(budget)
+        return 0 < budget <= 2 ** 40 and _integral([budget, *finite.tolist()]) and self.grid == int(budget)
 
     # the projection ----------------------------------------------------------------------------
     def _tensors(self, chosen: Sequence[int], like: Sequence[Tensor]) -> list[Tensor]:
