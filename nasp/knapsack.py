@@ -32,27 +32,26 @@ def _check(values: np.ndarray, costs: np.ndarray, groups: Sequence[slice], capac
         raise ValueError("costs must be non-negative")
 
 
-def _step(state: np.ndarray, costs: np.ndarray, capacity: int, fill: float,
-          add: Optional[np.ndarray]) -> np.ndarray:
-    """Candidates of one row from ``state`` (kept-so-far x cost): index 0 drops the row, index
-    ``1 + o`` keeps it with item ``o`` (one more kept row, ``costs[o]`` more cost, plus ``add[o]``
-    when maximising; counts are carried as they are when counting)."""
-    kept, width = state.shape
-    out = np.full((1 + len(costs), kept, width), fill)
-    out[0] = state
-    for o, w in enumerate(costs):
-        if w > capacity:
+def _undominated(values: np.ndarray, costs: np.ndarray, capacity: int) -> list[int]:
+    """Items of one row that can be in a best choice: within capacity, and no other item is as
+    cheap and as valuable (ties go to the lower index), in increasing index order."""
+    keep = []
+    for o in range(len(costs)):
+        if costs[o] > capacity:
             continue
-        shifted = state[:-1, : width - w]
-        out[1 + o, 1:, w:] = shifted + add[o] if add is not None else shifted
-    return out
+        beaten = any(costs[p] <= costs[o] and values[p] >= values[o]
+                     and (costs[p] < costs[o] or values[p] > values[o] or p < o)
+                     for p in range(len(costs)) if p != o and costs[p] <= capacity)
+        if not beaten:
+            keep.append(o)
+    return keep
 
 
 def best(values: np.ndarray, costs: np.ndarray, groups: Sequence[slice], k: int,
          capacity: int) -> Optional[list[int]]:
     """Per row the kept item (-1: dropped) of the most valuable choice within ``capacity``, or
     ``None`` when no choice fits. Ties go to the cheapest total, then to dropping a row / the
-    lower item index (numpy's first maximum)."""
+    lower item index."""
     _check(values, costs, groups, capacity)
     back: list[np.ndarray] = []
     total = np.full(capacity + 1, NEG)
@@ -62,10 +61,17 @@ def best(values: np.ndarray, costs: np.ndarray, groups: Sequence[slice], k: int,
         state = np.full((keep + 1, capacity + 1), NEG)
         state[0] = total
         for r in range(g.start, g.stop):
-            cand = _step(state, costs[r], capacity, NEG, values[r])
-            choice = cand.argmax(axis=0)
-            back.append(choice.astype(np.int16))
-            state = np.take_along_axis(cand, choice[None], axis=0)[0]
+            new = state.copy()  # dropping the row
+            choice = np.zeros(state.shape, dtype=np.int16)
+            for o in _undominated(values[r], costs[r], capacity):
+                w = int(costs[r, o])
+                cand = state[:-1, : capacity + 1 - w] + values[r, o]
+                target = new[1:, w:]
+                better = cand > target  # strictly: earlier options keep ties
+                np.copyto(target, cand, where=better)
+                np.copyto(choice[1:, w:], o + 1, where=better)
+            back.append(choice)
+            state = new
         total = state[keep]
     if not np.isfinite(total).any():
         return None
@@ -98,8 +104,7 @@ def sample(costs: np.ndarray, groups: Sequence[slice], k: int, capacity: int,
     """A choice drawn uniformly among all choices within ``capacity`` (per row the kept item, -1:
     dropped), or ``None`` when none fits. ``uniform()`` returns a number in [0, 1); one call per
     row plus one. Counts are float64 (exact up to 2**53 choices, relative error 1e-16 beyond)."""
-    values = np.zeros(costs.shape)
-    _check(values, costs, groups, capacity)
+    _check(np.zeros(costs.shape), costs, groups, capacity)
     before: list[np.ndarray] = []  # the count state each row starts from
     total = np.zeros(capacity + 1)
     total[0] = 1.0
@@ -109,7 +114,11 @@ def sample(costs: np.ndarray, groups: Sequence[slice], k: int, capacity: int,
         state[0] = total
         for r in range(g.start, g.stop):
             before.append(state)
-            state = _step(state, costs[r], capacity, 0.0, None).sum(axis=0)
+            new = state.copy()  # dropping the row
+            weights, multiplicity = np.unique(costs[r][costs[r] <= capacity], return_counts=True)
+            for w, m in zip(weights.tolist(), multiplicity.tolist()):
+                new[1:, w:] += m * state[:-1, : capacity + 1 - w]
+            state = new
         total = state[keep]
     if total.sum() <= 0:
         return None

@@ -208,6 +208,8 @@ def profile_ops(**opts) -> None:
         raise NaspError(f"--layers {layers}, --channels {channels}, --nodes {opts['nodes']}: each must be at least 1")
     if model == "imagenet" and channels % 2:
         raise NaspError(f"--channels {channels}: the imagenet network needs an even number")
+    if not Path(opts["out"]).parent.is_dir():
+        raise NaspError(f"--out {opts['out']}: the folder {Path(opts['out']).parent} does not exist")
     device = resolve_device(opts["device"])
     torch.set_num_threads(int(opts["threads"]))
     network = CostNetwork(kind, model, layers, channels, shape.in_channels, shape.num_classes, shape.image_size, opts["nodes"])

@@ -137,3 +137,18 @@ def test_a_killed_budgeted_search_resumes_to_the_same_result(tmp_path, monkeypat
     resumed = _summary(_invoke("search", "--out", cut, "--resume", "--json"))
     assert resumed["genotype"] == full["genotype"] and resumed["budget"] == full["budget"]
     assert json.loads((cut / "config.json").read_text())["options"]["max_params"] == 95_000
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--space", "huge"], "unknown search space 'huge'"),
+    (["--layers", "0"], "--layers 0"),
+    (["--model", "vgg"], "unknown model 'vgg'"),
+    (["--out", "/nonexistent-dir/ops.json"], "--out /nonexistent-dir/ops.json: the folder /nonexistent-dir does not exist"),
+])
+def test_profile_ops_bad_input_is_one_line(extra, message, tmp_path):
+    args = ["profile-ops", "--data", "digits", "--layers", 2, "--channels", 4, "--repeats", 1, "--warmup", 0,
+            "--device", "cpu", "--out", tmp_path / "ops.json", *extra]
+    result = _invoke(*args)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.output
+    assert "Traceback" not in result.output
