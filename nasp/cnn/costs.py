@@ -134,8 +134,7 @@ class NetworkKind:
 
 
 def _build_eval(net: CostNetwork, space: Space) -> nn.Module:
-    return MODELS.get(net.model)(reference_genotype(space, net.steps), channels=net.channels, layers=net.layers,
-                                 num_classes=net.num_classes, in_channels=net.in_channels, auxiliary=False)
+    return _build_eval_of(net, reference_genotype(space, net.steps))
 
 
 def _build_search(net: CostNetwork, space: Space) -> nn.Module:
@@ -401,36 +400,117 @@ def median_ms(fn: Callable[[], Any], device: torch.device, repeats: int, warmup:
     return 1000.0 * statistics.median(times)
 
 
+def probe_genotypes(space: Space, steps: int) -> list[Genotype]:
+    """Genotypes that together run every op of ``space`` at every shape: genotype ``j`` puts op
+    ``j`` (cycling) on every edge of its cell type, node ``i`` reading states ``i`` and ``i + 1`` (so
+    a reduction cell has edges of stride 2 and of stride 1)."""
+    concat = list(range(2, 2 + steps))
+    out = []
+    for j in range(max(len(space.normal), len(space.reduce))):
+        normal = [(space.normal[j % len(space.normal)], s) for i in range(steps) for s in (i, i + 1)]
+        reduce = [(space.reduce[j % len(space.reduce)], s) for i in range(steps) for s in (i, i + 1)]
+        out.append(Genotype.build(normal, concat, reduce, concat, "probe genotype"))
+    return out
+
+
+def _eval_ops(model: nn.Module, genotype: Genotype) -> list[tuple[int, str, int, nn.Module]]:
+    """(layer, op, source, module) of every chosen op of an evaluation network."""
+    out = []
+    for layer, cell in enumerate(model.cells):
+        edges, _ = genotype.cell(cell.reduction)
+        out.extend((layer, op, source, module) for (op, source), module in zip(edges, cell.ops))
+    return out
+
+
+def _search_ops(model: nn.Module, genotype: Genotype) -> list[tuple[int, str, int, nn.Module]]:
+    """(layer, op, source, module) of every chosen op of a search network holding ``genotype``."""
+    starts = [sl.start for sl in prox.node_slices(edges_per_node(model.steps))]
+    out = []
+    for layer, cell in enumerate(model.cells):
+        edges, _ = genotype.cell(cell.reduction)
+        names = model.space.ops(cell.reduction)
+        for n, (op, source) in enumerate(edges):
+            out.append((layer, op, source, cell.edges[starts[n // 2] + source].ops[names.index(op)]))
+    return out
+
+
+_OPS_OF = {"eval": _eval_ops, "search": _search_ops}
+
+
 @torch.no_grad()
 def profile_ops(space: Space, network: CostNetwork, device: torch.device, batch_size: int = 1, repeats: int = 20,
                 warmup: int = 3) -> LatencyTable:
-    """Time every op of ``space`` at every shape of ``network`` alone (a fresh module in eval mode,
-    random input of ``batch_size`` images), and the fixed modules at their inputs; medians."""
+    """Time every op of ``space`` at every shape of ``network`` **in context**: inside full forward
+    passes (eval mode, random input of ``batch_size`` images) of the networks of
+    ``probe_genotypes``, each op timed by hooks around its module (the device synchronised), the
+    median over ``repeats`` forwards after ``warmup``; an entry is the median over the modules
+    of that shape. The fixed part is the rest of a forward: the median forward time without hooks
+    minus the ops' times, the median over the probe networks (at least 0). So a probe network's
+    table latency is its measured latency, and other cells are sums of ops timed where they run
+    (timing each op alone in a loop measured a 6-cell digits network's CPU latency 4-8x too low)."""
     costs = NetworkCosts(space, network)
-    ms = {}
-    for shape in costs.needed():
-        op = OPS.get(shape.op).build(shape.channels, shape.stride, costs.kind.affine).to(device).eval()
-        x = torch.randn(batch_size, shape.channels, shape.height, shape.width, device=device)
-        ms[shape] = median_ms(lambda: op(x), device, repeats, warmup)
-    model = costs.kind.build(network, space).to(device).eval()
-    fixed = [model.stem, *(m for cell in model.cells for m in (cell.pre0, cell.pre1)), model.pool, model.classifier]
-    inputs: dict[int, Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, args, i=i: inputs.__setitem__(i, args[0])) for i, m in enumerate(fixed)]
-    try:
-        h, w = network.image_size
-        model(torch.randn(batch_size, network.in_channels, h, w, device=device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    base = 0.0
-    for i, m in enumerate(fixed):
-        x = inputs[i]
-        base += median_ms(lambda m=m, x=x: m(x), device, repeats, warmup)
+    kind = NETWORKS.get(network.kind)
+    h, w = network.image_size
+    x = torch.randn(batch_size, network.in_channels, h, w, device=device)
+    samples: dict[OpShape, list[float]] = {}
+    bases = []
+    for genotype in probe_genotypes(space, network.steps):
+        model = kind.build(network, space) if network.kind == "search" else _build_eval_of(network, genotype)
+        if network.kind == "search":
+            model.set_architecture(model.alphas_of(genotype))
+        model = model.to(device).eval()
+        full = median_ms(lambda: model(x), device, repeats, warmup)
+        ops = _OPS_OF[network.kind](model, genotype)
+        times = _hooked_times(model, x, [m for *_, m in ops], device, repeats, warmup)
+        for (layer, op, source, _), t in zip(ops, times):
+            samples.setdefault(costs.positions[layer].shape(op, source), []).append(t)
+        bases.append(full - sum(times))
+    missing = [s for s in costs.needed() if s not in samples]
+    if missing:  # the probe genotypes cover every shape by construction
+        raise AssertionError(f"probe networks missed {missing[0].text()}")
+    ms = {s: statistics.median(samples[s]) for s in costs.needed()}
     meta = {"space": space.name, "network": network.to_json(), "positions": positions_json(costs.positions), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
-            "torch_version": torch.__version__}
-    return LatencyTable(ms, base, meta)
+            "timing": "in context (hooks inside full forwards of the probe networks)", "torch_version": torch.__version__}
+    return LatencyTable(ms, max(0.0, statistics.median(bases)), meta)
+
+
+def _build_eval_of(network: CostNetwork, genotype: Genotype) -> nn.Module:
+    return MODELS.get(network.model)(genotype, channels=network.channels, layers=network.layers,
+                                     num_classes=network.num_classes, in_channels=network.in_channels, auxiliary=False)
+
+
+def _hooked_times(model: nn.Module, x: Tensor, modules: Sequence[nn.Module], device: torch.device, repeats: int,
+                  warmup: int) -> list[float]:
+    """Median milliseconds of every module in ``modules`` over ``repeats`` forwards of ``model``."""
+    runs: list[list[float]] = [[] for _ in modules]
+    started = [0.0] * len(modules)
+
+    def before(i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            _synchronize(device)
+            started[i] = time.perf_counter()
+        return hook
+
+    def after(i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple, out: Any) -> None:
+            _synchronize(device)
+            runs[i].append(time.perf_counter() - started[i])
+        return hook
+
+    hooks = [h for i, m in enumerate(modules) for h in (m.register_forward_pre_hook(before(i)), m.register_forward_hook(after(i)))]
+    try:
+        for _ in range(warmup):
+            model(x)
+        for r in runs:
+            r.clear()
+        for _ in range(repeats):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [1000.0 * statistics.median(r) for r in runs]
 
 
 # a search's budget ----------------------------------------------------------------------------

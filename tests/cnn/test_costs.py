@@ -153,3 +153,11 @@ def test_a_network_with_a_budget_projects_sampled_and_exported_cells_within_it()
         values = net.projection().sample([a.shape for a in net.arch_parameters()], g)
         assert budget.genotype_costs(Genotype.from_json(net.export(values)))["params"] <= limit
     assert budget.genotype_costs(Genotype.from_json(net.export(net.project())))["params"] <= limit
+
+
+def test_profiling_the_search_network_covers_its_shapes():
+    network = CostNetwork("search", "cifar", 3, 4, 1, 10, (8, 8))
+    table = profile_ops(SPACES.get("nasp12"), network, torch.device("cpu"), repeats=1, warmup=0)
+    costs = NetworkCosts(SPACES.get("nasp12"), network)
+    table.check(costs)
+    assert table.meta["timing"].startswith("in context") and all(v >= 0 for v in table.ms.values())
