@@ -46,8 +46,9 @@ class Architect:
     Args:
         alphas: architecture tensors (leaf parameters), each rows x ops.
         lr, betas, weight_decay: Adam settings (the authors' defaults).
-        discretize: prox onto C1; one callable for every alpha or one per alpha
-            (default ``prox.onehot``; cells use ``prox.CellProjection``).
+        discretize: prox onto C1; one callable for every alpha, one per alpha (default
+            ``prox.onehot``; cells use ``prox.CellProjection``), or a ``prox.Projection`` of all
+            alphas at once (``prox.BudgetedCellProjection``: cells under a cost budget).
         regularizer: ``R(alphas) -> scalar``, evaluated by ``penalty()`` at the discrete point.
         eta: weight of the regularizer.
         extra_params: parameters stepped by the same optimizer but never projected or clamped.
@@ -61,7 +62,7 @@ class Architect:
         lr: float = 3e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-3,
-        discretize: Union[Discretize, Sequence[Discretize]] = prox.onehot,
+        discretize: Union[Discretize, Sequence[Discretize], prox.Projection] = prox.onehot,
         regularizer: Optional[Regularizer] = None,
         eta: float = 0.0,
         extra_params: Iterable[nn.Parameter] = (),
@@ -72,12 +73,15 @@ class Architect:
         if not self.alphas:
             raise ValueError("Architect needs at least one architecture tensor")
         self.extra_params = list(extra_params)
-        if callable(discretize):
-            self.discretizers = [discretize] * len(self.alphas)
+        if isinstance(discretize, prox.Projection):
+            self.projection: prox.Projection = discretize
+        elif callable(discretize):
+            self.projection = prox.PerTensor([discretize] * len(self.alphas))
         else:
-            self.discretizers = list(discretize)
-            if len(self.discretizers) != len(self.alphas):
-                raise ValueError(f"{len(self.discretizers)} discretizers for {len(self.alphas)} alphas")
+            discretizers = list(discretize)
+            if len(discretizers) != len(self.alphas):
+                raise ValueError(f"{len(discretizers)} discretizers for {len(self.alphas)} alphas")
+            self.projection = prox.PerTensor(discretizers)
         self.regularizer = regularizer
         self.eta = float(eta)
         self.bounds = bounds
@@ -98,13 +102,13 @@ class Architect:
     @torch.no_grad()
     def discrete_values(self) -> list[Tensor]:
         """prox_C1 of every alpha, without changing anything."""
-        return [d(a) for a, d in zip(self.alphas, self.discretizers)]
+        return self.projection([a.detach() for a in self.alphas])
 
     @torch.no_grad()
     def _project_on_host(self) -> tuple[list[Tensor], list[Tensor]]:
         """(projections on the host, the same on each alpha's device): one device-to-host copy
         per alpha (the alphas are tiny; the projection itself never syncs on the host)."""
-        host = [d(a.detach().cpu()) for a, d in zip(self.alphas, self.discretizers)]
+        host = self.projection([a.detach().cpu() for a in self.alphas])
         return host, [h.to(a.device, a.dtype, non_blocking=True) for h, a in zip(host, self.alphas)]
 
     @contextmanager

@@ -161,6 +161,27 @@ WEIGHT = FiniteFloatRange(min=0, max=MAX_RATE)
 """A loss or decay weight (``--weight-decay``, ``--eta``, ...): 0 <= weight <= ``MAX_RATE``, not NaN."""
 
 
+class Amount(click.ParamType):
+    """A budget: a positive, finite number, optionally with a K, M or G suffix (``3.0M``, ``600M``,
+    ``250K``; ``nasp.budget.parse_amount``). A resumed run's saved number passes as it is."""
+
+    name = "AMOUNT"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        from .budget import parse_amount
+
+        if value is None:
+            return None
+        try:
+            return parse_amount(value, _flag(param) if param is not None else "budget")
+        except NaspError as exc:
+            self.fail(f"{value!r}: {str(exc).split(': ', 1)[-1]}", param, ctx)
+
+
+AMOUNT = Amount()
+"""``--max-params`` and the other budgets of every command: > 0, finite, K/M/G suffixes."""
+
+
 class RequiredUnlessResume(click.Option):
     """An option a new run needs (``--data``, ``--genotype``) but ``--resume`` takes from the saved run."""
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,8 @@ class SearchNetwork(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.mixing: MixingRule = Mixing.SINGLE
+        #: a cost budget every projection obeys (``set_budget``); None: the plain discretizers
+        self.budget: Optional[prox.BudgetedCellProjection] = None
 
     @contextmanager
     def using(self, rule: MixingRule) -> Iterator[None]:
@@ -51,6 +53,16 @@ class SearchNetwork(nn.Module):
         """prox onto C1 for each architecture tensor (default: per-row one-hot)."""
         return [prox.onehot for _ in self.arch_parameters()]
 
+    def set_budget(self, budget: Optional[prox.BudgetedCellProjection]) -> None:
+        """Make every projection of this network (NASP's iterates, its export, random samples,
+        DARTS' budgeted derivation) a cell within ``budget``; None removes it."""
+        self.budget = budget
+
+    def projection(self) -> prox.Projection:
+        """prox onto C1 of every architecture tensor at once: the budget's when one is set, else
+        ``discretizers()`` applied one per tensor."""
+        return self.budget if self.budget is not None else prox.PerTensor(self.discretizers())
+
     def derive(self, alphas: Sequence[Tensor] | None = None) -> Any:
         """The architecture a supernet method (DARTS) reads from continuous ``alphas`` (default:
         current), as a JSON-able object. Cells use DARTS' softmax rule here."""
@@ -66,9 +78,9 @@ class SearchNetwork(nn.Module):
 
     @torch.no_grad()
     def project(self, alphas: Sequence[Tensor] | None = None) -> list[Tensor]:
-        """prox onto C1 of ``alphas`` (default: current), one discretizer per tensor."""
+        """prox onto C1 of ``alphas`` (default: current) by ``projection()``."""
         alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]
-        return [d(a) for a, d in zip(alphas, self.discretizers())]
+        return self.projection()(alphas)
 
     def reset_weights(self) -> None:
         """Re-initialise every weight (random search trains each candidate from scratch)."""

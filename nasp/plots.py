@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 
 @contextmanager
@@ -53,4 +53,30 @@ def plot_alphas(rows: list[dict], path: Path, title: str = "") -> Path:
         ax.grid(alpha=0.3)
         if names:
             ax.legend(fontsize=8)
+    return Path(path)
+
+
+def plot_pareto(rows: list[dict], path: Path, cost_key: str, score_key: str, higher_is_better: bool = True,
+                limit: Optional[float] = None, title: str = "", cost_label: str = "") -> Path:
+    """Score against cost of every epoch (metrics rows holding both keys): one point per epoch
+    labelled with its number, the Pareto front (``nasp.budget.pareto_front``) as a line, and the
+    budget ``limit`` as a vertical line."""
+    from .budget import pareto_front
+
+    rows = [r for r in rows if r.get(cost_key) is not None and r.get(score_key) is not None]
+    points = [(float(r[cost_key]), float(r[score_key])) for r in rows]
+    front = pareto_front(points, higher_is_better)
+    with figure(path, title, figsize=(5.2, 3.6)) as (_, ax):
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, color="#1f77b4", label="epoch")
+            for r, (x, y) in zip(rows, points):
+                ax.annotate(str(r.get("epoch", "")), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="#d62728", lw=1.2,
+                    marker="o", markersize=4, label="Pareto front")
+        if limit is not None:
+            ax.axvline(limit, color="#555555", ls="--", lw=1, label="budget")
+        ax.set_xlabel(cost_label or cost_key)
+        ax.set_ylabel(score_key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return Path(path)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..config import RunConfig
 from ..errors import NaspError
 from . import defaults
 from .data import ImageData, search_split
+
+if TYPE_CHECKING:
+    from .costs import CellBudget, CostNetwork
 
 
 def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[int] = None, what: str = "training",
@@ -63,12 +66,41 @@ class CNNSearchConfig(RunConfig):
     eval_batch_size: Optional[int] = None  #: batch size of evaluation passes (None: 2 x batch_size)
     data_dir: Optional[Path] = None  #: data root for known names
     seed: int = 0  #: seed of the split, the batches and the initialisation
+    max_params: Optional[float] = None  #: hard budget: parameters of the cost network (None: no budget)
+    max_madds: Optional[float] = None  #: hard budget: multiply-adds of one image through the cost network
+    max_latency_ms: Optional[float] = None  #: hard budget: milliseconds per forward, from ``latency_table``
+    latency_table: Optional[Path] = None  #: the ops.json of ``nasp cnn profile-ops``
+    cost_network: str = "eval"  #: the network costs are counted in (``nasp.cnn.costs.NETWORKS``: eval, search)
+    eval_layers: Optional[int] = None  #: cells of the evaluation network (None: ``cnn train``'s default for the data)
+    eval_channels: Optional[int] = None  #: initial channels of the evaluation network (likewise)
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any], data: ImageData) -> "CNNSearchConfig":
-        """The config of the Click options ``opts``; options left out (None) take ``data``'s profile."""
+        """The config of the Click options ``opts``; options left out (None) take ``data``'s profile
+        (the evaluation network of the costs: ``nasp cnn train``'s for the data set and its network)."""
         table = defaults.SEARCH.get(defaults.profile(data.name, data.kind))
-        return cls.of({**opts, **defaults.resolve(opts, table)})
+        train = defaults.TRAIN.get(defaults.profile(data.name, data.kind))
+        eval_table = {"eval_layers": train["layers"], "eval_channels": train["channels"]}
+        return cls.of({**opts, **defaults.resolve(opts, table), **defaults.resolve(opts, eval_table)})
+
+    def target(self, data: ImageData) -> "CostNetwork":
+        """The network whose costs the budget limits and the metrics record."""
+        from .costs import CostNetwork
+
+        if self.cost_network == "search":
+            return CostNetwork("search", "cifar", self.layers, self.channels, data.in_channels, data.num_classes,
+                               data.image_size, self.nodes)
+        return CostNetwork("eval", data.kind, self.eval_layers, self.eval_channels, data.in_channels, data.num_classes,
+                           data.image_size, self.nodes)
+
+    def budget(self, data: ImageData) -> "CellBudget":
+        """The costs every epoch records and the budget, if one is given (``nasp.cnn.costs.cell_budget``)."""
+        from .costs import NETWORKS, cell_budget
+        from .spaces import SPACES
+
+        NETWORKS.get(self.cost_network)
+        limits = {"params": self.max_params, "madds": self.max_madds, "latency": self.max_latency_ms}
+        return cell_budget(SPACES.get(self.space), self.target(data), limits, self.latency_table)
 
     def split(self, data: ImageData) -> tuple[Any, Any]:
         """Indices of the weight data and of the architecture data."""
@@ -90,6 +122,12 @@ class CNNSearchConfig(RunConfig):
         check_sizes(self.batch_size, self.channels, self.layers)
         w_idx, a_idx = self.split(data)
         check_sizes(self.batch_size, self.channels, self.layers, min(len(w_idx), len(a_idx)), "weight or architecture")
+        if self.cost_network == "eval":
+            _at_least_one("--eval-layers", self.eval_layers)
+            _at_least_one("--eval-channels", self.eval_channels)
+            if data.kind == "imagenet" and (self.eval_channels < 2 or self.eval_channels % 2):
+                raise NaspError(f"--eval-channels {self.eval_channels}: the imagenet network needs an even number >= 2")
+        self.budget(data)  # two budgets, a latency table that does not fit, a budget no cell meets
 
 
 @dataclass(frozen=True)

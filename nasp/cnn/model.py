@@ -177,10 +177,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary_head."))
 
 
+def _aux_head(name: str) -> bool:
+    return name.startswith("auxiliary_head")
+
+
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Multiply-adds of one ``(C, H, W)`` image through convolutions and linear layers (eval mode,
-    auxiliary head excluded), counted with forward hooks."""
+def count_flops(model: nn.Module, input_shape: tuple[int, int, int], exclude: Callable[[str], bool] = _aux_head) -> int:
+    """Multiply-adds of one ``(C, H, W)`` image through convolutions and linear layers (eval mode),
+    counted with forward hooks; modules whose qualified name ``exclude`` accepts are not counted
+    (default: the auxiliary head)."""
     total = [0]
 
     def conv_hook(m: nn.Conv2d, inp: tuple, out: Tensor) -> None:
@@ -192,7 +197,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
     hooks = []
     for name, m in model.named_modules():
-        if name.startswith("auxiliary_head"):
+        if exclude(name):
             continue
         if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(conv_hook))
@@ -201,7 +206,8 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
         model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)

@@ -9,12 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..budget import RecordCosts, summary as budget_summary
 from ..errors import NaspError
+from ..plots import plot_pareto
+from ..prox import format_amount
 from ..regularizers import ModelSize
 from ..runs import RunDir, peak_memory_mb, run_search
-from ..strategies import SearchProblem, build_strategy
+from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
 from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)
+from .costs import METRICS
 from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype
 from .model import MODELS, count_params
@@ -73,6 +77,17 @@ def _exported_score(strategy: Any, rows: list[dict], key: str) -> float:
     return float(best) if strategy.selects_on_validation and best is not None else rows[-1][key]
 
 
+def _log_budget(c: CNNSearchConfig, budget: Any) -> None:
+    p, m = budget.projection, METRICS.get(budget.metric)
+    log.info("budget %s %s in the %s (cheapest cell %s, most expensive %s)", m.flag, format_amount(p.limit),
+             budget.costs.network.describe(), format_amount(p.cheapest), format_amount(p.most_expensive))
+    if c.eta > 0:
+        log.info("--eta %g adds the soft model-size term (normal cell, search width) inside the hard budget", c.eta)
+    if STRATEGIES.get(c.strategy).validates == "supernet":  # darts, darts2
+        log.info("%s: the supernet trains without the budget; the exported cell is the budgeted projection of its "
+                 "softmax weights", c.strategy)
+
+
 def build_search_network(config: CNNSearchConfig, data: ImageData) -> CNNSearchNetwork:
     return CNNSearchNetwork(config.space, channels=config.channels, layers=config.layers, num_classes=data.num_classes,
                             in_channels=data.in_channels, steps=config.nodes, multiplier=config.nodes)
@@ -88,6 +103,10 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     seed = int(c.seed)
     torch.manual_seed(seed)
     net = build_search_network(c, data).to(device)
+    budget = c.budget(data)  # the costs every epoch records; the budget every projection obeys
+    net.set_budget(budget.projection)
+    if budget.projection is not None:
+        _log_budget(c, budget)
     regularizer = ModelSize([net.op_params(False), None]) if c.eta > 0 else None
     problem = SearchProblem(
         network=net,
@@ -118,12 +137,18 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, c.epochs, run)
+    rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, c.epochs, run,
+                      hooks=[RecordCosts(budget.row_costs)])
     genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
     run.file("genotype.txt").write_text(genotype.to_text() + "\n")
     plot_genotype(genotype, run.file("cells.png"), f"{c.strategy} on {data.name}, space {c.space}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), c.strategy)
+    metric = METRICS.get(budget.metric or "params")
+    limit = budget.projection.limit if budget.projection is not None else None
+    plot_pareto(rows, run.file("pareto.png"), metric.key, "valid_acc", True, limit,
+                f"{c.strategy}: valid acc ({strategy.validates}) per epoch", f"{metric.key}, {budget.costs.network.short()}")
+    costs = budget.genotype_costs(genotype)
     search_seconds = sum(r["seconds"] for r in rows)
     eval_model = MODELS.get("cifar")(genotype, num_classes=data.num_classes, in_channels=data.in_channels)
     return {
@@ -143,6 +168,11 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
         "params_of_derived_reduce_cell": net.cell_params(genotype, reduction=True),
         "params_eval_network": count_params(eval_model),
         "eta": c.eta,
+        "cost_network": budget.costs.network.describe(),
+        "cost": costs,
+        "budget": None if budget.projection is None else budget_summary(
+            budget.projection, budget.metric, metric.flag, costs[metric.key], strategy.budget_binding(),
+            budget.costs.network.describe()),
         "genotype": genotype.to_text(),
         "device": str(device),
     }

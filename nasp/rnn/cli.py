@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from ..commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RequiredUnlessResume, RunCommand,
+from ..commands import (AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RequiredUnlessResume, RunCommand,
                         data_dir_option, finish_run, resume_option, run_options, start_run, threads_option)
 from ..errors import NaspError
 from ..runs import ARCH
@@ -120,6 +120,11 @@ def rnn() -> None:
                    "('auto': until the validation perplexity stops improving; default: 0).")
 @click.option("--unrolled", type=click.Choice(list(UNROLLED)), default=None,
               help="darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).")
+@click.option("--max-params", type=AMOUNT, default=None,
+              help="Hard budget: parameters of the recurrent cell's matrices at --emb-size/--hidden-size "
+                   "((E + H) x 2H + nodes x H x 2H; K/M/G suffixes). Every node has its matrix whatever it picks, so in "
+                   "these spaces every cell has the same count: the budget is checked before the search and never "
+                   "changes the cell (the summary reports it).")
 @resume_option
 def search(**opts: Any) -> None:
     """Search a recurrent cell.

@@ -7,6 +7,8 @@ from typing import Any, Optional, Union
 
 import torch
 
+from .. import prox
+from ..budget import RecordCosts, summary as budget_summary
 from ..config import RunConfig
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
@@ -16,7 +18,7 @@ from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
 from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity
-from .spaces import SPACES
+from .spaces import SPACES, RecurrentSpace
 
 
 @dataclass
@@ -43,6 +45,18 @@ class SearchConfig(RunConfig):
     warmup_epochs: Union[int, str, None] = None  # nasp, no-auto (0)
     unrolled: Optional[str] = None  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED; plain)
     seed: int = 0
+    max_params: Optional[float] = None  # hard budget on the recurrent cell's matrices (None: none)
+
+    def budget(self) -> Optional[prox.BudgetedCellProjection]:
+        """The budgeted projection of ``max_params`` (None without one); a budget below the cell's
+        matrices is one ``NaspError``."""
+        if self.max_params is None:
+            return None
+        space = SPACES.get(self.space)
+        return prox.BudgetedCellProjection(space.edges_per_node, cell_costs(space, self.emb_size, self.hidden_size),
+                                           self.max_params, k=1, label="--max-params",
+                                           unit=f"parameters in the cell's matrices at --emb-size {self.emb_size} "
+                                                f"--hidden-size {self.hidden_size}")
 
     def validate(self, corpus: Corpus) -> None:
         """Names, the warm-up and the batch sizes against ``corpus`` (``nasp.config``: called before
@@ -54,11 +68,27 @@ class SearchConfig(RunConfig):
         batchify(corpus.train, self.batch_size, split="train")
         batchify(corpus.valid, self.batch_size, split="valid")  # the architecture steps' batches
         batchify(corpus.valid, self.eval_batch_size, split="valid")
+        self.budget()
+
+
+def cell_matrices(space: RecurrentSpace, emb_size: int, hidden_size: int) -> int:
+    """Parameters of the recurrent cell's matrices: ``W0`` ((E + H) x 2H) and one H x 2H matrix per
+    node. Every node has its matrix whatever predecessor and activation it picks, so every cell of a
+    space has this count."""
+    return (emb_size + hidden_size) * 2 * hidden_size + space.steps * hidden_size * 2 * hidden_size
+
+
+def cell_costs(space: RecurrentSpace, emb_size: int, hidden_size: int) -> prox.CellCosts:
+    """The cell's parameter costs for ``nasp.prox.BudgetedCellProjection``: no entry adds a matrix
+    (all zero), the matrices are the fixed part."""
+    return prox.CellCosts((torch.zeros(space.num_rows, len(space.activations), dtype=torch.float64),),
+                          float(cell_matrices(space, emb_size, hidden_size)))
 
 
 def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tuple[Strategy, LMLoss]:
     """Network, loss and strategy for ``cfg`` (call after seeding)."""
     net = RNNSearchNetwork(len(corpus.vocab), SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size, cfg.dropouts).to(device)
+    net.set_budget(cfg.budget())
     loss = LMLoss(tar=cfg.tar)
     problem = SearchProblem(
         network=net,
@@ -92,8 +122,9 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
+    params = cell_matrices(SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size)
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
-                      hooks=[watch])
+                      hooks=[watch, RecordCosts(lambda architecture: {"cell_params": params})])
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {
@@ -108,5 +139,9 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
         "valid_ppl": float(best) if best is not None else rows[-1]["valid_ppl"],
         "valid_score_of": strategy.validates,
         "genotype": genotype.to_json(),
+        "cell_params": params,
+        "budget": None if strategy.network.budget is None else budget_summary(
+            strategy.network.budget, "params", "--max-params", params, strategy.budget_binding(),
+            f"recurrent cell matrices at --emb-size {cfg.emb_size} --hidden-size {cfg.hidden_size}"),
     }
     return {"genotype": genotype, "summary": summary, "rows": rows}

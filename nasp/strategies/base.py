@@ -204,6 +204,19 @@ class Strategy(ABC):
         the very cell that the weight steps and the evaluation ran."""
         return self.network.export(self.network.project(alphas), alphas)
 
+    def projected_values(self, alphas: Sequence[Tensor]) -> list[Tensor]:
+        """The values whose projection is the exported architecture under a budget (default: the
+        alphas themselves; DARTS: their per-row softmax)."""
+        return list(alphas)
+
+    def budget_binding(self) -> Optional[bool]:
+        """Whether the network's budget changed the exported architecture: the unconstrained
+        projection of the values it was read from costs more than the limit (None: no budget)."""
+        budget = self.network.budget if isinstance(self.network, SearchNetwork) else None
+        if budget is None:
+            return None
+        return budget.binding(self.projected_values(self.derive_alphas()))
+
     def evaluated_architecture(self) -> Any:
         """The architecture of the current values: what this epoch trained and validated (the
         ``architecture`` of its metrics row)."""
@@ -249,13 +262,12 @@ class Strategy(ABC):
 
 
 def sample_architecture(network: SearchNetwork, generator: torch.Generator) -> list[Tensor]:
-    """A uniformly random discrete architecture: each tensor's discretizer applied to U(0,1) noise
-    (so cells keep their top-k structure)."""
-    out = []
-    for a, discretize in network.iter_arch():
-        noise = torch.rand(a.shape, generator=generator)
-        out.append(discretize(noise).to(a.device, a.dtype))
-    return out
+    """A uniformly random discrete architecture of the network's projection: each tensor's
+    discretizer applied to U(0,1) noise (so cells keep their top-k structure), or, under a
+    budget, a cell drawn uniformly among those that fit it."""
+    alphas = network.arch_parameters()
+    values = network.projection().sample([a.shape for a in alphas], generator)
+    return [v.to(a.device, a.dtype) for v, a in zip(values, alphas)]
 
 
 def arch_optimizer(problem: SearchProblem, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:

@@ -114,9 +114,17 @@ class DARTS(Strategy):
         with self.network.using(Softmax()):
             yield
 
+    def projected_values(self, alphas: Sequence[Tensor]) -> list[Tensor]:
+        """Per row the softmax of the alphas: the weights DARTS derives its cell from."""
+        return [torch.softmax(a.detach().float().cpu(), dim=-1) for a in alphas]
+
     def architecture_of(self, alphas: Sequence[Tensor]) -> Any:
-        """DARTS' derivation from continuous alphas (softmax; top-k edges by probability)."""
-        return self.network.derive(alphas)
+        """DARTS' derivation from continuous alphas (softmax; top-k edges by probability). Under a
+        budget (``network.budget``), the budgeted projection of the same softmax weights: the
+        most probable cell that fits, which is DARTS' cell whenever that one fits."""
+        if self.network.budget is None:
+            return self.network.derive(alphas)
+        return self.network.export(self.network.budget(self.projected_values(alphas)), alphas)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict()}

@@ -61,7 +61,7 @@ class NASP(Strategy):
         extras = net.arch_extra_parameters()
         self.architect = Architect(
             net.arch_parameters(),
-            discretize=list(net.discretizers()),
+            discretize=net.projection(),
             regularizer=problem.regularizer,
             eta=problem.eta,
             extra_params=extras,

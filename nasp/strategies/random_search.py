@@ -70,6 +70,12 @@ class RandomSearch(Strategy):
             return [a.clone() for a in self.best_alphas]
         return super().derive_alphas()
 
+    def budget_binding(self) -> Optional[bool]:
+        """Under a budget: whether it excluded cells from the sampling (the space's most
+        expensive cell does not fit)."""
+        budget = self.network.budget
+        return None if budget is None else budget.most_expensive > budget.limit
+
     def describe(self) -> dict:
         return {"candidate": self.candidate}
 
