@@ -20,29 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NASP = [sys.executable, "-c", "from cli import main; main()"]
+sys.path.insert(0, str(HERE))
+from cnn_digits_accuracy import run as run_nasp  # noqa: E402
 
 
 def run(args: list, threads: int) -> dict:
-    """Run ``nasp <args>``; a finished run directory (--out) is read back, an unfinished one resumed."""
-    out = Path(args[args.index("--out") + 1])
-    if (out / "summary.json").exists():
-        return json.loads((out / "summary.json").read_text())
-    if (out / "config.json").exists():
-        args = args[:2] + ["--out", out, "--resume"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    res = subprocess.run(NASP + [str(a) for a in args] + ["--json", "--device", "cpu", "--threads", str(threads), "-q"],
-                         capture_output=True, text=True, cwd=HERE.parent, env=env)
-    if res.returncode != 0:
-        sys.exit(f"failed: {' '.join(map(str, args))}\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    """``nasp <args>`` with ``threads`` torch threads, quiet (finished runs read back, unfinished resumed)."""
+    return run_nasp(list(args) + ["--threads", str(threads), "-q"], threads)
 
 
 def amount(text: str) -> float:
