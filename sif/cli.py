@@ -6,7 +6,7 @@ import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import click
 

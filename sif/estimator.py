@@ -32,11 +32,11 @@ from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
-from .data import RatingTable, Splits, read_ratings, resolve_ratings_path, table_from_frame
+from .data import RatingTable, Splits
 from .engine import TrainSettings
 from .model import LEGACY, ModelConfig
 from .space import INTERACTIONS, SEARCH_SPACE
-from .tasks import TASKS, Task, build_task, task_from_dict
+from .tasks import TASKS, Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
 
@@ -371,7 +371,7 @@ class SIF:
         """Metrics on ``data`` (a file or DataFrame of held-out interactions): RMSE and MAE for
         the rating task; full-ranking metrics for ranking, excluding what the model trained and
         was validated on (as the test split is scored)."""
-        table = self.task.read(_read(data))
+        table = self.task.read(pipeline.read_table(data, self.options.data_dir))
         return self.model.evaluate(table, self.task)
 
     def save(self, path: Union[str, Path]) -> Path:
@@ -413,14 +413,6 @@ def _source(data: Optional[Data]) -> Any:
     if data is None or isinstance(data, (pd.DataFrame, RatingTable)):
         return data
     return str(data)
-
-
-def _read(data: Data) -> RatingTable:
-    if isinstance(data, pd.DataFrame):
-        return table_from_frame(data)
-    if isinstance(data, RatingTable):
-        return data
-    return read_ratings(resolve_ratings_path(str(data)))
 
 
 def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:

@@ -61,17 +61,24 @@ class DataOptions:
         )
 
 
+def read_table(source: Union[str, Path, pd.DataFrame, RatingTable], data_dir: Optional[Union[str, Path]] = None) -> RatingTable:
+    """Interactions from a file, a known name (under ``data_dir``), a DataFrame or a table as it is."""
+    if isinstance(source, RatingTable):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return table_from_frame(source)
+    return read_ratings(resolve_ratings_path(str(source), data_dir))
+
+
 def load_splits(opts: DataOptions, task: Optional[Task] = None) -> tuple[Splits, Path]:
     """Read ``--data`` (and ``--valid-data``/``--test-data``) as ``task`` reads them and split;
     returns the splits and the ratings path. Every check of the data happens here."""
     task = task or RatingTask()
 
     def read(source) -> RatingTable:
-        if isinstance(source, pd.DataFrame):
-            return task.read(table_from_frame(source))
-        return task.read(read_ratings(resolve_ratings_path(source, opts.data_dir)))
+        return task.read(read_table(source, opts.data_dir))
 
-    path = None if isinstance(opts.data, pd.DataFrame) else resolve_ratings_path(opts.data, opts.data_dir)
+    path = None if isinstance(opts.data, (pd.DataFrame, RatingTable)) else resolve_ratings_path(opts.data, opts.data_dir)
     table = read(opts.data if path is None else str(path))
     splits = split(table, opts.spec(task, read))
     task.check(splits)
@@ -398,7 +405,7 @@ class Recommender:
         self.net = net.to(device).eval()
         self.titles = read_titles(saved.get("ratings_path", ""))
         self._index = {u: k for k, u in enumerate(self.user_ids)}
-        self._item_index = pd.Index(self.item_ids)
+        self._user_pos, self._item_index = pd.Index(self.user_ids), pd.Index(self.item_ids)
         if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
             seen_users, seen_items = self._rated_in(saved.get("ratings_path", ""), seen_users, seen_items)
         if seen_split is None:  # saved before the split of each pair was recorded: count all as training
@@ -454,7 +461,7 @@ class Recommender:
         """Predictions for raw (user, item) id pairs (unknown ids fall back to the biases)."""
         if len(users) != len(items):
             raise NaspError(f"predict: {len(users)} users but {len(items)} items; give one item per user")
-        u = torch.as_tensor(pd.Index(self.user_ids).get_indexer(list(users)), dtype=torch.long, device=self.device)
+        u = torch.as_tensor(self._user_pos.get_indexer(list(users)), dtype=torch.long, device=self.device)
         i = torch.as_tensor(self._item_index.get_indexer(list(items)), dtype=torch.long, device=self.device)
         return self.net.predict(u, i).cpu().numpy()
 

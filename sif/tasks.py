@@ -8,7 +8,7 @@ validation NDCG at the first K. A new task is one class registered in ``TASKS``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional, Sequence, Union
 
 import torch
