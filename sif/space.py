@@ -9,7 +9,7 @@ here override it with matrix products where the score decomposes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -136,78 +136,177 @@ class InteractionOp(nn.Module):
         return item_chunks(p, q, k, block, max_elements)
 
 
+#: the vector-wise ops: ``op(p, q) -> z``, a vector per pair (width ``dim * width_factor``),
+#: which an output head turns into a score; the paper's five and two of AutoCF's (REFERENCE §4)
+VECTOR_OPS: Registry = Registry("vector-wise op")
+
+
+class VectorOp(nn.Module):
+    """Base of the vector-wise ops. ``linear_matrix(p, q, w)`` scores every user of ``p`` with
+    every item of ``q`` as ``w . op(p, q)`` when that decomposes into matrix products (full
+    ranking); ``None`` says it does not, and the caller broadcasts ``forward``."""
+
+    width_factor = 1
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Optional[Tensor]:
+        return None
+
+
+@VECTOR_OPS.register("multiply")
+class MultiplyOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * q
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p * q) = (p * w) @ q^T."""
+        return (p * w) @ q.T
+
+
+@VECTOR_OPS.register("plus")
+class PlusOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p + q
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p + q) = p . w (a user part) + q . w (an item part)."""
+        return (p @ w).unsqueeze(1) + (q @ w).unsqueeze(0)
+
+
+@VECTOR_OPS.register("min")
+class MinOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.minimum(p, q)
+
+
+@VECTOR_OPS.register("max")
+class MaxOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.maximum(p, q)
+
+
+@VECTOR_OPS.register("concat")
+class ConcatOp(VectorOp):
+    width_factor = 2
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.cat([p, q], dim=-1)
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . [p; q] = p . w_1 (a user part) + q . w_2 (an item part)."""
+        k = p.shape[-1]
+        return (p @ w[:k]).unsqueeze(1) + (q @ w[k:]).unsqueeze(0)
+
+
+@VECTOR_OPS.register("weighted")
+class WeightedOp(VectorOp):
+    """The learned-weight product p * (W q), W a k x k matrix that starts as the identity (so
+    the op starts as ``multiply``): a bilinear form per coordinate of the output."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.weight = nn.Parameter(torch.eye(dim))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(self.dim))
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * (q @ self.weight.T)
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p * W q) = (p * w) @ (q W^T)^T."""
+        return (p * w) @ (q @ self.weight.T).T
+
+
+@VECTOR_OPS.register("concat_mlp")
+class ConcatMLPOp(VectorOp):
+    """A small MLP over the concatenation: ReLU(W [p; q] + b), width k (AutoCF's MLP op)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.layer = nn.Linear(2 * dim, dim)
+
+    def reset_parameters(self) -> None:
+        self.layer.reset_parameters()
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.relu(self.layer(torch.cat([p, q], dim=-1)))
+
+
 class HeadOp(InteractionOp):
-    """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
+    """A vector-wise op (``VECTOR_OPS[vector]``) followed by its own bounded output vector w:
+    score = w . op(p, q). One subclass per op, registered under the op's name."""
 
     uses_head = True
-    width_factor = 1
+    #: the name of the vector-wise op in ``VECTOR_OPS``
+    vector = ""
 
     def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
         self.dim = dim
         self.bound = HEADS[check_head(head)]
-        self.head = nn.Parameter(torch.empty(dim * self.width_factor))
+        self.combine = VECTOR_OPS.get(self.vector)(dim)
+        self.head = nn.Parameter(torch.empty(dim * self.combine.width_factor))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # every op starts as the plain sum of its output vector's entries, scaled into the ball
-        nn.init.constant_(self.head, 1.0 / (self.dim * self.width_factor) ** 0.5)
-
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        raise NotImplementedError
+        nn.init.constant_(self.head, 1.0 / self.head.numel() ** 0.5)
+        if hasattr(self.combine, "reset_parameters"):
+            self.combine.reset_parameters()
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return self.combine(p, q) @ self.bound(self.head)
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """The vector op's matrix products where the score decomposes, else broadcast."""
+        out = self.combine.linear_matrix(p, q, self.bound(self.head))
+        return out if out is not None else super().score_matrix(p, q, max_elements)
+
     def num_params(self) -> int:
-        return self.head.numel()
+        return sum(w.numel() for w in self.parameters())
 
 
 @INTERACTIONS.register("multiply")
 class Multiply(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return p * q
-
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """(p * w) @ q^T."""
-        return (p * self.bound(self.head)) @ q.T
+    vector = "multiply"
 
 
 @INTERACTIONS.register("plus")
 class Plus(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return p + q
-
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """w . (p + q) = p . w (a user part) + q . w (an item part)."""
-        w = self.bound(self.head)
-        return (p @ w).unsqueeze(1) + (q @ w).unsqueeze(0)
+    vector = "plus"
 
 
 @INTERACTIONS.register("min")
 class Min(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.minimum(p, q)
+    vector = "min"
 
 
 @INTERACTIONS.register("max")
 class Max(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.maximum(p, q)
+    vector = "max"
 
 
 @INTERACTIONS.register("concat")
 class Concat(HeadOp):
-    width_factor = 2
+    vector = "concat"
 
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.cat([p, q], dim=-1)
 
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """w . [p; q] = p . w_1 (a user part) + q . w_2 (an item part)."""
-        w = self.bound(self.head)
-        k = p.shape[-1]
-        return (p @ w[:k]).unsqueeze(1) + (q @ w[k:]).unsqueeze(0)
+@INTERACTIONS.register("weighted")
+class Weighted(HeadOp):
+    vector = "weighted"
+
+
+@INTERACTIONS.register("concat_mlp")
+class ConcatMLP(HeadOp):
+    vector = "concat_mlp"
 
 
 @INTERACTIONS.register("gmf")
