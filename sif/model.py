@@ -52,6 +52,18 @@ class HistoryEncoder(nn.Module):
         return self.factors(others).pow(2).sum()
 
 
+def with_choice(values: Sequence[float], names: Sequence[str], chosen: str) -> Tensor:
+    """A (1 x len(names)) alpha row from logged values whose arg-max is ``chosen``: the logged
+    name is what the epoch trained and validated, while its values are rounded in the log, where
+    two candidates can tie (or their order flip) once they are close."""
+    row = torch.tensor([list(values)], dtype=torch.float64)
+    k = list(names).index(chosen)
+    others = torch.cat([row[0, :k], row[0, k + 1:]])
+    if others.numel() and row[0, k] <= others.max():
+        row[0, k] = others.max() + 1e-6
+    return row.float()
+
+
 #: state-dict keys of models saved before ``HistoryEncoder`` (the user side's), and today's
 RENAMED_KEYS = {"implicit_emb.weight": "user_history.factors.weight", "history_indptr": "user_history.indptr",
                 "history_items": "user_history.neighbours"}
@@ -216,6 +228,11 @@ class SIFNetwork(SearchNetwork):
         out["interaction"] = self.config.ops[int(discrete[0].detach()[0].argmax())]
         return out
 
+    def logged_alphas(self, logged: dict) -> list[Tensor]:
+        """The alphas of a metrics row's ``architecture``, whose arg-max is its logged interaction."""
+        ops = self.config.ops
+        return [with_choice([float(logged["alpha"][name]) for name in ops], ops, logged["interaction"])]
+
     # forward ----------------------------------------------------------------------------------
     def embed(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         u = self.user_emb(users)
@@ -259,7 +276,10 @@ class SIFNetwork(SearchNetwork):
         p, q = self.elementwise(*self.embed(users, items))  # [U, k], [I, k]
         pl = plan(self.alpha, self.mixing)
         out = mix([lambda op=op: op.score_matrix(p, q, max_elements) for op in self.ops], pl, 0)
-        scores = out if out is not None else p.new_zeros(p.shape[0], q.shape[0])
+        return self.with_biases(out if out is not None else p.new_zeros(p.shape[0], q.shape[0]), users, items)
+
+    def with_biases(self, scores: Tensor, users: Tensor, items: Tensor) -> Tensor:
+        """[U, I] interaction scores plus the global, user and item biases."""
         scores = scores + self.global_bias
         if self.config.biases:
             scores = scores + self.user_bias(users) + self.item_bias(items).T

@@ -408,3 +408,97 @@ class Popularity(InteractionOp):
 
     def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = 0) -> Tensor:
         return p.new_zeros(p.shape[0], q.shape[0])
+
+
+# the larger (AutoCF-style) space: its other rows -------------------------------------------------
+#: the prediction heads of the larger space: ``head(z) -> score`` for a vector z of width n
+PREDICTION_HEADS: Registry = Registry("prediction head")
+
+
+class LinearHead(nn.Module):
+    """score = w . z, w bounded by ``bound`` (``HEADS``) or free; starts at w_k = 1/sqrt(n)."""
+
+    def __init__(self, width: int, bound: Optional[Callable[[Tensor], Tensor]] = None) -> None:
+        super().__init__()
+        self.bound = bound
+        self.weight = nn.Parameter(torch.empty(width))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, 1.0 / self.weight.numel() ** 0.5)
+
+    def vector(self) -> Tensor:
+        """The (bounded) output vector w."""
+        return self.bound(self.weight) if self.bound is not None else self.weight
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z @ self.vector()
+
+
+@PREDICTION_HEADS.register("box")
+class BoxHead(LinearHead):
+    """The bounded vector: |w_k| <= 1/sqrt(n), inside the unit ball (``--head box``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, inner_box)
+
+
+@PREDICTION_HEADS.register("free")
+class FreeHead(LinearHead):
+    """An unbounded vector (NCF's GMF head)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, None)
+
+
+@PREDICTION_HEADS.register("mlp")
+class MLPHead(nn.Module):
+    """A small MLP: Linear(n, h) -> ReLU -> Linear(h, 1), h = n / 2 (at least 1); the output
+    layer starts at zero, so the head starts with zero scores (the biases alone)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.inner = nn.Linear(width, max(1, width // 2))
+        self.outer = nn.Linear(max(1, width // 2), 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.inner.reset_parameters()
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def vector(self) -> None:
+        return None  # not linear in z
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.outer(torch.relu(self.inner(z))).squeeze(-1)
+
+
+#: the element-wise functions of the larger space, applied to every coordinate of a side's
+#: vector: ``FUNCTIONS.get(name)(hidden, residual)``; "mlp" is ``ElementwiseMLP`` (its weights
+#: searched on validation data, as in the paper's space), the others have no parameters
+FUNCTIONS: Registry = Registry("element-wise function")
+FUNCTIONS.register("identity")(lambda hidden, residual: nn.Identity())
+FUNCTIONS.register("mlp")(ElementwiseMLP)
+FUNCTIONS.register("tanh")(lambda hidden, residual: nn.Tanh())
+FUNCTIONS.register("relu")(lambda hidden, residual: nn.ReLU())
+
+#: the input encodings of a side: its id embedding, its history embedding (``HistoryEncoder``:
+#: the other side's factors of what it interacted with in training) or their sum
+INPUTS = ("id", "history", "both")
+
+#: ``--space``: the rows of each search space, row name -> candidates. "sif" is the paper's
+#: (one row of vector-wise ops; element-wise MLPs on both sides, the user vector SVD++'s, the
+#: box head); "autocf" searches every choice jointly, one row of alphas each (after AutoCF, Gao,
+#: Yao et al., KDD 2021)
+SPACES = {
+    "sif": {"op": SEARCH_SPACE},
+    "autocf": {
+        "user_input": INPUTS,
+        "item_input": INPUTS,
+        "user_function": tuple(FUNCTIONS.names()),
+        "item_function": tuple(FUNCTIONS.names()),
+        "op": tuple(VECTOR_OPS.names()),
+        "head": tuple(PREDICTION_HEADS.names()),
+    },
+}

@@ -141,14 +141,15 @@ def test_the_search_keeps_the_architecture_that_validated_best():
 
 def test_the_best_epoch_keeps_its_logged_interaction_even_when_rounded_alphas_tie():
     ops = ("multiply", "plus", "max")
-    row = {"architecture": {"interaction": "max", "alpha": {"multiply": 0.612345, "plus": 0.1, "max": 0.612345}}}
-    alphas = pipeline.logged_alphas(row, ops)
+    net = SIFNetwork(ModelConfig(2, 2, dim=4, ops=ops))
+    row = {"interaction": "max", "alpha": {"multiply": 0.612345, "plus": 0.1, "max": 0.612345}}
+    (alphas,) = net.logged_alphas(row)
     assert ops[int(alphas.argmax())] == "max"  # the rounded values alone give multiply
-    assert SIFNetwork(ModelConfig(2, 2, dim=4, ops=ops)).derive([alphas])["interaction"] == "max"
-    row["architecture"]["interaction"] = "multiply"
-    assert ops[int(pipeline.logged_alphas(row, ops).argmax())] == "multiply"
-    row = {"architecture": {"interaction": "plus", "alpha": {"multiply": 0.3, "plus": 0.9, "max": 0.2}}}
-    assert pipeline.logged_alphas(row, ops)[0].tolist() == pytest.approx([0.3, 0.9, 0.2])  # untouched without a tie
+    assert net.derive([alphas])["interaction"] == "max"
+    row["interaction"] = "multiply"
+    assert ops[int(net.logged_alphas(row)[0].argmax())] == "multiply"
+    row = {"interaction": "plus", "alpha": {"multiply": 0.3, "plus": 0.9, "max": 0.2}}
+    assert net.logged_alphas(row)[0][0].tolist() == pytest.approx([0.3, 0.9, 0.2])  # untouched without a tie
 
 
 def test_elementwise_mlp_forms_residual_and_paper():
