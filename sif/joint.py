@@ -162,7 +162,11 @@ class JointNetwork(SIFNetwork):
         return [self.alphas[row] for row in ROWS]
 
     def arch_extra_parameters(self) -> list[nn.Parameter]:
-        return [w for mlp in (self.mlp_u, self.mlp_v) if mlp is not None for w in mlp.parameters()]
+        """The element-wise MLPs of the sides whose function row is searched (trained on
+        validation data with alpha, as in the paper's space); a fixed ``mlp`` is a weight."""
+        searched = {"user": len(self.config.user_functions) > 1, "item": len(self.config.item_functions) > 1}
+        return [w for side, mlp in (("user", self.mlp_u), ("item", self.mlp_v)) if mlp is not None and searched[side]
+                for w in mlp.parameters()]
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
         return self._report(alphas or self.arch_parameters(), alphas or self.arch_parameters())

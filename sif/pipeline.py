@@ -221,6 +221,16 @@ def _mlp_state(net: SIFNetwork) -> Optional[dict]:
 
 
 # arch files -------------------------------------------------------------------------------------
+def fixed_arch(choices: dict, task: Optional[Task] = None, dim: int = 64, mlp: str = ModelConfig.mlp) -> dict:
+    """The arch.json of one fixed model of the larger space (``choices``: row -> candidate), for
+    ``nasp sif train --arch FILE`` or ``SIF(arch=FILE)``; an ``mlp`` function is then trained
+    with the weights (no searched state)."""
+    model = {"space": "autocf", "dim": dim, "mlp": mlp, "num_users": 1, "num_items": 1}
+    config_from_dict(model).fixed(choices)  # unknown or missing choices: a clear error
+    return {"format": ARCH_FORMAT, "interaction": choices["op"], "choices": dict(choices), "strategy": "fixed",
+            **(task or RatingTask()).to_dict(), "model": model}
+
+
 def load_arch(path: Path) -> dict:
     """Read and validate an ``arch.json`` (a run directory is accepted too)."""
     path = Path(path)

@@ -170,3 +170,25 @@ def test_a_broken_arch_file_of_the_larger_space_is_one_line(tiny_ratings, tmp_pa
     path.write_text(json.dumps({"interaction": "multiply", "model": {"space": "autocf"}, "choices": {**DEFAULT, "head": "wide"}}))
     r = _invoke("sif", "train", "--arch", path, "--data", tiny_ratings, "--out", tmp_path / "t")
     assert r.exit_code != 0 and "unknown head 'wide'" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_searched_mlp_function_is_an_architecture_weight_and_a_fixed_one_a_weight():
+    search = JointNetwork(_space())
+    assert {id(w) for w in search.mlp_u.parameters()} <= {id(w) for w in search.arch_extra_parameters()}
+    fixed = JointNetwork(_space().fixed({**DEFAULT, "user_function": "mlp"}))
+    assert fixed.arch_extra_parameters() == []
+    assert {id(w) for w in fixed.mlp_u.parameters()} <= {id(w) for w in fixed.weights()}
+
+
+def test_fixed_arch_files_train_through_the_cli(tiny_ratings, tmp_path):
+    from sif.pipeline import fixed_arch
+
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(fixed_arch({**DEFAULT, "item_input": "both", "user_function": "mlp"}, dim=8)))
+    r = _invoke("sif", "train", "--arch", path, "--data", tiny_ratings, *FAST, "--max-epochs", "2", "--out", tmp_path / "t", "--json")
+    assert r.exit_code == 0, r.output
+    state = torch.load(tmp_path / "t" / "model.pt", weights_only=True)["state"]
+    assert "item_history.factors.weight" in state and "user_functions.0.outer.weight" in state
+    assert state["user_functions.0.outer.weight"].abs().sum() > 0  # trained from its zero start
+    with pytest.raises(NaspError, match="unknown op"):
+        fixed_arch({**DEFAULT, "op": "dot"})
