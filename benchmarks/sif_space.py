@@ -39,14 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sif import SIF  # noqa: E402
+from sif.joint import DEFAULT_CHOICES  # noqa: E402
 from sif.pipeline import fixed_arch  # noqa: E402
 from sif.space import SPACES  # noqa: E402
 from sif.tasks import build_task  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-#: the default fixed model of the larger space (``multiply`` with SVD++'s user vector)
-DEFAULT = {"user_input": "both", "item_input": "id", "user_function": "identity", "item_function": "identity",
-           "op": "multiply", "head": "box"}
+DEFAULT = DEFAULT_CHOICES  # the default fixed model of the larger space (``multiply`` with SVD++'s user vector)
 METRIC = {"rating": ("rmse", False), "ranking": ("ndcg@10", True)}
 
 

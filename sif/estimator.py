@@ -35,7 +35,7 @@ from . import pipeline
 from .data import RatingTable, Splits
 from .engine import TrainSettings
 from .model import LEGACY, ModelConfig
-from .joint import JointConfig
+from .joint import JointConfig, parse_choices
 from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
@@ -285,6 +285,11 @@ class SIF:
         sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean}
         return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
 
+    def _joint_baseline(self, splits: Splits, spec: str) -> JointConfig:
+        """The fixed model of the larger space that a ``--baselines`` entry ``row=name+...`` names."""
+        base = self._config(splits, "multiply", None, searched=False, elementwise=False)
+        return JointConfig.search_space(base, self.options.mlp).fixed(parse_choices(spec))
+
     def _search(self, run: RunDir, splits: Splits, device: torch.device) -> dict:
         """The search stage (skipped on resume when it finished): writes arch.json and search.json."""
         if run.resume and run.file("search.json").exists():
@@ -319,7 +324,10 @@ class SIF:
         names = SEARCH_SPACE if given == "all" else () if given == "none" else tuple(
             n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip())
         for name in names:
-            INTERACTIONS.get(name)  # an unknown name is a clear NaspError
+            if "=" in name:  # a fixed model of the larger space: an unknown row or name is a clear NaspError
+                JointConfig(1, 1).fixed(parse_choices(name))
+            else:
+                INTERACTIONS.get(name)
         return tuple(dict.fromkeys(names))
 
     def _against_baselines(self, run: RunDir, splits: Splits, device: torch.device, net: Any, trained: dict,
@@ -336,8 +344,10 @@ class SIF:
             return net, trained, config, mlp_state, init, out
         scores, best = {}, None
         for name in names:
-            fixed = self._config(splits, name, None, searched=False, elementwise=False)
-            b_net, b_summary = self._train_one(run, f"baseline-{name}", splits, fixed, device, None, None)
+            fixed = self._config(splits, name, None, searched=False, elementwise=False) if "=" not in name else \
+                self._joint_baseline(splits, name)
+            b_net, b_summary = self._train_one(run, "baseline-" + name.replace("=", "-").replace("+", "_"), splits, fixed, device,
+                                              None, None)
             scores[name] = b_summary.get(metric)
             if best is None or improves(scores[name], best[1], higher):
                 best = (name, scores[name], b_net, b_summary, fixed)

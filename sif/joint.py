@@ -32,6 +32,24 @@ ROWS = {"user_input": "user_inputs", "item_input": "item_inputs", "user_function
         "item_function": "item_functions", "op": "ops", "head": "heads"}
 
 
+#: the default fixed model of the larger space: SVD++'s ``multiply`` (the paper's space's ``multiply``
+#: baseline, the same model)
+DEFAULT_CHOICES = {"user_input": "both", "item_input": "id", "user_function": "identity", "item_function": "identity",
+                   "op": "multiply", "head": "box"}
+
+
+def parse_choices(spec: str) -> dict[str, str]:
+    """``row=name[+row=name...]`` (e.g. ``item_input=both+head=free``): the default fixed model
+    with those choices changed; an unknown row is a clear error (unknown names: ``fixed``)."""
+    out = dict(DEFAULT_CHOICES)
+    for part in spec.split("+"):
+        row, sep, name = part.partition("=")
+        if not sep or row.strip() not in ROWS:
+            raise NaspError(f"{spec!r}: a fixed model of the autocf space is ROW=NAME[+ROW=NAME...], rows: {', '.join(ROWS)}")
+        out[row.strip()] = name.strip()
+    return out
+
+
 @dataclass
 class JointConfig(ModelConfig):
     """Shape of a model of the larger space: ``ModelConfig``'s sizes, ``ops`` the vector-wise

@@ -8,14 +8,13 @@ import torch
 
 from nasp.errors import NaspError
 from nasp.mixing import Mixing
-from sif.joint import ROWS, JointConfig, JointNetwork, config_from_dict, network_for
+from sif.joint import DEFAULT_CHOICES, ROWS, JointConfig, JointNetwork, config_from_dict, network_for
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import PREDICTION_HEADS, SPACES, VECTOR_OPS
 
 from .test_cli import FAST, _invoke
 
-DEFAULT = {"user_input": "both", "item_input": "id", "user_function": "identity", "item_function": "identity",
-           "op": "multiply", "head": "box"}
+DEFAULT = DEFAULT_CHOICES
 #: every fixed model one choice away from the default (one per non-default candidate)
 VARIANTS = [{**DEFAULT, row: name} for row, names in SPACES["autocf"].items() for name in names if name != DEFAULT[row]]
 HISTORY = (torch.tensor([0, 0, 1, 2, 2, 2, 3, 5]), torch.tensor([1, 4, 0, 2, 3, 8, 8, 6]))  # user 4, items 5, 7 have none
@@ -192,3 +191,17 @@ def test_fixed_arch_files_train_through_the_cli(tiny_ratings, tmp_path):
     assert state["user_functions.0.outer.weight"].abs().sum() > 0  # trained from its zero start
     with pytest.raises(NaspError, match="unknown op"):
         fixed_arch({**DEFAULT, "op": "dot"})
+
+
+def test_fixed_models_of_the_larger_space_are_baselines_of_any_search(tiny_ratings, tmp_path):
+    out = tmp_path / "s"
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", *FAST, "--max-epochs", "2",
+                "--baselines", "multiply,item_input=both+head=free", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert set(summary["baseline_valid_rmse"]) == {"multiply", "item_input=both+head=free"}
+    assert (out / "baseline-item_input-both_head-free" / "metrics.jsonl").exists()
+    for bad, message in (("item_input=sum", "unknown item input 'sum'"), ("colour=red", "ROW=NAME")):
+        r = _invoke("sif", "search", "--data", tiny_ratings, "--baselines", bad, "--out", tmp_path / "bad")
+        assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "bad").exists()
