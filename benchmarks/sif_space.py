@@ -28,10 +28,12 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -80,8 +82,43 @@ def summary(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def external_rows(task: str) -> list[dict]:
-    """RecBole (ranking, seed 0, from sif_ranking.json) and Surprise (rating, when installed)."""
+def write_split(data: str, seed: int, folder: Path) -> tuple[Path, Path]:
+    """SIF's own rating split of ``seed`` as tab-separated raw ids: train+valid (what the refit
+    trains on) and test."""
+    splits, _ = SIF(seed=seed).load_data(data)
+    ids = splits.ids
+
+    def write(path: Path, parts) -> Path:
+        with open(path, "w") as fh:
+            for part in parts:
+                for u, i, r in zip(part.users.tolist(), part.items.tolist(), part.ratings.tolist()):
+                    fh.write(f"{ids.user_ids[u]}\t{ids.item_ids[i]}\t{r:g}\n")
+        return path
+
+    return write(folder / f"train-{seed}.tsv", (splits.train, splits.valid)), write(folder / f"test-{seed}.tsv", (splits.test,))
+
+
+def surprise_rows(data: str, seeds: list[int], python: Path, folder: Path) -> list[dict]:
+    """Surprise's SVD and SVD++ (defaults) on SIF's split of every seed, in Surprise's venv."""
+    runs: dict[str, list[dict]] = {"Surprise SVD": [], "Surprise SVD++": []}
+    for seed in seeds:
+        train, test = write_split(data, seed, folder)
+        done = subprocess.run([str(python), str(ROOT / "benchmarks" / "surprise_run.py"), str(train), str(test), "--seed", str(seed)],
+                              capture_output=True, text=True, check=True)
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        for name in ("SVD", "SVD++"):
+            runs[f"Surprise {name}"].append({"test": got[name]["test_rmse"], "seconds": got[name]["seconds"]})
+        print(f"rating seed {seed} Surprise {got}", file=sys.stderr, flush=True)
+    rows = []
+    for label, r in runs.items():
+        mean, std = summary([x["test"] for x in r])
+        rows.append({"model": label, "test_mean": mean, "test_std": std, "seconds_mean": summary([x["seconds"] for x in r])[0],
+                     "seeds": seeds, "runs": r})
+    return rows
+
+
+def external_rows(task: str, data: str, seeds: list[int], surprise_python: Optional[Path], folder: Path) -> list[dict]:
+    """RecBole (ranking, seed 0, from sif_ranking.json) and Surprise (rating, when its venv exists)."""
     rows = []
     saved = ROOT / "benchmarks" / "results" / "sif_ranking.json"
     if task == "ranking" and saved.exists():
@@ -90,10 +127,10 @@ def external_rows(task: str) -> list[dict]:
                 rows.append({"model": f"{row['model']} (seed 0, sif_ranking.json)", "test_mean": row["ndcg@10"], "test_std": None,
                              "seconds_mean": row["seconds"], "seeds": [0]})
     if task == "rating":
-        try:
-            import surprise  # noqa: F401
-        except ImportError:
-            rows.append({"model": "Surprise SVD / SVD++", "note": "not installed here (pip install scikit-surprise)"})
+        if surprise_python is not None and surprise_python.exists():
+            rows.extend(surprise_rows(data, seeds, surprise_python, folder))
+        else:
+            rows.append({"model": "Surprise SVD / SVD++", "note": "no Surprise venv (bash benchmarks/surprise_setup.sh)"})
     return rows
 
 
@@ -105,10 +142,22 @@ def main_() -> None:
     ap.add_argument("--screen-seed", type=int, default=0, help="the seed on which every fixed model is trained")
     ap.add_argument("--top", type=int, default=3, help="fixed models (best by validation on the screen seed) run on every seed")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test of the script)")
+    ap.add_argument("--surprise-python", type=Path, default=ROOT / ".venv-surprise" / "bin" / "python",
+                    help="Surprise's interpreter (benchmarks/surprise_setup.sh); skipped when absent")
+    ap.add_argument("--external-only", action="store_true",
+                    help="only (re)compute the Surprise and RecBole rows of an existing --out file")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_space.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="sif-space-"))
+    if args.external_only:
+        result = json.loads(Path(args.out).read_text())
+        for task in args.tasks:
+            result["tasks"][task]["external"] = external_rows(task, args.data, result["seeds"], args.surprise_python, folder)
+            for r in result["tasks"][task]["external"]:
+                print(f"{task} {r['model']:40s} {r.get('test_mean', r.get('note'))}")
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return
     result = {"benchmark": "sif_space", "data": args.data, "seeds": args.seeds, "screen_seed": args.screen_seed, "top": args.top,
               "quick": args.quick, "torch": torch.__version__, "threads": 1, "tasks": {}}
     for task in args.tasks:
@@ -148,7 +197,7 @@ def main_() -> None:
                 "best_fixed": best_fixed["model"], "margin": margin, "two_std": 2 * spread,
                 "better_by_two_std": margin > 2 * spread, "time_vs_one_fixed": searched["time_vs_one_fixed"],
                 "within_3x_time": searched["time_vs_one_fixed"] <= 3.0}
-        result["tasks"][task] = {"metric": f"test_{metric}", "screen": screen, "rows": rows, "external": external_rows(task),
+        result["tasks"][task] = {"metric": f"test_{metric}", "screen": screen, "rows": rows, "external": external_rows(task, args.data, args.seeds, args.surprise_python, folder),
                                  "verdicts": verdicts}
         print(f"\n{task}: test {metric}, mean ± std over seeds {args.seeds}")
         print(f"{'model':30s} {'test':>17s} {'valid':>8s} {'seconds':>8s} {'x fixed':>8s}")
@@ -157,7 +206,8 @@ def main_() -> None:
                   f"{r['time_vs_one_fixed']:8.2f}")
         for r in result["tasks"][task]["external"]:
             if "test_mean" in r:
-                print(f"{r['model']:30s} {r['test_mean']:8.4f}          {'':8s} {r['seconds_mean']:8.1f}")
+                std = f"± {r['test_std']:.4f}" if r.get("test_std") is not None else " " * 8
+                print(f"{r['model']:30s} {r['test_mean']:8.4f} {std} {'':8s} {r['seconds_mean']:8.1f}")
             else:
                 print(f"{r['model']:30s} {r['note']}")
         for name, v in verdicts.items():
