@@ -135,7 +135,8 @@ class SIF:
     """Search (or train) an interaction function for collaborative filtering.
 
     ``task``: "rating" (explicit ratings, RMSE) or "ranking" (implicit feedback, top-K).
-    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random). Give
+    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random); ``space="autocf"``
+    searches the larger space (docs/sif.md), the default "sif" the paper's. Give
     ``ifc="multiply"`` (or another fixed interaction) to train a baseline instead, or
     ``arch=PATH`` to retrain a searched architecture. Every other option is a ``SIFOptions``
     field. After ``fit``: ``summary_`` (the metrics), ``arch_`` (the searched architecture).
