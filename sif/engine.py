@@ -56,8 +56,8 @@ def make_loss(reg: float, implicit_reg: float = 0.0) -> Callable[[SIFNetwork, Ba
 
     def loss(net: SIFNetwork, batch: Batch) -> Tensor:
         users, items, ratings = batch
-        pred = net(users, items)
-        out = nn.functional.mse_loss(pred, ratings) + reg * net.regularization(users, items)
+        pred, l2 = net.forward_and_regularization(users, items)
+        out = nn.functional.mse_loss(pred, ratings) + reg * l2
         if implicit_reg and net.config.implicit:
             out = out + implicit_reg * net.implicit_regularization(users, items)
         return out

@@ -31,3 +31,62 @@ def test_batches_sliced_from_one_permuted_copy_are_the_same_batches():
             for a, b in zip(got, want):
                 for x, y in zip(a, b):
                     assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+import pytest
+
+from nasp.strategies import build_strategy
+
+
+def _net(monkeypatch, sparse: bool):
+    import sif.model as model
+    from sif.model import ModelConfig, SIFNetwork
+
+    monkeypatch.setattr(model, "SPARSE_GRAD_MIN_ROWS", 2048 if sparse else 10 ** 9)
+    torch.manual_seed(0)
+    net = SIFNetwork(ModelConfig(2100, 2050, dim=4, implicit=True)).double()
+    g = torch.Generator().manual_seed(1)
+    net.set_history(torch.randint(0, 2100, (5000,), generator=g), torch.randint(0, 2050, (5000,), generator=g))
+    with torch.no_grad():
+        net.implicit_emb.weight.normal_(std=0.1, generator=g)
+    return net
+
+
+@pytest.mark.parametrize("strategy", ["nasp", "darts", "darts2", "gdas", "random", "fixed"])
+def test_sparse_embedding_gradients_take_the_dense_steps(monkeypatch, strategy):
+    """Tables from SPARSE_GRAD_MIN_ROWS rows on have sparse gradients; every strategy's steps
+    (clip, Adagrad, DARTS' unrolled step) move the weights as with dense gradients."""
+    from sif.engine import TrainSettings, make_problem
+
+    nets = []
+    for sparse in (True, False):
+        net = _net(monkeypatch, sparse)
+        assert net.user_emb.sparse == net.item_emb.sparse == net.user_bias.sparse == sparse
+        assert not net.implicit_emb.sparse
+        problem = make_problem(net, TrainSettings(lr=0.05, grad_clip=0.5), {"seed": 0, "candidates": 2} if strategy == "random" else {})
+        strat = build_strategy(strategy, problem, 3)
+        strat.begin_epoch(0)
+        g = torch.Generator().manual_seed(2)
+        for _ in range(3):
+            batch = lambda: (torch.randint(0, 2100, (64,), generator=g), torch.randint(0, 2050, (64,), generator=g),
+                             1 + 4 * torch.rand(64, generator=g, dtype=torch.float64))
+            strat.step(batch(), batch())
+        nets.append(net)
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), name
+    assert not torch.equal(nets[0].user_emb.weight, _net(monkeypatch, True).user_emb.weight)  # the steps moved them
+
+
+def test_forward_and_regularization_equal_the_two_calls():
+    from sif.model import ModelConfig, SIFNetwork
+
+    torch.manual_seed(0)
+    for implicit in (False, True):
+        net = SIFNetwork(ModelConfig(30, 20, dim=4, implicit=implicit)).double()
+        net.set_history(torch.randint(0, 30, (100,)), torch.randint(0, 20, (100,)))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_()
+        users, items = torch.randint(0, 30, (16,)), torch.randint(0, 20, (16,))
+        pred, reg = net.forward_and_regularization(users, items)
+        assert torch.allclose(pred, net(users, items), rtol=1e-12) and torch.allclose(reg, net.regularization(users, items), rtol=1e-12)
