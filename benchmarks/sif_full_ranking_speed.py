@@ -54,7 +54,7 @@ def build(ops: tuple[str, ...], args: argparse.Namespace, train, device: torch.d
     net = SIFNetwork(ModelConfig(args.users, args.items, dim=args.dim, ops=ops, implicit=True, elementwise=True,
                                  mlp="paper")).to(device)
     with torch.no_grad():
-        for w in (net.user_emb.weight, net.item_emb.weight, net.implicit_emb.weight, net.user_bias.weight, net.item_bias.weight):
+        for w in (net.user_emb.weight, net.item_emb.weight, net.user_history.factors.weight, net.user_bias.weight, net.item_bias.weight):
             w.normal_(std=0.1)
     net.set_history(*train)
     return net.eval()

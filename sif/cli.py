@@ -19,7 +19,7 @@ from . import pipeline
 from .data import SPLITS
 from .estimator import SIF, SIFOptions
 from .model import LEGACY, ModelConfig
-from .space import HEADS, INTERACTIONS, MLP_FORMS
+from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
 
 RATING, RANKING = TASKS.get("rating").defaults, TASKS.get("ranking").defaults
@@ -117,6 +117,10 @@ def _run(command: str, opts: dict) -> None:
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
               help="nasp (proximal), no-auto (single level), darts, darts2, gdas, random.")
+@click.option("--space", type=click.Choice(list(SPACES)), default="sif", show_default=True,
+              help="sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and box head fixed). "
+                   "autocf: input encoding and element-wise function of each side, vector-wise op and prediction head searched "
+                   "jointly (3,024 architectures; docs/sif.md).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs, warm-up included.")
 @click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
 @model_options

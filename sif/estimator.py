@@ -35,7 +35,8 @@ from . import pipeline
 from .data import RatingTable, Splits
 from .engine import TrainSettings
 from .model import LEGACY, ModelConfig
-from .space import INTERACTIONS, SEARCH_SPACE
+from .joint import JointConfig
+from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
@@ -49,6 +50,8 @@ class SIFOptions(RunConfig):
 
     task: str = "rating"
     strategy: str = "nasp"
+    #: the search space: "sif" (the paper's: vector-wise ops) or "autocf" (every choice searched jointly)
+    space: str = "sif"
     #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
     ifc: Optional[str] = None
     #: retrain this searched architecture (an arch.json or a search run directory) instead
@@ -115,6 +118,15 @@ class SIFOptions(RunConfig):
             raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
         if self.ifc is not None:
             INTERACTIONS.get(self.ifc)
+        if self.space not in SPACES:
+            raise NaspError(f"--space {self.space!r}: use one of {', '.join(SPACES)}")
+        if self.space != "sif":
+            given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
+            if self.warm_start:
+                given.append("--warm-start")
+            if given:
+                raise NaspError(f"{' and '.join(given)}: the {self.space} space searches the input encodings and heads; "
+                                "leave them out (or use --space sif)")
         if self.keep not in ("best", "searched"):
             raise NaspError(f"--keep {self.keep!r}: use best or searched")
 
@@ -210,13 +222,12 @@ class SIF:
         if self.searches:
             found = self._search(run, splits, device)
             summary.update(found)
-            config = self._config(splits, self.arch_["interaction"], self.arch_["model"], searched=True)
+            config = self._arch_config(splits, self.arch_)
             mlp_state = self.arch_.get("elementwise_mlp")
         else:
-            name = self.arch_in["interaction"] if self.arch_in else self.options.ifc
-            saved = self.arch_in["model"] if self.arch_in else None
             mlp_state = self.arch_in.get("elementwise_mlp") if self.arch_in else None
-            config = self._config(splits, name, saved, searched=False, elementwise=mlp_state is not None)
+            config = (self._arch_config(splits, self.arch_in) if self.arch_in
+                      else self._config(splits, self.options.ifc, None, searched=False, elementwise=False))
         summary.update(pipeline.data_summary(splits, self.task))
         if self.searches and not self.options.retrain:
             self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
@@ -263,6 +274,17 @@ class SIF:
         return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
                            biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean)
 
+    def _arch_config(self, splits: Splits, arch: dict) -> ModelConfig:
+        """The fixed model of a searched architecture, sized for ``splits``: its space's config
+        with one candidate per row (the larger space), or its interaction (the paper's)."""
+        saved = arch["model"]
+        if "choices" not in arch:
+            return self._config(splits, arch["interaction"], saved, searched=True,
+                                elementwise=arch.get("elementwise_mlp") is not None)
+        base = self._config(splits, arch["interaction"], saved, searched=True)
+        sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean}
+        return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
+
     def _search(self, run: RunDir, splits: Splits, device: torch.device) -> dict:
         """The search stage (skipped on resume when it finished): writes arch.json and search.json."""
         if run.resume and run.file("search.json").exists():
@@ -272,7 +294,10 @@ class SIF:
             return read_json(run.file("search.json"))
         o = self.options
         base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
-        config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
+        if o.space == "autocf":
+            config = JointConfig.search_space(base, o.mlp)
+        else:
+            config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), o.strategy, o.epochs, o.seed, device,
                                             o.candidates, self._check_warmup(), self.task)
         run.write_json("search.json", found)

@@ -12,6 +12,63 @@ from nasp import SearchNetwork, mix, plan
 from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
 
 
+class HistoryEncoder(nn.Module):
+    """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
+    |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
+    with in training (``set_history``) and y (``factors``) a table of the other side's factors
+    (Koren, KDD 2008, for users; the same on the item side, with the users who rated an item).
+    A row without history encodes to zeros."""
+
+    def __init__(self, num_rows: int, num_other: int, dim: int) -> None:
+        super().__init__()
+        self.factors = nn.Embedding(num_other, dim)
+        self.register_buffer("indptr", torch.zeros(num_rows + 1, dtype=torch.long))
+        self.register_buffer("neighbours", torch.zeros(0, dtype=torch.long))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.factors.weight)  # starts as the plain id embedding
+
+    def set_history(self, rows: Tensor, others: Tensor) -> None:
+        """N(x) from the (row, other) pairs of the training interactions."""
+        order = torch.argsort(rows, stable=True)
+        counts = torch.bincount(rows, minlength=self.indptr.numel() - 1)
+        indptr = torch.zeros_like(self.indptr, device=rows.device)
+        indptr[1:] = torch.cumsum(counts, 0)
+        self.indptr = indptr.to(self.indptr.device)
+        self.neighbours = others[order].long().to(self.indptr.device)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        start, end = self.indptr[uniq], self.indptr[uniq + 1]
+        lengths = end - start
+        offsets = torch.cumsum(lengths, 0) - lengths
+        flat = torch.repeat_interleave(start - offsets, lengths) + torch.arange(int(lengths.sum()), device=ids.device)
+        sums = nn.functional.embedding_bag(self.neighbours[flat], self.factors.weight, offsets, mode="sum")
+        return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]
+
+    def regularization(self, others: Tensor) -> Tensor:
+        """Sum of squared factors of ``others`` (each penalised as often as it occurs)."""
+        return self.factors(others).pow(2).sum()
+
+
+def with_choice(values: Sequence[float], names: Sequence[str], chosen: str) -> Tensor:
+    """A (1 x len(names)) alpha row from logged values whose arg-max is ``chosen``: the logged
+    name is what the epoch trained and validated, while its values are rounded in the log, where
+    two candidates can tie (or their order flip) once they are close."""
+    row = torch.tensor([list(values)], dtype=torch.float64)
+    k = list(names).index(chosen)
+    others = torch.cat([row[0, :k], row[0, k + 1:]])
+    if others.numel() and row[0, k] <= others.max():
+        row[0, k] = others.max() + 1e-6
+    return row.float()
+
+
+#: state-dict keys of models saved before ``HistoryEncoder`` (the user side's), and today's
+RENAMED_KEYS = {"implicit_emb.weight": "user_history.factors.weight", "history_indptr": "user_history.indptr",
+                "history_items": "user_history.neighbours"}
+
+
 #: what a saved model or arch file means when it lacks an option: files written before the
 #: implicit term, the box head and ``--mlp`` existed had biases, no implicit term, the ball head
 #: and the residual element-wise MLP
@@ -63,7 +120,8 @@ def _table(rows: int, dim: int) -> nn.Embedding:
 
 #: buffers that describe the training data, not the learned model: a network built for other
 #: splits (the refit on train+valid) keeps its own when it loads searched weights
-DATA_BUFFERS = ("known_users", "known_items", "rating_range", "history_indptr", "history_items")
+DATA_BUFFERS = ("known_users", "known_items", "rating_range", "user_history.indptr", "user_history.neighbours",
+                "item_history.indptr", "item_history.neighbours")
 
 
 class SIFNetwork(SearchNetwork):
@@ -98,9 +156,7 @@ class SIFNetwork(SearchNetwork):
         self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
         self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
         self.register_buffer("rating_range", torch.tensor([-float("inf"), float("inf")]))
-        self.implicit_emb = nn.Embedding(config.num_items, k) if config.implicit else None
-        self.register_buffer("history_indptr", torch.zeros(config.num_users + 1, dtype=torch.long))
-        self.register_buffer("history_items", torch.zeros(0, dtype=torch.long))
+        self.user_history = HistoryEncoder(config.num_users, config.num_items, k) if config.implicit else None
         self.reset_embeddings()
         if len(config.ops) == 1:
             with torch.no_grad():
@@ -116,8 +172,8 @@ class SIFNetwork(SearchNetwork):
         nn.init.normal_(self.item_emb.weight, std=0.01)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
-        if self.implicit_emb is not None:
-            nn.init.zeros_(self.implicit_emb.weight)  # starts as plain MF
+        for history in self.histories():
+            history.reset_parameters()  # starts as plain MF
         with torch.no_grad():
             self.global_bias.fill_(float(self.config.global_mean))
 
@@ -130,33 +186,35 @@ class SIFNetwork(SearchNetwork):
                 if m is not op and hasattr(m, "reset_parameters"):
                     m.reset_parameters()
 
+    def histories(self) -> list[HistoryEncoder]:
+        """The history encoders the model has (the user side's with ``implicit``)."""
+        return [h for h in (getattr(self, "user_history", None), getattr(self, "item_history", None)) if h is not None]
+
     def set_history(self, users: Tensor, items: Tensor) -> None:
-        """N(u) for the implicit term: the (user, item) pairs of the training ratings."""
-        order = torch.argsort(users, stable=True)
-        counts = torch.bincount(users, minlength=self.config.num_users)
-        indptr = torch.zeros(self.config.num_users + 1, dtype=torch.long, device=users.device)
-        indptr[1:] = torch.cumsum(counts, 0)
-        self.history_indptr = indptr.to(self.history_indptr.device)
-        self.history_items = items[order].long().to(self.history_items.device)
+        """N(u) (and N(i)) for the history encodings: the (user, item) pairs of the training data."""
+        if getattr(self, "user_history", None) is not None:
+            self.user_history.set_history(users, items)
+        if getattr(self, "item_history", None) is not None:
+            self.item_history.set_history(items, users)
 
     def load_model_state(self, state: dict) -> None:
-        """``load_state_dict`` for a saved model, whose history may differ in length (or be
-        absent: models saved before the implicit term existed have none)."""
-        state = dict(state)
-        for key in ("history_indptr", "history_items"):
-            state.setdefault(key, getattr(self, key))
-        self.history_items = torch.empty_like(state["history_items"])
+        """``load_state_dict`` for a saved model, whose histories may differ in length (or be
+        absent: models saved before the implicit term existed have none), under today's names
+        or those of models saved before ``HistoryEncoder``."""
+        state = {RENAMED_KEYS.get(k, k): v for k, v in state.items()}
+        for history, prefix in ((getattr(self, "user_history", None), "user_history."),
+                                (getattr(self, "item_history", None), "item_history.")):
+            if history is None:
+                state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+                continue
+            for key in ("indptr", "neighbours"):
+                state.setdefault(prefix + key, getattr(history, key))
+            history.neighbours = torch.empty_like(state[prefix + "neighbours"])
         self.load_state_dict(state)
 
     def implicit(self, users: Tensor) -> Tensor:
         """|N(u)|^-1/2 * sum of y_j over the items each user rated in training."""
-        uniq, inverse = torch.unique(users, return_inverse=True)
-        start, end = self.history_indptr[uniq], self.history_indptr[uniq + 1]
-        lengths = end - start
-        offsets = torch.cumsum(lengths, 0) - lengths
-        flat = torch.repeat_interleave(start - offsets, lengths) + torch.arange(int(lengths.sum()), device=users.device)
-        sums = nn.functional.embedding_bag(self.history_items[flat], self.implicit_emb.weight, offsets, mode="sum")
-        return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]
+        return self.user_history(users)
 
     # the SearchNetwork contract ---------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -184,11 +242,16 @@ class SIFNetwork(SearchNetwork):
         out["interaction"] = self.config.ops[int(discrete[0].detach()[0].argmax())]
         return out
 
+    def logged_alphas(self, logged: dict) -> list[Tensor]:
+        """The alphas of a metrics row's ``architecture``, whose arg-max is its logged interaction."""
+        ops = self.config.ops
+        return [with_choice([float(logged["alpha"][name]) for name in ops], ops, logged["interaction"])]
+
     # forward ----------------------------------------------------------------------------------
     def embed(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         u = self.user_emb(users)
-        if self.implicit_emb is not None:
-            u = u + self.implicit(users)
+        if self.user_history is not None:
+            u = u + self.user_history(users)
         return u, self.item_emb(items)
 
     def bias(self, users: Tensor, items: Tensor) -> Tensor:
@@ -227,7 +290,10 @@ class SIFNetwork(SearchNetwork):
         p, q = self.elementwise(*self.embed(users, items))  # [U, k], [I, k]
         pl = plan(self.alpha, self.mixing)
         out = mix([lambda op=op: op.score_matrix(p, q, max_elements) for op in self.ops], pl, 0)
-        scores = out if out is not None else p.new_zeros(p.shape[0], q.shape[0])
+        return self.with_biases(out if out is not None else p.new_zeros(p.shape[0], q.shape[0]), users, items)
+
+    def with_biases(self, scores: Tensor, users: Tensor, items: Tensor) -> Tensor:
+        """[U, I] interaction scores plus the global, user and item biases."""
         scores = scores + self.global_bias
         if self.config.biases:
             scores = scores + self.user_bias(users) + self.item_bias(items).T
@@ -251,9 +317,13 @@ class SIFNetwork(SearchNetwork):
     def forward_and_regularization(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         """``(forward(users, items), regularization(users, items))`` from one lookup of the
         batch's embedding and bias rows (the training loss's path: same values, half the gathers
-        and one embedding backward per table)."""
+        and one embedding backward per table). A subclass that changes how the batch is embedded,
+        scored or regularised gets the two calls."""
+        cls = type(self)
+        if any(getattr(cls, name) is not getattr(SIFNetwork, name) for name in ("forward", "embed", "bias", "regularization")):
+            return self(users, items), self.regularization(users, items)
         p, q = self.user_emb(users), self.item_emb(items)
-        u = p + self.implicit(users) if self.implicit_emb is not None else p
+        u = p + self.user_history(users) if self.user_history is not None else p
         reg = p.pow(2).sum() + q.pow(2).sum()
         out = self.global_bias.expand(users.shape[0])
         if self.config.biases:
@@ -272,6 +342,6 @@ class SIFNetwork(SearchNetwork):
     def implicit_regularization(self, users: Tensor, items: Tensor) -> Tensor:
         """Sum of squared implicit factors y_i of the batch's items (divided by batch size):
         each item's y is penalised in proportion to how often it is rated, like its q."""
-        if self.implicit_emb is None:
+        if self.user_history is None:
             return self.user_emb.weight.new_zeros(())
-        return self.implicit_emb(items).pow(2).sum() / users.shape[0]
+        return self.user_history.regularization(items) / users.shape[0]

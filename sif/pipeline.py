@@ -20,6 +20,7 @@ from nasp.strategies import build_strategy
 from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, split,
                    table_from_frame)
 from .engine import TrainSettings, make_problem
+from .joint import config_from_dict, network_for
 from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
@@ -115,7 +116,7 @@ def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
 def build_network(splits: Splits, config: ModelConfig, device: torch.device, task: Optional[Task] = None) -> SIFNetwork:
     """A network sized for ``splits``, knowing which users/items training has seen; a rating
     model clips to the training rating range, a ranking model's scores are left as they are."""
-    net = SIFNetwork(config)
+    net = network_for(config)
     with torch.no_grad():
         net.known_users.zero_()
         net.known_items.zero_()
@@ -125,8 +126,7 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device, tas
             net.rating_range.copy_(torch.tensor(splits.rating_range))
         if not getattr(INTERACTIONS.get(config.ops[0]), "trains", True):  # popularity: item scores are training counts
             net.item_bias.weight.copy_(torch.bincount(splits.train.items, minlength=config.num_items).float().unsqueeze(1))
-    if config.implicit:
-        net.set_history(splits.train.users, splits.train.items)
+    net.set_history(splits.train.users, splits.train.items)  # of the history encoders it has
     return net.to(device)
 
 
@@ -155,12 +155,13 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     alphas = strat.derive_alphas()
     best = best_search_epoch(rows, task.metric, task.higher_is_better) if not strat.selects_on_validation else None
     if best is not None:
-        alphas = [logged_alphas(best, config.ops).to(alphas[0])]
+        alphas = [a.to(alphas[0]) for a in net.logged_alphas(best["architecture"])]
     derived = net.derive(alphas)
     net.set_architecture(alphas)
     arch = {
         "format": ARCH_FORMAT,
         "interaction": derived["interaction"],
+        **({"choices": derived["choices"]} if "choices" in derived else {}),
         "alpha": derived["alpha"],
         "probabilities": derived["probabilities"],
         "strategy": strategy,
@@ -177,6 +178,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         valid_metrics = task.evaluate(net, on_device, "valid")
     summary = {
         "interaction": arch["interaction"],
+        **({"choices": arch["choices"]} if "choices" in arch else {}),
         "chosen_at_epoch": best["epoch"] if best is not None else len(rows),  # rows count epochs from 1
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
         "search_epochs": len(rows),
@@ -204,19 +206,6 @@ def best_search_epoch(rows: list[dict], metric: str = "valid_rmse", higher_is_be
     return pick(candidates, key=lambda r: r[metric])
 
 
-def logged_alphas(row: dict, ops: Sequence[str]) -> torch.Tensor:
-    """The alphas (1 x len(ops)) of a metrics row, whose arg-max is the interaction the row
-    logged: that name is what the epoch trained and validated, while its alphas are rounded to 6
-    decimals in the log, where two ops can tie (or the order flip) once their values are close."""
-    arch = row["architecture"]
-    values = torch.tensor([[float(arch["alpha"][name]) for name in ops]], dtype=torch.float64)
-    k = list(ops).index(arch["interaction"])
-    others = torch.cat([values[0, :k], values[0, k + 1:]])
-    if others.numel() and values[0, k] <= others.max():
-        values[0, k] = others.max() + 1e-6
-    return values.float()
-
-
 def validation_scores(strategy: object) -> str:
     """What a search's ``valid_rmse`` scores: "discrete architecture" (the exported IFC; NASP,
     no-auto, random) or "supernet" (DARTS: the softmax mixture of every op), as the strategy
@@ -225,15 +214,23 @@ def validation_scores(strategy: object) -> str:
 
 
 def _mlp_state(net: SIFNetwork) -> Optional[dict]:
-    if net.mlp_u is None:
-        return None
-    return {
-        "user": {k: v.detach().cpu().tolist() for k, v in net.mlp_u.state_dict().items()},
-        "item": {k: v.detach().cpu().tolist() for k, v in net.mlp_v.state_dict().items()},
-    }
+    """The searched element-wise MLPs, per side that has one (both in the paper's space)."""
+    out = {side: {k: v.detach().cpu().tolist() for k, v in mlp.state_dict().items()}
+           for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)) if mlp is not None}
+    return out or None
 
 
 # arch files -------------------------------------------------------------------------------------
+def fixed_arch(choices: dict, task: Optional[Task] = None, dim: int = 64, mlp: str = ModelConfig.mlp) -> dict:
+    """The arch.json of one fixed model of the larger space (``choices``: row -> candidate), for
+    ``nasp sif train --arch FILE`` or ``SIF(arch=FILE)``; an ``mlp`` function is then trained
+    with the weights (no searched state)."""
+    model = {"space": "autocf", "dim": dim, "mlp": mlp, "num_users": 1, "num_items": 1}
+    config_from_dict(model).fixed(choices)  # unknown or missing choices: a clear error
+    return {"format": ARCH_FORMAT, "interaction": choices["op"], "choices": dict(choices), "strategy": "fixed",
+            **(task or RatingTask()).to_dict(), "model": model}
+
+
 def load_arch(path: Path) -> dict:
     """Read and validate an ``arch.json`` (a run directory is accepted too)."""
     path = Path(path)
@@ -253,10 +250,24 @@ def load_arch(path: Path) -> dict:
         check_mlp((arch.get("model") or {}).get("mlp", LEGACY["mlp"]))
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
+    model = arch.get("model") or {}
+    if model.get("space", "sif") != "sif" or "choices" in arch:
+        try:
+            if not isinstance(arch.get("choices"), dict):
+                raise NaspError("no 'choices' (one candidate per row of the space)")
+            config_from_dict({**model, "num_users": 1, "num_items": 1}).fixed(arch["choices"])
+        except NaspError as exc:
+            raise NaspError(f"{path}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise NaspError(f"{path}: malformed 'model' ({exc})") from None
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:
         try:
-            for side in ("user", "item"):
+            # the paper's space has an MLP on both sides; the larger one on the sides that chose one
+            sides = {"user", "item"} if model.get("space", "sif") == "sif" else set(mlp)
+            if not isinstance(mlp, dict) or not sides or sides - {"user", "item"}:
+                raise ValueError("sides")
+            for side in sides:
                 hidden = len(mlp[side]["inner.weight"])
                 shapes = {"inner.weight": [hidden, 1], "inner.bias": [hidden], "outer.weight": [1, hidden], "outer.bias": [1]}
                 for key, shape in shapes.items():
@@ -301,8 +312,8 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         missing, unexpected = net.load_state_dict(init_state, strict=False)
         if unexpected or set(missing) - {"alpha", *DATA_BUFFERS}:
             raise NaspError(f"searched weights do not fit the retrained network (missing {missing}, unexpected {unexpected})")
-    if mlp_state is not None and net.mlp_u is not None:
-        for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
+    for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
+        if mlp_state is not None and mlp is not None and side in mlp_state:
             mlp.load_state_dict({k: torch.tensor(v) for k, v in mlp_state[side].items()})
             mlp.requires_grad_(tune_mlp)
     on_device = splits.to(device)
@@ -333,7 +344,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
         "epochs_trained": len(rows),
         "best_epoch": best_epoch + 1,
-        "params": sum(p.numel() for p in net.parameters() if p is not net.alpha),
+        "params": sum(p.numel() for p in net.parameters() if all(p is not a for a in net.arch_parameters())),
         "wall_seconds_train": round(seconds, 3),
     }
     return net, summary
@@ -391,7 +402,7 @@ class Recommender:
             raise NaspError(f"{model_dir}: no trained model ({MODEL_FILE}); run 'nasp sif search' or 'nasp sif train' first")
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            net = SIFNetwork(ModelConfig.from_dict(saved["config"]))
+            net = network_for(config_from_dict(saved["config"]))
             net.load_model_state(saved["state"])
             self.task = task_from_dict(saved.get("task"))
             self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])

@@ -9,7 +9,7 @@ here override it with matrix products where the score decomposes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -190,78 +190,177 @@ class InteractionOp(nn.Module):
         return item_chunks(p, q, k, block, max_elements)
 
 
+#: the vector-wise ops: ``op(p, q) -> z``, a vector per pair (width ``dim * width_factor``),
+#: which an output head turns into a score; the paper's five and two of AutoCF's (REFERENCE §4)
+VECTOR_OPS: Registry = Registry("vector-wise op")
+
+
+class VectorOp(nn.Module):
+    """Base of the vector-wise ops. ``linear_matrix(p, q, w)`` scores every user of ``p`` with
+    every item of ``q`` as ``w . op(p, q)`` when that decomposes into matrix products (full
+    ranking); ``None`` says it does not, and the caller broadcasts ``forward``."""
+
+    width_factor = 1
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Optional[Tensor]:
+        return None
+
+
+@VECTOR_OPS.register("multiply")
+class MultiplyOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * q
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p * q) = (p * w) @ q^T."""
+        return (p * w) @ q.T
+
+
+@VECTOR_OPS.register("plus")
+class PlusOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p + q
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p + q) = p . w (a user part) + q . w (an item part)."""
+        return (p @ w).unsqueeze(1) + (q @ w).unsqueeze(0)
+
+
+@VECTOR_OPS.register("min")
+class MinOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.minimum(p, q)
+
+
+@VECTOR_OPS.register("max")
+class MaxOp(VectorOp):
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.maximum(p, q)
+
+
+@VECTOR_OPS.register("concat")
+class ConcatOp(VectorOp):
+    width_factor = 2
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.cat([p, q], dim=-1)
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . [p; q] = p . w_1 (a user part) + q . w_2 (an item part)."""
+        k = p.shape[-1]
+        return (p @ w[:k]).unsqueeze(1) + (q @ w[k:]).unsqueeze(0)
+
+
+@VECTOR_OPS.register("weighted")
+class WeightedOp(VectorOp):
+    """The learned-weight product p * (W q), W a k x k matrix that starts as the identity (so
+    the op starts as ``multiply``): a bilinear form per coordinate of the output."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.weight = nn.Parameter(torch.eye(dim))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(self.dim))
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * (q @ self.weight.T)
+
+    def linear_matrix(self, p: Tensor, q: Tensor, w: Tensor) -> Tensor:
+        """w . (p * W q) = (p * w) @ (q W^T)^T."""
+        return (p * w) @ (q @ self.weight.T).T
+
+
+@VECTOR_OPS.register("concat_mlp")
+class ConcatMLPOp(VectorOp):
+    """A small MLP over the concatenation: ReLU(W [p; q] + b), width k (AutoCF's MLP op)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.layer = nn.Linear(2 * dim, dim)
+
+    def reset_parameters(self) -> None:
+        self.layer.reset_parameters()
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return torch.relu(self.layer(torch.cat([p, q], dim=-1)))
+
+
 class HeadOp(InteractionOp):
-    """Vector-wise op followed by its own bounded output vector w: score = w . op(p, q)."""
+    """A vector-wise op (``VECTOR_OPS[vector]``) followed by its own bounded output vector w:
+    score = w . op(p, q). One subclass per op, registered under the op's name."""
 
     uses_head = True
-    width_factor = 1
+    #: the name of the vector-wise op in ``VECTOR_OPS``
+    vector = ""
 
     def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
         self.dim = dim
         self.bound = HEADS[check_head(head)]
-        self.head = nn.Parameter(torch.empty(dim * self.width_factor))
+        self.combine = VECTOR_OPS.get(self.vector)(dim)
+        self.head = nn.Parameter(torch.empty(dim * self.combine.width_factor))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # every op starts as the plain sum of its output vector's entries, scaled into the ball
-        nn.init.constant_(self.head, 1.0 / (self.dim * self.width_factor) ** 0.5)
-
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        raise NotImplementedError
+        nn.init.constant_(self.head, 1.0 / self.head.numel() ** 0.5)
+        if hasattr(self.combine, "reset_parameters"):
+            self.combine.reset_parameters()
 
     def forward(self, p: Tensor, q: Tensor) -> Tensor:
         return self.combine(p, q) @ self.bound(self.head)
 
+    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
+        """The vector op's matrix products where the score decomposes, else broadcast."""
+        out = self.combine.linear_matrix(p, q, self.bound(self.head))
+        return out if out is not None else super().score_matrix(p, q, max_elements)
+
     def num_params(self) -> int:
-        return self.head.numel()
+        return sum(w.numel() for w in self.parameters())
 
 
 @INTERACTIONS.register("multiply")
 class Multiply(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return p * q
-
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """(p * w) @ q^T."""
-        return (p * self.bound(self.head)) @ q.T
+    vector = "multiply"
 
 
 @INTERACTIONS.register("plus")
 class Plus(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return p + q
-
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """w . (p + q) = p . w (a user part) + q . w (an item part)."""
-        w = self.bound(self.head)
-        return (p @ w).unsqueeze(1) + (q @ w).unsqueeze(0)
+    vector = "plus"
 
 
 @INTERACTIONS.register("min")
 class Min(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.minimum(p, q)
+    vector = "min"
 
 
 @INTERACTIONS.register("max")
 class Max(HeadOp):
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.maximum(p, q)
+    vector = "max"
 
 
 @INTERACTIONS.register("concat")
 class Concat(HeadOp):
-    width_factor = 2
+    vector = "concat"
 
-    def combine(self, p: Tensor, q: Tensor) -> Tensor:
-        return torch.cat([p, q], dim=-1)
 
-    def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = BROADCAST_ELEMENTS) -> Tensor:
-        """w . [p; q] = p . w_1 (a user part) + q . w_2 (an item part)."""
-        w = self.bound(self.head)
-        k = p.shape[-1]
-        return (p @ w[:k]).unsqueeze(1) + (q @ w[k:]).unsqueeze(0)
+@INTERACTIONS.register("weighted")
+class Weighted(HeadOp):
+    vector = "weighted"
+
+
+@INTERACTIONS.register("concat_mlp")
+class ConcatMLP(HeadOp):
+    vector = "concat_mlp"
 
 
 @INTERACTIONS.register("gmf")
@@ -363,3 +462,97 @@ class Popularity(InteractionOp):
 
     def score_matrix(self, p: Tensor, q: Tensor, max_elements: int = 0) -> Tensor:
         return p.new_zeros(p.shape[0], q.shape[0])
+
+
+# the larger (AutoCF-style) space: its other rows -------------------------------------------------
+#: the prediction heads of the larger space: ``head(z) -> score`` for a vector z of width n
+PREDICTION_HEADS: Registry = Registry("prediction head")
+
+
+class LinearHead(nn.Module):
+    """score = w . z, w bounded by ``bound`` (``HEADS``) or free; starts at w_k = 1/sqrt(n)."""
+
+    def __init__(self, width: int, bound: Optional[Callable[[Tensor], Tensor]] = None) -> None:
+        super().__init__()
+        self.bound = bound
+        self.weight = nn.Parameter(torch.empty(width))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, 1.0 / self.weight.numel() ** 0.5)
+
+    def vector(self) -> Tensor:
+        """The (bounded) output vector w."""
+        return self.bound(self.weight) if self.bound is not None else self.weight
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z @ self.vector()
+
+
+@PREDICTION_HEADS.register("box")
+class BoxHead(LinearHead):
+    """The bounded vector: |w_k| <= 1/sqrt(n), inside the unit ball (``--head box``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, inner_box)
+
+
+@PREDICTION_HEADS.register("free")
+class FreeHead(LinearHead):
+    """An unbounded vector (NCF's GMF head)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, None)
+
+
+@PREDICTION_HEADS.register("mlp")
+class MLPHead(nn.Module):
+    """A small MLP: Linear(n, h) -> ReLU -> Linear(h, 1), h = n / 2 (at least 1); the output
+    layer starts at zero, so the head starts with zero scores (the biases alone)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.inner = nn.Linear(width, max(1, width // 2))
+        self.outer = nn.Linear(max(1, width // 2), 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.inner.reset_parameters()
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def vector(self) -> None:
+        return None  # not linear in z
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.outer(torch.relu(self.inner(z))).squeeze(-1)
+
+
+#: the element-wise functions of the larger space, applied to every coordinate of a side's
+#: vector: ``FUNCTIONS.get(name)(hidden, residual)``; "mlp" is ``ElementwiseMLP`` (its weights
+#: searched on validation data, as in the paper's space), the others have no parameters
+FUNCTIONS: Registry = Registry("element-wise function")
+FUNCTIONS.register("identity")(lambda hidden, residual: nn.Identity())
+FUNCTIONS.register("mlp")(ElementwiseMLP)
+FUNCTIONS.register("tanh")(lambda hidden, residual: nn.Tanh())
+FUNCTIONS.register("relu")(lambda hidden, residual: nn.ReLU())
+
+#: the input encodings of a side: its id embedding, its history embedding (``HistoryEncoder``:
+#: the other side's factors of what it interacted with in training) or their sum
+INPUTS = ("id", "history", "both")
+
+#: ``--space``: the rows of each search space, row name -> candidates. "sif" is the paper's
+#: (one row of vector-wise ops; element-wise MLPs on both sides, the user vector SVD++'s, the
+#: box head); "autocf" searches every choice jointly, one row of alphas each (after AutoCF, Gao,
+#: Yao et al., KDD 2021)
+SPACES = {
+    "sif": {"op": SEARCH_SPACE},
+    "autocf": {
+        "user_input": INPUTS,
+        "item_input": INPUTS,
+        "user_function": tuple(FUNCTIONS.names()),
+        "item_function": tuple(FUNCTIONS.names()),
+        "op": tuple(VECTOR_OPS.names()),
+        "head": tuple(PREDICTION_HEADS.names()),
+    },
+}

@@ -210,7 +210,7 @@ def test_refit_trains_again_on_train_plus_valid(tiny_ratings, tmp_path):
     refit_rows = (out / "refit" / "metrics.jsonl").read_text().strip().splitlines()
     assert len(refit_rows) == summary["best_epoch"]
     state = torch.load(out / "model.pt", weights_only=True)["state"]
-    assert state["history_items"].numel() == summary["train_ratings"] + summary["valid_ratings"]
+    assert state["user_history.neighbours"].numel() == summary["train_ratings"] + summary["valid_ratings"]
     r = _invoke("sif", "train", "--ifc", "multiply", "--no-refit", "--no-implicit", "--head", "ball", "--data", tiny_ratings,
                 "--max-epochs", "2", *FAST, "--out", tmp_path / "plain", "--json")
     assert r.exit_code == 0, r.output

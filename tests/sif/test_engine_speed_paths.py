@@ -48,7 +48,7 @@ def _net(monkeypatch, sparse: bool):
     g = torch.Generator().manual_seed(1)
     net.set_history(torch.randint(0, 2100, (5000,), generator=g), torch.randint(0, 2050, (5000,), generator=g))
     with torch.no_grad():
-        net.implicit_emb.weight.normal_(std=0.1, generator=g)
+        net.user_history.factors.weight.normal_(std=0.1, generator=g)
     return net
 
 
@@ -62,7 +62,7 @@ def test_sparse_embedding_gradients_take_the_dense_steps(monkeypatch, strategy):
     for sparse in (True, False):
         net = _net(monkeypatch, sparse)
         assert net.user_emb.sparse == net.item_emb.sparse == net.user_bias.sparse == sparse
-        assert not net.implicit_emb.sparse
+        assert not net.user_history.factors.sparse
         problem = make_problem(net, TrainSettings(lr=0.05, grad_clip=0.5), {"seed": 0, "candidates": 2} if strategy == "random" else {})
         strat = build_strategy(strategy, problem, 3)
         strat.begin_epoch(0)
@@ -90,3 +90,19 @@ def test_forward_and_regularization_equal_the_two_calls():
         users, items = torch.randint(0, 30, (16,)), torch.randint(0, 20, (16,))
         pred, reg = net.forward_and_regularization(users, items)
         assert torch.allclose(pred, net(users, items), rtol=1e-12) and torch.allclose(reg, net.regularization(users, items), rtol=1e-12)
+
+
+def test_forward_and_regularization_of_the_joint_space_are_its_own():
+    """A subclass that embeds and regularises otherwise (``JointNetwork``) gets its own two calls."""
+    from sif.joint import JointConfig, JointNetwork
+    from sif.model import ModelConfig
+
+    torch.manual_seed(0)
+    net = JointNetwork(JointConfig.search_space(ModelConfig(6, 9, dim=5, global_mean=3.5), "paper")).double()
+    net.set_history(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 8, 6]))
+    with torch.no_grad():
+        for w in net.parameters():
+            w.normal_()
+    users, items = torch.tensor([0, 1, 4, 3]), torch.tensor([1, 2, 7, 6])
+    pred, reg = net.forward_and_regularization(users, items)
+    assert torch.allclose(pred, net(users, items)) and torch.allclose(reg, net.regularization(users, items))

@@ -6,7 +6,7 @@ from nasp.mixing import Mixing
 from nasp.runs import RunDir
 from sif import pipeline
 from sif.engine import TrainSettings
-from sif.model import ModelConfig, SIFNetwork
+from sif.model import RENAMED_KEYS, ModelConfig, SIFNetwork
 from sif.space import INTERACTIONS, SEARCH_SPACE
 
 from .conftest import planted_ratings, write_udata
@@ -84,13 +84,13 @@ def _net_with_history():
     users, items = torch.tensor([0, 0, 0, 2, 1]), torch.tensor([1, 3, 4, 0, 2])
     net.set_history(users, items)
     with torch.no_grad():
-        net.implicit_emb.weight.normal_()
+        net.user_history.factors.weight.normal_()
     return net, users, items
 
 
 def test_implicit_term_is_svdpp_sum_over_rated_items():
     net, _, _ = _net_with_history()
-    y = net.implicit_emb.weight
+    y = net.user_history.factors.weight
     got = net.implicit(torch.tensor([0, 3, 2, 0]))
     assert torch.allclose(got[0], (y[1] + y[3] + y[4]) / 3 ** 0.5, atol=1e-6)
     assert torch.allclose(got[1], torch.zeros(3))  # user 3 rated nothing in training
@@ -108,11 +108,11 @@ def test_saved_model_with_another_history_length_loads():
     state = {k: v.clone() for k, v in net.state_dict().items()}
     fresh = SIFNetwork(net.config)  # empty history, as recommend builds it
     fresh.load_model_state(state)
-    assert torch.equal(fresh.history_items, net.history_items)
+    assert torch.equal(fresh.user_history.neighbours, net.user_history.neighbours)
     pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
     assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
     old = SIFNetwork(ModelConfig(4, 5, dim=3))  # saved before the history buffers existed
-    old_state = {k: v for k, v in old.state_dict().items() if not k.startswith("history_")}
+    old_state = {k: v for k, v in old.state_dict().items() if not k.startswith(("history_", "user_history."))}
     SIFNetwork(ModelConfig(4, 5, dim=3)).load_model_state(old_state)
 
 
@@ -141,14 +141,15 @@ def test_the_search_keeps_the_architecture_that_validated_best():
 
 def test_the_best_epoch_keeps_its_logged_interaction_even_when_rounded_alphas_tie():
     ops = ("multiply", "plus", "max")
-    row = {"architecture": {"interaction": "max", "alpha": {"multiply": 0.612345, "plus": 0.1, "max": 0.612345}}}
-    alphas = pipeline.logged_alphas(row, ops)
+    net = SIFNetwork(ModelConfig(2, 2, dim=4, ops=ops))
+    row = {"interaction": "max", "alpha": {"multiply": 0.612345, "plus": 0.1, "max": 0.612345}}
+    (alphas,) = net.logged_alphas(row)
     assert ops[int(alphas.argmax())] == "max"  # the rounded values alone give multiply
-    assert SIFNetwork(ModelConfig(2, 2, dim=4, ops=ops)).derive([alphas])["interaction"] == "max"
-    row["architecture"]["interaction"] = "multiply"
-    assert ops[int(pipeline.logged_alphas(row, ops).argmax())] == "multiply"
-    row = {"architecture": {"interaction": "plus", "alpha": {"multiply": 0.3, "plus": 0.9, "max": 0.2}}}
-    assert pipeline.logged_alphas(row, ops)[0].tolist() == pytest.approx([0.3, 0.9, 0.2])  # untouched without a tie
+    assert net.derive([alphas])["interaction"] == "max"
+    row["interaction"] = "multiply"
+    assert ops[int(net.logged_alphas(row)[0].argmax())] == "multiply"
+    row = {"interaction": "plus", "alpha": {"multiply": 0.3, "plus": 0.9, "max": 0.2}}
+    assert net.logged_alphas(row)[0][0].tolist() == pytest.approx([0.3, 0.9, 0.2])  # untouched without a tie
 
 
 def test_elementwise_mlp_forms_residual_and_paper():
@@ -175,3 +176,18 @@ def test_ncf_baselines_take_no_head_argument():
     for name in ("gmf", "mlp"):
         assert list(inspect.signature(INTERACTIONS.get(name)).parameters) == ["dim"]
     assert SIFNetwork(ModelConfig(3, 3, dim=4, ops=("gmf",), head="ball")).ops[0].head.shape == (4,)
+
+
+def test_model_saved_under_the_old_implicit_names_loads():
+    """Models saved before HistoryEncoder named the implicit table implicit_emb and its index
+    history_indptr / history_items; they load into today's user_history."""
+    net, _, _ = _net_with_history()
+    old = {RENAMED_OLD.get(k, k): v.clone() for k, v in net.state_dict().items()}
+    assert "implicit_emb.weight" in old and "history_items" in old
+    fresh = SIFNetwork(net.config)
+    fresh.load_model_state(old)
+    pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
+    assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
+
+
+RENAMED_OLD = {new: old for old, new in RENAMED_KEYS.items()}

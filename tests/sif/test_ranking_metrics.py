@@ -195,7 +195,7 @@ def test_full_ranking_of_the_sif_supernet_equals_ranking_its_forward_scores():
     _, status, exclude, heldout = _random_case(2, users=30)
     net.set_history(*exclude)
     with torch.no_grad():
-        for w in (net.user_emb.weight, net.item_emb.weight, net.implicit_emb.weight, net.alpha):
+        for w in (net.user_emb.weight, net.item_emb.weight, net.user_history.factors.weight, net.alpha):
             w.normal_()
     users = torch.arange(30)
     with net.using(Mixing.SOFTMAX), torch.no_grad():

@@ -54,7 +54,7 @@ def _network(ops, implicit: bool, biases: bool, elementwise: bool, mlp: str = "p
             for w in op.parameters():
                 w.normal_()
         if implicit:
-            net.implicit_emb.weight.normal_()
+            net.user_history.factors.weight.normal_()
     if implicit:  # user 4 has no history
         net.set_history(torch.tensor([0, 0, 1, 2, 2, 2, 3, 5]), torch.tensor([1, 4, 0, 2, 3, 8, 8, 6]))
     return net
