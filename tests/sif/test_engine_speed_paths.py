@@ -106,3 +106,11 @@ def test_forward_and_regularization_of_the_joint_space_are_its_own():
     users, items = torch.tensor([0, 1, 4, 3]), torch.tensor([1, 2, 7, 6])
     pred, reg = net.forward_and_regularization(users, items)
     assert torch.allclose(pred, net(users, items)) and torch.allclose(reg, net.regularization(users, items))
+
+
+def test_train_ratings_per_second_counts_the_timed_training_epochs():
+    from sif.pipeline import train_ratings_per_second
+
+    rows = [{"train_seconds": 2.0, "seconds": 3.0}, {"train_seconds": 3.0, "seconds": 4.0}, {"seconds": 1.0}]
+    assert train_ratings_per_second(rows, 1000) == 400.0  # 2 timed epochs of 1,000 ratings in 5 s
+    assert train_ratings_per_second([{"seconds": 1.0}], 1000) is None
