@@ -32,19 +32,20 @@ Batch = tuple[Tensor, Tensor, Tensor]
 
 
 def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True) -> Callable[[int], list[Batch]]:
-    """``make(i)``: the i-th pass over ``data`` in a order fixed by (seed, i)."""
+    """``make(i)``: the i-th pass over ``data`` in a order fixed by (seed, i). Each pass permutes
+    users, items and ratings once (three gathers) and its batches are contiguous views of those
+    copies, instead of three gathers per batch."""
 
     def make(i: int) -> list[Batch]:
         n = len(data)
         if shuffle:
             g = torch.Generator().manual_seed(seed * 100_003 + i)
             order = torch.randperm(n, generator=g).to(data.users.device)
+            users, items, ratings = data.users[order], data.items[order], data.ratings[order]
         else:
-            order = torch.arange(n, device=data.users.device)
-        return [
-            (data.users[idx], data.items[idx], data.ratings[idx])
-            for idx in (order[j : j + batch_size] for j in range(0, n, batch_size))
-        ]
+            users, items, ratings = data.users, data.items, data.ratings
+        return [(users[j : j + batch_size], items[j : j + batch_size], ratings[j : j + batch_size])
+                for j in range(0, n, batch_size)]
 
     return make
 
@@ -55,8 +56,8 @@ def make_loss(reg: float, implicit_reg: float = 0.0) -> Callable[[SIFNetwork, Ba
 
     def loss(net: SIFNetwork, batch: Batch) -> Tensor:
         users, items, ratings = batch
-        pred = net(users, items)
-        out = nn.functional.mse_loss(pred, ratings) + reg * net.regularization(users, items)
+        pred, l2 = net.forward_and_regularization(users, items)
+        out = nn.functional.mse_loss(pred, ratings) + reg * l2
         if implicit_reg and net.config.implicit:
             out = out + implicit_reg * net.implicit_regularization(users, items)
         return out

@@ -12,18 +12,45 @@ from nasp import SearchNetwork, mix, plan
 from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
 
 
+#: how many times per epoch (per training lookups of as many rows as the history holds) a
+#: ``HistoryEncoder`` pushes the gradient its cached sums gathered into its factors; None: the
+#: exact path at every step (see ``HistoryEncoder``)
+HISTORY_REFRESHES = 64
+
+
 class HistoryEncoder(nn.Module):
     """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
     |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
     with in training (``set_history``) and y (``factors``) a table of the other side's factors
     (Koren, KDD 2008, for users; the same on the item side, with the users who rated an item).
-    A row without history encodes to zeros."""
+    A row without history encodes to zeros.
 
-    def __init__(self, num_rows: int, num_other: int, dim: int) -> None:
+    Cached sums (``refreshes`` not None, the default ``HISTORY_REFRESHES``): a training forward
+    (gradients on, factors trainable) reads each row's encoding from a buffer of all rows'
+    sums, recomputed whenever the factors changed (their version counter), instead of
+    gathering the whole history of every row of the batch; its backward adds the gradient of
+    the encodings to a buffer, and ``regularization``'s to another, and ``refreshes`` times per
+    epoch (once the backwards have seen len(history) / refreshes looked-up rows) hands the
+    factors the gradient of everything gathered since the last time (A^T G for the normalised
+    history matrix A, plus the L2 term's), otherwise no gradient: y moves ``refreshes`` times an
+    epoch, on the gradient of the steps in between, and the sums stay exact. ``None``: every
+    step gathers and differentiates the histories exactly. Evaluation (no gradients) always
+    takes the exact path."""
+
+    def __init__(self, num_rows: int, num_other: int, dim: int, refreshes: Optional[int] = HISTORY_REFRESHES) -> None:
         super().__init__()
+        if refreshes is not None and refreshes < 1:
+            raise ValueError(f"refreshes must be at least 1 or None, got {refreshes}")
+        self.refreshes = refreshes
         self.factors = nn.Embedding(num_other, dim)
         self.register_buffer("indptr", torch.zeros(num_rows + 1, dtype=torch.long))
         self.register_buffer("neighbours", torch.zeros(0, dtype=torch.long))
+        # the cache: derived from the factors and the history, never saved
+        self.register_buffer("sums", torch.zeros(0, dim), persistent=False)
+        self.register_buffer("pending_rows", torch.zeros(0, dim), persistent=False)
+        self.register_buffer("pending_factors", torch.zeros(0, dim), persistent=False)
+        self._cached_version: Optional[tuple] = None  # (factors' version, data pointers) of ``sums``
+        self.pending_lookups = 0
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -37,19 +64,108 @@ class HistoryEncoder(nn.Module):
         indptr[1:] = torch.cumsum(counts, 0)
         self.indptr = indptr.to(self.indptr.device)
         self.neighbours = others[order].long().to(self.indptr.device)
+        self._cached_version = None
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def _gather(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(unique ids, inverse, history lengths, bag offsets, flat history positions) of ``ids``."""
         uniq, inverse = torch.unique(ids, return_inverse=True)
         start, end = self.indptr[uniq], self.indptr[uniq + 1]
         lengths = end - start
         offsets = torch.cumsum(lengths, 0) - lengths
-        flat = torch.repeat_interleave(start - offsets, lengths) + torch.arange(int(lengths.sum()), device=ids.device)
+        total = int(lengths.sum())
+        flat = torch.repeat_interleave(start - offsets, lengths, output_size=total) + torch.arange(total, device=ids.device)
+        return uniq, inverse, lengths, offsets, flat
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if self.refreshes is not None and torch.is_grad_enabled() and self.factors.weight.requires_grad:
+            return _CachedHistory.apply(ids, self.factors.weight, self)
+        uniq, inverse, lengths, offsets, flat = self._gather(ids)
         sums = nn.functional.embedding_bag(self.neighbours[flat], self.factors.weight, offsets, mode="sum")
         return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]
 
     def regularization(self, others: Tensor) -> Tensor:
         """Sum of squared factors of ``others`` (each penalised as often as it occurs)."""
+        if self.refreshes is not None and torch.is_grad_enabled() and self.factors.weight.requires_grad:
+            return _CachedSquares.apply(others, self.factors.weight, self)
         return self.factors(others).pow(2).sum()
+
+    # the cache ----------------------------------------------------------------------------------
+    def _row_scale(self) -> Tensor:
+        """|N(x)|^-1/2 per row (1 for rows without history, whose sums are zero)."""
+        return (self.indptr[1:] - self.indptr[:-1]).clamp_min(1).to(self.factors.weight.dtype).rsqrt()
+
+    def cached_sums(self) -> Tensor:
+        """Every row's encoding, recomputed when the factors (or the history) changed."""
+        w = self.factors.weight
+        key = (w._version, w.data_ptr(), self.neighbours.data_ptr(), self.indptr.data_ptr())
+        if self._cached_version != key or self.sums.shape[0] != self.indptr.numel() - 1:
+            with torch.no_grad():
+                sums = nn.functional.embedding_bag(self.neighbours, w, self.indptr[:-1], mode="sum")
+                self.sums = sums * self._row_scale().unsqueeze(1)
+            self._cached_version = key
+        return self.sums
+
+    def _pending(self, name: str, rows: int, like: Tensor) -> Tensor:
+        buf = getattr(self, name)
+        if buf.shape != (rows, like.shape[1]) or buf.device != like.device or buf.dtype != like.dtype:
+            buf = like.new_zeros(rows, like.shape[1])
+            setattr(self, name, buf)
+        return buf
+
+    def _flush(self, grad_rows: Tensor, ids: Tensor) -> Optional[Tensor]:
+        """Add the encodings' gradient ``grad_rows`` (of rows ``ids``) to the pending one; at a
+        refresh, the factors' gradient of everything pending (then cleared), else None."""
+        w = self.factors.weight
+        pending = self._pending("pending_rows", self.indptr.numel() - 1, w)
+        pending.index_add_(0, ids, grad_rows.to(w.dtype))
+        self.pending_lookups += ids.numel()
+        period = max(1, -(-self.neighbours.numel() // self.refreshes))
+        if self.pending_lookups < period:
+            return None
+        self.pending_lookups = 0
+        counts = self.indptr[1:] - self.indptr[:-1]
+        scaled = pending * self._row_scale().unsqueeze(1)
+        grad = torch.zeros_like(w).index_add_(0, self.neighbours,
+                                                 torch.repeat_interleave(scaled, counts, dim=0, output_size=self.neighbours.numel()))
+        pending.zero_()
+        squares = self._pending("pending_factors", w.shape[0], w)
+        grad += squares
+        squares.zero_()
+        return grad
+
+
+class _CachedHistory(torch.autograd.Function):
+    """The encodings of ``ids`` from the encoder's cached sums; backward: ``HistoryEncoder._flush``."""
+
+    @staticmethod
+    def forward(ctx, ids: Tensor, weight: Tensor, encoder: HistoryEncoder) -> Tensor:
+        ctx.encoder = encoder
+        ctx.save_for_backward(ids)
+        return encoder.cached_sums()[ids]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        (ids,) = ctx.saved_tensors
+        return None, ctx.encoder._flush(grad, ids), None
+
+
+class _CachedSquares(torch.autograd.Function):
+    """Sum of squared factors of ``others``; its gradient waits in the encoder's pending buffer."""
+
+    @staticmethod
+    def forward(ctx, others: Tensor, weight: Tensor, encoder: HistoryEncoder) -> Tensor:
+        ctx.encoder = encoder
+        ctx.save_for_backward(others, weight)
+        return weight[others].pow(2).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        others, weight = ctx.saved_tensors
+        pending = ctx.encoder._pending("pending_factors", weight.shape[0], weight)
+        pending.index_add_(0, others, 2 * grad * weight[others])
+        return None, None, None
 
 
 def with_choice(values: Sequence[float], names: Sequence[str], chosen: str) -> Tensor:
@@ -90,6 +206,8 @@ class ModelConfig:
     implicit: bool = False
     head: str = "box"
     global_mean: float = 0.0
+    #: ``HistoryEncoder.refreshes`` of the implicit term (None: exact at every step)
+    history_refreshes: Optional[int] = HISTORY_REFRESHES
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -102,6 +220,20 @@ class ModelConfig:
         d["ops"] = tuple(d["ops"])
         return cls(**d)
 
+
+
+#: user/item embedding and bias tables with at least this many rows get sparse gradients
+#: (``nn.Embedding(sparse=True)``): a step then allocates, clips and applies the batch's rows
+#: instead of a dense gradient of the whole table. 2,048 rows is 4 batches' rows at the default
+#: batch size (512): measured per step, sparse gradients were 0.95-0.99x on ml-100k's tables
+#: (943 and 1,682 rows, which stay dense), 1.05x on ml-1m's and 2.7-3.3x on ml-20m's (docs/sif.md).
+#: The implicit table stays dense: a batch's histories cover most of its rows.
+SPARSE_GRAD_MIN_ROWS = 2048
+
+
+def _table(rows: int, dim: int) -> nn.Embedding:
+    """An embedding table, with sparse gradients from ``SPARSE_GRAD_MIN_ROWS`` rows on."""
+    return nn.Embedding(rows, dim, sparse=rows >= SPARSE_GRAD_MIN_ROWS)
 
 
 #: buffers that describe the training data, not the learned model: a network built for other
@@ -129,10 +261,10 @@ class SIFNetwork(SearchNetwork):
         check_mlp(config.mlp)
         self.config = config
         k = config.dim
-        self.user_emb = nn.Embedding(config.num_users, k)
-        self.item_emb = nn.Embedding(config.num_items, k)
-        self.user_bias = nn.Embedding(config.num_users, 1)
-        self.item_bias = nn.Embedding(config.num_items, 1)
+        self.user_emb = _table(config.num_users, k)
+        self.item_emb = _table(config.num_items, k)
+        self.user_bias = _table(config.num_users, 1)
+        self.item_bias = _table(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
         self.ops = nn.ModuleList(self._op(name, k, config.head) for name in config.ops)
         residual = MLP_FORMS[config.mlp]
@@ -142,7 +274,8 @@ class SIFNetwork(SearchNetwork):
         self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
         self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
         self.register_buffer("rating_range", torch.tensor([-float("inf"), float("inf")]))
-        self.user_history = HistoryEncoder(config.num_users, config.num_items, k) if config.implicit else None
+        self.user_history = (HistoryEncoder(config.num_users, config.num_items, k, config.history_refreshes)
+                             if config.implicit else None)
         self.reset_embeddings()
         if len(config.ops) == 1:
             with torch.no_grad():
@@ -299,6 +432,24 @@ class SIFNetwork(SearchNetwork):
             out = out + torch.where(valid_i, self.item_bias(ii).squeeze(-1), torch.zeros_like(out))
         out = out + torch.where(known, self.interaction(u, v), torch.zeros_like(out))
         return out.clamp(float(self.rating_range[0]), float(self.rating_range[1]))
+
+    def forward_and_regularization(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """``(forward(users, items), regularization(users, items))`` from one lookup of the
+        batch's embedding and bias rows (the training loss's path: same values, half the gathers
+        and one embedding backward per table). A subclass that changes how the batch is embedded,
+        scored or regularised gets the two calls."""
+        cls = type(self)
+        if any(getattr(cls, name) is not getattr(SIFNetwork, name) for name in ("forward", "embed", "bias", "regularization")):
+            return self(users, items), self.regularization(users, items)
+        p, q = self.user_emb(users), self.item_emb(items)
+        u = p + self.user_history(users) if self.user_history is not None else p
+        reg = p.pow(2).sum() + q.pow(2).sum()
+        out = self.global_bias.expand(users.shape[0])
+        if self.config.biases:
+            bu, bi = self.user_bias(users).squeeze(-1), self.item_bias(items).squeeze(-1)
+            out = out + bu + bi
+            reg = reg + bu.pow(2).sum() + bi.pow(2).sum()
+        return out + self.interaction(u, q), reg / users.shape[0]
 
     def regularization(self, users: Tensor, items: Tensor) -> Tensor:
         """Sum of squared embedding and bias entries of the batch rows (divided by batch size)."""

@@ -130,6 +130,15 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device, tas
     return net.to(device)
 
 
+def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float]:
+    """Training ratings (rows of the training split: ratings, or positives when ranking) per
+    second of the run loop's training time (each epoch row's ``train_seconds``: the steps, not
+    the evaluation); None without a timed epoch (rows of runs from before the timing was kept
+    are left out)."""
+    timed = [r["train_seconds"] for r in rows if r.get("train_seconds")]
+    return round(per_epoch * len(timed) / sum(timed), 1) if timed else None
+
+
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
            epochs: int, seed: int, device: torch.device, candidates: Optional[int] = None,
@@ -181,6 +190,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         **({"choices": arch["choices"]} if "choices" in arch else {}),
         "chosen_at_epoch": best["epoch"] if best is not None else len(rows),  # rows count epochs from 1
         "search_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "search_train_ratings_per_second": train_ratings_per_second(rows, len(splits.train)),
         "search_epochs": len(rows),
         f"search_{task.metric}": valid_metrics.get(task.metric),
         "valid_score_of": validation_scores(strat),
@@ -342,6 +352,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
         "interaction": config.ops[0],
         **metrics,
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "train_ratings_per_second": train_ratings_per_second(rows, len(splits.train)),
         "epochs_trained": len(rows),
         "best_epoch": best_epoch + 1,
         "params": sum(p.numel() for p in net.parameters() if all(p is not a for a in net.arch_parameters())),
@@ -360,7 +371,8 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
                          mlp_state, init_state=init_state, task=task)
     tested = {k: trained[k] for k in task.test_keys() if k in trained}  # none without a test split
-    return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"]}
+    return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"],
+                 "refit_train_ratings_per_second": trained["train_ratings_per_second"]}
 
 
 def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Optional[Path], task: Optional[Task] = None) -> None:

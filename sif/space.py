@@ -77,8 +77,62 @@ class ElementwiseMLP(nn.Module):
             self.outer.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
+        """g applied to every entry of ``x`` (any shape), through ``ElementwiseMLPFunction``:
+        the same values and gradients as ``reference`` without its [..., h] autograd graph."""
+        return ElementwiseMLPFunction.apply(x, self.inner.weight, self.inner.bias, self.outer.weight,
+                                            self.outer.bias, self.residual)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The plain module path (Linear -> tanh -> Linear through autograd): what ``forward``
+        computes; kept to check it."""
         out = self.outer(torch.tanh(self.inner(x.unsqueeze(-1)))).squeeze(-1)
         return x + out if self.residual else out
+
+
+class ElementwiseMLPFunction(torch.autograd.Function):
+    """g(x) = [x +] w2 . tanh(w1 x + b1) + b2 per entry of x, with a hand-written backward.
+
+    Forward keeps one [..., h] tensor (the activations a, tanh taken as 2 sigmoid(2z) - 1);
+    backward, with g the output gradient: dz = g * w2 * (1 - a^2), dx = dz . w1 [+ g],
+    dw1 = sum dz * x, db1 = sum dz, dw2 = sum g * a, db2 = sum g (weight gradients only when
+    asked for: a frozen MLP skips them). Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, residual: bool) -> Tensor:
+        h = w1.shape[0]
+        # tanh(z) = 2 sigmoid(2z) - 1: sigmoid is ~3.5x cheaper than tanh on CPU (float32: within 2e-7)
+        a = torch.addcmul(2 * b1, x.unsqueeze(-1), 2 * w1.reshape(h)).sigmoid_().mul_(2).sub_(1)  # [..., h]
+        out = (a.reshape(-1, h) @ w2.reshape(h)).reshape(x.shape) + b2.reshape(())
+        if residual:
+            out = out + x
+        ctx.save_for_backward(x, a, w1, w2)
+        ctx.residual = residual
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, a, w1, w2 = ctx.saved_tensors
+        h = w1.shape[0]
+        flat_a, flat_g = a.reshape(-1, h), grad.reshape(-1)
+        need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:5]
+        dx = dw1 = db1 = dw2 = db2 = None
+        if need_w2:
+            dw2 = (flat_g @ flat_a).reshape(w2.shape)
+        if need_b2:
+            db2 = flat_g.sum().reshape(1)
+        if need_x or need_w1 or need_b1:
+            one = torch.ones((), dtype=a.dtype, device=a.device)
+            dz = torch.outer(flat_g, w2.reshape(h)).mul_(torch.addcmul(one, flat_a, flat_a, value=-1))  # [N, h]
+            if need_x:
+                dx = (dz @ w1.reshape(h)).reshape(x.shape)
+                if ctx.residual:
+                    dx = dx + grad
+            if need_w1:
+                dw1 = (x.reshape(-1) @ dz).reshape(w1.shape)
+            if need_b1:
+                db1 = dz.sum(0)
+        return dx, dw1, db1, dw2, db2, None
 
 
 #: ``--mlp``: the forms of the element-wise MLP, name -> whether it has the skip path

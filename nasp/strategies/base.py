@@ -253,12 +253,36 @@ class Strategy(ABC):
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             p.grad = g
         if self.problem.grad_clip:
-            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.problem.grad_clip)
+            clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
         self.weight_optimizer.step()
         return loss.detach()
 
     def current_lr(self) -> float:
         return float(self.weight_optimizer.param_groups[0]["lr"])
+
+
+def clip_grad_norm(params: Sequence[nn.Parameter], max_norm: float) -> Tensor:
+    """``nn.utils.clip_grad_norm_`` (2-norm over all gradients, scaled in place by
+    min(1, max_norm / (norm + 1e-6))) that also takes sparse gradients (``nn.Embedding(sparse=True)``):
+    each is coalesced first (rows looked up twice summed, as the dense gradient holds them),
+    stored back as ``p.grad``, and counts by its values. Only dense gradients: exactly
+    ``clip_grad_norm_``. Returns the total norm."""
+    with_grad = [p for p in params if p.grad is not None]
+    if not any(p.grad.is_sparse for p in with_grad):
+        return nn.utils.clip_grad_norm_(with_grad, max_norm)
+    values = []
+    for p in with_grad:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            values.append(p.grad._values())
+        else:
+            values.append(p.grad)
+    device = values[0].device
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v).to(device) for v in values]))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for v in values:
+        v.mul_(coef.to(v.device))
+    return total
 
 
 def sample_architecture(network: SearchNetwork, generator: torch.Generator) -> list[Tensor]:

@@ -27,7 +27,8 @@ from .registry import STRATEGIES
 
 def _grads(loss: Tensor, params: list, *, retain_graph: bool = False) -> list[Tensor]:
     grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    # sparse gradients (large embedding tables) densified: the unrolled step adds them to weights
+    return [torch.zeros_like(p) if g is None else g.to_dense() if g.is_sparse else g for p, g in zip(params, grads)]
 
 
 def _plain_step(optimizer: torch.optim.Optimizer, weights: list[Tensor], grads: list[Tensor]) -> list[Tensor]:

@@ -53,3 +53,15 @@ def test_ranking_benchmark_runs_without_recbole_and_writes_json(tiny_ratings, tm
     models = [row["model"] for row in result["rows"]]
     assert models[0].startswith("SIF") and "pop" in models and not any(m.startswith("RecBole") for m in models)
     assert all(0 <= row["ndcg@10"] <= 1 for row in result["rows"]) and result["sif_seconds_over_one_fixed_training"] > 0
+
+
+def test_throughput_benchmark_runs_on_ml100k_and_writes_json(ml100k_path, tmp_path):
+    out = tmp_path / "throughput.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sif_throughput.py"), "--sizes", "100k", "--steps", "5",
+                             "--data-dir", str(ml100k_path.parent.parent), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["size"] == "100k" and row["ratings"] == 100_000 and row["peak_rss_mib"] > 0
+    assert set(row["phases"]) == {"warm-up", "search", "retraining", "minimal MF"}
+    assert all(ph["ratings_per_cpu_s"] > 0 and ph["x_minimal_mf"] > 0 for ph in row["phases"].values())

@@ -23,6 +23,8 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     summary = json.loads(r.output)
     for key in ("valid_rmse", "test_rmse", "test_mae", "seconds", "interaction", "search_seconds"):
         assert key in summary
+    for key in ("search_train_ratings_per_second", "train_ratings_per_second", "refit_train_ratings_per_second"):
+        assert summary[key] > 0, key
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json", "model.pt"):
         assert (out / name).exists(), name
     arch = json.loads((out / "arch.json").read_text())
@@ -57,6 +59,9 @@ def test_train_fixed_baselines(tiny_ratings, tmp_path, ifc):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
     assert summary["interaction"] == ifc and summary["epochs_trained"] == 2
+    rows = [json.loads(line) for line in (tmp_path / ifc / "metrics.jsonl").read_text().splitlines()]
+    want = summary["train_ratings"] * len(rows) / sum(row["train_seconds"] for row in rows)
+    assert summary["train_ratings_per_second"] == pytest.approx(want, rel=1e-3)
 
 
 def test_search_strategies_run(tiny_ratings, tmp_path):
@@ -247,7 +252,7 @@ def _phase(path):
 
 
 def _stable(summary):
-    return {k: v for k, v in summary.items() if "seconds" not in k and k != "run_dir"}
+    return {k: v for k, v in summary.items() if "seconds" not in k and not k.endswith("_per_second") and k != "run_dir"}  # timings vary
 
 
 def _kill_args(data):

@@ -1,0 +1,236 @@
+"""SIF's training throughput on CPU, phase by phase, beside a minimal PyTorch biased-MF loop.
+
+For MovieLens-100K and synthetic files shaped like ml-1m (6,040 users, 3,706 items, 1,000,209
+ratings, ``::`` separated) and ml-20m (138,493 users, 26,744 items, 20,000,263 ratings, a csv
+with a header, half stars), each in its own process (so that peak RSS is that size's): read
+the file (wall and CPU seconds), split it 70/10/20 (seed 0), then time a bounded number of
+steps (``--steps``, after a few untimed ones) of every SIF phase at the defaults (batch 512,
+dim 64, the implicit term, the element-wise MLPs):
+
+* ``warm-up``: NASP steps during the warm-up (weights only, all five ops mixed as NASP's
+  warm-up does);
+* ``search``: NASP steps after it (architecture step on a validation batch + weight step);
+* ``retraining``: the fixed ``multiply`` model with frozen element-wise MLPs (``sif train --arch``);
+* ``minimal MF``: a hand-written biased MF loop (batch 512, dim 64, Adagrad lr 0.1, dense
+  embeddings, the same L2 term), in the same process.
+
+Reported per phase: ratings per CPU-second and CPU microseconds per rating (of the fastest
+of 5 blocks of steps: the machine may be shared; the JSON has the mean too), the ratio of its
+CPU time per rating to the minimal MF loop's, and the CPU seconds of building one pass of
+batches. One torch thread. Synthetic users and items are drawn with Pareto weights (a few
+very active users and popular items, as in MovieLens) and distinct (user, item) pairs.
+
+Usage: python benchmarks/sif_throughput.py [--sizes 100k,1m[,20m]] [--steps 200]
+       [--data-dir DIR] [--synthetic-dir DIR] [--out benchmarks/results/sif_throughput.json]
+       [--code DIR]   (time another checkout's nasp/sif, e.g. a worktree of an older commit)
+Prints a table and writes the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name -> (users, items, ratings, file name) of the synthetic files; "100k" is the real file
+SHAPES = {"1m": (6_040, 3_706, 1_000_209, "ratings.dat"), "20m": (138_493, 26_744, 20_000_263, "ratings.csv")}
+SIZES = ("100k", "1m", "20m")
+
+
+def synthetic_file(folder: Path, size: str, seed: int = 0) -> Path:
+    """The synthetic file of ``size`` in ``folder`` (written once, then reused)."""
+    users, items, n, name = SHAPES[size]
+    path = folder / f"ml-{size}-shaped" / name
+    if path.exists():
+        return path
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    user_w = rng.pareto(1.2, users) + 1
+    item_w = rng.pareto(1.0, items) + 1
+    codes = np.empty(0, dtype=np.int64)
+    while len(codes) < n:  # distinct pairs
+        m = int((n - len(codes)) * 1.3) + 1000
+        more = rng.choice(users, m, p=user_w / user_w.sum()).astype(np.int64) * items + rng.choice(items, m, p=item_w / item_w.sum())
+        codes = np.unique(np.concatenate([codes, more]))
+    codes = rng.permutation(codes)[:n]
+    frame = pd.DataFrame({"userId": codes // items + 1, "movieId": codes % items + 1,
+                          "rating": rng.integers(1, 6, n) if name == "ratings.dat" else rng.integers(1, 11, n) / 2,
+                          "timestamp": 956_703_932 + rng.integers(0, 10 ** 8, n)})
+    tmp = path.with_suffix(".tmp")
+    if name == "ratings.dat":
+        frame.to_csv(tmp, sep="\t", header=False, index=False)
+        tmp.write_bytes(tmp.read_bytes().replace(b"\t", b"::"))
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _timed(step: Callable[[object], object], batches: list, steps: int, warm: int = 5, blocks: int = 5) -> dict:
+    """CPU and wall seconds of ``steps`` calls of ``step`` after ``warm`` untimed ones, timed in
+    ``blocks`` blocks: ``cpu_s`` is the total, ``best_cpu_s`` the fastest block times ``blocks``
+    (on a shared machine other jobs slow some blocks down; the fastest is the least disturbed)."""
+    for k in range(warm):
+        step(batches[k % len(batches)])
+    per_block = max(1, steps // blocks)
+    cpu, wall, k = [], 0.0, warm
+    for _ in range(blocks):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(per_block):
+            step(batches[k % len(batches)])
+            k += 1
+        cpu.append(time.process_time() - c0)
+        wall += time.perf_counter() - w0
+    return {"steps": per_block * blocks, "cpu_s": sum(cpu), "best_cpu_s": min(cpu) * blocks, "wall_s": wall}
+
+
+def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path) -> dict:
+    """One size's measurements (run in a process of its own)."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(1)
+    from nasp.strategies import build_strategy
+    from sif import pipeline
+    from sif.data import read_ratings, resolve_ratings_path, split_ratings
+    from sif.engine import TrainSettings, make_problem
+    from sif.model import ModelConfig
+    from sif.space import SEARCH_SPACE
+    from sif.tasks import RatingTask
+
+    path = resolve_ratings_path("ml-100k", data_dir) if size == "100k" else synthetic_file(synthetic_dir, size)
+    c0, w0 = time.process_time(), time.perf_counter()
+    table = read_ratings(path)
+    read = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+    c0 = time.process_time()
+    splits = split_ratings(table, 0.2, 0.1, 0)
+    split_cpu = time.process_time() - c0
+    del table
+    task, settings, device = RatingTask(), TrainSettings(), torch.device("cpu")
+    mean = float(splits.train.ratings.mean())
+    n_users, n_items = splits.ids.num_users, splits.ids.num_items
+    torch.manual_seed(0)
+
+    def pass_of(make: Callable[[int], list]) -> tuple[list, float]:
+        c = time.process_time()
+        out = make(0)
+        return out, time.process_time() - c
+
+    train, train_build = pass_of(task.train_batches(splits, settings.batch_size, 0))
+    valid, _ = pass_of(task.valid_batches(splits, settings.batch_size, 0))
+    pairs = [(t, valid[k % len(valid)]) for k, t in enumerate(train)]
+    phases = {}
+
+    # NASP: the warm-up, then the search proper, on one network
+    config = ModelConfig(n_users, n_items, dim=64, ops=tuple(SEARCH_SPACE), implicit=True, global_mean=mean)
+    net = pipeline.build_network(splits, config, device, task)
+    strat = build_strategy("nasp", make_problem(net, settings, {"seed": 0, "warmup_epochs": 1}, task), 10)
+    strat.begin_epoch(0)
+    phases["warm-up"] = _timed(lambda b: strat.step(*b), pairs, steps)
+    strat.begin_epoch(1)
+    phases["search"] = _timed(lambda b: strat.step(*b), pairs, steps)
+    # retraining the chosen op (multiply) with the searched element-wise MLPs frozen
+    config = ModelConfig(n_users, n_items, dim=64, ops=("multiply",), implicit=True, global_mean=mean)
+    net = pipeline.build_network(splits, config, device, task)
+    net.mlp_u.requires_grad_(False)
+    net.mlp_v.requires_grad_(False)
+    strat = build_strategy("fixed", make_problem(net, settings, task=task), 10)
+    strat.begin_epoch(0)
+    phases["retraining"] = _timed(lambda b: strat.step(b[0], b[1] if strat.uses_valid_batch else None), pairs, steps)
+
+    # the minimal hand-written biased MF loop
+    p, q = nn.Embedding(n_users, 64), nn.Embedding(n_items, 64)
+    bu, bi = nn.Embedding(n_users, 1), nn.Embedding(n_items, 1)
+    for e in (p, q):
+        nn.init.normal_(e.weight, std=0.01)
+    for e in (bu, bi):
+        nn.init.zeros_(e.weight)
+    params = [*p.parameters(), *q.parameters(), *bu.parameters(), *bi.parameters()]
+    opt = torch.optim.Adagrad(params, lr=settings.lr)
+
+    def mf_step(batch: tuple) -> None:
+        (u, i, r), _ = batch
+        pu, qi, b_u, b_i = p(u), q(i), bu(u).squeeze(-1), bi(i).squeeze(-1)
+        pred = mean + b_u + b_i + (pu * qi).sum(-1)
+        reg = (pu.pow(2).sum() + qi.pow(2).sum() + b_u.pow(2).sum() + b_i.pow(2).sum()) / u.shape[0]
+        loss = nn.functional.mse_loss(pred, r) + settings.reg * reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    phases["minimal MF"] = _timed(mf_step, pairs, steps)
+    for ph in phases.values():
+        ratings = ph["steps"] * settings.batch_size
+        ph["ratings_per_cpu_s"] = ratings / ph["best_cpu_s"]
+        ph["us_per_rating"] = ph["best_cpu_s"] / ratings * 1e6
+        ph["mean_us_per_rating"] = ph["cpu_s"] / ratings * 1e6
+    for ph in phases.values():
+        ph["x_minimal_mf"] = ph["us_per_rating"] / phases["minimal MF"]["us_per_rating"]
+    import sif
+
+    return {"size": size, "file": str(path), "ratings": len(splits.train) + len(splits.valid) + len(splits.test),
+            "users": n_users, "items": n_items, "train_ratings": len(splits.train), "steps": steps,
+            "read": read, "split_cpu_s": split_cpu, "train_pass_build_cpu_s": train_build, "phases": phases,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "code": str(Path(sif.__file__).parents[1])}
+
+
+def _commit(code: Path) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100k,1m", help="comma-separated among 100k, 1m, 20m (20m is slow: minutes)")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps per phase")
+    ap.add_argument("--data-dir", type=Path, default=None, help="data root of ml-100k (default: as the CLI)")
+    ap.add_argument("--synthetic-dir", type=Path, default=Path(tempfile.gettempdir()) / "nasp-synthetic")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sif_throughput.json")
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose nasp and sif are timed")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one size, print its JSON
+    args = ap.parse_args()
+    sys.path.insert(0, str(args.code.resolve()))
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps, args.data_dir, args.synthetic_dir)))
+        return
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        ap.error(f"unknown sizes {unknown}; choose among {', '.join(SIZES)}")
+    results = []
+    for size in sizes:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", size, "--steps", str(args.steps),
+               "--synthetic-dir", str(args.synthetic_dir), "--code", str(args.code)]
+        if args.data_dir is not None:
+            cmd += ["--data-dir", str(args.data_dir)]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if out.returncode != 0:
+            sys.exit(f"{size}: failed\n{out.stderr[-3000:]}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{'size':>5} {'phase':>11} {'ratings/CPU-s':>14} {'us/rating':>10} {'x min. MF':>9}   read s (wall/CPU)  peak RSS")
+    for r in results:
+        for k, (name, ph) in enumerate(r["phases"].items()):
+            extra = f"   {r['read']['wall_s']:6.2f} / {r['read']['cpu_s']:6.2f}     {r['peak_rss_mib']:6.0f} MiB" if k == 0 else ""
+            print(f"{r['size']:>5} {name:>11} {ph['ratings_per_cpu_s']:14,.0f} {ph['us_per_rating']:10.2f} {ph['x_minimal_mf']:9.2f}{extra}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"commit": _commit(args.code), "code": str(args.code.resolve()), "steps": args.steps,
+                                    "torch_threads": 1, "results": results}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
