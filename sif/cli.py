@@ -135,7 +135,7 @@ def _run(command: str, opts: dict) -> None:
                    "[default: auto (rating), 2 (ranking)].")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
-@click.option("--baselines", default="multiply", show_default=True, metavar="none|all|IFC[,IFC...]",
+@click.option("--baselines", default="multiply,item_input=both", show_default=True, metavar="none|all|IFC[,IFC...]",
               help="Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "
                    "IFC names, or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its default SVD++ model "
                    "(e.g. item_input=both); 'all': every op of the paper's space.")

@@ -87,8 +87,11 @@ class SIFOptions(RunConfig):
     max_epochs: int = 100
     patience: int = 3
     refit: Optional[bool] = None
-    #: fixed IFCs a search is compared with on validation: "none", "all" (the searched space) or a list
-    baselines: Optional[Union[str, Sequence[str]]] = "multiply"
+    #: fixed models a search is compared with on validation: "none", "all" (the paper's space) or a
+    #: list of IFC names and ROW=NAME changes of the larger space's default model; by default SVD++
+    #: (multiply) and the larger space's best fixed model on ml-100k, SVD++ with the item side's
+    #: history added (benchmarks/sif_space.py)
+    baselines: Optional[Union[str, Sequence[str]]] = "multiply,item_input=both"
     #: "best": keep whichever of the searched model and the baselines validates best; "searched": the searched one
     keep: str = "best"
     device: str = "auto"

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from nasp import SearchNetwork, mix, plan
 from nasp.errors import NaspError
 
-from .model import HistoryEncoder, ModelConfig, SIFNetwork, with_choice
+from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
                     item_chunks)
 
@@ -100,7 +100,7 @@ class JointConfig(ModelConfig):
         """The whole autocf space with the sizes (users, items, dim, biases, mean) of ``base``."""
         rows = {ROWS[row]: names for row, names in SPACES["autocf"].items()}
         return cls(num_users=base.num_users, num_items=base.num_items, dim=base.dim, mlp_hidden=base.mlp_hidden, mlp=mlp,
-                   biases=base.biases, global_mean=base.global_mean, **rows)
+                   biases=base.biases, global_mean=base.global_mean, history_refreshes=base.history_refreshes, **rows)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -142,14 +142,17 @@ class JointNetwork(SIFNetwork):
         k, residual = config.dim, MLP_FORMS[config.mlp]
         rows = config.rows()
         uses = lambda row, *names: any(n in rows[row] for n in names)  # noqa: E731
-        self.user_emb = nn.Embedding(config.num_users, k)
-        self.item_emb = nn.Embedding(config.num_items, k)
+        self.user_emb = table(config.num_users, k)
+        self.item_emb = table(config.num_items, k)
         self.uses_id = {"user": uses("user_input", "id", "both"), "item": uses("item_input", "id", "both")}
-        self.user_bias = nn.Embedding(config.num_users, 1)
-        self.item_bias = nn.Embedding(config.num_items, 1)
+        self.user_bias = table(config.num_users, 1)
+        self.item_bias = table(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
-        self.user_history = HistoryEncoder(config.num_users, config.num_items, k) if uses("user_input", "history", "both") else None
-        self.item_history = HistoryEncoder(config.num_items, config.num_users, k) if uses("item_input", "history", "both") else None
+        refreshes = config.history_refreshes
+        self.user_history = (HistoryEncoder(config.num_users, config.num_items, k, refreshes)
+                             if uses("user_input", "history", "both") else None)
+        self.item_history = (HistoryEncoder(config.num_items, config.num_users, k, refreshes)
+                             if uses("item_input", "history", "both") else None)
         self.user_functions = nn.ModuleList(FUNCTIONS.get(n)(config.mlp_hidden, residual) for n in config.user_functions)
         self.item_functions = nn.ModuleList(FUNCTIONS.get(n)(config.mlp_hidden, residual) for n in config.item_functions)
         self.mlp_u = self._mlp(self.user_functions, config.user_functions)

@@ -231,7 +231,7 @@ class ModelConfig:
 SPARSE_GRAD_MIN_ROWS = 2048
 
 
-def _table(rows: int, dim: int) -> nn.Embedding:
+def table(rows: int, dim: int) -> nn.Embedding:
     """An embedding table, with sparse gradients from ``SPARSE_GRAD_MIN_ROWS`` rows on."""
     return nn.Embedding(rows, dim, sparse=rows >= SPARSE_GRAD_MIN_ROWS)
 
@@ -261,10 +261,10 @@ class SIFNetwork(SearchNetwork):
         check_mlp(config.mlp)
         self.config = config
         k = config.dim
-        self.user_emb = _table(config.num_users, k)
-        self.item_emb = _table(config.num_items, k)
-        self.user_bias = _table(config.num_users, 1)
-        self.item_bias = _table(config.num_items, 1)
+        self.user_emb = table(config.num_users, k)
+        self.item_emb = table(config.num_items, k)
+        self.user_bias = table(config.num_users, 1)
+        self.item_bias = table(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
         self.ops = nn.ModuleList(self._op(name, k, config.head) for name in config.ops)
         residual = MLP_FORMS[config.mlp]

@@ -65,3 +65,16 @@ def test_throughput_benchmark_runs_on_ml100k_and_writes_json(ml100k_path, tmp_pa
     assert row["size"] == "100k" and row["ratings"] == 100_000 and row["peak_rss_mib"] > 0
     assert set(row["phases"]) == {"warm-up", "search", "retraining", "minimal MF"}
     assert all(ph["ratings_per_cpu_s"] > 0 and ph["x_minimal_mf"] > 0 for ph in row["phases"].values())
+
+
+def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path):
+    out = tmp_path / "space.json"
+    _run("sif_space.py", "--data", tiny_ratings, "--tasks", "rating", "--seeds", "0", "1", "--top", "1",
+         "--surprise-python", tmp_path / "none", "--out", out)
+    result = json.loads(out.read_text())["tasks"]["rating"]
+    assert len(result["screen"]) == 19 and {"search autocf", "search sif", "default (SVD++)"} <= {r["model"] for r in result["rows"]}
+    assert set(result["verdicts"]) == {"search autocf", "search sif"}
+    out = tmp_path / "planted.json"
+    _run("sif_planted.py", "--out", out)
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 3 and all(r["of"] == 1 for r in result["rows"])
