@@ -407,7 +407,7 @@ def _read_numeric(raw: bytes, sep: str, header: bool, first_number: int, first: 
         # a fourth column of words without a header is no timestamp (as the general path)
     user_codes, user_uniques = pd.factorize(df.iloc[:, user_col].to_numpy())
     item_codes, item_uniques = pd.factorize(df.iloc[:, item_col].to_numpy())
-    del df
+    df = None  # free the frame before the id work (the closures above are done with it)
     users = np.array([str(u) for u in user_uniques.tolist()], dtype=object)[user_codes]
     items = np.array([str(i) for i in item_uniques.tolist()], dtype=object)[item_codes]
     has_ratings = rating_col is not None
