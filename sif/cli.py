@@ -135,10 +135,11 @@ def _run(command: str, opts: dict) -> None:
                    "[default: auto (rating), 2 (ranking)].")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
-@click.option("--baselines", default="multiply,item_input=both", show_default=True, metavar="none|all|IFC[,IFC...]",
+@click.option("--baselines", default=None, metavar="none|all|IFC[,IFC...]",
               help="Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "
                    "IFC names, or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its default SVD++ model "
-                   "(e.g. item_input=both); 'all': every op of the paper's space.")
+                   "(e.g. item_input=both); 'all': every op of the paper's space "
+                   "[default: multiply,item_input=both (rating), multiply (ranking)].")
 @click.option("--keep", type=click.Choice(["best", "searched"]), default="best", show_default=True,
               help="The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
                    "The summary says which won and by how much (searched_margin).")

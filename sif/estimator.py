@@ -88,10 +88,9 @@ class SIFOptions(RunConfig):
     patience: int = 3
     refit: Optional[bool] = None
     #: fixed models a search is compared with on validation: "none", "all" (the paper's space) or a
-    #: list of IFC names and ROW=NAME changes of the larger space's default model; by default SVD++
-    #: (multiply) and the larger space's best fixed model on ml-100k, SVD++ with the item side's
-    #: history added (benchmarks/sif_space.py)
-    baselines: Optional[Union[str, Sequence[str]]] = "multiply,item_input=both"
+    #: list of IFC names and ROW=NAME changes of the larger space's default model; None: the
+    #: task's (``Task.default_baselines``)
+    baselines: Optional[Union[str, Sequence[str]]] = None
     #: "best": keep whichever of the searched model and the baselines validates best; "searched": the searched one
     keep: str = "best"
     device: str = "auto"
@@ -322,8 +321,8 @@ class SIF:
 
     def baseline_names(self) -> tuple[str, ...]:
         """The fixed IFCs a search is compared with (``--baselines``: none, all or a list)."""
-        given = self.options.baselines
-        if given is None or given == "":
+        given = self.options.baselines if self.options.baselines is not None else self.task.default_baselines
+        if given == "":
             return ()
         names = SEARCH_SPACE if given == "all" else () if given == "none" else tuple(
             n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip())

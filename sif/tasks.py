@@ -38,6 +38,10 @@ class Task:
     refit_by_default: ClassVar[bool]
     #: NASP's warm-up when ``--warmup-epochs`` is not given (with more than one search epoch)
     default_warmup: ClassVar[Union[int, str]] = "auto"
+    #: the fixed models a search is compared with when ``--baselines`` is not given: SVD++'s
+    #: multiply, and for ratings the larger space's best fixed model on ml-100k (the item side's
+    #: history added), which in ranking validated below multiply (benchmarks/sif_space.py)
+    default_baselines: ClassVar[str] = "multiply"
 
     def warmup(self, epochs: int) -> Union[int, str]:
         """The default warm-up of a search of ``epochs`` (none for a one-epoch search)."""
@@ -84,6 +88,7 @@ class RatingTask(Task):
     higher_is_better: ClassVar[bool] = False
     defaults: ClassVar[TrainSettings] = TrainSettings()
     refit_by_default: ClassVar[bool] = True
+    default_baselines: ClassVar[str] = "multiply,item_input=both"
 
     def read(self, table: RatingTable) -> RatingTable:
         return table.need_ratings()

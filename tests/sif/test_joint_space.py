@@ -207,3 +207,11 @@ def test_fixed_models_of_the_larger_space_are_baselines_of_any_search(tiny_ratin
         r = _invoke("sif", "search", "--data", tiny_ratings, "--baselines", bad, "--out", tmp_path / "bad")
         assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_the_default_baselines_are_the_tasks():
+    from sif import SIF
+
+    assert SIF().baseline_names() == ("multiply", "item_input=both")
+    assert SIF(task="ranking").baseline_names() == ("multiply",)
+    assert SIF(baselines="none").baseline_names() == ()
