@@ -328,39 +328,16 @@ class HeadOp(InteractionOp):
         return sum(w.numel() for w in self.parameters())
 
 
-@INTERACTIONS.register("multiply")
-class Multiply(HeadOp):
-    vector = "multiply"
+def _bounded(name: str) -> type:
+    """The interaction op ``name``: the vector-wise op of that name with a bounded head."""
+    cls = type(name.title().replace("_", ""), (HeadOp,), {"vector": name, "__doc__": f"``{name}`` with a bounded output vector."})
+    return INTERACTIONS.register(name)(cls)
 
 
-@INTERACTIONS.register("plus")
-class Plus(HeadOp):
-    vector = "plus"
-
-
-@INTERACTIONS.register("min")
-class Min(HeadOp):
-    vector = "min"
-
-
-@INTERACTIONS.register("max")
-class Max(HeadOp):
-    vector = "max"
-
-
-@INTERACTIONS.register("concat")
-class Concat(HeadOp):
-    vector = "concat"
-
-
-@INTERACTIONS.register("weighted")
-class Weighted(HeadOp):
-    vector = "weighted"
-
-
-@INTERACTIONS.register("concat_mlp")
-class ConcatMLP(HeadOp):
-    vector = "concat_mlp"
+#: every vector-wise op is also an interaction op of the paper's space (``--ifc NAME``); a new
+#: ``VECTOR_OPS`` entry becomes one here without more code
+for _name in VECTOR_OPS.names():
+    _bounded(_name)
 
 
 @INTERACTIONS.register("gmf")
