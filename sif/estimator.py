@@ -27,7 +27,7 @@ from nasp.commands import release_with_command
 from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.loop import improves
-from nasp.runs import CONFIG, RunDir, read_json, resolve_device, set_rng_state
+from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
@@ -122,6 +122,8 @@ class SIFOptions(RunConfig):
             INTERACTIONS.get(self.ifc)
         if self.space not in SPACES:
             raise NaspError(f"--space {self.space!r}: use one of {', '.join(SPACES)}")
+        if self.space != "sif" and (self.ifc is not None or self.arch is not None):
+            raise NaspError("--space applies to a search; --ifc and --arch name the model to train")
         if self.space != "sif":
             given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
             if self.warm_start:
@@ -213,7 +215,8 @@ class SIF:
             raise NaspError("fit needs data: a file, a known name or a DataFrame")
         splits, path = self._loaded
         owned = run is None
-        if owned:
+        if owned:  # the commands seed in start_run; a Python fit seeds here, so that two fits repeat
+            seed_everything(self.options.seed)
             self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
             run = RunDir(Path(self._tmp.name) / "run")
             run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
@@ -285,7 +288,8 @@ class SIF:
             return self._config(splits, arch["interaction"], saved, searched=True,
                                 elementwise=arch.get("elementwise_mlp") is not None)
         base = self._config(splits, arch["interaction"], saved, searched=True)
-        sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean}
+        sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean,
+                 "biases": base.biases}
         return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
 
     def _joint_baseline(self, splits: Splits, spec: str) -> JointConfig:

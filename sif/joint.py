@@ -88,6 +88,9 @@ class JointConfig(ModelConfig):
 
     def fixed(self, choices: dict[str, str]) -> "JointConfig":
         """The fixed model of this space with one candidate per row (``choices``: row -> name)."""
+        unknown = sorted(set(choices) - set(ROWS))
+        if unknown:
+            raise NaspError(f"unknown row(s) {', '.join(map(str, unknown))} in an architecture of the autocf space; rows: {', '.join(ROWS)}")
         missing = sorted(set(ROWS) - set(choices))
         if missing:
             raise NaspError(f"an architecture of the autocf space needs a choice for every row; missing: {', '.join(missing)}")

@@ -1,6 +1,7 @@
 """What the ``nasp sif`` commands do, as plain functions: search, train (retrain), recommend."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from torch import Tensor
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
-from nasp.strategies import build_strategy
+from nasp.strategies import STRATEGIES, build_strategy
 
 from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, split,
                    table_from_frame)
@@ -147,6 +148,8 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     task = task or RatingTask()
     if len(splits.valid) == 0:
         raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
+    if STRATEGIES.get(strategy).unrolls_weights:  # darts2: no gradients gathered across steps
+        config = dataclasses.replace(config, history_refreshes=None)
     net = build_network(splits, config, device, task)
     problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs}, task)
     strat = build_strategy(strategy, problem, epochs)
@@ -261,14 +264,20 @@ def load_arch(path: Path) -> dict:
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
     model = arch.get("model") or {}
+    if not isinstance(model, dict):
+        raise NaspError(f"{path}: malformed 'model' (not an object)")
     if model.get("space", "sif") != "sif" or "choices" in arch:
         try:
+            if model.get("space") != "autocf":
+                raise NaspError("'choices' belong to an architecture of the autocf space ('model.space': 'autocf')")
             if not isinstance(arch.get("choices"), dict):
                 raise NaspError("no 'choices' (one candidate per row of the space)")
-            config_from_dict({**model, "num_users": 1, "num_items": 1}).fixed(arch["choices"])
+            config = config_from_dict({**model, "num_users": 1, "num_items": 1}).fixed(arch["choices"])
+            if not isinstance(config.dim, int) or isinstance(config.dim, bool) or config.dim < 1:
+                raise ValueError(f"dim {config.dim!r}")
         except NaspError as exc:
             raise NaspError(f"{path}: {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise NaspError(f"{path}: malformed 'model' ({exc})") from None
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:

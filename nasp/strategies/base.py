@@ -131,6 +131,10 @@ class Strategy(ABC):
     uses_warmup: ClassVar[bool] = False
     #: whether ``export`` already returns the architecture that scored best on validation
     selects_on_validation: bool = False
+    #: whether the architecture step also backpropagates losses to the weights (DARTS' unrolled
+    #: step): a network that accumulates weight gradients across steps (SIF's cached history
+    #: sums) must then take its exact path
+    unrolls_weights: ClassVar[bool] = False
     #: what the validation metrics of an epoch score: "discrete architecture" (the exported
     #: one) or "supernet" (DARTS: the softmax mixture, not the derived cell)
     validates: ClassVar[str] = "discrete architecture"

@@ -141,6 +141,7 @@ class DARTSSecondOrder(DARTS):
     Hessian-vector product by central finite differences with radius 0.01 / ||grad||."""
 
     reads = frozenset({"unrolled"})
+    unrolls_weights = True
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)

@@ -34,6 +34,8 @@ class RandomSearch(Strategy):
         self.candidate = -1
         self.history: list[dict] = []
         self.best_alphas: Optional[list[Tensor]] = None
+        #: the best candidate's ``arch_extra_parameters`` (trained with it; later candidates reset them)
+        self.best_extra: Optional[list[Tensor]] = None
         self.best_score: Optional[float] = None
 
     def _weight_params(self) -> list[nn.Parameter]:
@@ -64,6 +66,11 @@ class RandomSearch(Strategy):
             self.history.append({"candidate": self.candidate, "score": score, "architecture": self.network.derive(arch)})
             if self.problem.better(score, self.best_score):
                 self.best_score, self.best_alphas = score, arch
+                self.best_extra = [w.detach().clone() for w in self.network.arch_extra_parameters()]
+            if epoch + 1 == self.total_epochs and self.best_extra is not None:
+                with torch.no_grad():  # the network ends holding what the kept candidate trained
+                    for w, best in zip(self.network.arch_extra_parameters(), self.best_extra):
+                        w.copy_(best)
 
     def derive_alphas(self) -> list[Tensor]:
         if self.best_alphas is not None:
@@ -86,6 +93,7 @@ class RandomSearch(Strategy):
             "generator": self.generator.get_state(),
             "history": self.history,
             "best_alphas": self.best_alphas,
+            "best_extra": self.best_extra,
             "best_score": self.best_score,
         }
 
@@ -95,4 +103,5 @@ class RandomSearch(Strategy):
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
         self.best_alphas = state["best_alphas"]
+        self.best_extra = state.get("best_extra")
         self.best_score = state["best_score"]

@@ -215,3 +215,60 @@ def test_the_default_baselines_are_the_tasks():
     assert SIF().baseline_names() == ("multiply", "item_input=both")
     assert SIF(task="ranking").baseline_names() == ("multiply",)
     assert SIF(baselines="none").baseline_names() == ()
+
+
+# review findings ----------------------------------------------------------------------------------
+def _frame(n: int = 900, seed: int = 0):
+    import pandas as pd
+
+    from .conftest import planted_ratings
+
+    rows = planted_ratings("multiply", users=40, items=30, n=n, seed=seed)
+    return pd.DataFrame({"user": rows[:, 0].astype(int).astype(str), "item": rows[:, 1].astype(int).astype(str), "rating": rows[:, 2]})
+
+
+def test_random_search_keeps_the_best_candidates_trained_mlp():
+    from sif import SIF
+
+    frame = _frame()
+    for seed in (0, 1, 3):
+        m = SIF(space="autocf", strategy="random", epochs=3, candidates=3, dim=4, batch_size=64, retrain=False,
+                baselines="none", seed=seed).fit(frame)
+        for side, row in (("user", "user_function"), ("item", "item_function")):
+            if m.arch_["choices"][row] == "mlp":  # trained, not the reset state (zeros) of a later candidate
+                assert any(abs(x) > 0 for x in m.arch_["elementwise_mlp"][side]["outer.weight"][0]), (seed, side)
+
+
+def test_python_fits_repeat_and_darts2_keeps_histories_exact():
+    from sif import SIF
+
+    frame = _frame()
+    a, b = (SIF(space="autocf", epochs=2, dim=4, batch_size=64, retrain=False, baselines="none").fit(frame) for _ in range(2))
+    assert a.arch_["choices"] == b.arch_["choices"] and a.arch_["alpha"] == b.arch_["alpha"]
+    m = SIF(space="autocf", strategy="darts2", epochs=1, dim=4, batch_size=64, retrain=False, baselines="none").fit(frame)
+    assert m.arch_["model"]["history_refreshes"] is None
+
+
+def test_more_bad_architectures_and_options_are_one_line(tiny_ratings, tmp_path):
+    from sif import SIF
+
+    cases = [({"interaction": "multiply", "model": {"dim": 4}, "choices": DEFAULT}, "autocf space"),
+             ({"interaction": "multiply", "model": {"space": "autocf"}, "choices": {**DEFAULT, "bogus": "x"}}, "unknown row(s) bogus"),
+             ({"interaction": "multiply", "model": {"space": "autocf", "dim": "a"}, "choices": DEFAULT}, "malformed 'model'")]
+    for k, (arch, message) in enumerate(cases):
+        path = tmp_path / f"arch{k}.json"
+        path.write_text(json.dumps(arch))
+        r = _invoke("sif", "train", "--arch", path, "--data", tiny_ratings, "--out", tmp_path / f"t{k}")
+        assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
+    with pytest.raises(NaspError, match="--space applies to a search"):
+        SIF(space="autocf", ifc="multiply")
+
+
+def test_no_biases_is_honoured_by_an_arch_of_the_larger_space(tmp_path):
+    from sif import SIF
+    from sif.pipeline import fixed_arch
+
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(fixed_arch(DEFAULT, dim=4)))
+    m = SIF(arch=str(path), biases=False, max_epochs=1, batch_size=64).fit(_frame())
+    assert m.model.net.config.biases is False
