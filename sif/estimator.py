@@ -292,10 +292,11 @@ class SIF:
                  "biases": base.biases}
         return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
 
-    def _joint_baseline(self, splits: Splits, spec: str) -> JointConfig:
-        """The fixed model of the larger space that a ``--baselines`` entry ``row=name+...`` names."""
-        base = self._config(splits, "multiply", None, searched=False, elementwise=False)
-        return JointConfig.search_space(base, self.options.mlp).fixed(parse_choices(spec))
+    def _baseline_config(self, splits: Splits, name: str) -> ModelConfig:
+        """The fixed model a ``--baselines`` entry names: an IFC with plain embeddings, or
+        (``row=name+...``) a fixed model of the larger space."""
+        base = self._config(splits, "multiply" if "=" in name else name, None, searched=False, elementwise=False)
+        return JointConfig.search_space(base, self.options.mlp).fixed(parse_choices(name)) if "=" in name else base
 
     def _search(self, run: RunDir, splits: Splits, device: torch.device) -> dict:
         """The search stage (skipped on resume when it finished): writes arch.json and search.json."""
@@ -351,10 +352,9 @@ class SIF:
             return net, trained, config, mlp_state, init, out
         scores, best = {}, None
         for name in names:
-            fixed = self._config(splits, name, None, searched=False, elementwise=False) if "=" not in name else \
-                self._joint_baseline(splits, name)
-            b_net, b_summary = self._train_one(run, "baseline-" + name.replace("=", "-").replace("+", "_"), splits, fixed, device,
-                                              None, None)
+            fixed = self._baseline_config(splits, name)
+            folder = "baseline-" + name.replace("=", "-").replace("+", "_")
+            b_net, b_summary = self._train_one(run, folder, splits, fixed, device, None, None)
             scores[name] = b_summary.get(metric)
             if best is None or improves(scores[name], best[1], higher):
                 best = (name, scores[name], b_net, b_summary, fixed)
