@@ -37,6 +37,13 @@ class NaspGroup(click.Group):
             return super().invoke(ctx)
         except NaspError as exc:
             raise click.ClickException(str(exc)) from None
+        except RuntimeError as exc:  # a collective of a data-parallel run whose peer stopped
+            from nasp.distributed import lost_peer
+
+            message = lost_peer(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
         except KeyboardInterrupt:
             run = ctx.meta.get(RUN_META)
             if run is not None and (run / "checkpoint.pt").exists():

@@ -25,6 +25,7 @@ import click
 import torch
 
 from . import __version__
+from . import distributed
 from .config import MAX_RATE
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
@@ -339,8 +340,9 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
     Returns (run, options, device)."""
     if options.get("resume") and options.get("out") is None:
         raise NaspError("--resume needs --out: the run directory to continue")
-    out = options.get("out") or default_out(command)
     device = resolve_device(options.get("device", "auto"))
+    world = join_world(device)
+    out = options.get("out") or world.share(default_out(command))  # rank 0's name on every rank
     run = release_with_command(RunDir(out, resume=bool(options.get("resume"))))
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
@@ -356,12 +358,14 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "world_size": world.size,
         "argv": sys.argv[1:],
     }
     if run.resume:
         saved = run.read_config()
         if not isinstance(saved, dict) or saved.get("command") != command:
             raise NaspError(f"--resume: {out} is not a {command!r} run")
+        check_world_size(saved, world.size, run.file(CONFIG))
         changed = {k: v for k, v in config["options"].items() if k in RESUME_CHANGEABLE and saved.get("options", {}).get(k) != v}
         resumes = list(saved.get("resumes", [])) + [{
             "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -372,10 +376,35 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
     return run, options, device
 
 
+def join_world(device: torch.device) -> distributed.World:
+    """Join the other ranks when torchrun started this process with several (gloo on CPU, NCCL on
+    CUDA); the process group is left when the command ends. One process: the world of one."""
+    world = distributed.init(device)
+    ctx = click.get_current_context(silent=True)
+    if world.parallel and ctx is not None:
+        ctx.call_on_close(distributed.shutdown)
+    if not world.main:  # rank 0 logs the run; the others only their errors
+        logging.getLogger("nasp").setLevel(logging.ERROR)
+    return world
+
+
+def check_world_size(saved: dict, size: int, path: Path) -> None:
+    """A NaspError unless a resumed run continues on as many processes as it started on (the
+    batches each rank sees, hence the run, depend on it)."""
+    started = saved.get("world_size", 1)
+    if started != size:
+        raise NaspError(f"--resume: the run was started on {started} process(es) ({path}), this is {size}; resume it "
+                        f"with the same number ({'torchrun --nproc-per-node ' + str(started) if started > 1 else 'one process, without torchrun'})")
+
+
 def finish_run(run: RunDir, summary: dict, as_json: bool) -> None:
-    """Write ``summary.json`` last, then print it (JSON on stdout with ``--json``)."""
-    summary = {**summary, "run_dir": str(run.path)}
+    """Write ``summary.json`` last (with ``world_size``: the processes of the run), then print it
+    (JSON on stdout with ``--json``; rank 0 only in a data-parallel run)."""
+    world = distributed.world()
+    summary = {**summary, "world_size": world.size, "run_dir": str(run.path)}
     run.finish(summary)
+    if not world.main:
+        return
     if as_json:
         click.echo(json.dumps(summary, default=str))
     else:

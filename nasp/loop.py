@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 
 import torch
 
+from .distributed import World, world as current_world
 from .errors import NaspError
 from .network import SearchNetwork
 
@@ -185,12 +186,16 @@ class RunLoop:
             them; like ``train_batches`` its order must depend on ``i`` only.
         hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
         desc: the progress bar's label.
+        world: the ranks of a data-parallel run (default: torch's process group, else one process):
+            the network starts from rank 0's state, an epoch's step statistics are averaged over
+            the ranks, and after every epoch the ranks must agree on the architecture and weights.
     """
 
     def __init__(self, stepper: Stepper, train_batches: Callable[[int], Iterable], evaluate: Callable[[Any], dict],
                  epochs: int, run: Any, valid_batches: Optional[Callable[[int], Iterable]] = None,
-                 hooks: Sequence[Hook] = (), desc: str = "epoch") -> None:
+                 hooks: Sequence[Hook] = (), desc: str = "epoch", world: Optional[World] = None) -> None:
         self.stepper, self.network = stepper, stepper.network
+        self.world = world if world is not None else current_world()
         self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
         self.epochs, self.run, self.hooks, self.desc = epochs, run, list(hooks), desc
         self.start_epoch = 0
@@ -290,6 +295,10 @@ class RunLoop:
             steps += 1
         if steps == 0:
             raise NaspError("the training data yields no batch (fewer ratings/examples than one batch?)")
+        sums = self.world.mean_stats(sums)
+        # every rank evaluates (and checkpoints) rank 0's running statistics (batch norm), as
+        # DistributedDataParallel's broadcast_buffers: a resumed run then continues exactly
+        self.world.broadcast([b for b in net.buffers() if b.is_floating_point()])
         train_seconds = time.perf_counter() - t0
         with stepper.evaluation():
             metrics = self.evaluate(net)
@@ -297,6 +306,7 @@ class RunLoop:
         if isinstance(net, SearchNetwork) and hasattr(stepper, "evaluated_architecture"):
             row["architecture"] = stepper.evaluated_architecture()
         stepper.end_epoch(epoch, metrics)
+        self.check_agreement(row.get("architecture"))
         row.update(stepper.describe())  # after end_epoch: e.g. the RNN's switch to averaging
         row["seconds"] = round(time.perf_counter() - t0, 4)
         row["train_seconds"] = round(train_seconds, 4)
@@ -305,11 +315,23 @@ class RunLoop:
             stop = bool(hook.end_epoch(epoch, row)) or stop
         return row, stop
 
+    def check_agreement(self, architecture: Any) -> None:
+        """In a data-parallel run: a NaspError unless every rank holds this architecture and the
+        same weights (a checksum of every parameter; one host copy per epoch)."""
+        if not self.world.parallel:
+            return
+        with torch.no_grad():
+            checksum = [float(p.detach().double().sum()) for p in self.network.parameters()]
+        self.world.agree({"architecture": architecture}, "the architecture")
+        self.world.agree(checksum, "the weights")
+
     def __call__(self) -> list[dict]:
         """Run (or continue) the loop; returns every metrics row of the run."""
         from .runs import dumps
 
         self.restore()
+        # every rank starts from rank 0's network (a no-op in one process)
+        self.world.broadcast(list(self.network.state_dict().values()))
         self.rows = self.run.read_metrics()
         for hook in self.hooks:
             hook.on_start(self)

@@ -5,6 +5,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .distributed import is_main
+
 
 @contextmanager
 def figure(path: Path, title: str = "", dpi: int = 100, **subplots: Any) -> Iterator[tuple[Any, Any]]:
@@ -20,7 +22,8 @@ def figure(path: Path, title: str = "", dpi: int = 100, **subplots: Any) -> Iter
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        fig.savefig(path, dpi=dpi)
+        if is_main():  # rank 0 of a data-parallel run draws the run's plots
+            fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
 

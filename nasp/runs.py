@@ -28,6 +28,7 @@ try:
 except ImportError:  # Windows: no advisory locks (the run directory is then not guarded)
     fcntl = None  # type: ignore[assignment]
 
+from .distributed import local_device, world
 from .errors import NaspError
 from .loop import EarlyStopping, Hook, OnEpoch, RunLoop, epoch_line, progress  # noqa: F401  (re-exported)
 from .strategies.base import Strategy
@@ -43,7 +44,7 @@ def resolve_device(spec: str) -> torch.device:
     """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; unusable ones raise NaspError."""
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         device = torch.device(spec)
     except RuntimeError:
@@ -56,7 +57,7 @@ def resolve_device(spec: str) -> torch.device:
         raise NaspError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise NaspError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return device
+    return local_device(device)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -115,11 +116,23 @@ def io_error(path: os.PathLike | str, exc: OSError, doing: str = "cannot write")
     return NaspError(f"{path}: {doing}: {cause}")
 
 
+def on_main(write: Callable[[], None]) -> None:
+    """Run ``write`` on rank 0 of a data-parallel run only, and let every rank return once it
+    has, so that a rank reading the file next reads what rank 0 wrote (one process: just write)."""
+    current = world()
+    if current.main:
+        write()
+    current.barrier()
+
+
 def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` through a temporary file, fsync and a rename, so a reader (or a resume after a
     crash or a full disk) sees the old file or the new one, never half of one. The file gets the
-    mode the user's umask gives every other file (not mkstemp's 0600)."""
-    path = Path(path)
+    mode the user's umask gives every other file (not mkstemp's 0600). Rank 0 only (``on_main``)."""
+    on_main(lambda: _write_bytes_atomic(Path(path), data))
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -149,9 +162,12 @@ def _write(fh: Any, data: bytes, path: Path) -> None:
 def save_torch(path: os.PathLike | str, obj: Any) -> None:
     """``torch.save`` made atomic, with a full disk or a read-only directory reported in one line
     naming ``path`` (``torch.save`` to a file only says ``enforce fail at inline_container.cc``)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    def write() -> None:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        _write_bytes_atomic(Path(path), buffer.getvalue())
+
+    on_main(write)
 
 
 def finite(obj: Any) -> Any:
@@ -244,6 +260,11 @@ class RunDir:
         self.path = Path(path)
         self.resume = resume
         self._check()
+        self.lock: Optional[RunLock] = None
+        current = world()
+        current.barrier()  # every rank has checked before rank 0 creates anything
+        if not current.main:  # other ranks of a data-parallel run read the run; rank 0 writes it
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -266,7 +287,8 @@ class RunDir:
 
     def close(self) -> None:
         """Release the run directory's lock (it is released anyway when the process ends)."""
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> "RunDir":
         return self
@@ -288,6 +310,9 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         """Append one row (strict JSON: NaN is written as null). A failed write (a full disk) is
         cut back off, so the file keeps whole lines only."""
+        on_main(lambda: self._append(row))
+
+    def _append(self, row: dict) -> None:
         path = self.file(METRICS)
         data = (dumps(row) + "\n").encode()
         try:

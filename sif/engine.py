@@ -1,12 +1,14 @@
 """Training pieces shared by ``sif search`` and ``sif train``: batches, loss, metrics, problem."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
+from nasp.distributed import World
 from nasp.strategies import SearchProblem
 
 from .data import Interactions
@@ -31,10 +33,13 @@ class TrainSettings:
 Batch = tuple[Tensor, Tensor, Tensor]
 
 
-def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True) -> Callable[[int], list[Batch]]:
+def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True,
+            world: World = World()) -> Callable[[int], list[Batch]]:
     """``make(i)``: the i-th pass over ``data`` in a order fixed by (seed, i). Each pass permutes
     users, items and ratings once (three gathers) and its batches are contiguous views of those
-    copies, instead of three gathers per batch."""
+    copies, instead of three gathers per batch. In a data-parallel run each batch is this rank's
+    slice of the global batch (``world.shard``), and a last batch with fewer ratings than ranks
+    is left out."""
 
     def make(i: int) -> list[Batch]:
         n = len(data)
@@ -44,8 +49,8 @@ def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True
             users, items, ratings = data.users[order], data.items[order], data.ratings[order]
         else:
             users, items, ratings = data.users, data.items, data.ratings
-        return [(users[j : j + batch_size], items[j : j + batch_size], ratings[j : j + batch_size])
-                for j in range(0, n, batch_size)]
+        return [tuple(world.shard(t[j : j + batch_size]) for t in (users, items, ratings))
+                for j in range(0, n, batch_size) if min(batch_size, n - j) >= world.size]
 
     return make
 
@@ -66,19 +71,21 @@ def make_loss(reg: float, implicit_reg: float = 0.0) -> Callable[[SIFNetwork, Ba
 
 
 @torch.no_grad()
-def evaluate(net: SIFNetwork, data: Interactions, prefix: str, chunk: int = 1 << 16) -> dict[str, float]:
-    """RMSE and MAE in stars (predictions clipped to the training range)."""
-    if len(data) == 0:
-        return {}
-    se = torch.zeros((), dtype=torch.float64, device=data.ratings.device)
-    ae = torch.zeros_like(se)
-    for j in range(0, len(data), chunk):
-        pred = net.predict(data.users[j : j + chunk], data.items[j : j + chunk])
-        err = (pred - data.ratings[j : j + chunk]).double()
-        se += err.pow(2).sum()
-        ae += err.abs().sum()
+def evaluate(net: SIFNetwork, data: Interactions, prefix: str, chunk: int = 1 << 16,
+             world: World = World()) -> dict[str, float]:
+    """RMSE and MAE in stars (predictions clipped to the training range); in a data-parallel run
+    each rank scores its slice of ``data`` and the sums are added over the ranks."""
     n = len(data)
-    return {f"{prefix}_rmse": float((se / n).sqrt()), f"{prefix}_mae": float(ae / n)}
+    if n == 0:
+        return {}
+    lo, hi = world.bounds(n)
+    sums = torch.zeros(2, dtype=torch.float64, device=data.ratings.device)  # squared, absolute errors
+    for j in range(lo, hi, chunk):
+        end = min(j + chunk, hi)
+        err = (net.predict(data.users[j:end], data.items[j:end]) - data.ratings[j:end]).double()
+        sums += torch.stack([err.pow(2).sum(), err.abs().sum()])
+    se, ae = world.sum(sums).tolist()
+    return {f"{prefix}_rmse": math.sqrt(se / n), f"{prefix}_mae": ae / n}
 
 
 def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None = None, task=None) -> SearchProblem:

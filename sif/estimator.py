@@ -27,6 +27,7 @@ from nasp.commands import release_with_command
 from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.loop import improves
+from nasp.distributed import check_shards
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
@@ -116,6 +117,8 @@ class SIFOptions(RunConfig):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
+        if self.batch_size is not None:
+            check_shards(self.batch_size, "--batch-size")
         if self.ifc is not None and self.arch is not None:
             raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
         if self.ifc is not None:

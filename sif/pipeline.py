@@ -15,6 +15,7 @@ from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
+from nasp.distributed import world
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
@@ -116,7 +117,11 @@ def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
 
 def build_network(splits: Splits, config: ModelConfig, device: torch.device, task: Optional[Task] = None) -> SIFNetwork:
     """A network sized for ``splits``, knowing which users/items training has seen; a rating
-    model clips to the training rating range, a ranking model's scores are left as they are."""
+    model clips to the training rating range, a ranking model's scores are left as they are.
+    In a data-parallel run the history sums are exact (no cached sums: their gradient would be
+    handed to the factors at different steps on different ranks)."""
+    if world().parallel and config.history_refreshes is not None:
+        config = dataclasses.replace(config, history_refreshes=None)
     net = network_for(config)
     with torch.no_grad():
         net.known_users.zero_()

@@ -8,12 +8,14 @@ validation NDCG at the first K. A new task is one class registered in ``TASKS``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from nasp.distributed import world
 from nasp.errors import NaspError
 from nasp.registry import Registry
 
@@ -97,13 +99,13 @@ class RatingTask(Task):
         return make_loss(settings.reg, settings.implicit_reg)
 
     def train_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
-        return batches(splits.train, batch_size, seed)
+        return batches(splits.train, batch_size, seed, world=world())
 
     def valid_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
-        return batches(splits.valid, batch_size, seed + 1)
+        return batches(splits.valid, batch_size, seed + 1, world=world())
 
     def evaluate(self, net: SIFNetwork, splits: Splits, part: str) -> dict[str, float]:
-        return evaluate(net, getattr(splits, part), part)
+        return evaluate(net, getattr(splits, part), part, world=world())
 
     def test_keys(self) -> tuple[str, ...]:
         return ("test_rmse", "test_mae")
@@ -197,6 +199,7 @@ class RankingTask(Task):
     def _batches(self, positives: Interactions, exclude: Interactions, num_items: int, batch_size: int,
                  seed: int) -> Callable[[int], list]:
         sampler = ranking.NegativeSampler(exclude.users, exclude.items, num_items)
+        ranks = world()  # a data-parallel rank trains on its slice of every global batch
 
         def make(i: int) -> list:
             g = torch.Generator().manual_seed(seed * 100_003 + i)
@@ -204,7 +207,9 @@ class RankingTask(Task):
             users, items = positives.users[order], positives.items[order]
             neg = sampler.sample(users.cpu(), self.negatives, generator=g).to(users.device)
             both = torch.cat([items.unsqueeze(1), neg], dim=1)
-            return [(users[j : j + batch_size], both[j : j + batch_size]) for j in range(0, len(users), batch_size)]
+            n = len(users)
+            return [(ranks.shard(users[j : j + batch_size]), ranks.shard(both[j : j + batch_size]))
+                    for j in range(0, n, batch_size) if min(batch_size, n - j) >= ranks.size]
 
         return make
 
@@ -221,10 +226,18 @@ class RankingTask(Task):
             return {}
         exclude = splits.train if part == "valid" else _concat(splits.train, splits.valid)
         known = (heldout.users >= 0) & (heldout.items >= 0)
-        result = ranking.full_ranking(net.score_all, None, (exclude.users, exclude.items),
+        ranks = world()  # in a data-parallel run each rank ranks its slice of the users
+        users = ranks.shard(torch.unique(heldout.users[known]))
+        result = ranking.full_ranking(net.score_all, users, (exclude.users, exclude.items),
                                       (heldout.users[known], heldout.items[known]), splits.ids.num_items, self.topk,
                                       chunk=self.eval_chunk)
-        return {f"{part}_{k}": v for k, v in result.metrics.items()}
+        if not ranks.parallel:
+            return {f"{part}_{k}": v for k, v in result.metrics.items()}
+        names = sorted(result.metrics)
+        count = result.num_users  # users with held-out pairs on this rank
+        local = [result.metrics[k] * count if count else 0.0 for k in names] + [float(count)]
+        *sums, total = ranks.sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        return {f"{part}_{k}": (s / total if total else math.nan) for k, s in zip(names, sums)}
 
     def test_keys(self) -> tuple[str, ...]:
         names = ("ndcg", "recall", "mrr", "hit", "precision")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..config import RunConfig
+from ..distributed import check_shards
 from ..errors import NaspError
 from . import defaults
 from .data import ImageData, search_split
@@ -24,6 +25,7 @@ def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[i
     """Batch size / width / depth that cannot work raise ``NaspError``."""
     if batch_size < 2:
         raise NaspError(f"--batch-size {batch_size}: must be at least 2 (batch norm needs two examples per batch)")
+    check_shards(batch_size, "--batch-size", 2, " (batch norm needs two examples on every process)")
     if channels < 1:
         raise NaspError(f"--channels {channels}: must be at least 1")
     if even_channels and (channels < 2 or channels % 2):

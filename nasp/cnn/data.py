@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..data import KnownDataset, fetch, register_dataset
+from ..distributed import World
 from ..errors import NaspError
 from ..registry import Registry
 from .ops import nchw
@@ -359,23 +360,30 @@ class Augment:
     flip: bool = False
     cutout: int = 0
 
-    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+    def __call__(self, x: Tensor, g: torch.Generator, total: Optional[int] = None, start: int = 0) -> Tensor:
+        """Augment ``x``: rows ``start ..`` of a batch of ``total`` (default: ``x`` is the batch);
+        the draws are made for the whole batch, so a slice is augmented as within the batch."""
         b, _, h, w = x.shape
         dev = x.device
+        n = total if total is not None else b
+
+        def draw(values: Tensor) -> Tensor:
+            return values[start : start + b].to(dev)
+
         if self.pad > 0:
             p = self.pad
             padded = torch.nn.functional.pad(x, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (b,), generator=g).to(dev)
-            dx = torch.randint(0, 2 * p + 1, (b,), generator=g).to(dev)
+            dy = draw(torch.randint(0, 2 * p + 1, (n,), generator=g))
+            dx = draw(torch.randint(0, 2 * p + 1, (n,), generator=g))
             rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]
             cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]
             x = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
         if self.flip:
-            mask = (torch.rand(b, generator=g) < 0.5).to(dev)
+            mask = draw(torch.rand(n, generator=g) < 0.5)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         if self.cutout > 0:
-            cy = torch.randint(0, h, (b,), generator=g).to(dev)
-            cx = torch.randint(0, w, (b,), generator=g).to(dev)
+            cy = draw(torch.randint(0, h, (n,), generator=g))
+            cx = draw(torch.randint(0, w, (n,), generator=g))
             half = self.cutout // 2
             ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
             in_y = (ys[None] >= (cy[:, None] - half)) & (ys[None] < (cy[:, None] + half))
@@ -390,17 +398,19 @@ class Batches:
 
     The order and the augmentation depend only on ``seed`` (use e.g. (run seed, epoch)).
     Training passes drop a last incomplete batch (batch norm needs full batches); evaluation
-    passes keep it.
+    passes keep it. In a data-parallel run (``world``) every batch is this rank's slice of the
+    global batch: only those images are read, moved and augmented (a slice may be empty at the
+    end of an evaluation pass).
     """
 
     def __init__(self, images: ImageSet, indices: Tensor, batch_size: int, device: torch.device, mean: Sequence[float],
                  std: Sequence[float], seed: int = 0, shuffle: bool = True, augment: Optional[Augment] = None,
-                 drop_last: bool = True) -> None:
+                 drop_last: bool = True, world: World = World()) -> None:
         on = getattr(images, "on", None)
         self.images = on(device) if on is not None and device.type == "cuda" else images
         self.indices, self.batch_size = indices, batch_size
         self.device, self.seed, self.shuffle, self.augment = device, seed, shuffle, augment
-        self.drop_last = drop_last
+        self.drop_last, self.world = drop_last, world
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
 
@@ -414,14 +424,17 @@ class Batches:
         non_blocking = self.device.type == "cuda"
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            total = len(idx)
+            start, stop = self.world.bounds(total)
+            idx = idx[start:stop]
             x = self.images.images(idx)
             y = self.images.labels[idx.to(self.images.labels.device)]
             if non_blocking and x.device.type == "cpu":
                 x, y = x.pin_memory(), y.pin_memory()
             x = x.to(self.device, non_blocking=non_blocking).float()
             x = (x - self.mean) / self.std
-            if self.augment is not None:
-                x = self.augment(x, g)
+            if self.augment is not None:  # draws for the whole global batch: a rank's slice as in one process
+                x = self.augment(x, g, total, start)
             yield nchw(x), y.to(self.device, non_blocking=non_blocking)
 
 

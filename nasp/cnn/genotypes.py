@@ -238,10 +238,10 @@ def load_genotype(spec: str) -> Genotype:
 def save_genotype(genotype: Genotype, path: Path) -> None:
     """Write ``genotype`` as JSON (``.json``) or DARTS text (any other suffix)."""
     path = Path(path)
-    if path.suffix == ".json":
-        path.write_text(json.dumps(genotype.to_json(), indent=2) + "\n")
-    else:
-        path.write_text(genotype.to_text() + "\n")
+    from ..runs import write_bytes_atomic
+
+    text = json.dumps(genotype.to_json(), indent=2) if path.suffix == ".json" else genotype.to_text()
+    write_bytes_atomic(path, (text + "\n").encode())
 
 
 def check_space(genotype: Genotype, normal_ops: Sequence[str], reduce_ops: Sequence[str], source: str = "genotype") -> None:

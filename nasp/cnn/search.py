@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..budget import RecordCosts, summary as budget_summary
+from ..distributed import world as current_world
 from ..errors import NaspError
 from ..plots import plot_pareto
 from ..prox import format_amount
 from ..regularizers import ModelSize
-from ..runs import RunDir, peak_memory_mb, run_search
+from ..runs import RunDir, peak_memory_mb, run_search, write_bytes_atomic
 from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
 from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)
@@ -50,19 +51,20 @@ def classification_loss(device: torch.device, amp: bool = False) -> Callable[[nn
 @torch.no_grad()
 def accuracy(network: nn.Module, batches: Batches, device: torch.device, amp: bool = False,
              logits_of: Callable[[Any], Tensor] = lambda out: out) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy over ``batches`` (one host sync at the end)."""
-    correct = torch.zeros((), device=device)
-    loss_sum = torch.zeros((), device=device)
-    total = 0
+    """Top-1 accuracy and mean cross-entropy over ``batches`` (one host sync at the end); in a
+    data-parallel run each rank scores its slices and the sums are added over the ranks."""
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss, examples
     for x, y in batches:
+        if len(y) == 0:  # this rank's slice of a short last batch
+            continue
         with autocast(device, amp):
             logits = logits_of(network(x)).float()
-        correct += (logits.argmax(dim=1) == y).sum()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        total += len(y)
+        sums += torch.stack([(logits.argmax(dim=1) == y).sum().double(),
+                             F.cross_entropy(logits, y, reduction="sum").double(), sums.new_tensor(len(y))])
+    correct, loss_sum, total = batches.world.sum(sums).tolist()
     if total == 0:
         raise NaspError("the evaluation data yields no batch")
-    return {"acc": float(correct) / total, "loss": float(loss_sum) / total}
+    return {"acc": correct / total, "loss": loss_sum / total}
 
 
 def memory_kind(device: torch.device) -> str:
@@ -98,6 +100,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     before the run directory exists); writes arch.json, genotype.txt, cells.png; returns the summary."""
     c = config
     amp = c.amp and device.type == "cuda"
+    world = current_world()  # the ranks of a data-parallel run: each trains on its slice of every batch
     data = data if data is not None else load_data(c.data, c.data_dir, c.image_size)
     w_idx, a_idx = c.split(data)
     seed = int(c.seed)
@@ -126,10 +129,10 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
 
     def batches(indices: Tensor, stream: int) -> Callable[[int], Batches]:
         return lambda i: Batches(data.train, indices, c.batch_size, device, data.mean, data.std,
-                                 seed=batch_seed(seed, stream, i), augment=augment)
+                                 seed=batch_seed(seed, stream, i), augment=augment, world=world)
 
     valid_eval = Batches(data.train, a_idx, c.eval_batch_size or 2 * c.batch_size, device, data.mean,
-                         data.std, shuffle=False, drop_last=False)
+                         data.std, shuffle=False, drop_last=False, world=world)
 
     def evaluate(network: nn.Module) -> dict:
         result = accuracy(network, valid_eval, device, amp)
@@ -141,7 +144,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
                       hooks=[RecordCosts(budget.row_costs)])
     genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
-    run.file("genotype.txt").write_text(genotype.to_text() + "\n")
+    write_bytes_atomic(run.file("genotype.txt"), (genotype.to_text() + "\n").encode())
     plot_genotype(genotype, run.file("cells.png"), f"{c.strategy} on {data.name}, space {c.space}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), c.strategy)
     metric = METRICS.get(budget.metric or "params")

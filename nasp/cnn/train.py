@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import world as current_world
 from ..loop import Hook, RunLoop
 from ..runs import RunDir, peak_memory_mb
 from ..strategies import SearchProblem, build_strategy
@@ -49,8 +50,9 @@ def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optio
     label_smoothing = c.label_smoothing
     all_train = torch.arange(len(data.train))
     augment = Augment(pad=data.crop_pad, flip=data.flip, cutout=c.cutout)
+    world = current_world()  # the ranks of a data-parallel run: each trains on its slice of every batch
     test_batches = Batches(data.test, torch.arange(len(data.test)), c.eval_batch_size or 2 * c.batch_size,
-                           device, data.mean, data.std, shuffle=False, drop_last=False)
+                           device, data.mean, data.std, shuffle=False, drop_last=False, world=world)
 
     def loss(network: nn.Module, batch: Any) -> Tensor:
         x, y = batch
@@ -77,7 +79,7 @@ def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optio
 
     def train_batches(epoch: int) -> Batches:
         return Batches(data.train, all_train, c.batch_size, device, data.mean, data.std,
-                       seed=batch_seed(seed, 3, epoch), augment=augment)
+                       seed=batch_seed(seed, 3, epoch), augment=augment, world=world)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

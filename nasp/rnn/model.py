@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import prox
+from ..distributed import World
 from ..mixing import MixPlan, mix, plan
 from ..network import SearchNetwork
 from .corpus import Segment
@@ -344,17 +345,24 @@ def perplexity(nll: float) -> float:
     return math.exp(min(float(nll), 700.0))
 
 
+def segment_streams(seg: Any) -> int:
+    """The streams (columns) of a segment: a rank's share of the batch in a data-parallel run."""
+    return int(seg.inputs.size(1))
+
+
 @torch.no_grad()
-def evaluate_nll(model: nn.Module, data: Tensor, bptt: int) -> float:
+def evaluate_nll(model: nn.Module, data: Tensor, bptt: int, world: World = World()) -> float:
     """Mean negative log-likelihood per token of ``data`` (steps x batch), hidden carried across
-    segments from zeros. The caller sets eval mode (and, for a search network, the mixing)."""
+    segments from zeros. The caller sets eval mode (and, for a search network, the mixing). In a
+    data-parallel run each rank scores its share of the streams and the sums are added."""
     from .corpus import segments
 
+    data = world.shard(data, 1)
     hidden = model.init_hidden(data.size(1))
-    total = data.new_zeros((), dtype=torch.float64)
-    count = 0
+    sums = torch.zeros(2, dtype=torch.float64, device=data.device)  # negative log-likelihood, tokens
     for seg in segments(data, bptt, "eval"):
         logits, hidden, _ = model(seg.inputs, hidden)
-        total += F.cross_entropy(logits, seg.targets.reshape(-1), reduction="sum").double()
-        count += seg.targets.numel()
-    return float(total / max(count, 1))
+        sums[0] += F.cross_entropy(logits, seg.targets.reshape(-1), reduction="sum").double()
+        sums[1] += seg.targets.numel()
+    total, count = world.sum(sums).tolist()
+    return total / max(count, 1)

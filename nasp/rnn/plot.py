@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..distributed import is_main
 from .genotypes import RecurrentGenotype
 
 _COLORS = {"tanh": "tab:blue", "relu": "tab:red", "sigmoid": "tab:green", "identity": "tab:purple"}
@@ -51,6 +52,7 @@ def draw_cell(genotype: RecurrentGenotype, path: os.PathLike | str, title: str =
     ax.axis("off")
     ax.set_title(title)
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    if is_main():  # rank 0 of a data-parallel run draws the run's plots
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -10,6 +10,7 @@ import torch
 from .. import prox
 from ..budget import RecordCosts, summary as budget_summary
 from ..config import RunConfig
+from ..distributed import check_shards
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
 from ..strategies.base import SearchOptions
@@ -17,7 +18,8 @@ from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
-from .model import SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity
+from .model import (SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity,
+                    segment_streams)
 from .spaces import SPACES, RecurrentSpace
 
 
@@ -65,6 +67,8 @@ class SearchConfig(RunConfig):
         if STRATEGIES.get(self.strategy).uses_warmup and self.warmup_epochs is not None:  # the others warn
             check_warmup(self.warmup_epochs, self.epochs)
         SPACES.get(self.space)
+        check_shards(self.batch_size, "--batch-size")  # the streams are split over torchrun's processes
+        check_shards(self.eval_batch_size, "--eval-batch-size")
         batchify(corpus.train, self.batch_size, split="train")
         batchify(corpus.valid, self.batch_size, split="valid")  # the architecture steps' batches
         batchify(corpus.valid, self.eval_batch_size, split="valid")
@@ -102,6 +106,7 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         arch_weight_decay=cfg.arch_weight_decay,
         options=SearchOptions(seed=cfg.seed, warmup_epochs=cfg.warmup_epochs, candidates=cfg.candidates,
                               unrolled=cfg.unrolled),
+        examples=segment_streams,
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 
@@ -109,14 +114,15 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
 def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     """Run the search (resuming when ``run.resume``); returns the genotype and the summary."""
     strategy, _ = build_search(corpus, cfg, device)
-    train = batchify(corpus.train, cfg.batch_size, device, "train")
-    valid = batchify(corpus.valid, cfg.batch_size, device, "valid")
+    world = strategy.world  # in a data-parallel run each rank trains on its share of the streams
+    train = world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
+    valid = world.shard(batchify(corpus.valid, cfg.batch_size, device, "valid"), 1)
     valid_eval = batchify(corpus.valid, cfg.eval_batch_size, device, "valid")
     train_segments = segments(train, cfg.bptt, "train")
     valid_segments = segments(valid, cfg.bptt, "valid")
 
     def evaluate(net: RNNSearchNetwork) -> dict[str, float]:
-        nll = evaluate_nll(net, valid_eval, cfg.bptt)
+        nll = evaluate_nll(net, valid_eval, cfg.bptt, world)
         return {"valid_loss": nll, "valid_ppl": perplexity(nll)}
 
     if device.type == "cuda":

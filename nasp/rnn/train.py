@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig
+from ..distributed import check_shards
 from ..loop import Hook, KeepBest, RunLoop
 from ..mixing import SinglePath
 from ..runs import RunDir, save_torch
@@ -21,7 +22,8 @@ from ..strategies.fixed import Fixed
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch
 from .genotypes import RecurrentGenotype
-from .model import TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll, perplexity
+from .model import (TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll, perplexity,
+                    segment_streams)
 
 log = logging.getLogger("nasp")
 MODEL = "model.pt"
@@ -48,6 +50,8 @@ class TrainConfig(RunConfig):
 
     def validate(self, corpus: Corpus) -> None:
         """The batch sizes against ``corpus`` (``nasp.config``: called before the run directory exists)."""
+        check_shards(self.batch_size, "--batch-size")  # the streams are split over torchrun's processes
+        check_shards(self.eval_batch_size, "--eval-batch-size")
         batchify(corpus.train, self.batch_size, split="train")
         for split in ("valid", "test"):
             batchify(corpus.split(split), self.eval_batch_size, split=split)
@@ -198,9 +202,11 @@ class Trainer:
             loss=LMLoss(tar=cfg.tar),
             weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
             grad_clip=cfg.clip,
+            examples=segment_streams,
         )
         self.stepper = AveragedSGD(problem, cfg.epochs, cfg)
-        self.train_data = batchify(corpus.train, cfg.batch_size, device, "train")
+        self.world = self.stepper.world  # in a data-parallel run each rank trains on its share of the streams
+        self.train_data = self.world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
         self.valid_data = batchify(corpus.valid, cfg.eval_batch_size, device, "valid")
         self.test_data = batchify(corpus.test, cfg.eval_batch_size, device, "test")
         self.watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
@@ -211,7 +217,7 @@ class Trainer:
 
     def nll(self, data: Tensor) -> float:
         """Mean negative log-likelihood per token of ``data`` (the model as it is)."""
-        return evaluate_nll(self.model, data, self.cfg.bptt)
+        return evaluate_nll(self.model, data, self.cfg.bptt, self.world)
 
     def evaluate(self, data: Tensor) -> float:
         """``nll`` in evaluation mode with the averaged weights when averaging."""

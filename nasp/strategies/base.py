@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..architect import Regularizer
 from ..config import check_rate
+from ..distributed import World, world
 from ..mixing import MixingRule, SinglePath
 from ..network import SearchNetwork
 
@@ -33,6 +34,12 @@ log = logging.getLogger("nasp")
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+
+def batch_examples(batch: Any) -> int:
+    """The examples in a batch: the length of its first tensor (a tuple's first item)."""
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0]) if isinstance(first, Tensor) else len(first)
 
 
 @dataclass
@@ -90,6 +97,10 @@ class SearchProblem:
         arch_lr, arch_betas, arch_weight_decay: Adam settings of the architecture step.
         regularizer, eta: model-size term added at the discrete point (NASP only).
         options: strategy-specific options (``SearchOptions``; a dict of its fields is converted).
+        examples: ``examples(batch) -> int``, this rank's examples in a batch: the weight of its
+            gradients when a data-parallel run averages them (default: the first tensor's length).
+        world: the ranks of a data-parallel run (``nasp.distributed``; default: torch's process
+            group when torchrun started one, else one process).
     """
 
     network: SearchNetwork
@@ -105,6 +116,8 @@ class SearchProblem:
     regularizer: Optional[Regularizer] = None
     eta: float = 0.0
     options: SearchOptions = field(default_factory=SearchOptions)
+    examples: Callable[[Any], int] = batch_examples
+    world: World = field(default_factory=world)
 
     def __post_init__(self) -> None:
         self.options = SearchOptions.of(self.options)
@@ -153,6 +166,7 @@ class Strategy(ABC):
         self.problem = problem
         self.network = problem.network
         self.epochs = epochs
+        self.world = problem.world
         self.weight_params = self._weight_params()
         self.weight_optimizer = problem.weight_optimizer(self.weight_params)
         self.scheduler = problem.scheduler(self.weight_optimizer, epochs) if problem.scheduler else None
@@ -256,10 +270,21 @@ class Strategy(ABC):
         # MLPs) are not differentiated here; unused weights (unselected ops) get None
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             p.grad = g
+        self.sync_gradients(params, batch)
         if self.problem.grad_clip:
             clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
         self.weight_optimizer.step()
         return loss.detach()
+
+    def sync_gradients(self, params: Sequence[nn.Parameter], batch: Any) -> None:
+        """In a data-parallel run, the gradients of ``params`` averaged over the ranks, each
+        weighted by its share of ``batch`` (nothing in one process). Call before every step."""
+        if self.world.parallel:
+            self.world.average_gradients(params, self.problem.examples(batch))
+
+    def synced(self, grads: Sequence[Optional[Tensor]], like: Sequence[Tensor], batch: Any) -> list[Optional[Tensor]]:
+        """``sync_gradients`` for gradients held in a list (DARTS' unrolled step)."""
+        return self.world.average(grads, like, self.problem.examples(batch)) if self.world.parallel else list(grads)
 
     def current_lr(self) -> float:
         return float(self.weight_optimizer.param_groups[0]["lr"])

@@ -97,8 +97,9 @@ class DARTS(Strategy):
         self.arch_optimizer = arch_optimizer(problem, self.arch_params)
 
     def arch_gradients(self, train_batch: Any, valid_batch: Any) -> tuple[list[Tensor], Tensor]:
+        """The architecture's gradients (averaged over the ranks of a data-parallel run) and the loss."""
         loss = self.problem.loss(self.network, valid_batch)
-        return _grads(loss, self.arch_params), loss.detach()
+        return self.synced(_grads(loss, self.arch_params), self.arch_params, valid_batch), loss.detach()
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         self.arch_optimizer.zero_grad(set_to_none=True)
@@ -157,12 +158,15 @@ class DARTSSecondOrder(DARTS):
         devices = sorted({w.device.index or 0 for w in weights if w.device.type == "cuda"})
 
         with _SharedRng(devices) as rng:
-            grad_w = _grads(self.problem.loss(self.network, train_batch), weights)
+            # each gradient averaged over the ranks of a data-parallel run, as the whole batch's
+            grad_w = self.synced(_grads(self.problem.loss(self.network, train_batch), weights), weights,
+                                          train_batch)
             step = self.unrolled_update(self.weight_optimizer, weights, grad_w)
             with torch.no_grad():
                 torch._foreach_add_(weights, step, alpha=-xi)
             val_loss = self.problem.loss(self.network, valid_batch)
-            grads = _grads(val_loss, self.arch_params + weights)
+            grads = self.synced(_grads(val_loss, self.arch_params + weights), self.arch_params + weights,
+                                         valid_batch)
             d_arch, d_w = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
 
             radius = 0.01 / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
@@ -172,7 +176,8 @@ class DARTSSecondOrder(DARTS):
                     for w, b, g in zip(weights, backup, d_w):
                         w.copy_(b + sign * radius * g)
                 rng.reset()
-                hessian.append(_grads(self.problem.loss(self.network, train_batch), self.arch_params))
+                hessian.append(self.synced(_grads(self.problem.loss(self.network, train_batch), self.arch_params),
+                                                    self.arch_params, train_batch))
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)

@@ -100,9 +100,11 @@ class NASP(Strategy):
                 return {"train_loss": self.weight_step(train_batch, SinglePath())}
         arch = self.architect
         arch.zero_grad()
+        batch = self.arch_batch(train_batch, valid_batch)
         with arch.discrete(), self.network.using(Active(arch.selection)):
-            arch_loss = self.problem.loss(self.network, self.arch_batch(train_batch, valid_batch))
+            arch_loss = self.problem.loss(self.network, batch)
             arch.backward(arch_loss + arch.penalty())
+        self.sync_gradients(arch.alphas + arch.extra_params, batch)
         arch.step()
         with arch.discrete():
             train_loss = self.weight_step(train_batch, SinglePath(arch.selection))

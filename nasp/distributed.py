@@ -1,0 +1,230 @@
+"""Data-parallel runs under ``torchrun``: which rank this process is, and the few collectives the
+core needs.
+
+``torchrun --standalone --nproc-per-node N --no-python nasp <domain> search|train ...`` starts N
+processes of the same command; torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (and the
+rendezvous address), and ``init`` joins them into one process group: gloo on CPU, NCCL on CUDA
+(each rank on ``cuda:LOCAL_RANK``). Everything else reads ``world()``, a small value built from
+torch's process group, so one process (no torchrun) is simply the world of size 1 and every
+collective below is then a no-op.
+
+What a data-parallel run does (docs/ARCHITECTURE.md, "Data-parallel runs"):
+
+- every rank builds the same global batches (they depend on seed and epoch only) and trains on
+  its slice of each (``World.shard``); ``--batch-size`` is the global batch in both modes;
+- before every optimizer step, of the weights and of the architecture, the gradients are
+  averaged over the ranks, weighted by each rank's share of the batch (``average_gradients``),
+  so the step equals the one-process step on the whole batch and every rank takes the same one;
+- evaluation is sharded and its sums are added over the ranks (``sum``);
+- after every epoch the ranks check that they hold the same architecture and weights (``agree``);
+- only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+import torch.distributed as dist
+
+from .errors import NaspError
+
+#: what torchrun sets for every worker
+ENV_WORLD_SIZE, ENV_RANK, ENV_LOCAL_RANK = "WORLD_SIZE", "RANK", "LOCAL_RANK"
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks of a run (``World()``: one process)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this rank writes the run's files (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.size > 1
+
+    # data -------------------------------------------------------------------------------------
+    def bounds(self, n: int) -> tuple[int, int]:
+        """This rank's [start, stop) of ``n`` items split into ``size`` contiguous, near-equal
+        parts (the first ``n % size`` parts one longer: ``torch.tensor_split``'s split)."""
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (1 if self.rank < extra else 0)
+
+    def shard(self, x: Tensor, dim: int = 0) -> Tensor:
+        """This rank's contiguous slice of ``x`` along ``dim`` (a view; ``x`` itself in one process)."""
+        if not self.parallel:
+            return x
+        start, stop = self.bounds(x.shape[dim])
+        return x.narrow(dim, start, stop - start)
+
+    # collectives ------------------------------------------------------------------------------
+    def average(self, grads: Sequence[Optional[Tensor]], like: Sequence[Tensor], examples: int) -> list[Optional[Tensor]]:
+        """The mean over the ranks of ``grads`` (one per tensor of ``like``), weighted by
+        ``examples``, this rank's share of the batch: sum_r n_r g_r / sum_r n_r, the gradient of
+        the whole batch's mean loss. Sparse gradients are densified. An entry that is None on
+        every rank stays None; one that some rank has counts as zero where it is None. Two
+        collectives: one for which entries exist, one for the values (in a single flat buffer)."""
+        grads = list(grads)
+        if not self.parallel or not grads:
+            return grads
+        device = like[0].device
+        present = torch.tensor([g is not None for g in grads], dtype=torch.int32, device=device)
+        dist.all_reduce(present)
+        keep = [i for i, here in enumerate(present.tolist()) if here]
+        if not keep:
+            return grads
+        flat = []
+        for i in keep:
+            g = grads[i]
+            g = torch.zeros_like(like[i]) if g is None else (g.to_dense() if g.is_sparse else g)
+            flat.append(g.reshape(-1).to(torch.float32) * float(examples))
+        buffer = torch.cat(flat + [torch.tensor([float(examples)], device=device)])
+        dist.all_reduce(buffer)
+        buffer = buffer[:-1] / buffer[-1]
+        out: list[Optional[Tensor]] = [None] * len(grads)
+        offset = 0
+        for i in keep:
+            n = like[i].numel()
+            out[i] = buffer[offset : offset + n].view_as(like[i]).to(like[i].dtype)
+            offset += n
+        return out
+
+    def average_gradients(self, params: Sequence[nn.Parameter], examples: int) -> None:
+        """``average`` of the parameters' ``.grad``, stored back (nothing in one process)."""
+        if not self.parallel:
+            return
+        params = list(params)
+        for p, g in zip(params, self.average([p.grad for p in params], params, examples)):
+            p.grad = g
+
+    def broadcast(self, tensors: Sequence[Tensor]) -> None:
+        """Overwrite ``tensors`` in place with rank 0's values (e.g. a network's state)."""
+        if self.parallel:
+            for t in tensors:
+                dist.broadcast(t.data if isinstance(t, nn.Parameter) else t, src=0)
+
+    def sum(self, values: Tensor) -> Tensor:
+        """``values`` added over the ranks (the same tensor in one process)."""
+        if self.parallel:
+            values = values.clone()
+            dist.all_reduce(values)
+        return values
+
+    def mean_stats(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-key means over the ranks of an epoch's summed step statistics (one collective)."""
+        if not self.parallel or not stats:
+            return stats
+        keys = sorted(stats)
+        stacked = self.sum(torch.stack([stats[k].detach().double().reshape(()) for k in keys])) / self.size
+        return {k: stacked[i] for i, k in enumerate(keys)}
+
+    def agree(self, value: Any, what: str) -> None:
+        """A NaspError on every rank unless all ranks hold the same ``value`` (JSON-able)."""
+        if not self.parallel:
+            return
+        digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+        digests: list[Optional[str]] = [None] * self.size
+        dist.all_gather_object(digests, digest)
+        differ = [r for r, d in enumerate(digests) if d != digests[0]]
+        if differ:
+            raise NaspError(f"ranks disagree on {what} (rank {differ[0]} differs from rank 0): the data-parallel run "
+                            "lost step; report it with the command line")
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (any picklable object; ``value`` in one process)."""
+        if not self.parallel:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.parallel:
+            dist.barrier()
+
+
+def world() -> World:
+    """The world of this process: torch's process group when one is initialised, else one process."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get(ENV_LOCAL_RANK, 0)))
+    return World()
+
+
+def is_main() -> bool:
+    """Whether this process writes files: rank 0, or the only process."""
+    return world().main
+
+
+def launched_size() -> int:
+    """The world size torchrun asked for (``WORLD_SIZE``; 1 without torchrun)."""
+    try:
+        return max(1, int(os.environ.get(ENV_WORLD_SIZE, "1")))
+    except ValueError:
+        raise NaspError(f"${ENV_WORLD_SIZE} = {os.environ[ENV_WORLD_SIZE]!r} is not a number") from None
+
+
+def check_shards(count: int, flag: str, per_rank: int = 1, why: str = "") -> None:
+    """A NaspError when ``count`` items of a global batch (``flag``) cannot give each of torchrun's
+    processes ``per_rank`` of them (checked before a run starts, from ``WORLD_SIZE``)."""
+    size = launched_size()
+    if size > 1 and count < size * per_rank:
+        raise NaspError(f"{flag} {count}: the batch is split over the {size} processes, so it needs at least "
+                        f"{size * per_rank}{why}; raise it or start fewer processes (torchrun --nproc-per-node)")
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` for a CUDA device under torchrun, else ``device``."""
+    if launched_size() == 1 or device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise NaspError(f"--device {device}: under torchrun every rank uses cuda:LOCAL_RANK; pass --device cuda")
+    local = int(os.environ.get(ENV_LOCAL_RANK, "0"))
+    if local >= torch.cuda.device_count():
+        raise NaspError(f"torchrun started local rank {local}, but only {torch.cuda.device_count()} CUDA device(s) "
+                        "are present: start at most that many processes per node")
+    return torch.device("cuda", local)
+
+
+def init(device: torch.device) -> World:
+    """Join torchrun's process group (gloo on CPU, NCCL on CUDA) when this process was started by
+    torchrun with more than one process; returns the world (one process: nothing to join)."""
+    if launched_size() == 1:
+        return world()
+    if not dist.is_initialized():
+        if not dist.is_available():
+            raise NaspError("this build of torch has no torch.distributed: run one process")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend)
+    return world()
+
+
+def lost_peer(exc: BaseException) -> Optional[str]:
+    """The one-line message for a collective that failed because another rank stopped (gloo's
+    "Connection reset by peer", NCCL's errors), or None for any other exception."""
+    if launched_size() == 1 or not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    if not (isinstance(exc, dist.DistError) or "gloo" in text or "NCCL" in text or "Connection" in text):
+        return None
+    rank = os.environ.get(ENV_RANK, "?")
+    return f"rank {rank}: another process of this run stopped, so this one stops too (its own message says why)"
+
+
+def shutdown() -> None:
+    """Leave the process group (at the end of a command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
