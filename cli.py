@@ -37,10 +37,11 @@ class NaspGroup(click.Group):
             return super().invoke(ctx)
         except NaspError as exc:
             raise click.ClickException(str(exc)) from None
-        except RuntimeError as exc:  # a collective of a data-parallel run whose peer stopped
+        except RuntimeError as exc:  # a peer of a data-parallel run stopped; an op --deterministic lacks
+            from nasp.devices import nondeterministic_op
             from nasp.distributed import lost_peer
 
-            message = lost_peer(exc)
+            message = lost_peer(exc) or nondeterministic_op(exc)
             if message is None:
                 raise
             raise click.ClickException(message) from None

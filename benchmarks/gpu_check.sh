@@ -3,8 +3,10 @@
 # Runs from the repository root under the device image's python3 (torch, click, pandas, scipy,
 # scikit-learn, tqdm, matplotlib are there; nothing is installed). About 8 minutes:
 #   1. the CUDA path of every domain end to end on small synthetic data (cnn search under nasp,
-#      darts, darts2, gdas with --amp; rnn search under nasp and darts2 with dropout; sif search
-#      on a synthetic ratings file), each a one-line PASS/FAIL;
+#      darts, darts2, gdas with --amp; rnn search under nasp and darts2 with dropout and --amp; sif
+#      search on a synthetic ratings file with and without --amp), each a one-line PASS/FAIL;
+#   1b. --deterministic: sif and cnn nasp searches on CUDA and on the CPU with the same seed must
+#      export the same architecture (PASS/FAIL), and a table of every run's throughput;
 #   2. the CNN search-speed benchmark at the paper's CIFAR-10 shapes (its own 7-minute budget
 #      is cut to what is left).
 # Results land in $OUT (the device tool brings them back) and are printed as a table last.
@@ -39,9 +41,31 @@ EOF
 CNN=(--data "$WORK/cifar-10-batches-py" --epochs 2 --layers 5 --channels 8 --batch-size 32 --device "$DEVICE" "${AMP[@]}" --json)
 for s in nasp darts darts2 gdas; do check "cnn-search-$s" "${NASP[@]}" cnn search --strategy "$s" "${CNN[@]}" --out "$WORK/cnn-$s"; done
 check cnn-train "${NASP[@]}" cnn train --genotype "$WORK/cnn-nasp" --data "$WORK/cifar-10-batches-py" --epochs 1 --layers 4 --channels 8 --batch-size 32 --device "$DEVICE" "${AMP[@]}" --json --out "$WORK/cnn-train"
-RNN=(--data "$WORK" --epochs 2 --batch-size 16 --bptt 20 --emb-size 64 --hidden-size 64 --device "$DEVICE" --json)
+RNN=(--data "$WORK" --epochs 2 --batch-size 16 --bptt 20 --emb-size 64 --hidden-size 64 --device "$DEVICE" "${AMP[@]}" --json)
 for s in nasp darts2; do check "rnn-search-$s" "${NASP[@]}" rnn search --strategy "$s" "${RNN[@]}" --out "$WORK/rnn-$s"; done
 check sif-search "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" --json --out "$WORK/sif"
+check sif-search-amp "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" "${AMP[@]}" --json --out "$WORK/sif-amp"
+# --deterministic: the same seed on CUDA and on the CPU exports the same architecture
+SIFD=(sif search --data "$WORK/u.data" --epochs 3 --baselines "" --no-retrain --deterministic --json)
+CNND=(cnn search --data "$WORK/cifar-10-batches-py" --strategy nasp --epochs 2 --layers 3 --channels 8 --batch-size 32 --deterministic --json)
+for d in "$DEVICE" cpu; do
+  check "sif-det-$d" "${NASP[@]}" "${SIFD[@]}" --device "$d" --out "$WORK/sif-det-$d"
+  check "cnn-det-$d" "${NASP[@]}" "${CNND[@]}" --device "$d" --out "$WORK/cnn-det-$d"
+done
+for m in sif cnn; do
+  if cmp -s "$WORK/$m-det-$DEVICE/arch.json" "$WORK/$m-det-cpu/arch.json"; then echo "PASS $m-deterministic-same-architecture"
+  else echo "FAIL $m-deterministic-same-architecture ($DEVICE and cpu exported different ones)"; status=1; fi
+done
+"$PY" - "$WORK" <<'EOF2'
+import json, sys
+from pathlib import Path
+print(f"{'run':22s} {'seconds/epoch':>13s}  throughput")
+for f in sorted(Path(sys.argv[1]).glob("*/summary.json")):
+    s = json.loads(f.read_text())
+    per_epoch = s.get("seconds_per_epoch") or s.get("train_seconds_per_epoch")
+    rate = {k: v for k, v in s.items() if k.endswith("per_second")}
+    print(f"{f.parent.name:22s} {per_epoch if per_epoch is not None else '':>13}  {rate or s.get('train_seconds', '')}")
+EOF2
 for f in "$WORK"/*/summary.json; do cp "$f" "$OUT/$(basename "$(dirname "$f")")-summary.json" 2>/dev/null; done
 left=$((540 - SECONDS)); echo "speed benchmark: ${left} s left"
 if [ "$DEVICE" != cpu ] && [ "$left" -gt 120 ]; then

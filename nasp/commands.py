@@ -27,6 +27,7 @@ import torch
 from . import __version__
 from . import distributed
 from .config import MAX_RATE
+from .devices import check_amp, set_deterministic
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 
@@ -34,6 +35,8 @@ RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""
 INVOCATION_ONLY = ("out", "resume", "as_json")
 """Options that belong to one invocation, never to the saved run."""
+ADDED_LATER = {"deterministic": False, "amp": False}
+"""Flags added after runs were first saved, with the value a saved run without one ran with."""
 RUN_META = "nasp.run"
 """``ctx.meta`` key: the run directory the current command opened (for the Ctrl-C message)."""
 
@@ -99,9 +102,20 @@ def run_options(f: Callable) -> Callable:
     f = click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout as one JSON object (logs go to stderr).")(f)
     f = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Run directory to write (default: runs/<command>-<time>).")(f)
-    f = click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")(f)
+    f = click.option("--deterministic", is_flag=True,
+                     help="Deterministic algorithms (cuDNN, cuBLAS), so that a CUDA run repeats exactly with the same "
+                          "seed (CPU runs repeat anyway); an op without a deterministic kernel is then an error.")(f)
+    f = click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when present), cpu, cuda or cuda:N (under torchrun: cuda, each rank on its own).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs on CPU are reproducible).")(f)
     return f
+
+
+def amp_option(f: Callable) -> Callable:
+    """``--amp``: bfloat16 autocast of the training forward passes on CUDA (an error on the CPU)."""
+    return click.option("--amp", is_flag=True,
+                        help="bfloat16 autocast of the forward passes on CUDA (loss in float32, no gradient scaler); "
+                             "an error on the CPU.")(f)
 
 
 def resume_option(f: Callable) -> Callable:
@@ -228,8 +242,8 @@ class RunCommand(click.Command):
             for param in self.params:
                 if isinstance(param, RequiredUnlessResume) and ctx.params.get(param.name) is None:
                     raise NaspError(f"{_flag(param)} is required (except with --resume)")
-        if "device" in ctx.params:  # an unusable --device fails first, before the data is read
-            resolve_device(ctx.params["device"])
+        if "device" in ctx.params:  # an unusable --device (or --amp on the CPU) fails first, before the data is read
+            check_amp(bool(ctx.params.get("amp")), resolve_device(ctx.params["device"]))
         return super().invoke(ctx)
 
     def run_name(self, ctx: click.Context) -> str:
@@ -301,6 +315,9 @@ def resumed_options(ctx: click.Context, command: click.Command) -> dict:
         if key in INVOCATION_ONLY or (key in RESUME_CHANGEABLE and (from_user or key not in saved)):
             options[key] = given.get(key)
             continue
+        if key not in saved and key in ADDED_LATER:
+            options[key] = ADDED_LATER[key]
+            continue
         if key not in saved:
             raise NaspError(f"{path}: option {_flag(param)} is missing")
         value = _check_saved(ctx, param, saved[key], path)
@@ -351,6 +368,7 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))
     seed_everything(int(options.get("seed", 0)))
+    set_deterministic(bool(options.get("deterministic")))
     config = {
         "command": command,
         "options": _jsonable(options),

@@ -10,8 +10,8 @@ from typing import Callable, Optional
 
 import click
 
-from nasp.commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RequiredUnlessResume, RunCommand, data_dir_option, finish_run, resume_option,
-                           run_options, start_run, threads_option)
+from nasp.commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RequiredUnlessResume, RunCommand, amp_option, data_dir_option, finish_run,
+                           resume_option, run_options, start_run, threads_option)
 from nasp.runs import resolve_device
 from nasp.strategies import search_strategy_names
 
@@ -148,6 +148,7 @@ def _run(command: str, opts: dict) -> None:
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Retraining epochs at most (early stopping on validation).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Retraining stops after this many epochs without a better validation score.")
 @threads_option(1)
+@amp_option
 @run_options
 @resume_option
 def search(**opts) -> None:
@@ -183,6 +184,7 @@ def _headline_first(summary: dict) -> dict:
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Training epochs at most.")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation score.")
 @threads_option(1)
+@amp_option
 @run_options
 @resume_option
 def train(**opts) -> None:

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from nasp.devices import autocast_loss
 from nasp.distributed import World
 from nasp.strategies import SearchProblem
 
@@ -25,6 +26,7 @@ class TrainSettings:
     batch_size: int = 512        # authors' value
     arch_lr: float = 3e-4        # Adam on alpha and the element-wise MLPs (authors' value)
     grad_clip: float = 5.0       # authors' value
+    amp: bool = False            # bfloat16 autocast of the training forward passes (CUDA only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,9 +93,11 @@ def evaluate(net: SIFNetwork, data: Interactions, prefix: str, chunk: int = 1 <<
 def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None = None, task=None) -> SearchProblem:
     """The ``SearchProblem`` of a SIF network: the task's loss and selection metric (without a
     task: squared error, selection on validation RMSE)."""
+    loss = task.loss(settings) if task is not None else make_loss(settings.reg, settings.implicit_reg)
+    device = next(net.parameters()).device
     return SearchProblem(
         network=net,
-        loss=task.loss(settings) if task is not None else make_loss(settings.reg, settings.implicit_reg),
+        loss=autocast_loss(loss, device, settings.amp),
         weight_optimizer=lambda params: torch.optim.Adagrad(params, lr=settings.lr),
         metric=task.metric if task is not None else "valid_rmse",
         higher_is_better=task.higher_is_better if task is not None else False,

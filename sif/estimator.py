@@ -27,6 +27,7 @@ from nasp.commands import release_with_command
 from nasp.config import RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.loop import improves
+from nasp.devices import check_amp
 from nasp.distributed import check_shards
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
@@ -95,6 +96,8 @@ class SIFOptions(RunConfig):
     #: "best": keep whichever of the searched model and the baselines validates best; "searched": the searched one
     keep: str = "best"
     device: str = "auto"
+    #: bfloat16 autocast of the training forward passes (CUDA only: ``--amp``)
+    amp: bool = False
 
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
@@ -192,7 +195,7 @@ class SIF:
         d, o = self.task.defaults, self.options
         pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
         return TrainSettings(lr=pick("lr"), reg=pick("reg"), implicit_reg=pick("implicit_reg"), batch_size=pick("batch_size"),
-                             arch_lr=pick("arch_lr") if search else d.arch_lr)
+                             arch_lr=pick("arch_lr") if search else d.arch_lr, amp=bool(o.amp))
 
     # data ----------------------------------------------------------------------------------------
     def load_data(self, data: Data, valid_data: Optional[Data] = None, test_data: Optional[Data] = None) -> tuple[Splits, Path]:
@@ -226,6 +229,7 @@ class SIF:
                                                                 for k, v in dataclasses.asdict(self.options).items()}})
         self._run_path = run.path
         device = resolve_device(self.options.device)
+        check_amp(self.options.amp, device)
         t0 = time.perf_counter()
         summary: dict = {"task": self.task.name}
         if self.searches:

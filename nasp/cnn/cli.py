@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import click
 
-from ..commands import (AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RunCommand, data_dir_option, finish_run, resume_option,
+from ..commands import (AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RunCommand, amp_option, data_dir_option, finish_run, resume_option,
                         run_options, start_run, threads_option)
 from ..errors import NaspError
 from ..runs import CONFIG, LOCK, RunDir
@@ -53,7 +53,7 @@ def _run(command: str, opts: dict, config_class: type, body: Callable[..., dict]
 def _common(f: Callable) -> Callable:
     """Options shared by search and train (beyond --seed --device --out --json)."""
     f = threads_option()(f)
-    f = click.option("--amp", is_flag=True, help="bfloat16 autocast on CUDA (ignored on CPU).")(f)
+    f = amp_option(f)
     f = click.option("--image-size", type=click.IntRange(min=1), default=None, help="Image side for ImageFolder data (default 224).")(f)
     f = click.option("--eval-batch-size", type=click.IntRange(min=1), default=None, help="Batch size of evaluation passes (default 2 x --batch-size).")(f)
     f = data_dir_option(f)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from typing import Any, Callable, Optional
 
 import torch
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..budget import RecordCosts, summary as budget_summary
+from ..devices import autocast
 from ..distributed import world as current_world
 from ..errors import NaspError
 from ..plots import plot_pareto
@@ -27,13 +27,6 @@ from .plot import plot_curves, plot_genotype
 from .search_net import CNNSearchNetwork
 
 log = logging.getLogger("nasp")
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CUDA when ``enabled`` (no gradient scaler needed), else a no-op."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def classification_loss(device: torch.device, amp: bool = False) -> Callable[[nn.Module, Any], Tensor]:

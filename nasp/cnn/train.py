@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..devices import autocast
 from ..distributed import world as current_world
 from ..loop import Hook, RunLoop
 from ..runs import RunDir, peak_memory_mb
@@ -17,7 +18,7 @@ from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
 from .model import MODELS, count_flops, count_params
 from .plot import plot_curves, plot_genotype
-from .search import accuracy, autocast, memory_kind
+from .search import accuracy, memory_kind
 
 log = logging.getLogger("nasp")
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 
 from ..commands import (AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange, RequiredUnlessResume, RunCommand,
-                        data_dir_option, finish_run, resume_option, run_options, start_run, threads_option)
+                        amp_option, data_dir_option, finish_run, resume_option, run_options, start_run, threads_option)
 from ..errors import NaspError
 from ..runs import ARCH
 from ..strategies import search_strategy_names
@@ -77,7 +77,7 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
         ]
         for option in extra:
             f = option(f)
-        return run_options(threads_option()(f))
+        return run_options(amp_option(threads_option()(f)))
 
     return decorate
 

@@ -10,6 +10,7 @@ import torch
 from .. import prox
 from ..budget import RecordCosts, summary as budget_summary
 from ..config import RunConfig
+from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
@@ -31,6 +32,7 @@ class SearchConfig(RunConfig):
     space: str = "darts"
     epochs: int = 50
     batch_size: int = 256
+    amp: bool = False  #: bfloat16 autocast of the training forward passes (CUDA)
     eval_batch_size: int = 10
     bptt: int = 35
     emb_size: int = 300
@@ -96,7 +98,7 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
     loss = LMLoss(tar=cfg.tar)
     problem = SearchProblem(
         network=net,
-        loss=loss,
+        loss=autocast_loss(loss, device, cfg.amp),
         weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
         metric="valid_ppl",
         higher_is_better=False,

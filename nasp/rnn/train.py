@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig
+from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..loop import Hook, KeepBest, RunLoop
 from ..mixing import SinglePath
@@ -35,6 +36,7 @@ class TrainConfig(RunConfig):
 
     epochs: int = 8000
     batch_size: int = 64
+    amp: bool = False  #: bfloat16 autocast of the training forward passes (CUDA)
     eval_batch_size: int = 10
     bptt: int = 35
     emb_size: int = 850
@@ -199,7 +201,7 @@ class Trainer:
         self.model = RecurrentModel(len(corpus.vocab), genotype, cfg.emb_size, cfg.hidden_size, cfg.dropouts).to(device)
         problem = SearchProblem(
             network=self.model,
-            loss=LMLoss(tar=cfg.tar),
+            loss=autocast_loss(LMLoss(tar=cfg.tar), device, cfg.amp),
             weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
             grad_clip=cfg.clip,
             examples=segment_streams,

@@ -1,0 +1,79 @@
+"""Precision and determinism on a device: ``--amp`` and ``--deterministic``, for every domain.
+
+``--amp`` runs the forward passes of training under bfloat16 autocast on CUDA (the loss in
+float32; bfloat16 keeps float32's range, so no gradient scaler is needed). It has no use on the
+CPU here (bfloat16 matrix products are slower than float32 ones on most CPUs), so there it is an
+error rather than a silent no-op.
+
+``--deterministic`` asks torch for deterministic algorithms everywhere
+(``torch.use_deterministic_algorithms``), cuDNN's deterministic kernels without benchmarking,
+and cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``), so that a CUDA run repeats exactly
+with the same seed (runs on the CPU repeat anyway). An op that has no deterministic kernel then
+raises inside torch; ``nondeterministic_op`` turns that into one line.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Optional
+
+import torch
+
+from .errors import NaspError
+
+#: cuBLAS's setting for reproducible results (NVIDIA's documented value)
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def check_amp(amp: bool, device: torch.device) -> None:
+    """A NaspError for ``--amp`` on anything but a CUDA device."""
+    if amp and device.type != "cuda":
+        raise NaspError(f"--amp: bfloat16 autocast is for CUDA devices, and this run is on {device}; "
+                        "drop --amp (or run with --device cuda)")
+
+
+def autocast(device: torch.device, enabled: bool) -> ContextManager:
+    """bfloat16 autocast on CUDA when ``enabled``, else nothing."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def autocast_loss(loss: Callable[[Any, Any], torch.Tensor], device: torch.device,
+                  enabled: bool) -> Callable[[Any, Any], torch.Tensor]:
+    """``loss(network, batch)`` whose forward pass runs under ``autocast``; the loss is float32."""
+    if not (enabled and device.type == "cuda"):
+        return loss
+
+    def amp_loss(network: Any, batch: Any) -> torch.Tensor:
+        with autocast(device, True):
+            out = loss(network, batch)
+        return out.float()
+
+    return amp_loss
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Deterministic algorithms (and cuDNN/cuBLAS settings) for this process when ``enabled``."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+_NO_KERNEL = re.compile(r"^(.*?) does not have a deterministic implementation")
+
+
+def nondeterministic_op(exc: BaseException) -> Optional[str]:
+    """The one-line message for torch's error about an op without a deterministic kernel (under
+    ``--deterministic``), or None for any other exception."""
+    if not isinstance(exc, RuntimeError):
+        return None
+    match = _NO_KERNEL.search(str(exc).strip())
+    if match is None:
+        return None
+    return (f"--deterministic: {match.group(1).strip()} has no deterministic implementation on this device; "
+            "run without --deterministic (or on the CPU)")

@@ -1,0 +1,111 @@
+"""``--amp`` and ``--deterministic`` (nasp/devices.py): what works on the CPU, and bad input as one line.
+The CUDA side (autocast, cuDNN/cuBLAS determinism) is exercised by benchmarks/gpu_check.sh."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import NaspGroup, main
+from nasp.cnn.data import write_synthetic_cifar
+from nasp.devices import autocast_loss, check_amp, nondeterministic_op, set_deterministic
+from nasp.errors import NaspError
+from nasp.runs import RunDir
+
+
+@pytest.fixture
+def restore_determinism():
+    """``--deterministic`` switches a process-wide torch mode on: switch it back after the test."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+def _ratings(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(40 * 30, size=900, replace=False)
+    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
+    return path
+
+
+def _corpus(folder: Path) -> Path:
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text("the cat sees a dog\na dog likes the fish\n" * 10)
+    return folder
+
+
+def test_amp_is_an_error_on_the_cpu_and_a_no_op_wrapper_off_cuda():
+    with pytest.raises(NaspError, match="--amp: bfloat16 autocast is for CUDA devices"):
+        check_amp(True, torch.device("cpu"))
+    check_amp(False, torch.device("cpu"))
+
+    def loss(net, batch):
+        return batch
+
+    assert autocast_loss(loss, torch.device("cpu"), True) is loss
+
+
+@pytest.mark.parametrize("domain", ["sif", "cnn", "rnn"])
+def test_amp_on_the_cpu_is_one_line_before_anything_is_written(domain, tmp_path):
+    data = {"sif": lambda: _ratings(tmp_path / "u.data"), "cnn": lambda: write_synthetic_cifar(tmp_path / "cifar", per_batch=8),
+            "rnn": lambda: _corpus(tmp_path / "corpus")}[domain]()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [domain, "search", "--data", str(data), "--amp", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: --amp:") and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_deterministic_runs_on_the_cpu_and_is_recorded(tmp_path, restore_determinism):
+    out = tmp_path / "run"
+    args = ["sif", "train", "--data", str(_ratings(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
+            "--max-epochs", "2", "--batch-size", "128", "--deterministic", "--json"]
+    first = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert torch.are_deterministic_algorithms_enabled()
+    assert json.loads((out / "config.json").read_text())["options"]["deterministic"] is True
+    again = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "again")])
+    same = lambda s: {k: v for k, v in json.loads(s).items() if "second" not in k and k != "run_dir"}  # noqa: E731
+    assert same(again.stdout) == same(first.stdout)
+
+
+def test_an_op_without_a_deterministic_kernel_is_one_line(restore_determinism):
+    set_deterministic(True)
+    group = NaspGroup("nasp")
+
+    @group.command()
+    def put() -> None:  # torch.Tensor.put_ has no deterministic kernel, on the CPU too
+        torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))
+
+    result = CliRunner().invoke(group, ["put"])
+    assert result.exit_code == 1, result.output
+    assert result.output == ("Error: --deterministic: put_ has no deterministic implementation on this device; "
+                             "run without --deterministic (or on the CPU)\n")
+    assert nondeterministic_op(RuntimeError("something else")) is None
+
+
+def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeypatch):
+    """config.json of a run from before --deterministic and --amp existed (SIF saved no --amp)."""
+    out = tmp_path / "run"
+    args = ["sif", "train", "--data", str(_ratings(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
+            "--max-epochs", "3", "--patience", "3", "--batch-size", "128", "--out", str(out)]
+    save, calls = RunDir.save_checkpoint, []
+
+    def dies_at_the_second(self, state):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return save(self, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", dies_at_the_second)
+    assert CliRunner().invoke(main, args).exit_code == 130
+    monkeypatch.setattr(RunDir, "save_checkpoint", save)
+    config = json.loads((out / "config.json").read_text())
+    del config["options"]["deterministic"], config["options"]["amp"]
+    (out / "config.json").write_text(json.dumps(config))
+    resumed = CliRunner().invoke(main, ["sif", "train", "--resume", "--out", str(out), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_trained"] == 3
