@@ -115,6 +115,10 @@ class World:
             for t in tensors:
                 dist.broadcast(t.data if isinstance(t, nn.Parameter) else t, src=0)
 
+    def broadcast_state(self, module: nn.Module) -> None:
+        """Give every rank rank 0's ``module`` state (parameters and saved buffers)."""
+        self.broadcast(list(module.state_dict().values()))
+
     def sum(self, values: Tensor) -> Tensor:
         """``values`` added over the ranks (the same tensor in one process)."""
         if self.parallel:

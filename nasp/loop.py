@@ -331,7 +331,7 @@ class RunLoop:
 
         self.restore()
         # every rank starts from rank 0's network (a no-op in one process)
-        self.world.broadcast(list(self.network.state_dict().values()))
+        self.world.broadcast_state(self.network)
         self.rows = self.run.read_metrics()
         for hook in self.hooks:
             hook.on_start(self)

@@ -1,7 +1,9 @@
 import importlib.util
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,3 +35,33 @@ def ml100k_path() -> Path:
     if not ML100K.exists():
         pytest.skip(f"MovieLens-100K not found at {ML100K}")
     return ML100K
+
+
+def write_ratings(path: Path) -> Path:
+    """A tiny u.data: 40 users x 30 items, 900 distinct pairs, ratings 1-5, timestamps in order."""
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(40 * 30, size=900, replace=False)
+    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
+    return path
+
+
+def write_word_corpus(folder: Path, lines: tuple[int, int, int] = (12, 6, 6)) -> Path:
+    """A tiny {train,valid,test}.txt corpus (subject verb object) that an LM can learn."""
+    rng = random.Random(0)
+    words = (["the cat", "a dog", "my friend"], ["sees", "likes", "eats"], ["the fish", "a ball", "some water"])
+    folder.mkdir()
+    for split, n in zip(("train", "valid", "test"), lines):
+        (folder / f"{split}.txt").write_text("".join(" ".join(rng.choice(w) for w in words) + "\n" for _ in range(n)))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ratings_writer():
+    """``write_ratings`` (test modules cannot import conftest under --import-mode=importlib)."""
+    return write_ratings
+
+
+@pytest.fixture(scope="session")
+def corpus_writer():
+    """``write_word_corpus``."""
+    return write_word_corpus

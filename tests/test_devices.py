@@ -1,9 +1,7 @@
 """``--amp`` and ``--deterministic`` (nasp/devices.py): what works on the CPU, and bad input as one line.
 The CUDA side (autocast, cuDNN/cuBLAS determinism) is exercised by benchmarks/gpu_check.sh."""
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -23,20 +21,6 @@ def restore_determinism():
     torch.use_deterministic_algorithms(before)
 
 
-def _ratings(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    pairs = rng.choice(40 * 30, size=900, replace=False)
-    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
-    return path
-
-
-def _corpus(folder: Path) -> Path:
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        (folder / f"{split}.txt").write_text("the cat sees a dog\na dog likes the fish\n" * 10)
-    return folder
-
-
 def test_amp_is_an_error_on_the_cpu_and_a_no_op_wrapper_off_cuda():
     with pytest.raises(NaspError, match="--amp: bfloat16 autocast is for CUDA devices"):
         check_amp(True, torch.device("cpu"))
@@ -49,9 +33,9 @@ def test_amp_is_an_error_on_the_cpu_and_a_no_op_wrapper_off_cuda():
 
 
 @pytest.mark.parametrize("domain", ["sif", "cnn", "rnn"])
-def test_amp_on_the_cpu_is_one_line_before_anything_is_written(domain, tmp_path):
-    data = {"sif": lambda: _ratings(tmp_path / "u.data"), "cnn": lambda: write_synthetic_cifar(tmp_path / "cifar", per_batch=8),
-            "rnn": lambda: _corpus(tmp_path / "corpus")}[domain]()
+def test_amp_on_the_cpu_is_one_line_before_anything_is_written(domain, tmp_path, ratings_writer, corpus_writer):
+    data = {"sif": lambda: ratings_writer(tmp_path / "u.data"), "cnn": lambda: write_synthetic_cifar(tmp_path / "cifar", per_batch=8),
+            "rnn": lambda: corpus_writer(tmp_path / "corpus")}[domain]()
     out = tmp_path / "run"
     result = CliRunner().invoke(main, [domain, "search", "--data", str(data), "--amp", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 1, result.output
@@ -59,9 +43,9 @@ def test_amp_on_the_cpu_is_one_line_before_anything_is_written(domain, tmp_path)
     assert not out.exists()
 
 
-def test_deterministic_runs_on_the_cpu_and_is_recorded(tmp_path, restore_determinism):
+def test_deterministic_runs_on_the_cpu_and_is_recorded(tmp_path, restore_determinism, ratings_writer):
     out = tmp_path / "run"
-    args = ["sif", "train", "--data", str(_ratings(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
+    args = ["sif", "train", "--data", str(ratings_writer(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
             "--max-epochs", "2", "--batch-size", "128", "--deterministic", "--json"]
     first = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert first.exit_code == 0, first.output
@@ -87,10 +71,10 @@ def test_an_op_without_a_deterministic_kernel_is_one_line(restore_determinism):
     assert nondeterministic_op(RuntimeError("something else")) is None
 
 
-def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeypatch):
+def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeypatch, ratings_writer):
     """config.json of a run from before --deterministic and --amp existed (SIF saved no --amp)."""
     out = tmp_path / "run"
-    args = ["sif", "train", "--data", str(_ratings(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
+    args = ["sif", "train", "--data", str(ratings_writer(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
             "--max-epochs", "3", "--patience", "3", "--batch-size", "128", "--out", str(out)]
     save, calls = RunDir.save_checkpoint, []
 

@@ -3,9 +3,9 @@ on two processes, the match with one process, a killed 2-process run resumed, an
 
 The 2-process runs start torchrun as a user does (``torchrun --standalone --nproc-per-node 2
 --no-python nasp ...``), a few seconds each; the one-process runs go through Click's runner."""
+import fcntl
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -29,34 +29,24 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
-def _ratings(path: Path, users: int = 40, items: int = 30, n: int = 900) -> Path:
-    rng = np.random.default_rng(0)
-    pairs = rng.choice(users * items, size=n, replace=False)
-    path.write_text("".join(f"{p // items + 1}\t{p % items + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n"
-                            for k, p in enumerate(pairs)))
-    return path
-
-
-def _corpus(folder: Path) -> Path:
-    rng = random.Random(0)
-    words = (["the cat", "a dog", "my friend"], ["sees", "likes", "eats"], ["the fish", "a ball", "some water"])
-    folder.mkdir()
-    for split, n in (("train", 30), ("valid", 10), ("test", 10)):
-        (folder / f"{split}.txt").write_text("".join(" ".join(rng.choice(w) for w in words) + "\n" for _ in range(n)))
-    return folder
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict:
+def data(tmp_path_factory, ratings_writer, corpus_writer) -> dict:
     folder = tmp_path_factory.mktemp("data")
-    return {"sif": _ratings(folder / "u.data"), "cnn": write_synthetic_cifar(folder / "cifar", per_batch=16),
-            "rnn": _corpus(folder / "corpus")}
+    return {"sif": ratings_writer(folder / "u.data"), "cnn": write_synthetic_cifar(folder / "cifar", per_batch=16),
+            "rnn": corpus_writer(folder / "corpus", (30, 10, 10))}
 
 
 def _torchrun(*args, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "NASP_QUIET": "1"}
     return subprocess.run([*TORCHRUN, "--no-python", NASP, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def _points_to(fd: Path, target: Path) -> bool:
+    try:
+        return Path(os.readlink(fd)) == target.resolve()
+    except OSError:
+        return False
 
 
 def _one(*args):
@@ -158,14 +148,26 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(data, tmp_
             break
         time.sleep(0.02)
     # both ranks and torchrun, mid-run (torchrun starts each rank in a session of its own)
-    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    # (a rank may be the child of any of torchrun's threads: read every thread's children)
+    workers = [pid for task in Path(f"/proc/{proc.pid}/task").iterdir() for pid in (task / "children").read_text().split()]
+    assert len(workers) == 2, workers
     for pid in workers:
         os.kill(int(pid), signal.SIGKILL)
     proc.kill()
     proc.wait()
-    for pid in workers:  # gone (or a zombie: its files, the run's lock among them, are closed)
-        while Path(f"/proc/{pid}").exists() and "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text():
-            time.sleep(0.02)
+    # the kernel drops the run's lock once the killed ranks are gone
+    with open(out / ".lock") as fh:
+        deadline = time.time() + 60
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    holders = [p.parent.parent.name for p in Path("/proc").glob("[0-9]*/fd/*") if _points_to(p, out / ".lock")]
+                    raise AssertionError(f"the run's lock is still held by {holders}") from None
+                time.sleep(0.05)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     assert not (out / "summary.json").exists(), "the run ended before the kill: make it longer"
     # one process cannot continue a run of two
     wrong = _one("sif", "search", "--resume", "--out", out)

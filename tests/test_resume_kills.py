@@ -4,10 +4,8 @@ alone ends exactly as an uninterrupted run, for every domain and every search st
 The kill comes between the two writes of an epoch: its metrics row is appended, its checkpoint is
 not written, so the resume must drop that row and redo the epoch."""
 import json
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -18,29 +16,11 @@ from nasp.runs import RunDir
 STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random"]
 
 
-def _ratings(path: Path) -> Path:
-    """A tiny u.data: 40 users x 30 items, 900 ratings."""
-    rng = np.random.default_rng(0)
-    pairs = rng.choice(40 * 30, size=900, replace=False)
-    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
-    return path
-
-
-def _corpus(folder: Path) -> Path:
-    """A tiny word corpus with structure an LM can learn."""
-    rng = random.Random(0)
-    words = (["the cat", "a dog", "my friend"], ["sees", "likes", "eats"], ["the fish", "a ball", "some water"])
-    folder.mkdir()
-    for split, n in (("train", 12), ("valid", 6), ("test", 6)):
-        (folder / f"{split}.txt").write_text("".join(" ".join(rng.choice(w) for w in words) + "\n" for _ in range(n)))
-    return folder
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict:
+def data(tmp_path_factory, ratings_writer, corpus_writer) -> dict:
     folder = tmp_path_factory.mktemp("data")
-    return {"sif": _ratings(folder / "u.data"), "cnn": write_synthetic_cifar(folder / "cifar", per_batch=8),
-            "rnn": _corpus(folder / "corpus")}
+    return {"sif": ratings_writer(folder / "u.data"), "cnn": write_synthetic_cifar(folder / "cifar", per_batch=8),
+            "rnn": corpus_writer(folder / "corpus")}
 
 
 def _args(domain: str, command: str, data: dict, strategy: str = "nasp") -> list:

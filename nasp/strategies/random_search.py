@@ -54,7 +54,7 @@ class RandomSearch(Strategy):
             if index > 0:
                 self.network.reset_weights()
                 # the ranks of a data-parallel run start the candidate from rank 0's draw
-                self.world.broadcast(list(self.network.state_dict().values()))
+                self.world.broadcast_state(self.network)
             self._start_candidate(index)
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
