@@ -1,6 +1,7 @@
 """The ``nasp`` command: a Click root group that mounts each domain's group."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -8,9 +9,13 @@ from typing import Callable
 
 
 def _interrupted_during_start_up(signum: int, frame: object) -> None:
-    """Ctrl-C while the libraries load (seconds for torch): one line and exit 130, no traceback."""
+    """Ctrl-C while the libraries load (seconds for torch): one line and exit 130, no traceback.
+
+    Nothing has been written yet, so the process ends at once (``os._exit``): an exception
+    raised here could land inside torch's native import code, which turns it into an abort."""
     sys.stderr.write("Interrupted.\n")
-    raise SystemExit(130)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 # only where Ctrl-C would raise KeyboardInterrupt (the main thread, SIGINT not ignored or taken over)
