@@ -18,7 +18,7 @@ from nasp.strategies import search_strategy_names
 from . import pipeline
 from .data import SPLITS
 from .estimator import SIF, SIFOptions
-from .model import LEGACY, ModelConfig
+from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
 
@@ -82,6 +82,10 @@ def model_options(f: Callable) -> Callable:
                      help=f"L2 weight on each row's implicit item factor (with --implicit) {_both('implicit_reg')}.")(f)
     f = click.option("--implicit/--no-implicit", default=None,
                      help="SVD++ implicit feedback: add the user's training items' factors to the user vector (default on; off for gmf and neumf).")(f)
+    f = click.option("--history-refreshes", type=click.IntRange(min=0), default=None,
+                     help=f"With --implicit: times per epoch the cached history sums hand their gradient to the item factors; "
+                          f"0: exact sums at every step (slower; always so with --strategy darts2 and under torchrun) "
+                          f"[default: {HISTORY_REFRESHES}].")(f)
     f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf and neumf).")(f)

@@ -36,7 +36,7 @@ from nasp.strategies.proximal import check_warmup
 from . import pipeline
 from .data import RatingTable, Splits
 from .engine import TrainSettings
-from .model import LEGACY, ModelConfig
+from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .joint import JointConfig, parse_choices
 from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
@@ -75,6 +75,9 @@ class SIFOptions(RunConfig):
     head: Optional[str] = None
     biases: Optional[bool] = None
     implicit: Optional[bool] = None
+    #: times per epoch the cached history sums of the implicit term hand their gradient to the
+    #: item factors (``HistoryEncoder``); 0: exact sums at every step; None: ``HISTORY_REFRESHES``
+    history_refreshes: Optional[int] = None
     # optimisation
     epochs: int = 10
     lr: Optional[float] = None
@@ -116,6 +119,9 @@ class SIFOptions(RunConfig):
         for name in ("reg", "implicit_reg"):
             if getattr(self, name) is not None:
                 check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)), positive=False)
+        if self.history_refreshes is not None and (isinstance(self.history_refreshes, bool) or not isinstance(self.history_refreshes, int)
+                                                   or self.history_refreshes < 0):
+            raise NaspError(f"--history-refreshes {self.history_refreshes!r}: must be an integer >= 0 (0: exact sums)")
         for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -285,7 +291,14 @@ class SIF:
         mlp = saved.get("mlp", LEGACY["mlp"]) if saved else o.mlp
         mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
         return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
-                           biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean)
+                           biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean,
+                           history_refreshes=self._history_refreshes())
+
+    def _history_refreshes(self) -> Optional[int]:
+        """``ModelConfig.history_refreshes`` of the options (a training setting: a searched
+        architecture's saved value is not reused)."""
+        given = self.options.history_refreshes
+        return HISTORY_REFRESHES if given is None else (given or None)
 
     def _arch_config(self, splits: Splits, arch: dict) -> ModelConfig:
         """The fixed model of a searched architecture, sized for ``splits``: its space's config
@@ -296,7 +309,7 @@ class SIF:
                                 elementwise=arch.get("elementwise_mlp") is not None)
         base = self._config(splits, arch["interaction"], saved, searched=True)
         sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean,
-                 "biases": base.biases}
+                 "biases": base.biases, "history_refreshes": base.history_refreshes}
         return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
 
     def _baseline_config(self, splits: Splits, name: str) -> ModelConfig:

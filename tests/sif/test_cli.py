@@ -444,3 +444,25 @@ def test_recommend_with_a_model_saved_before_test_ratings_were_recorded_reads_th
     assert r.exit_code == 0, r.output
     for line in map(json.loads, r.output.splitlines()):
         assert not {row["item"] for row in line["items"]} & rated[line["user"]]
+
+
+def test_history_refreshes_reach_the_model_and_bad_values_are_one_line(tiny_ratings, tmp_path):
+    """--history-refreshes N sets the cached sums' refresh count, 0 the exact sums; the two train
+    different models (the option is wired), and a negative count is refused before any run."""
+    losses = {}
+    for count, want in (("0", None), ("2", 2)):
+        out = tmp_path / f"refresh{count}"
+        r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST,
+                    "--history-refreshes", count, "--out", out, "--json")
+        assert r.exit_code == 0, r.output
+        assert torch.load(out / "model.pt", weights_only=False)["config"]["history_refreshes"] == want
+        assert json.loads((out / "config.json").read_text())["options"]["history_refreshes"] == int(count)
+        losses[count] = json.loads(r.output)["valid_rmse"]
+    assert losses["0"] != losses["2"]
+    r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--history-refreshes", "-1", "--out", tmp_path / "bad")
+    assert r.exit_code == 2 and "Invalid value for '--history-refreshes'" in r.output and not (tmp_path / "bad").exists()
+    from nasp import NaspError
+    from sif import SIF
+
+    with pytest.raises(NaspError, match="--history-refreshes 1.5: must be an integer >= 0"):
+        SIF(ifc="multiply", history_refreshes=1.5).fit(tiny_ratings)
