@@ -42,10 +42,40 @@ RATINGS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
 ITEM_NAMES = ("u.item", "movies.dat", "movies.csv")
 
 
+@dataclass(frozen=True)
+class IdCodes:
+    """A table's ids as integer codes into their distinct values: ``users`` equals
+    ``user_labels[user_codes]`` (likewise items). The readers make them while they look for
+    duplicates, so that mapping and splitting millions of rows hashes each distinct id once
+    instead of every row's string."""
+
+    user_codes: np.ndarray
+    user_labels: np.ndarray
+    item_codes: np.ndarray
+    item_labels: np.ndarray
+
+    @classmethod
+    def of(cls, users: np.ndarray, items: np.ndarray) -> "IdCodes":
+        """The codes of string id arrays (``pd.factorize``: labels in order of first appearance)."""
+        user_codes, user_labels = pd.factorize(users)
+        item_codes, item_labels = pd.factorize(items)
+        return cls(user_codes, np.asarray(user_labels, dtype=object), item_codes, np.asarray(item_labels, dtype=object))
+
+    def subset(self, keep: np.ndarray) -> "IdCodes":
+        """The codes of the rows ``keep`` selects (the labels stay: some may no longer occur)."""
+        return replace(self, user_codes=self.user_codes[keep], item_codes=self.item_codes[keep])
+
+
+def _distinct(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The labels that occur in ``codes``, in order of first appearance (as ``pd.unique`` of the strings)."""
+    return labels[pd.unique(codes)]
+
+
 @dataclass
 class RatingTable:
     """Raw interactions as read: string ids, float ratings (1.0 for every row of a file without a
-    rating column: ``has_ratings`` False) and timestamps when the file has them."""
+    rating column: ``has_ratings`` False) and timestamps when the file has them. ``codes``: the
+    ids factorised (the readers set them; a table built by hand may leave them None)."""
 
     users: np.ndarray
     items: np.ndarray
@@ -53,6 +83,7 @@ class RatingTable:
     source: str
     timestamps: Optional[np.ndarray] = None
     has_ratings: bool = True
+    codes: Optional[IdCodes] = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ratings)
@@ -60,7 +91,17 @@ class RatingTable:
     def subset(self, keep: np.ndarray) -> "RatingTable":
         """The rows where the boolean mask (or index array) ``keep`` selects."""
         ts = None if self.timestamps is None else self.timestamps[keep]
-        return replace(self, users=self.users[keep], items=self.items[keep], ratings=self.ratings[keep], timestamps=ts)
+        codes = None if self.codes is None else self.codes.subset(keep)
+        return replace(self, users=self.users[keep], items=self.items[keep], ratings=self.ratings[keep], timestamps=ts,
+                       codes=codes)
+
+    def distinct_users(self) -> np.ndarray:
+        """The user ids, each once, in order of first appearance."""
+        return pd.unique(self.users) if self.codes is None else _distinct(self.codes.user_codes, self.codes.user_labels)
+
+    def distinct_items(self) -> np.ndarray:
+        """The item ids, each once, in order of first appearance."""
+        return pd.unique(self.items) if self.codes is None else _distinct(self.codes.item_codes, self.codes.item_labels)
 
     def need_ratings(self) -> "RatingTable":
         """``self``, or a clear error when the file has no rating column (the rating task)."""
@@ -408,14 +449,15 @@ def _read_numeric(raw: bytes, sep: str, header: bool, first_number: int, first: 
     user_codes, user_uniques = pd.factorize(df.iloc[:, user_col].to_numpy())
     item_codes, item_uniques = pd.factorize(df.iloc[:, item_col].to_numpy())
     df = None  # free the frame before the id work (the closures above are done with it)
-    users = np.array([str(u) for u in user_uniques.tolist()], dtype=object)[user_codes]
-    items = np.array([str(i) for i in item_uniques.tolist()], dtype=object)[item_codes]
+    codes = IdCodes(user_codes, np.array([str(u) for u in user_uniques.tolist()], dtype=object),
+                    item_codes, np.array([str(i) for i in item_uniques.tolist()], dtype=object))
+    users, items = codes.user_labels[user_codes], codes.item_labels[item_codes]
     has_ratings = rating_col is not None
     line_numbers = np.arange(skip + 1, skip + 1 + len(users))
     if has_ratings:
         _warn_out_of_scale(ratings, line_numbers, source)
-    table = RatingTable(users, items, ratings if has_ratings else np.ones(len(users)), source, timestamps, has_ratings)
-    return _drop_duplicates(table, line_numbers, (user_codes, item_codes, len(item_uniques)))
+    table = RatingTable(users, items, ratings if has_ratings else np.ones(len(users)), source, timestamps, has_ratings, codes)
+    return _drop_duplicates(table, line_numbers)
 
 
 def _numbers(body: pd.DataFrame, col: int, what: str, line_numbers: np.ndarray, source: str) -> np.ndarray:
@@ -445,18 +487,15 @@ def _warn_out_of_scale(ratings: np.ndarray, line_numbers: np.ndarray, source: st
                     source, int(outside.sum()), lo, hi, int(line_numbers[first]), ratings[first])
 
 
-def _drop_duplicates(table: RatingTable, line_numbers: np.ndarray,
-                     codes: Optional[tuple[np.ndarray, np.ndarray, int]] = None) -> RatingTable:
+def _drop_duplicates(table: RatingTable, line_numbers: np.ndarray) -> RatingTable:
     """Keep the last rating of every (user, item) pair that occurs more than once, and warn once
-    with the count (RecBole's ``rm_dup_inter: last``): a pair in two splits would leak.
-    ``codes``: (user codes, item codes, number of items) when the caller has them already."""
-    if codes is None:
-        user_codes = pd.factorize(table.users)[0]
-        item_codes, item_uniques = pd.factorize(table.items)
-        num_items = len(item_uniques)
-    else:
-        user_codes, item_codes, num_items = codes
-    dup = pd.Series(user_codes.astype(np.int64) * num_items + item_codes).duplicated(keep="last").to_numpy()
+    with the count (RecBole's ``rm_dup_inter: last``): a pair in two splits would leak. The
+    table comes back with its ``codes`` (made here when the reader has none)."""
+    if table.codes is None:
+        table = replace(table, codes=IdCodes.of(table.users, table.items))
+    codes = table.codes
+    pairs = codes.user_codes.astype(np.int64) * len(codes.item_labels) + codes.item_codes
+    dup = pd.Series(pairs).duplicated(keep="last").to_numpy()
     if not dup.any():
         return table
     log.warning("%s: %d duplicate (user, item) rating(s), first at line %d; kept the last rating of each pair",
@@ -517,8 +556,8 @@ class IdMap:
         """Users of ``table``; items of ``table`` and then of ``more_items`` (the given
         validation/test files: their items are part of the catalogue, as in RecBole, though
         never trained; users stay those of ``table``)."""
-        items = np.concatenate([table.items, *(t.items for t in more_items if t is not None)])
-        return cls([str(u) for u in pd.unique(table.users)], [str(i) for i in pd.unique(items)])
+        items = np.concatenate([table.distinct_items(), *(t.distinct_items() for t in more_items if t is not None)])
+        return cls([str(u) for u in table.distinct_users()], [str(i) for i in pd.unique(items)])
 
     @property
     def num_users(self) -> int:
@@ -529,8 +568,15 @@ class IdMap:
         return len(self.item_ids)
 
     def encode(self, table: RatingTable) -> Interactions:
-        users = pd.Index(self.user_ids).get_indexer(table.users)
-        items = pd.Index(self.item_ids).get_indexer(table.items)
+        """The table's rows as dense indices (-1 for ids not in the map); with the table's
+        ``codes``, each distinct id is looked up once."""
+        if table.codes is None:
+            users = pd.Index(self.user_ids).get_indexer(table.users)
+            items = pd.Index(self.item_ids).get_indexer(table.items)
+        else:
+            c = table.codes
+            users = pd.Index(self.user_ids).get_indexer(c.user_labels)[c.user_codes]
+            items = pd.Index(self.item_ids).get_indexer(c.item_labels)[c.item_codes]
         return Interactions(
             torch.as_tensor(users, dtype=torch.long),
             torch.as_tensor(items, dtype=torch.long),
@@ -607,7 +653,8 @@ def _assemble(table: RatingTable, spec: SplitSpec, ids: IdMap, data: Interaction
             parts.append(data.subset(np.flatnonzero(part == k)))
             continue
         parts.append(ids.encode(given))
-        unknown[name] = {"users": len(set(given.users) - set(ids.user_ids)), "items": len(set(given.items) - set(table.items))}
+        unknown[name] = {"users": len(set(given.distinct_users()) - set(ids.user_ids)),
+                         "items": len(set(given.distinct_items()) - set(table.distinct_items()))}
     train, valid, test = parts
     if len(train) == 0:
         raise NaspError(f"{table.source}: too few ratings ({len(data)}) for this split")

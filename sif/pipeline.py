@@ -460,11 +460,9 @@ class Recommender:
         if not ratings_path or not Path(ratings_path).exists():
             log.warning("%s is gone: items rated in its test split cannot be excluded", ratings_path)
             return users, items
-        table = read_ratings(ratings_path)
-        u = torch.as_tensor(pd.Index(self.user_ids).get_indexer(table.users), dtype=torch.long)
-        i = torch.as_tensor(pd.Index(self.item_ids).get_indexer(table.items), dtype=torch.long)
-        keep = (u >= 0) & (i >= 0)
-        return torch.cat([users, u[keep]]), torch.cat([items, i[keep]])
+        rows = IdMap(self.user_ids, self.item_ids).encode(read_ratings(ratings_path))
+        keep = (rows.users >= 0) & (rows.items >= 0)
+        return torch.cat([users, rows.users[keep]]), torch.cat([items, rows.items[keep]])
 
     def user_index(self, user: str) -> int:
         try:

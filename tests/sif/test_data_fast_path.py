@@ -94,3 +94,34 @@ def test_non_canonical_numbers_are_detected(text, expected):
 
     assert _maybe_not_canonical(text, "\t") == expected
     assert _maybe_not_canonical(text, "\t", chunk=3) == expected  # across chunk edges
+
+
+def test_id_codes_map_and_split_as_the_strings(tmp_path):
+    """A table's ``codes`` (set by every reader) give the id maps, encodings and splits the
+    strings give, after a subset too and with a given test file holding unknown ids."""
+    import dataclasses
+
+    from sif.data import IdMap, SplitSpec, split
+
+    rng = np.random.default_rng(0)
+    rows = [f"{u}\t{i}\t{r}\t{t}" for t, (u, i, r) in enumerate(zip(rng.integers(1, 40, 600), rng.integers(1, 30, 600),
+                                                                     rng.integers(1, 6, 600)))]
+    (tmp_path / "u.data").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.data").write_text("1\t1\t3\t0\n999\t2\t4\t1\n3\t777\t5\t2\n")
+    for numeric in (True, False):
+        table = read_ratings(tmp_path / "u.data", numeric_fast_path=numeric).at_least(2.0)
+        given = read_ratings(tmp_path / "test.data", numeric_fast_path=numeric)
+        assert table.codes is not None and given.codes is not None
+        assert list(table.codes.user_labels[table.codes.user_codes]) == list(table.users)
+        plain, plain_given = dataclasses.replace(table, codes=None), dataclasses.replace(given, codes=None)
+        assert IdMap.build(table, given) == IdMap.build(plain, plain_given)
+        ids = IdMap.build(table, given)
+        for t, p in ((table, plain), (given, plain_given)):
+            a, b = ids.encode(t), ids.encode(p)
+            assert all(getattr(a, k).equal(getattr(b, k)) for k in ("users", "items", "ratings"))
+        for kind in ("global", "random"):
+            a = split(table, SplitSpec(kind, 0.0, 0.2, 1, test_table=given))
+            b = split(plain, SplitSpec(kind, 0.0, 0.2, 1, test_table=plain_given))
+            assert a.ids == b.ids and a.unknown_ids == b.unknown_ids == {"test": {"users": 1, "items": 1}}
+            for part in ("train", "valid", "test"):
+                assert all(getattr(getattr(a, part), k).equal(getattr(getattr(b, part), k)) for k in ("users", "items", "ratings"))
