@@ -1,5 +1,7 @@
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -466,3 +468,24 @@ def test_history_refreshes_reach_the_model_and_bad_values_are_one_line(tiny_rati
 
     with pytest.raises(NaspError, match="--history-refreshes 1.5: must be an integer >= 0"):
         SIF(ifc="multiply", history_refreshes=1.5).fit(tiny_ratings)
+
+
+def test_sparse_tables_train_without_torchs_notice(tmp_path):
+    """A table large enough for sparse gradients (SPARSE_GRAD_MIN_ROWS users) steps Adagrad on a
+    sparse gradient; torch's notice about sparse invariant checks does not reach the user."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sif.model import SPARSE_GRAD_MIN_ROWS
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(1, SPARSE_GRAD_MIN_ROWS + 101), 3)
+    rows = [f"{u}\t{i}\t{r}\t0" for u, i, r in zip(users, rng.integers(1, 30, len(users)), rng.integers(1, 6, len(users)))]
+    (tmp_path / "u.data").write_text("\n".join(rows) + "\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "cli.py"), "-q", "sif", "train", "--ifc", "multiply", "--data",
+                          str(tmp_path / "u.data"), "--max-epochs", "1", "--dim", "4", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Sparse invariant" not in out.stderr and "Warning" not in out.stderr, out.stderr
