@@ -13,8 +13,9 @@ What a data-parallel run does (docs/ARCHITECTURE.md, "Data-parallel runs"):
 - every rank builds the same global batches (they depend on seed and epoch only) and trains on
   its slice of each (``World.shard``); ``--batch-size`` is the global batch in both modes;
 - before every optimizer step, of the weights and of the architecture, the gradients are
-  averaged over the ranks, weighted by each rank's share of the batch (``average_gradients``),
-  so the step equals the one-process step on the whole batch and every rank takes the same one;
+  averaged over the ranks, weighted by each rank's share of the batch (``average_gradients``;
+  row-sparse ones are gathered, not densified), so the step equals the one-process step on the
+  whole batch and every rank takes the same one;
 - evaluation is sharded and its sums are added over the ranks (``sum``);
 - after every epoch the ranks check that they hold the same architecture and weights (``agree``);
 - only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere).
@@ -73,33 +74,71 @@ class World:
     def average(self, grads: Sequence[Optional[Tensor]], like: Sequence[Tensor], examples: int) -> list[Optional[Tensor]]:
         """The mean over the ranks of ``grads`` (one per tensor of ``like``), weighted by
         ``examples``, this rank's share of the batch: sum_r n_r g_r / sum_r n_r, the gradient of
-        the whole batch's mean loss. Sparse gradients are densified. An entry that is None on
-        every rank stays None; one that some rank has counts as zero where it is None. Two
-        collectives: one for which entries exist, one for the values (in a single flat buffer)."""
+        the whole batch's mean loss. An entry that is None on every rank stays None; one that
+        some rank has counts as zero where it is None.
+
+        Row-sparse gradients (``nn.Embedding(sparse=True)``'s) stay sparse: every rank gathers
+        the others' rows and values and adds them up, so a step of a large table moves only the
+        rows some rank's batch touched, as in one process. Any other sparse gradient, or one
+        sparse on some ranks and dense on others, is densified. Collectives: one for which
+        entries exist and the examples, one for the dense values (in a single flat buffer), and
+        for the sparse ones one for their sizes and two per entry."""
         grads = list(grads)
         if not self.parallel or not grads:
             return grads
-        device = like[0].device
-        present = torch.tensor([g is not None for g in grads], dtype=torch.int32, device=device)
-        dist.all_reduce(present)
-        keep = [i for i, here in enumerate(present.tolist()) if here]
-        if not keep:
-            return grads
-        flat = []
-        for i in keep:
-            g = grads[i]
-            g = torch.zeros_like(like[i]) if g is None else (g.to_dense() if g.is_sparse else g)
-            flat.append(g.reshape(-1).to(torch.float32) * float(examples))
-        buffer = torch.cat(flat + [torch.tensor([float(examples)], device=device)])
-        dist.all_reduce(buffer)
-        buffer = buffer[:-1] / buffer[-1]
-        out: list[Optional[Tensor]] = [None] * len(grads)
-        offset = 0
-        for i in keep:
-            n = like[i].numel()
-            out[i] = buffer[offset : offset + n].view_as(like[i]).to(like[i].dtype)
-            offset += n
+        device, n = like[0].device, len(grads)
+        row_sparse = [g is not None and g.is_sparse and g.sparse_dim() == 1 for g in grads]
+        info = torch.tensor([g is not None for g in grads] + row_sparse + [examples], dtype=torch.int64, device=device)
+        dist.all_reduce(info)
+        present, sparse, total = info[:n].tolist(), info[n : 2 * n].tolist(), max(1, int(info[-1]))
+        out: list[Optional[Tensor]] = [None] * n
+        on_rows = [i for i in range(n) if present[i] and sparse[i] == present[i]]
+        dense = [i for i in range(n) if present[i] and i not in on_rows]
+        if dense:
+            flat = []
+            for i in dense:
+                g = grads[i]
+                g = torch.zeros_like(like[i]) if g is None else (g.to_dense() if g.is_sparse else g)
+                flat.append(g.reshape(-1).to(torch.float32) * float(examples))
+            buffer = torch.cat(flat)
+            dist.all_reduce(buffer)
+            buffer /= total
+            offset = 0
+            for i in dense:
+                out[i] = buffer[offset : offset + like[i].numel()].view_as(like[i]).to(like[i].dtype)
+                offset += like[i].numel()
+        if on_rows:
+            for i, g in zip(on_rows, self._gather_rows([grads[i] for i in on_rows], [like[i] for i in on_rows], examples)):
+                out[i] = torch.sparse_coo_tensor(g[0], g[1] / total, like[i].shape).coalesce()
         return out
+
+    def _gather_rows(self, grads: list[Optional[Tensor]], like: list[Tensor], examples: int) -> list[tuple[Tensor, Tensor]]:
+        """Every rank's (row indices, values x ``examples``) of the row-sparse ``grads``,
+        concatenated in rank order (the same on every rank); None counts as no rows."""
+        local = []
+        for g, w in zip(grads, like):
+            if g is None:
+                local.append((torch.zeros(1, 0, dtype=torch.long, device=w.device), w.new_zeros((0, *w.shape[1:]))))
+            else:
+                g = g.coalesce()
+                local.append((g.indices(), g.values() * float(examples)))
+        sizes = torch.tensor([v.shape[0] for _, v in local], dtype=torch.int64, device=like[0].device)
+        every = [torch.empty_like(sizes) for _ in range(self.size)]
+        dist.all_gather(every, sizes)
+        gathered = []
+        for j, (rows, values) in enumerate(local):
+            counts = [int(c[j]) for c in every]
+            most = max(counts)
+            pad = most - values.shape[0]
+            rows = torch.cat([rows, rows.new_zeros(1, pad)], 1)
+            values = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
+            all_rows = [torch.empty_like(rows) for _ in range(self.size)]
+            all_values = [torch.empty_like(values) for _ in range(self.size)]
+            dist.all_gather(all_rows, rows)
+            dist.all_gather(all_values, values)
+            gathered.append((torch.cat([r[:, :c] for r, c in zip(all_rows, counts)], 1),
+                             torch.cat([v[:c] for v, c in zip(all_values, counts)])))
+        return gathered
 
     def average_gradients(self, params: Sequence[nn.Parameter], examples: int) -> None:
         """``average`` of the parameters' ``.grad``, stored back (nothing in one process)."""

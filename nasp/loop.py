@@ -297,8 +297,10 @@ class RunLoop:
             raise NaspError("the training data yields no batch (fewer ratings/examples than one batch?)")
         sums = self.world.mean_stats(sums)
         # every rank evaluates (and checkpoints) rank 0's running statistics (batch norm), as
-        # DistributedDataParallel's broadcast_buffers: a resumed run then continues exactly
-        self.world.broadcast([b for b in net.buffers() if b.is_floating_point()])
+        # DistributedDataParallel's broadcast_buffers: a resumed run then continues exactly.
+        # Only saved buffers: a non-persistent one is a rank's own cache (SIF's pending history gradient)
+        saved = net.state_dict(keep_vars=True).values()
+        self.world.broadcast([b for b in saved if not isinstance(b, torch.nn.Parameter) and b.is_floating_point()])
         train_seconds = time.perf_counter() - t0
         with stepper.evaluation():
             metrics = self.evaluate(net)

@@ -84,7 +84,7 @@ def model_options(f: Callable) -> Callable:
                      help="SVD++ implicit feedback: add the user's training items' factors to the user vector (default on; off for gmf and neumf).")(f)
     f = click.option("--history-refreshes", type=click.IntRange(min=0), default=None,
                      help=f"With --implicit: times per epoch the cached history sums hand their gradient to the item factors; "
-                          f"0: exact sums at every step (slower; always so with --strategy darts2 and under torchrun) "
+                          f"0: exact sums at every step (slower; always so with --strategy darts2) "
                           f"[default: {HISTORY_REFRESHES}].")(f)
     f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
+from nasp.distributed import world
+from nasp.loop import Hook
 
 from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
 
@@ -35,7 +37,9 @@ class HistoryEncoder(nn.Module):
     history matrix A, plus the L2 term's), otherwise no gradient: y moves ``refreshes`` times an
     epoch, on the gradient of the steps in between, and the sums stay exact. ``None``: every
     step gathers and differentiates the histories exactly. Evaluation (no gradients) always
-    takes the exact path."""
+    takes the exact path. In a data-parallel run the looked-up rows are counted over every rank
+    (one scalar all-reduce per backward), so all ranks refresh at the same step, as one
+    process on the whole batch does, and the handed gradient is averaged with the others."""
 
     def __init__(self, num_rows: int, num_other: int, dim: int, refreshes: Optional[int] = HISTORY_REFRESHES) -> None:
         super().__init__()
@@ -112,13 +116,21 @@ class HistoryEncoder(nn.Module):
             setattr(self, name, buf)
         return buf
 
+    @staticmethod
+    def _lookups(ids: Tensor) -> int:
+        """Rows looked up by one backward: this process's, or every rank's in a data-parallel run."""
+        ranks = world()
+        if not ranks.parallel:
+            return ids.numel()
+        return int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
+
     def _flush(self, grad_rows: Tensor, ids: Tensor) -> Optional[Tensor]:
         """Add the encodings' gradient ``grad_rows`` (of rows ``ids``) to the pending one; at a
         refresh, the factors' gradient of everything pending (then cleared), else None."""
         w = self.factors.weight
         pending = self._pending("pending_rows", self.indptr.numel() - 1, w)
         pending.index_add_(0, ids, grad_rows.to(w.dtype))
-        self.pending_lookups += ids.numel()
+        self.pending_lookups += self._lookups(ids)
         period = max(1, -(-self.neighbours.numel() // self.refreshes))
         if self.pending_lookups < period:
             return None
@@ -132,6 +144,41 @@ class HistoryEncoder(nn.Module):
         grad += squares
         squares.zero_()
         return grad
+
+
+    def pending_state(self) -> dict:
+        """What the cache holds between two refreshes (the gradient gathered so far and the
+        looked-up rows counted), for a checkpoint: a resumed run then refreshes at the same
+        step with the same gradient as an uninterrupted one. Empty when nothing was gathered.
+        In a data-parallel run the ranks' gradients are averaged (a collective: every rank
+        calls this), which is what the refresh hands on when the ranks' shares are equal."""
+        if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
+            return {}
+        ranks = world()
+        average = (lambda t: ranks.sum(t) / ranks.size) if ranks.parallel else (lambda t: t.clone())  # noqa: E731
+        return {"lookups": self.pending_lookups, "rows": average(self.pending_rows), "factors": average(self.pending_factors)}
+
+    def load_pending_state(self, state: dict) -> None:
+        """Restore ``pending_state`` (an empty state: nothing pending)."""
+        self.pending_lookups = int(state.get("lookups", 0))
+        w = self.factors.weight
+        self.pending_rows = state["rows"].to(w) if "rows" in state else w.new_zeros(0, w.shape[1])
+        self.pending_factors = state["factors"].to(w) if "factors" in state else w.new_zeros(0, w.shape[1])
+
+
+class PendingHistory(Hook):
+    """A run-loop hook that checkpoints every history encoder's ``pending_state`` (the cached
+    sums' gradient not yet handed to the factors), so that a killed run resumes exactly."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.encoders = {name: m for name, m in net.named_modules() if isinstance(m, HistoryEncoder)}
+
+    def state_dict(self) -> dict:
+        return {name: state for name, enc in self.encoders.items() if (state := enc.pending_state())}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, enc in self.encoders.items():
+            enc.load_pending_state(state.get(name, {}))
 
 
 class _CachedHistory(torch.autograd.Function):

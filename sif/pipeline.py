@@ -15,7 +15,6 @@ from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
-from nasp.distributed import world
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
@@ -23,7 +22,7 @@ from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_rat
                    table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, ModelConfig, SIFNetwork
+from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
@@ -117,11 +116,7 @@ def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
 
 def build_network(splits: Splits, config: ModelConfig, device: torch.device, task: Optional[Task] = None) -> SIFNetwork:
     """A network sized for ``splits``, knowing which users/items training has seen; a rating
-    model clips to the training rating range, a ranking model's scores are left as they are.
-    In a data-parallel run the history sums are exact (no cached sums: their gradient would be
-    handed to the factors at different steps on different ranks)."""
-    if world().parallel and config.history_refreshes is not None:
-        config = dataclasses.replace(config, history_refreshes=None)
+    model clips to the training rating range, a ranking model's scores are left as they are."""
     net = network_for(config)
     with torch.no_grad():
         net.known_users.zero_()
@@ -167,6 +162,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         lambda model: task.evaluate(model, on_device, "valid"),
         epochs,
         run,
+        hooks=[PendingHistory(net)],
     )
     seconds = time.perf_counter() - t0
     alphas = strat.derive_alphas()
@@ -355,6 +351,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             max_epochs,
             run,
             early_stopping=stopper,
+            hooks=[PendingHistory(net)],
         )
         curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
         plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")

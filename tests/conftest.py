@@ -37,11 +37,13 @@ def ml100k_path() -> Path:
     return ML100K
 
 
-def write_ratings(path: Path) -> Path:
-    """A tiny u.data: 40 users x 30 items, 900 distinct pairs, ratings 1-5, timestamps in order."""
+def write_ratings(path: Path, users: int = 40, items: int = 30, n: int = 900) -> Path:
+    """A tiny u.data: ``n`` distinct (user, item) pairs of 40 users x 30 items (by default),
+    ratings 1-5, timestamps in order."""
     rng = np.random.default_rng(0)
-    pairs = rng.choice(40 * 30, size=900, replace=False)
-    path.write_text("".join(f"{p // 30 + 1}\t{p % 30 + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n" for k, p in enumerate(pairs)))
+    pairs = rng.choice(users * items, size=n, replace=False)
+    path.write_text("".join(f"{p // items + 1}\t{p % items + 1}\t{rng.integers(1, 6)}\t{880000000 + k}\n"
+                            for k, p in enumerate(pairs)))
     return path
 
 
