@@ -53,6 +53,10 @@ class HistoryEncoder(nn.Module):
         self.register_buffer("sums", torch.zeros(0, dim), persistent=False)
         self.register_buffer("pending_rows", torch.zeros(0, dim), persistent=False)
         self.register_buffer("pending_factors", torch.zeros(0, dim), persistent=False)
+        # the history transposed (each other id's rows), for a refresh's A^T G; built when first needed
+        self.register_buffer("t_indptr", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("t_rows", torch.zeros(0, dtype=torch.long), persistent=False)
+        self._transposed_of: Optional[tuple] = None
         self._cached_version: Optional[tuple] = None  # (factors' version, data pointers) of ``sums``
         self.pending_lookups = 0
         self.reset_parameters()
@@ -109,6 +113,19 @@ class HistoryEncoder(nn.Module):
             self._cached_version = key
         return self.sums
 
+    def _transposed(self) -> tuple[Tensor, Tensor]:
+        """(indptr, rows) of the transposed history: for each other id, the rows that hold it."""
+        key = (self.neighbours.data_ptr(), self.indptr.data_ptr(), self.neighbours.numel())
+        if self._transposed_of != key or self.t_indptr.numel() != self.factors.num_embeddings + 1:
+            counts = self.indptr[1:] - self.indptr[:-1]
+            rows = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+            order = torch.argsort(self.neighbours, stable=True)
+            t_counts = torch.bincount(self.neighbours, minlength=self.factors.num_embeddings)
+            self.t_indptr = torch.cat([t_counts.new_zeros(1), torch.cumsum(t_counts, 0)])
+            self.t_rows = rows[order]
+            self._transposed_of = key
+        return self.t_indptr, self.t_rows
+
     def _pending(self, name: str, rows: int, like: Tensor) -> Tensor:
         buf = getattr(self, name)
         if buf.shape != (rows, like.shape[1]) or buf.device != like.device or buf.dtype != like.dtype:
@@ -135,10 +152,10 @@ class HistoryEncoder(nn.Module):
         if self.pending_lookups < period:
             return None
         self.pending_lookups = 0
-        counts = self.indptr[1:] - self.indptr[:-1]
-        scaled = pending * self._row_scale().unsqueeze(1)
-        grad = torch.zeros_like(w).index_add_(0, self.neighbours,
-                                                 torch.repeat_interleave(scaled, counts, dim=0, output_size=self.neighbours.numel()))
+        # A^T G: each factor's gradient sums the scaled pending gradients of the rows whose history
+        # holds it, one bag per factor (no interactions x dim intermediate)
+        t_indptr, t_rows = self._transposed()
+        grad = nn.functional.embedding_bag(t_rows, pending * self._row_scale().unsqueeze(1), t_indptr[:-1], mode="sum")
         pending.zero_()
         squares = self._pending("pending_factors", w.shape[0], w)
         grad += squares
