@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -80,17 +81,22 @@ class World:
         Row-sparse gradients (``nn.Embedding(sparse=True)``'s) stay sparse: every rank gathers
         the others' rows and values and adds them up, so a step of a large table moves only the
         rows some rank's batch touched, as in one process. Any other sparse gradient, or one
-        sparse on some ranks and dense on others, is densified. Collectives: one for which
-        entries exist and the examples, one for the dense values (in a single flat buffer), and
-        for the sparse ones one for their sizes and two per entry."""
+        sparse on some ranks and dense on others, is densified. At most four collectives: which
+        entries exist, the examples and every rank's sparse sizes; the dense values (one flat
+        buffer); the sparse rows and the sparse values (one buffer each)."""
         grads = list(grads)
         if not self.parallel or not grads:
             return grads
         device, n = like[0].device, len(grads)
+        grads = [g.coalesce() if g is not None and g.is_sparse and g.sparse_dim() == 1 else g for g in grads]
         row_sparse = [g is not None and g.is_sparse and g.sparse_dim() == 1 for g in grads]
-        info = torch.tensor([g is not None for g in grads] + row_sparse + [examples], dtype=torch.int64, device=device)
+        sizes = torch.zeros(self.size, n, dtype=torch.int64, device=device)  # each rank fills its own row
+        sizes[self.rank] = torch.tensor([g._nnz() if r else 0 for g, r in zip(grads, row_sparse)], dtype=torch.int64)
+        info = torch.cat([torch.tensor([g is not None for g in grads] + row_sparse + [examples], dtype=torch.int64,
+                                       device=device), sizes.reshape(-1)])
         dist.all_reduce(info)
-        present, sparse, total = info[:n].tolist(), info[n : 2 * n].tolist(), max(1, int(info[-1]))
+        present, sparse, total = info[:n].tolist(), info[n : 2 * n].tolist(), max(1, int(info[2 * n]))
+        sizes = info[2 * n + 1 :].view(self.size, n)
         out: list[Optional[Tensor]] = [None] * n
         on_rows = [i for i in range(n) if present[i] and sparse[i] == present[i]]
         dense = [i for i in range(n) if present[i] and i not in on_rows]
@@ -108,37 +114,34 @@ class World:
                 out[i] = buffer[offset : offset + like[i].numel()].view_as(like[i]).to(like[i].dtype)
                 offset += like[i].numel()
         if on_rows:
-            for i, g in zip(on_rows, self._gather_rows([grads[i] for i in on_rows], [like[i] for i in on_rows], examples)):
-                out[i] = torch.sparse_coo_tensor(g[0], g[1] / total, like[i].shape).coalesce()
+            gathered = self._gather_rows([grads[i] for i in on_rows], [like[i] for i in on_rows], examples, sizes[:, on_rows])
+            for i, (rows, values) in zip(on_rows, gathered):
+                out[i] = torch.sparse_coo_tensor(rows.unsqueeze(0), (values / total).to(like[i].dtype), like[i].shape).coalesce()
         return out
 
-    def _gather_rows(self, grads: list[Optional[Tensor]], like: list[Tensor], examples: int) -> list[tuple[Tensor, Tensor]]:
-        """Every rank's (row indices, values x ``examples``) of the row-sparse ``grads``,
-        concatenated in rank order (the same on every rank); None counts as no rows."""
-        local = []
-        for g, w in zip(grads, like):
-            if g is None:
-                local.append((torch.zeros(1, 0, dtype=torch.long, device=w.device), w.new_zeros((0, *w.shape[1:]))))
-            else:
-                g = g.coalesce()
-                local.append((g.indices(), g.values() * float(examples)))
-        sizes = torch.tensor([v.shape[0] for _, v in local], dtype=torch.int64, device=like[0].device)
-        every = [torch.empty_like(sizes) for _ in range(self.size)]
-        dist.all_gather(every, sizes)
-        gathered = []
-        for j, (rows, values) in enumerate(local):
-            counts = [int(c[j]) for c in every]
-            most = max(counts)
-            pad = most - values.shape[0]
-            rows = torch.cat([rows, rows.new_zeros(1, pad)], 1)
-            values = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
-            all_rows = [torch.empty_like(rows) for _ in range(self.size)]
-            all_values = [torch.empty_like(values) for _ in range(self.size)]
-            dist.all_gather(all_rows, rows)
-            dist.all_gather(all_values, values)
-            gathered.append((torch.cat([r[:, :c] for r, c in zip(all_rows, counts)], 1),
-                             torch.cat([v[:c] for v, c in zip(all_values, counts)])))
-        return gathered
+    def _gather_rows(self, grads: list[Optional[Tensor]], like: list[Tensor], examples: int,
+                     sizes: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Every rank's (row indices, values x ``examples``) of the coalesced row-sparse ``grads``,
+        concatenated in rank order (the same on every rank); ``sizes[r, j]``: rank r's rows of
+        entry j (0 where it has none). Two all-gathers: the rows, then the values, of all entries."""
+        widths = torch.tensor([math.prod(w.shape[1:]) for w in like], dtype=torch.int64, device=sizes.device)
+        counts, lengths = sizes.sum(1).tolist(), (sizes * widths).sum(1).tolist()
+        rows = [g.indices()[0] for g in grads if g is not None and g._nnz()]
+        values = [(g.values() * float(examples)).reshape(-1).to(torch.float32) for g in grads if g is not None and g._nnz()]
+        device = like[0].device
+        rows = torch.cat(rows + [torch.zeros(max(counts) - counts[self.rank], dtype=torch.long, device=device)])
+        values = torch.cat(values + [torch.zeros(max(lengths) - lengths[self.rank], dtype=torch.float32, device=device)])
+        all_rows, all_values = [torch.empty_like(rows) for _ in range(self.size)], [torch.empty_like(values) for _ in range(self.size)]
+        dist.all_gather(all_rows, rows)
+        dist.all_gather(all_values, values)
+        per_entry: list[tuple[list[Tensor], list[Tensor]]] = [([], []) for _ in like]
+        for r in range(self.size):
+            row_parts = torch.split(all_rows[r][: counts[r]], sizes[r].tolist())
+            value_parts = torch.split(all_values[r][: lengths[r]], (sizes[r] * widths).tolist())
+            for j, w in enumerate(like):
+                per_entry[j][0].append(row_parts[j])
+                per_entry[j][1].append(value_parts[j].view(-1, *w.shape[1:]))
+        return [(torch.cat(rs), torch.cat(vs)) for rs, vs in per_entry]
 
     def average_gradients(self, params: Sequence[nn.Parameter], examples: int) -> None:
         """``average`` of the parameters' ``.grad``, stored back (nothing in one process)."""
