@@ -15,7 +15,8 @@ dim 64, the implicit term, the element-wise MLPs):
   embeddings, the same L2 term), in the same process.
 
 Reported per phase: ratings per CPU-second and CPU microseconds per rating (of the fastest
-of 5 blocks of steps: the machine may be shared; the JSON has the mean too), the ratio of its
+of 5 blocks of steps: the machine may be shared; the JSON has the mean too; each block a whole
+number of the cached history sums' refresh periods, so it pays its share of the refreshes), the ratio of its
 CPU time per rating to the minimal MF loop's, and the CPU seconds of building one pass of
 batches. One torch thread. Synthetic users and items are drawn with Pareto weights (a few
 very active users and popular items, as in MovieLens) and distinct (user, item) pairs.
@@ -78,13 +79,20 @@ def synthetic_file(folder: Path, size: str, seed: int = 0) -> Path:
     return path
 
 
-def _timed(step: Callable[[object], object], batches: list, steps: int, warm: int = 5, blocks: int = 5) -> dict:
-    """CPU and wall seconds of ``steps`` calls of ``step`` after ``warm`` untimed ones, timed in
-    ``blocks`` blocks: ``cpu_s`` is the total, ``best_cpu_s`` the fastest block times ``blocks``
+def block_steps(steps: int, blocks: int, refresh_every: int) -> int:
+    """Steps per timed block: ``steps / blocks``, rounded up to a whole number of the cached
+    history sums' refresh periods, so that every block pays the same share of the refreshes
+    (an epoch has 64 of them; at 20M one every ~430 steps, which a shorter block would miss)."""
+    per_block = max(1, steps // blocks)
+    return -(-per_block // refresh_every) * refresh_every
+
+
+def _timed(step: Callable[[object], object], batches: list, per_block: int, warm: int = 5, blocks: int = 5) -> dict:
+    """CPU and wall seconds of ``blocks`` blocks of ``per_block`` calls of ``step`` after ``warm``
+    untimed ones: ``cpu_s`` is the total, ``best_cpu_s`` the fastest block times ``blocks``
     (on a shared machine other jobs slow some blocks down; the fastest is the least disturbed)."""
     for k in range(warm):
         step(batches[k % len(batches)])
-    per_block = max(1, steps // blocks)
     cpu, wall, k = [], 0.0, warm
     for _ in range(blocks):
         c0, w0 = time.process_time(), time.perf_counter()
@@ -106,7 +114,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     from sif import pipeline
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
     from sif.engine import TrainSettings, make_problem
-    from sif.model import ModelConfig
+    from sif.model import HISTORY_REFRESHES, ModelConfig
     from sif.space import SEARCH_SPACE
     from sif.tasks import RatingTask
 
@@ -132,15 +140,18 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     valid, _ = pass_of(task.valid_batches(splits, settings.batch_size, 0))
     pairs = [(t, valid[k % len(valid)]) for k, t in enumerate(train)]
     phases = {}
+    period = -(-len(splits.train) // HISTORY_REFRESHES)  # looked-up rows between two refreshes of the cached sums
+    refresh_every = -(-period // settings.batch_size)  # steps between two refreshes
+    per_block = block_steps(steps, 5, refresh_every)
 
     # NASP: the warm-up, then the search proper, on one network
     config = ModelConfig(n_users, n_items, dim=64, ops=tuple(SEARCH_SPACE), implicit=True, global_mean=mean)
     net = pipeline.build_network(splits, config, device, task)
     strat = build_strategy("nasp", make_problem(net, settings, {"seed": 0, "warmup_epochs": 1}, task), 10)
     strat.begin_epoch(0)
-    phases["warm-up"] = _timed(lambda b: strat.step(*b), pairs, steps)
+    phases["warm-up"] = _timed(lambda b: strat.step(*b), pairs, per_block)
     strat.begin_epoch(1)
-    phases["search"] = _timed(lambda b: strat.step(*b), pairs, steps)
+    phases["search"] = _timed(lambda b: strat.step(*b), pairs, per_block)
     # retraining the chosen op (multiply) with the searched element-wise MLPs frozen
     config = ModelConfig(n_users, n_items, dim=64, ops=("multiply",), implicit=True, global_mean=mean)
     net = pipeline.build_network(splits, config, device, task)
@@ -148,7 +159,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     net.mlp_v.requires_grad_(False)
     strat = build_strategy("fixed", make_problem(net, settings, task=task), 10)
     strat.begin_epoch(0)
-    phases["retraining"] = _timed(lambda b: strat.step(b[0], b[1] if strat.uses_valid_batch else None), pairs, steps)
+    phases["retraining"] = _timed(lambda b: strat.step(b[0], b[1] if strat.uses_valid_batch else None), pairs, per_block)
 
     # the minimal hand-written biased MF loop
     p, q = nn.Embedding(n_users, 64), nn.Embedding(n_items, 64)
@@ -170,7 +181,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
         loss.backward()
         opt.step()
 
-    phases["minimal MF"] = _timed(mf_step, pairs, steps)
+    phases["minimal MF"] = _timed(mf_step, pairs, per_block)
     for ph in phases.values():
         ratings = ph["steps"] * settings.batch_size
         ph["ratings_per_cpu_s"] = ratings / ph["best_cpu_s"]
@@ -181,7 +192,8 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     import sif
 
     return {"size": size, "file": str(path), "ratings": len(splits.train) + len(splits.valid) + len(splits.test),
-            "users": n_users, "items": n_items, "train_ratings": len(splits.train), "steps": steps,
+            "users": n_users, "items": n_items, "train_ratings": len(splits.train), "steps": per_block * 5,
+            "refresh_every_steps": refresh_every,
             "read": read, "split_cpu_s": split_cpu, "train_pass_build_cpu_s": train_build, "phases": phases,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "code": str(Path(sif.__file__).parents[1])}
 
