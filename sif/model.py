@@ -38,8 +38,8 @@ class HistoryEncoder(nn.Module):
     epoch, on the gradient of the steps in between, and the sums stay exact. ``None``: every
     step gathers and differentiates the histories exactly. Evaluation (no gradients) always
     takes the exact path. In a data-parallel run the looked-up rows are counted over every rank
-    (one scalar all-reduce per backward), so all ranks refresh at the same step, as one
-    process on the whole batch does, and the handed gradient is averaged with the others."""
+    (one scalar all-reduce per training forward), so all ranks refresh at the same step, as one
+    process on the whole batch does; each rank's part is weighted by its share of each step."""
 
     def __init__(self, num_rows: int, num_other: int, dim: int, refreshes: Optional[int] = HISTORY_REFRESHES) -> None:
         super().__init__()
@@ -59,6 +59,7 @@ class HistoryEncoder(nn.Module):
         self._transposed_of: Optional[tuple] = None
         self._cached_version: Optional[tuple] = None  # (factors' version, data pointers) of ``sums``
         self.pending_lookups = 0
+        self.step_share = 1.0  # this rank's share of the current step's looked-up rows (``_count``)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -72,7 +73,7 @@ class HistoryEncoder(nn.Module):
         indptr[1:] = torch.cumsum(counts, 0)
         self.indptr = indptr.to(self.indptr.device)
         self.neighbours = others[order].long().to(self.indptr.device)
-        self._cached_version = None
+        self._cached_version = self._transposed_of = None
 
     def _gather(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(unique ids, inverse, history lengths, bag offsets, flat history positions) of ``ids``."""
@@ -105,7 +106,7 @@ class HistoryEncoder(nn.Module):
     def cached_sums(self) -> Tensor:
         """Every row's encoding, recomputed when the factors (or the history) changed."""
         w = self.factors.weight
-        key = (w._version, w.data_ptr(), self.neighbours.data_ptr(), self.indptr.data_ptr())
+        key = (w._version, w.data_ptr(), *self._history_key())
         if self._cached_version != key or self.sums.shape[0] != self.indptr.numel() - 1:
             with torch.no_grad():
                 sums = nn.functional.embedding_bag(self.neighbours, w, self.indptr[:-1], mode="sum")
@@ -113,9 +114,14 @@ class HistoryEncoder(nn.Module):
             self._cached_version = key
         return self.sums
 
+    def _history_key(self) -> tuple:
+        """Identifies the history tensors' contents: a new tensor, or one changed in place
+        (``load_state_dict`` copies into them), gives a new key."""
+        return tuple((t.data_ptr(), t._version, t.numel()) for t in (self.neighbours, self.indptr))
+
     def _transposed(self) -> tuple[Tensor, Tensor]:
         """(indptr, rows) of the transposed history: for each other id, the rows that hold it."""
-        key = (self.neighbours.data_ptr(), self.indptr.data_ptr(), self.neighbours.numel())
+        key = self._history_key()
         if self._transposed_of != key or self.t_indptr.numel() != self.factors.num_embeddings + 1:
             counts = self.indptr[1:] - self.indptr[:-1]
             rows = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
@@ -133,21 +139,28 @@ class HistoryEncoder(nn.Module):
             setattr(self, name, buf)
         return buf
 
-    @staticmethod
-    def _lookups(ids: Tensor) -> int:
-        """Rows looked up by one backward: this process's, or every rank's in a data-parallel run."""
+    def _count(self, ids: Tensor) -> tuple[int, float]:
+        """(rows looked up by this step, this process's share of them): every rank's rows in a
+        data-parallel run (one scalar all-reduce), so that all ranks refresh at the same step;
+        the share (1 in one process) weighs this rank's gradient as the step's average does.
+        Kept for the step's ``regularization``."""
         ranks = world()
         if not ranks.parallel:
-            return ids.numel()
-        return int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
+            self.step_share = 1.0
+            return ids.numel(), 1.0
+        every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
+        self.step_share = ids.numel() / max(1, every)
+        return every, self.step_share
 
-    def _flush(self, grad_rows: Tensor, ids: Tensor) -> Optional[Tensor]:
-        """Add the encodings' gradient ``grad_rows`` (of rows ``ids``) to the pending one; at a
-        refresh, the factors' gradient of everything pending (then cleared), else None."""
+    def _flush(self, grad_rows: Tensor, ids: Tensor, looked_up: int, share: float) -> Optional[Tensor]:
+        """Add the encodings' gradient ``grad_rows`` (of rows ``ids``), times this rank's
+        ``share`` of the step, to the pending one; at a refresh, the factors' gradient of
+        everything pending (then cleared; divided by this step's share, which the gradient
+        average multiplies back: the ranks' pending gradients are added up), else None."""
         w = self.factors.weight
         pending = self._pending("pending_rows", self.indptr.numel() - 1, w)
-        pending.index_add_(0, ids, grad_rows.to(w.dtype))
-        self.pending_lookups += self._lookups(ids)
+        pending.index_add_(0, ids, grad_rows.to(w.dtype) * share)
+        self.pending_lookups += looked_up
         period = max(1, -(-self.neighbours.numel() // self.refreshes))
         if self.pending_lookups < period:
             return None
@@ -160,15 +173,15 @@ class HistoryEncoder(nn.Module):
         squares = self._pending("pending_factors", w.shape[0], w)
         grad += squares
         squares.zero_()
-        return grad
-
+        return grad / share
 
     def pending_state(self) -> dict:
         """What the cache holds between two refreshes (the gradient gathered so far and the
         looked-up rows counted), for a checkpoint: a resumed run then refreshes at the same
-        step with the same gradient as an uninterrupted one. Empty when nothing was gathered.
-        In a data-parallel run the ranks' gradients are averaged (a collective: every rank
-        calls this), which is what the refresh hands on when the ranks' shares are equal."""
+        step with the same gradient as an uninterrupted one. Empty when nothing was gathered
+        (the same on every rank: each gets rows at every step). In a data-parallel run the
+        ranks' pending gradients (each weighted by its shares) are averaged (a collective:
+        every rank calls this), so that after a resume they still add up to the same sum."""
         if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
             return {}
         ranks = world()
@@ -204,6 +217,7 @@ class _CachedHistory(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ids: Tensor, weight: Tensor, encoder: HistoryEncoder) -> Tensor:
         ctx.encoder = encoder
+        ctx.counts = encoder._count(ids)
         ctx.save_for_backward(ids)
         return encoder.cached_sums()[ids]
 
@@ -211,7 +225,7 @@ class _CachedHistory(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         (ids,) = ctx.saved_tensors
-        return None, ctx.encoder._flush(grad, ids), None
+        return None, ctx.encoder._flush(grad, ids, *ctx.counts), None
 
 
 class _CachedSquares(torch.autograd.Function):
@@ -220,6 +234,7 @@ class _CachedSquares(torch.autograd.Function):
     @staticmethod
     def forward(ctx, others: Tensor, weight: Tensor, encoder: HistoryEncoder) -> Tensor:
         ctx.encoder = encoder
+        ctx.share = encoder.step_share  # of this step's encodings (the loss computes them first)
         ctx.save_for_backward(others, weight)
         return weight[others].pow(2).sum()
 
@@ -228,7 +243,7 @@ class _CachedSquares(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         others, weight = ctx.saved_tensors
         pending = ctx.encoder._pending("pending_factors", weight.shape[0], weight)
-        pending.index_add_(0, others, 2 * grad * weight[others])
+        pending.index_add_(0, others, 2 * grad * weight[others] * ctx.share)
         return None, None, None
 
 

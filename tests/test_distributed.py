@@ -139,19 +139,21 @@ def test_a_sif_search_on_two_processes_matches_one_process(data, tmp_path):
 
 def test_sparse_table_gradients_on_two_processes_match_one_process(ratings_writer, tmp_path):
     """Tables large enough for sparse gradients (SPARSE_GRAD_MIN_ROWS users) are gathered row by
-    row, not densified: a 2-process training matches 1 process within float noise."""
+    row, not densified: a 2-process training matches 1 process within float noise. The cached
+    history sums refresh every 5 steps, across the epoch's last batch (5 ratings, split 3 + 2):
+    each rank's pending gradient is weighted by its share of every step."""
     from sif.model import SPARSE_GRAD_MIN_ROWS
 
     path = ratings_writer(tmp_path / "u.data", users=SPARSE_GRAD_MIN_ROWS + 100, items=20, n=3 * SPARSE_GRAD_MIN_ROWS)
-    args = ["sif", "train", "--ifc", "multiply", "--dim", "4", "--batch-size", "256", "--max-epochs", "1", "--no-refit",
-            "--data", path]
+    args = ["sif", "train", "--ifc", "multiply", "--dim", "4", "--batch-size", "537", "--max-epochs", "2", "--no-refit",
+            "--history-refreshes", "2", "--data", path]
     two = _torchrun(*args, "--out", tmp_path / "two", "--json")
     assert two.returncode == 0, two.stderr[-3000:]
     one = _one(*args, "--out", tmp_path / "one", "--json")
     assert one.exit_code == 0, one.output
     for a, b in zip(_rows(tmp_path / "one"), _rows(tmp_path / "two")):
-        # train_loss is the mean of the ranks' means: this split's last batch (205) splits 103 + 102
-        assert b.pop("train_loss") == pytest.approx(a.pop("train_loss"), rel=1e-4)
+        # train_loss is the mean of the ranks' means: this split's last batch (5) splits 3 + 2
+        assert b.pop("train_loss") == pytest.approx(a.pop("train_loss"), rel=0.05)
         _close(a, b, 1e-5)
     assert json.loads(two.stdout)["test_rmse"] == pytest.approx(json.loads(one.stdout)["test_rmse"], rel=1e-5)
 

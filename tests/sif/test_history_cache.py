@@ -83,3 +83,21 @@ def test_the_network_config_sets_the_refreshes_and_state_dicts_hold_no_cache():
     net(torch.tensor([0, 1]), torch.tensor([2, 3])).sum().backward()
     assert not any(k.endswith(("sums", "pending_rows", "pending_factors")) for k in net.state_dict())
     assert ModelConfig.from_dict({k: v for k, v in net.config.to_dict().items() if k != "history_refreshes"}).history_refreshes == 64
+
+
+def test_a_history_loaded_in_place_rebuilds_the_cache():
+    """load_state_dict copies a new history into the same tensors: the cached sums and the
+    transposed history of a refresh follow it (they are keyed on the tensors' versions too)."""
+    exact, cached = _pair(10 ** 6)
+    other = HistoryEncoder(6, 7, 3, None).double()
+    other.set_history(torch.tensor([1, 1, 3, 4, 4, 5, 5, 0, 2]), torch.tensor([0, 2, 3, 5, 6, 1, 4, 2, 3]))  # same size
+    ids, w = torch.tensor([1, 4, 0]), torch.ones(3, 3, dtype=torch.float64)
+    torch.autograd.grad(_loss(cached, ids, ids[:0], w), [cached.factors.weight])  # builds both caches
+    state = {**cached.state_dict(), "indptr": other.indptr, "neighbours": other.neighbours}
+    cached.load_state_dict(state)
+    exact.load_state_dict(state)
+    want, = torch.autograd.grad(_loss(exact, ids, ids[:0], w), [exact.factors.weight])
+    got, = torch.autograd.grad(_loss(cached, ids, ids[:0], w), [cached.factors.weight])
+    with torch.no_grad():
+        assert torch.allclose(cached.cached_sums()[ids], exact(ids), rtol=1e-12)
+    assert torch.allclose(got, want, rtol=1e-10)
