@@ -127,7 +127,7 @@ class World:
         widths = torch.tensor([math.prod(w.shape[1:]) for w in like], dtype=torch.int64, device=sizes.device)
         counts, lengths = sizes.sum(1).tolist(), (sizes * widths).sum(1).tolist()
         rows = [g.indices()[0] for g in grads if g is not None and g._nnz()]
-        values = [(g.values() * float(examples)).reshape(-1).to(torch.float32) for g in grads if g is not None and g._nnz()]
+        values = [g.values().reshape(-1).to(torch.float32) * float(examples) for g in grads if g is not None and g._nnz()]
         device = like[0].device
         rows = torch.cat(rows + [torch.zeros(max(counts) - counts[self.rank], dtype=torch.long, device=device)])
         values = torch.cat(values + [torch.zeros(max(lengths) - lengths[self.rank], dtype=torch.float32, device=device)])
