@@ -119,13 +119,11 @@ class SIFOptions(RunConfig):
         for name in ("reg", "implicit_reg"):
             if getattr(self, name) is not None:
                 check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)), positive=False)
-        if self.history_refreshes is not None and (isinstance(self.history_refreshes, bool) or not isinstance(self.history_refreshes, int)
-                                                   or self.history_refreshes < 0):
-            raise NaspError(f"--history-refreshes {self.history_refreshes!r}: must be an integer >= 0 (0: exact sums)")
-        for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates"):
+        lowest = {name: 1 for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates")}
+        for name, low in {**lowest, "history_refreshes": 0}.items():
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
         if self.batch_size is not None:
             check_shards(self.batch_size, "--batch-size")
         if self.ifc is not None and self.arch is not None:
