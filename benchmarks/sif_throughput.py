@@ -114,7 +114,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     from sif import pipeline
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
     from sif.engine import TrainSettings, make_problem
-    from sif.model import HISTORY_REFRESHES, ModelConfig
+    from sif.model import ModelConfig
     from sif.space import SEARCH_SPACE
     from sif.tasks import RatingTask
 
@@ -140,13 +140,12 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     valid, _ = pass_of(task.valid_batches(splits, settings.batch_size, 0))
     pairs = [(t, valid[k % len(valid)]) for k, t in enumerate(train)]
     phases = {}
-    period = -(-len(splits.train) // HISTORY_REFRESHES)  # looked-up rows between two refreshes of the cached sums
-    refresh_every = -(-period // settings.batch_size)  # steps between two refreshes
-    per_block = block_steps(steps, 5, refresh_every)
 
     # NASP: the warm-up, then the search proper, on one network
     config = ModelConfig(n_users, n_items, dim=64, ops=tuple(SEARCH_SPACE), implicit=True, global_mean=mean)
     net = pipeline.build_network(splits, config, device, task)
+    refresh_every = -(-net.user_history.period // settings.batch_size)  # steps between two refreshes of the cached sums
+    per_block = block_steps(steps, 5, refresh_every)
     strat = build_strategy("nasp", make_problem(net, settings, {"seed": 0, "warmup_epochs": 1}, task), 10)
     strat.begin_epoch(0)
     phases["warm-up"] = _timed(lambda b: strat.step(*b), pairs, per_block)

@@ -20,6 +20,14 @@ from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, El
 HISTORY_REFRESHES = 64
 
 
+def group_rows(keys: Tensor, values: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """(indptr, values) of the pairs grouped by key (CSR; file order within a group):
+    ``values[indptr[k]:indptr[k + 1]]`` are key k's."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=groups)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), values[order]
+
+
 class HistoryEncoder(nn.Module):
     """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
     |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
@@ -67,12 +75,9 @@ class HistoryEncoder(nn.Module):
 
     def set_history(self, rows: Tensor, others: Tensor) -> None:
         """N(x) from the (row, other) pairs of the training interactions."""
-        order = torch.argsort(rows, stable=True)
-        counts = torch.bincount(rows, minlength=self.indptr.numel() - 1)
-        indptr = torch.zeros_like(self.indptr, device=rows.device)
-        indptr[1:] = torch.cumsum(counts, 0)
+        indptr, neighbours = group_rows(rows, others.long(), self.indptr.numel() - 1)
         self.indptr = indptr.to(self.indptr.device)
-        self.neighbours = others[order].long().to(self.indptr.device)
+        self.neighbours = neighbours.to(self.indptr.device)
         self._cached_version = self._transposed_of = None
 
     def _gather(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -119,16 +124,18 @@ class HistoryEncoder(nn.Module):
         (``load_state_dict`` copies into them), gives a new key."""
         return tuple((t.data_ptr(), t._version, t.numel()) for t in (self.neighbours, self.indptr))
 
+    @property
+    def period(self) -> int:
+        """Looked-up rows between two refreshes of the cached sums (len(history) / refreshes)."""
+        return max(1, -(-self.neighbours.numel() // self.refreshes))
+
     def _transposed(self) -> tuple[Tensor, Tensor]:
         """(indptr, rows) of the transposed history: for each other id, the rows that hold it."""
         key = self._history_key()
         if self._transposed_of != key or self.t_indptr.numel() != self.factors.num_embeddings + 1:
             counts = self.indptr[1:] - self.indptr[:-1]
             rows = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
-            order = torch.argsort(self.neighbours, stable=True)
-            t_counts = torch.bincount(self.neighbours, minlength=self.factors.num_embeddings)
-            self.t_indptr = torch.cat([t_counts.new_zeros(1), torch.cumsum(t_counts, 0)])
-            self.t_rows = rows[order]
+            self.t_indptr, self.t_rows = group_rows(self.neighbours, rows, self.factors.num_embeddings)
             self._transposed_of = key
         return self.t_indptr, self.t_rows
 
@@ -161,8 +168,7 @@ class HistoryEncoder(nn.Module):
         pending = self._pending("pending_rows", self.indptr.numel() - 1, w)
         pending.index_add_(0, ids, grad_rows.to(w.dtype) * share)
         self.pending_lookups += looked_up
-        period = max(1, -(-self.neighbours.numel() // self.refreshes))
-        if self.pending_lookups < period:
+        if self.pending_lookups < self.period:
             return None
         self.pending_lookups = 0
         # A^T G: each factor's gradient sums the scaled pending gradients of the rows whose history

@@ -22,7 +22,7 @@ from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_rat
                    table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork
+from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork, group_rows
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
@@ -445,10 +445,7 @@ class Recommender:
         if seen_split is None:  # saved before the split of each pair was recorded: count all as training
             seen_split = torch.zeros(len(seen_users), dtype=torch.int8)
         self._seen = (seen_users, seen_items, seen_split.long())
-        order = torch.argsort(seen_users, stable=True)
-        self._seen_items = seen_items[order]
-        counts = torch.bincount(seen_users, minlength=len(self.user_ids))
-        self._seen_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        self._seen_ptr, self._seen_items = group_rows(seen_users, seen_items, len(self.user_ids))
         self._candidates = self.net.known_items.cpu().clone()
 
     def _rated_in(self, ratings_path: str, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
