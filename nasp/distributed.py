@@ -169,7 +169,9 @@ class World:
         return values
 
     def mean_stats(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Per-key means over the ranks of an epoch's summed step statistics (one collective)."""
+        """Per-key means over the ranks of an epoch's summed step statistics (one collective). The
+        strategies' losses are already the whole batch's (``Strategy.sync_gradients``), the same
+        on every rank; a stepper's own statistics are averaged here."""
         if not self.parallel or not stats:
             return stats
         keys = sorted(stats)

@@ -152,9 +152,7 @@ def test_sparse_table_gradients_on_two_processes_match_one_process(ratings_write
     one = _one(*args, "--out", tmp_path / "one", "--json")
     assert one.exit_code == 0, one.output
     for a, b in zip(_rows(tmp_path / "one"), _rows(tmp_path / "two")):
-        # train_loss is the mean of the ranks' means: this split's last batch (5) splits 3 + 2
-        assert b.pop("train_loss") == pytest.approx(a.pop("train_loss"), rel=0.05)
-        _close(a, b, 1e-5)
+        _close(a, b, 1e-5)  # train_loss too: each step's loss is the whole batch's, weighted 3 + 2
     assert json.loads(two.stdout)["test_rmse"] == pytest.approx(json.loads(one.stdout)["test_rmse"], rel=1e-5)
 
 

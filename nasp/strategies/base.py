@@ -270,21 +270,33 @@ class Strategy(ABC):
         # MLPs) are not differentiated here; unused weights (unselected ops) get None
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             p.grad = g
-        self.sync_gradients(params, batch)
+        loss = self.sync_gradients(params, batch, loss.detach())
         if self.problem.grad_clip:
             clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
         self.weight_optimizer.step()
-        return loss.detach()
+        return loss
 
-    def sync_gradients(self, params: Sequence[nn.Parameter], batch: Any) -> None:
+    def sync_gradients(self, params: Sequence[nn.Parameter], batch: Any, loss: Optional[Tensor] = None) -> Optional[Tensor]:
         """In a data-parallel run, the gradients of ``params`` averaged over the ranks, each
-        weighted by its share of ``batch`` (nothing in one process). Call before every step."""
-        if self.world.parallel:
-            self.world.average_gradients(params, self.problem.examples(batch))
+        weighted by its share of ``batch`` (nothing in one process). Call before every step.
+        Returns ``loss`` (this rank's mean loss on its share, detached) as the whole batch's mean,
+        averaged in the same collective: every rank logs what one process would."""
+        if not self.world.parallel:
+            return loss
+        params = list(params)
+        averaged = self.synced([p.grad for p in params], params, batch, loss)
+        for p, g in zip(params, averaged[: len(params)]):
+            p.grad = g
+        return averaged[-1] if loss is not None else None
 
-    def synced(self, grads: Sequence[Optional[Tensor]], like: Sequence[Tensor], batch: Any) -> list[Optional[Tensor]]:
-        """``sync_gradients`` for gradients held in a list (DARTS' unrolled step)."""
-        return self.world.average(grads, like, self.problem.examples(batch)) if self.world.parallel else list(grads)
+    def synced(self, grads: Sequence[Optional[Tensor]], like: Sequence[Tensor], batch: Any,
+               loss: Optional[Tensor] = None) -> list[Optional[Tensor]]:
+        """``sync_gradients`` for gradients held in a list (DARTS' unrolled step); with ``loss``,
+        its whole-batch mean is appended to the list."""
+        grads, like = list(grads), list(like)
+        if loss is not None:
+            grads, like = grads + [loss.reshape(())], like + [loss.reshape(())]
+        return self.world.average(grads, like, self.problem.examples(batch)) if self.world.parallel else grads
 
     def current_lr(self) -> float:
         return float(self.weight_optimizer.param_groups[0]["lr"])

@@ -99,7 +99,8 @@ class DARTS(Strategy):
     def arch_gradients(self, train_batch: Any, valid_batch: Any) -> tuple[list[Tensor], Tensor]:
         """The architecture's gradients (averaged over the ranks of a data-parallel run) and the loss."""
         loss = self.problem.loss(self.network, valid_batch)
-        return self.synced(_grads(loss, self.arch_params), self.arch_params, valid_batch), loss.detach()
+        *grads, loss = self.synced(_grads(loss, self.arch_params), self.arch_params, valid_batch, loss.detach())
+        return grads, loss
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         self.arch_optimizer.zero_grad(set_to_none=True)
@@ -165,8 +166,8 @@ class DARTSSecondOrder(DARTS):
             with torch.no_grad():
                 torch._foreach_add_(weights, step, alpha=-xi)
             val_loss = self.problem.loss(self.network, valid_batch)
-            grads = self.synced(_grads(val_loss, self.arch_params + weights), self.arch_params + weights,
-                                         valid_batch)
+            *grads, val_loss = self.synced(_grads(val_loss, self.arch_params + weights), self.arch_params + weights,
+                                           valid_batch, val_loss.detach())
             d_arch, d_w = grads[: len(self.arch_params)], grads[len(self.arch_params) :]
 
             radius = 0.01 / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
@@ -182,4 +183,4 @@ class DARTSSecondOrder(DARTS):
             for w, b in zip(weights, backup):
                 w.copy_(b)
         total = [da - xi * (gp - gn) / (2 * radius) for da, gp, gn in zip(d_arch, *hessian)]
-        return total, val_loss.detach()
+        return total, val_loss

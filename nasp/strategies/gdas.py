@@ -74,10 +74,10 @@ class GDAS(Strategy):
         grads = torch.autograd.grad(arch_loss, self.arch_params, allow_unused=True)
         for p, g in zip(self.arch_params, grads):
             p.grad = g
-        self.sync_gradients(self.arch_params, valid_batch)
+        arch_loss = self.sync_gradients(self.arch_params, valid_batch, arch_loss.detach())
         self.arch_optimizer.step()
         train_loss = self.weight_step(train_batch, rule)
-        return {"train_loss": train_loss, "arch_loss": arch_loss.detach()}
+        return {"train_loss": train_loss, "arch_loss": arch_loss}
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:

@@ -104,11 +104,11 @@ class NASP(Strategy):
         with arch.discrete(), self.network.using(Active(arch.selection)):
             arch_loss = self.problem.loss(self.network, batch)
             arch.backward(arch_loss + arch.penalty())
-        self.sync_gradients(arch.alphas + arch.extra_params, batch)
+        arch_loss = self.sync_gradients(arch.alphas + arch.extra_params, batch, arch_loss.detach())
         arch.step()
         with arch.discrete():
             train_loss = self.weight_step(train_batch, SinglePath(arch.selection))
-        return {"train_loss": train_loss, "arch_loss": arch_loss.detach()}
+        return {"train_loss": train_loss, "arch_loss": arch_loss}
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
