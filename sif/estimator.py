@@ -126,6 +126,11 @@ class SIFOptions(RunConfig):
                 raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
         if self.batch_size is not None:
             check_shards(self.batch_size, "--batch-size")
+        if self.implicit is False:
+            given = [f"--{name.replace('_', '-')}" for name in ("history_refreshes", "implicit_reg") if getattr(self, name) is not None]
+            if given:
+                raise NaspError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the implicit term, which "
+                                f"--no-implicit turns off: drop one or the other")
         if self.ifc is not None and self.arch is not None:
             raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
         if self.ifc is not None:

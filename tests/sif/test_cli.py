@@ -468,6 +468,13 @@ def test_history_refreshes_reach_the_model_and_bad_values_are_one_line(tiny_rati
 
     with pytest.raises(NaspError, match="--history-refreshes 1.5: must be an integer >= 0"):
         SIF(ifc="multiply", history_refreshes=1.5).fit(tiny_ratings)
+    # the implicit term's settings beside --no-implicit: one line, not silently ignored
+    r = _invoke("sif", "train", "--ifc", "multiply", "--no-implicit", "--data", tiny_ratings, "--history-refreshes", "4",
+                "--out", tmp_path / "off")
+    assert r.exit_code == 1 and not (tmp_path / "off").exists(), r.output
+    assert r.output == "Error: --history-refreshes sets the implicit term, which --no-implicit turns off: drop one or the other\n"
+    with pytest.raises(NaspError, match="--history-refreshes and --implicit-reg set the implicit term"):
+        SIF(ifc="multiply", implicit=False, implicit_reg=0.1, history_refreshes=0).fit(tiny_ratings)
 
 
 def test_sparse_tables_train_without_torchs_notice(tmp_path):
