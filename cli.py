@@ -5,7 +5,6 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from typing import Callable
 
 
@@ -36,8 +35,6 @@ class NaspGroup(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001 - click's signature
         configure_logging()  # the default (one line per epoch); -v/-q, before or after the subcommand, change it
-        # torch's once-per-process notice when Adagrad steps a sparse gradient (SIF's large tables) is not for users
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
         return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context):

@@ -273,7 +273,10 @@ class Strategy(ABC):
         loss = self.sync_gradients(params, batch, loss.detach())
         if self.problem.grad_clip:
             clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
-        self.weight_optimizer.step()
+        # torch's default, said explicitly: its optimizers' sparse steps (Adagrad on SIF's large
+        # tables) then skip the invariant checks without a warning to every user of the library
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):
+            self.weight_optimizer.step()
         return loss
 
     def sync_gradients(self, params: Sequence[nn.Parameter], batch: Any, loss: Optional[Tensor] = None) -> Optional[Tensor]:

@@ -496,3 +496,9 @@ def test_sparse_tables_train_without_torchs_notice(tmp_path):
                          capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Sparse invariant" not in out.stderr and "Warning" not in out.stderr, out.stderr
+    # the Python API too, with warnings as errors (torch warns once per process: a fresh one)
+    code = (f"from sif import SIF; SIF(ifc='multiply', max_epochs=1, dim=4).fit({str(tmp_path / 'u.data')!r}); "
+            "print('fitted')")
+    out = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "fitted", out.stderr[-2000:]
