@@ -237,6 +237,14 @@ class SIF:
             run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
                                                                 for k, v in dataclasses.asdict(self.options).items()}})
         self._run_path = run.path
+        try:
+            return self._fit(run, splits, path, owned)
+        finally:
+            if owned:  # also when the fit fails: the temporary run's lock is not left open
+                run.close()
+
+    def _fit(self, run: RunDir, splits: Splits, path: Any, owned: bool) -> "SIF":
+        """``fit``'s work in ``run``: search (if asked), retrain, compare, test, keep the model."""
         device = resolve_device(self.options.device)
         check_amp(self.options.amp, device)
         t0 = time.perf_counter()
@@ -255,7 +263,6 @@ class SIF:
             self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
             if owned:
                 run.finish(self.summary_)
-                run.close()
             return self
         init = None
         if self.searches and self.options.warm_start:
@@ -271,7 +278,6 @@ class SIF:
         self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
         if owned:  # the CLI writes its own summary (with the run directory's path)
             run.finish(self.summary_)
-            run.close()
         return self
 
     def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:

@@ -232,6 +232,17 @@ def test_the_estimator_on_both_tasks(tiny_ratings, log_file, tmp_path):
         SIF(task="ranking", epoch=3)
     with pytest.raises(NaspError, match="needs a user and an item column"):
         SIF(task="ranking").fit(pd.DataFrame({"a": [1]}))
+    # a fit that fails once its temporary run exists closes the run's lock file itself (not the
+    # garbage collector, which warns of an unclosed file)
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(NaspError, match="cuda:99"):
+            SIF(ifc="multiply", max_epochs=1, dim=4, device="cuda:99").fit(tiny_ratings)
+        gc.collect()
+    assert not [w for w in caught if ".lock" in str(w.message)], [str(w.message) for w in caught]
 
 
 # a planted data set ----------------------------------------------------------------------------
