@@ -65,6 +65,17 @@ def test_per_user_counts_follow_recbole_ratio_split():
     assert valid.tolist() == [0, 0, 1, 1, 1, 2] and test.tolist() == [0, 1, 1, 1, 1, 2]
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_per_user_order_is_lexsorts(ties):
+    """Grouped by user, by key within a user, file order among equal keys (timestamps tie)."""
+    from sif.data import user_key_order
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 40, 5000)
+    key = rng.integers(0, 20, 5000) if ties else rng.random(5000)
+    assert np.array_equal(user_key_order(users, key), np.lexsort((np.arange(5000), key, users)))
+
+
 def test_temporal_and_random_per_user_splits_keep_each_users_order(tmp_path):
     rng = np.random.default_rng(0)
     rows = [(f"u{u}", f"i{i}", 1, float(rng.integers(0, 10**6))) for u in range(30) for i in rng.choice(50, 12, replace=False)]
