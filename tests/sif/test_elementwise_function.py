@@ -17,6 +17,9 @@ def test_gradcheck_in_float64(residual):
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     inputs = (x, mlp.inner.weight, mlp.inner.bias, mlp.outer.weight, mlp.outer.bias, residual)
     assert torch.autograd.gradcheck(ElementwiseMLPFunction.apply, inputs)
+    # a frozen MLP's path: the input's gradient from the slope kept in forward
+    frozen = (x, *(w.detach() for w in inputs[1:5]), residual, True)
+    assert torch.autograd.gradcheck(ElementwiseMLPFunction.apply, frozen)
 
 
 @pytest.mark.parametrize("residual", [True, False])
@@ -40,10 +43,18 @@ def test_same_values_and_gradients_as_the_plain_module(residual, shape):
         assert u.shape == v.shape and torch.allclose(u, v, rtol=1e-10, atol=1e-12)
 
 
-def test_a_frozen_mlp_passes_gradients_to_its_input_only():
-    mlp = ElementwiseMLP(4).requires_grad_(False)
-    x = torch.randn(6, 3, requires_grad=True)
-    mlp(x).sum().backward()
+@pytest.mark.parametrize("residual", [True, False])
+def test_a_frozen_mlp_passes_gradients_to_its_input_only(residual):
+    torch.manual_seed(2)
+    mlp = ElementwiseMLP(4, residual).double().requires_grad_(False)
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 3, dtype=torch.float64)
+    (mlp(x) * w).sum().backward()
     assert x.grad is not None and all(p.grad is None for p in mlp.parameters())
+    (want,) = torch.autograd.grad((mlp.reference(x) * w).sum(), [x])
+    assert torch.allclose(x.grad, want, rtol=1e-10, atol=1e-12)
     with torch.no_grad():
         assert torch.allclose(mlp(x), mlp.reference(x))
