@@ -27,6 +27,7 @@ import click  # noqa: E402  (after the start-up handler on purpose)
 
 from nasp import NaspError, __version__  # noqa: E402
 from nasp.commands import RUN_META, configure_logging, verbosity_options  # noqa: E402
+from nasp.devices import tune_host_allocator  # noqa: E402
 
 
 class NaspGroup(click.Group):
@@ -35,6 +36,7 @@ class NaspGroup(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001 - click's signature
         configure_logging()  # the default (one line per epoch); -v/-q, before or after the subcommand, change it
+        tune_host_allocator()  # freed step memory stays with the process (nasp.devices)
         return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context):

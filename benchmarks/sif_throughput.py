@@ -110,6 +110,10 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     from torch import nn
 
     torch.set_num_threads(1)
+    import nasp.devices
+
+    # as the nasp command of the timed checkout does (older checkouts had no such call)
+    tuned = nasp.devices.tune_host_allocator() if hasattr(nasp.devices, "tune_host_allocator") else False
     from nasp.strategies import build_strategy
     from sif import pipeline
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
@@ -192,7 +196,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
 
     return {"size": size, "file": str(path), "ratings": len(splits.train) + len(splits.valid) + len(splits.test),
             "users": n_users, "items": n_items, "train_ratings": len(splits.train), "steps": per_block * 5,
-            "refresh_every_steps": refresh_every,
+            "refresh_every_steps": refresh_every, "host_allocator_tuned": tuned,
             "read": read, "split_cpu_s": split_cpu, "train_pass_build_cpu_s": train_build, "phases": phases,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "code": str(Path(sif.__file__).parents[1])}
 

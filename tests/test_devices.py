@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli import NaspGroup, main
 from nasp.cnn.data import write_synthetic_cifar
-from nasp.devices import autocast_loss, check_amp, nondeterministic_op, set_deterministic
+from nasp.devices import autocast_loss, check_amp, nondeterministic_op, set_deterministic, tune_host_allocator
 from nasp.errors import NaspError
 from nasp.runs import RunDir
 
@@ -93,3 +93,19 @@ def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeyp
     resumed = CliRunner().invoke(main, ["sif", "train", "--resume", "--out", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs_trained"] == 3
+
+
+def test_the_host_allocator_is_tuned_on_glibc_unless_the_environment_tunes_it(monkeypatch):
+    import platform
+
+    for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tune_host_allocator() is True
+    else:
+        assert tune_host_allocator() is False
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # the user's own setting wins
+    assert tune_host_allocator() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072")
+    assert tune_host_allocator() is False
