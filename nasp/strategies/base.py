@@ -264,7 +264,7 @@ class Strategy(ABC):
     def weight_step(self, batch: Any, rule: MixingRule) -> Tensor:
         """One optimizer step of the weights on ``batch`` mixed under ``rule``; returns the loss."""
         params = [p for p in self.weight_params if p.requires_grad]
-        with self.mixing(rule):
+        with self.mixing(rule), differentiating_only(self.network, params):
             loss = self.problem.loss(self.network, batch)
         # gradients of the weights only: alphas and architecture extras (e.g. SIF's element-wise
         # MLPs) are not differentiated here; unused weights (unselected ops) get None
@@ -303,6 +303,22 @@ class Strategy(ABC):
 
     def current_lr(self) -> float:
         return float(self.weight_optimizer.param_groups[0]["lr"])
+
+
+@contextmanager
+def differentiating_only(network: nn.Module, params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """The forward pass inside records a graph for ``params`` only: the network's other trainable
+    parameters (alphas, architecture extras) are frozen meanwhile, so ops that see frozen weights
+    take their cheaper paths (e.g. SIF's element-wise MLPs keep only their slope)."""
+    wanted = {id(p) for p in params}
+    others = [p for p in network.parameters() if p.requires_grad and id(p) not in wanted]
+    for p in others:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in others:
+            p.requires_grad_(True)
 
 
 def clip_grad_norm(params: Sequence[nn.Parameter], max_norm: float) -> Tensor:
