@@ -93,27 +93,28 @@ class ElementwiseMLP(nn.Module):
 class ElementwiseMLPFunction(torch.autograd.Function):
     """g(x) = [x +] w2 . tanh(w1 x + b1) + b2 per entry of x, with a hand-written backward.
 
-    Forward keeps one [..., h] tensor (the activations a, tanh taken as 2 sigmoid(2z) - 1);
+    Forward keeps one [h, ...] tensor (the activations a, tanh taken as 2 sigmoid(2z) - 1);
     backward, with g the output gradient: dz = g * w2 * (1 - a^2), dx = dz . w1 [+ g],
     dw1 = sum dz * x, db1 = sum dz, dw2 = sum g * a, db2 = sum g (weight gradients only when
     asked for). ``slope_only`` (a frozen MLP, as in retraining, whose input needs a gradient):
     forward keeps only g'(x) = [1 +] sum_h w1 w2 (1 - a^2) per entry, and backward is one
-    product, g * g'(x), instead of four passes over [..., h]. Once differentiable."""
+    product, g * g'(x), instead of four passes over [h, ...]. Once differentiable."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, residual: bool,
                 slope_only: bool = False) -> Tensor:
         h = w1.shape[0]
+        # the activations as [h, entries]: every op then runs along contiguous rows, and the
+        # products over h are vector-matrix ones (both 1.8-2.7x faster than [entries, h] here).
         # tanh(z) = 2 sigmoid(2z) - 1: sigmoid is ~3.5x cheaper than tanh on CPU (float32: within 2e-7)
-        a = torch.addcmul(2 * b1, x.unsqueeze(-1), 2 * w1.reshape(h)).sigmoid_().mul_(2).sub_(1)  # [..., h]
-        flat_a = a.reshape(-1, h)
-        out = (flat_a @ w2.reshape(h)).reshape(x.shape) + b2.reshape(())
+        a = torch.addcmul((2 * b1).reshape(h, 1), (2 * w1).reshape(h, 1), x.reshape(1, -1)).sigmoid_().mul_(2).sub_(1)
+        out = (w2.reshape(h) @ a).reshape(x.shape) + b2.reshape(())
         if residual:
             out = out + x
         ctx.residual, ctx.slope_only = residual, slope_only
         if slope_only:
-            w12 = (w1.reshape(h) * w2.reshape(h))
-            slope = torch.addmv((w12.sum() + float(residual)).expand(flat_a.shape[0]), flat_a.square(), w12, alpha=-1)
+            w12 = w1.reshape(h) * w2.reshape(h)
+            slope = (w12.sum() + float(residual)) - w12 @ a.square()
             ctx.save_for_backward(slope.reshape(x.shape))
         else:
             ctx.save_for_backward(x, a, w1, w2)
@@ -127,24 +128,24 @@ class ElementwiseMLPFunction(torch.autograd.Function):
             return grad * slope, None, None, None, None, None, None
         x, a, w1, w2 = ctx.saved_tensors
         h = w1.shape[0]
-        flat_a, flat_g = a.reshape(-1, h), grad.reshape(-1)
+        flat_g = grad.reshape(-1)
         need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:5]
         dx = dw1 = db1 = dw2 = db2 = None
         if need_w2:
-            dw2 = (flat_g @ flat_a).reshape(w2.shape)
+            dw2 = (a @ flat_g).reshape(w2.shape)
         if need_b2:
             db2 = flat_g.sum().reshape(1)
         if need_x or need_w1 or need_b1:
             one = torch.ones((), dtype=a.dtype, device=a.device)
-            dz = torch.outer(flat_g, w2.reshape(h)).mul_(torch.addcmul(one, flat_a, flat_a, value=-1))  # [N, h]
+            dz = torch.addcmul(one, a, a, value=-1).mul_(w2.reshape(h, 1)).mul_(flat_g.reshape(1, -1))  # [h, entries]
             if need_x:
-                dx = (dz @ w1.reshape(h)).reshape(x.shape)
+                dx = (w1.reshape(h) @ dz).reshape(x.shape)
                 if ctx.residual:
                     dx = dx + grad
             if need_w1:
-                dw1 = (x.reshape(-1) @ dz).reshape(w1.shape)
+                dw1 = (dz @ x.reshape(-1)).reshape(w1.shape)
             if need_b1:
-                db1 = dz.sum(0)
+                db1 = dz.sum(1)
         return dx, dw1, db1, dw2, db2, None, None
 
 
