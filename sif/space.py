@@ -107,7 +107,8 @@ class ElementwiseMLPFunction(torch.autograd.Function):
         # the activations as [h, entries]: every op then runs along contiguous rows, and the
         # products over h are vector-matrix ones (both 1.8-2.7x faster than [entries, h] here).
         # tanh(z) = 2 sigmoid(2z) - 1: sigmoid is ~3.5x cheaper than tanh on CPU (float32: within 2e-7)
-        a = torch.addcmul((2 * b1).reshape(h, 1), (2 * w1).reshape(h, 1), x.reshape(1, -1)).sigmoid_().mul_(2).sub_(1)
+        # (w x).add_(b), not addcmul(b, w, x): its broadcast is 4x slower
+        a = ((2 * w1).reshape(h, 1) * x.reshape(1, -1)).add_((2 * b1).reshape(h, 1)).sigmoid_().mul_(2).sub_(1)
         out = (w2.reshape(h) @ a).reshape(x.shape) + b2.reshape(())
         if residual:
             out = out + x
