@@ -75,6 +75,28 @@ def test_nasp_weight_step_touches_only_selected_ops():
         assert changed == (k == chosen[edge]), name
 
 
+def test_a_weight_step_differentiates_the_weights_only_and_leaves_the_rest_trainable():
+    """During the weight step's forward the alphas are frozen (no graph for them; ops see frozen
+    weights and take their cheaper paths); afterwards they are trainable again, untouched."""
+    from nasp.mixing import Softmax
+    from nasp.strategies.base import differentiating_only
+
+    net = TinyNet()
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(net.alpha.requires_grad))
+    strategy = build_strategy("darts", _problem(net), epochs=1)
+    alpha = net.alpha.detach().clone()
+    train, _ = _batches()
+    loss = strategy.weight_step(train, Softmax())
+    assert seen == [False] and net.alpha.requires_grad and net.alpha.grad is None
+    assert torch.equal(net.alpha, alpha) and torch.isfinite(loss)
+    with pytest.raises(RuntimeError, match="inside"):
+        with differentiating_only(net, list(net.ops1.parameters())):
+            assert not net.alpha.requires_grad and not net.ops2[0].weight.requires_grad
+            raise RuntimeError("inside")
+    assert net.alpha.requires_grad and net.ops2[0].weight.requires_grad  # restored on an error too
+
+
 @pytest.mark.parametrize("name", search_strategy_names())
 def test_every_search_strategy_solves_the_feature_transform_example(feature_transform, name):
     epochs = feature_transform.EPOCHS.get(name, 30)  # gdas: sampled paths need more arch steps
