@@ -91,8 +91,10 @@ class HistoryEncoder(nn.Module):
         return uniq, inverse, lengths, offsets, flat
 
     def forward(self, ids: Tensor) -> Tensor:
-        if self.refreshes is not None and torch.is_grad_enabled() and self.factors.weight.requires_grad:
-            return _CachedHistory.apply(ids, self.factors.weight, self)
+        if self.refreshes is not None and torch.is_grad_enabled():
+            if self.factors.weight.requires_grad:
+                return _CachedHistory.apply(ids, self.factors.weight, self)
+            return self.cached_sums()[ids]  # frozen factors (an architecture step): the same values
         uniq, inverse, lengths, offsets, flat = self._gather(ids)
         sums = nn.functional.embedding_bag(self.neighbours[flat], self.factors.weight, offsets, mode="sum")
         return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]

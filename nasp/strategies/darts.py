@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..errors import NaspError
 from ..mixing import Softmax
-from .base import SearchProblem, Strategy, arch_optimizer
+from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
 
@@ -98,7 +98,8 @@ class DARTS(Strategy):
 
     def arch_gradients(self, train_batch: Any, valid_batch: Any) -> tuple[list[Tensor], Tensor]:
         """The architecture's gradients (averaged over the ranks of a data-parallel run) and the loss."""
-        loss = self.problem.loss(self.network, valid_batch)
+        with differentiating_only(self.network, self.arch_params):
+            loss = self.problem.loss(self.network, valid_batch)
         *grads, loss = self.synced(_grads(loss, self.arch_params), self.arch_params, valid_batch, loss.detach())
         return grads, loss
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..architect import assigned
 from ..mixing import MixingRule, MixPlan, SinglePath
-from .base import SearchProblem, Strategy, arch_optimizer
+from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
 
@@ -69,7 +69,7 @@ class GDAS(Strategy):
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         rule = GumbelHard(self.tau, self.generator)
         self.arch_optimizer.zero_grad(set_to_none=True)
-        with self.network.using(rule):
+        with self.network.using(rule), differentiating_only(self.network, self.arch_params):
             arch_loss = self.problem.loss(self.network, valid_batch)
         grads = torch.autograd.grad(arch_loss, self.arch_params, allow_unused=True)
         for p, g in zip(self.arch_params, grads):

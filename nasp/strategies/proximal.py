@@ -10,7 +10,7 @@ from torch import Tensor
 from ..architect import Architect, assigned
 from ..errors import NaspError
 from ..mixing import Active, SinglePath
-from .base import SearchProblem, Strategy, arch_optimizer, sample_architecture
+from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only, sample_architecture
 from .registry import STRATEGIES
 
 
@@ -102,7 +102,8 @@ class NASP(Strategy):
         arch.zero_grad()
         batch = self.arch_batch(train_batch, valid_batch)
         with arch.discrete(), self.network.using(Active(arch.selection)):
-            arch_loss = self.problem.loss(self.network, batch)
+            with differentiating_only(self.network, arch.alphas + arch.extra_params):
+                arch_loss = self.problem.loss(self.network, batch)
             arch.backward(arch_loss + arch.penalty())
         arch_loss = self.sync_gradients(arch.alphas + arch.extra_params, batch, arch_loss.detach())
         arch.step()

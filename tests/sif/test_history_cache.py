@@ -75,6 +75,17 @@ def test_without_gradients_or_refreshes_the_exact_path_runs():
     assert exact(ids).grad_fn is not None and "Cached" not in type(exact(ids).grad_fn).__name__
 
 
+def test_frozen_factors_under_gradients_read_the_cache_and_count_nothing():
+    """An architecture step freezes the factors (``differentiating_only``): the encodings are the
+    cached sums' rows, with no graph, and nothing is counted toward the next refresh."""
+    exact, cached = _pair(64)
+    ids = torch.tensor([2, 4, 0, 2, 5])
+    cached.factors.weight.requires_grad_(False)
+    out = cached(ids)
+    assert out.grad_fn is None and torch.allclose(out, exact(ids), rtol=1e-12)
+    assert cached.pending_lookups == 0 and cached.pending_rows.numel() == 0
+
+
 def test_the_network_config_sets_the_refreshes_and_state_dicts_hold_no_cache():
     net = SIFNetwork(ModelConfig(6, 7, dim=3, implicit=True))
     assert net.user_history.refreshes == 64

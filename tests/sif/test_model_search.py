@@ -191,3 +191,46 @@ def test_model_saved_under_the_old_implicit_names_loads():
 
 
 RENAMED_OLD = {new: old for old, new in RENAMED_KEYS.items()}
+
+
+@pytest.mark.parametrize("strategy", ["nasp", "darts", "gdas"])
+def test_freezing_what_a_step_does_not_differentiate_changes_no_result(monkeypatch, strategy):
+    """The strategies freeze the parameters a forward pass is not differentiated for
+    (``differentiating_only``: SIF's element-wise MLPs then skip their input gradient in an
+    architecture step and keep only their slope in a weight step, the history encoder reads its
+    cache without a graph): five steps with and without it end with the same parameters."""
+    import contextlib
+
+    import nasp.strategies.base as base
+    import nasp.strategies.darts as darts
+    import nasp.strategies.gdas as gdas
+    import nasp.strategies.proximal as proximal
+    from nasp.strategies import build_strategy
+    from sif.engine import make_problem
+
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 30, (600,), generator=g), torch.randint(0, 20, (600,), generator=g)
+    ratings = torch.randint(1, 6, (600,), generator=g).float()
+
+    def run() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        net = SIFNetwork(ModelConfig(30, 20, dim=4, implicit=True, global_mean=3.0, history_refreshes=8))
+        net.set_history(users, items)
+        with torch.no_grad():
+            for p in net.mlp_u.parameters():
+                p.normal_(0, 0.5)
+        problem = make_problem(net, TrainSettings(batch_size=100), {"seed": 0, "warmup_epochs": 0})
+        stepper = build_strategy(strategy, problem, 2)
+        stepper.begin_epoch(1)
+        for k in range(5):
+            s = slice(100 * k, 100 * k + 100)
+            v = slice(100 * k + 50, 100 * k + 150)
+            stepper.step((users[s], items[s], ratings[s]), (users[v], items[v], ratings[v]))
+        return [p.detach().clone() for p in net.parameters()]
+
+    frozen = run()
+    for module in (base, darts, gdas, proximal):
+        monkeypatch.setattr(module, "differentiating_only", lambda *a: contextlib.nullcontext())
+    plain = run()
+    for a, b in zip(frozen, plain):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
