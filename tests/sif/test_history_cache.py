@@ -2,7 +2,6 @@
 two refreshes, nothing lost, the exact path without gradients or with ``refreshes=None``."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from sif.model import HistoryEncoder, ModelConfig, SIFNetwork

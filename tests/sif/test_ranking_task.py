@@ -232,8 +232,6 @@ def test_the_estimator_on_both_tasks(tiny_ratings, log_file, tmp_path):
     assert np.allclose(loaded.predict(["1", "2"], ["3", "4"]), ranking.predict(["1", "2"], ["3", "4"]))
     assert loaded.recommend("1", 5)["item"].tolist() == ranking.recommend("1", 5)["item"].tolist()
     # evaluating on the test split reproduces the summary's test metrics (same exclusions)
-    from sif.data import table_from_frame
-
     splits, _ = SIF(task="ranking").load_data(frame)
     test = pd.DataFrame({"user": [splits.ids.user_ids[u] for u in splits.test.users.tolist()],
                          "item": [splits.ids.item_ids[i] for i in splits.test.items.tolist()]})
