@@ -103,6 +103,14 @@ class ElementwiseMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, residual: bool,
                 slope_only: bool = False) -> Tensor:
+        # element-wise work gains nothing from autocast, and a bfloat16 slope or activation would
+        # cost the gradients their precision (--amp): the MLP computes in its weights' dtype
+        with torch.autocast(x.device.type, enabled=False):
+            return ElementwiseMLPFunction._forward(ctx, x.to(w1.dtype), w1, b1, w2, b2, residual, slope_only)
+
+    @staticmethod
+    def _forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, residual: bool,
+                 slope_only: bool) -> Tensor:
         h = w1.shape[0]
         # the activations as [h, entries]: every op then runs along contiguous rows, and the
         # products over h are vector-matrix ones (both 1.8-2.7x faster than [entries, h] here).
@@ -126,8 +134,9 @@ class ElementwiseMLPFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         if ctx.slope_only:
             (slope,) = ctx.saved_tensors
-            return grad * slope, None, None, None, None, None, None
+            return grad.to(slope.dtype) * slope, None, None, None, None, None, None
         x, a, w1, w2 = ctx.saved_tensors
+        grad = grad.to(a.dtype)  # a bfloat16 gradient from an autocast op downstream
         h = w1.shape[0]
         flat_g = grad.reshape(-1)
         need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:5]

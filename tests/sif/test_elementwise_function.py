@@ -58,3 +58,28 @@ def test_a_frozen_mlp_passes_gradients_to_its_input_only(residual):
     assert torch.allclose(x.grad, want, rtol=1e-10, atol=1e-12)
     with torch.no_grad():
         assert torch.allclose(mlp(x), mlp.reference(x))
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize("residual", [True, False])
+def test_under_autocast_the_mlp_computes_in_float32(frozen, residual):
+    """--amp: bfloat16 autocast around the MLP and a bfloat16 op after it. The MLP computes in
+    float32, so the input's gradient is the float32 module's through the same bfloat16 op."""
+    torch.manual_seed(3)
+    mlp = ElementwiseMLP(8, residual)
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_()
+    mlp.requires_grad_(not frozen)
+    x = torch.randn(64, 16, requires_grad=True)
+    head = torch.randn(16, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mlp(x)
+        score = out @ head
+    assert out.dtype == torch.float32 and score.dtype == torch.bfloat16
+    (got,) = torch.autograd.grad(score.float().sum(), [x])
+    plain = mlp.reference(x)  # float32, outside autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain_score = plain @ head
+    (want,) = torch.autograd.grad(plain_score.float().sum(), [x])
+    assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=1e-5, atol=1e-5)
