@@ -116,7 +116,8 @@ class World:
         if on_rows:
             gathered = self._gather_rows([grads[i] for i in on_rows], [like[i] for i in on_rows], examples, sizes[:, on_rows])
             for i, (rows, values) in zip(on_rows, gathered):
-                out[i] = torch.sparse_coo_tensor(rows.unsqueeze(0), (values / total).to(like[i].dtype), like[i].shape).coalesce()
+                out[i] = torch.sparse_coo_tensor(rows.unsqueeze(0), (values / total).to(like[i].dtype), like[i].shape,
+                                                 check_invariants=False).coalesce()
         return out
 
     def _gather_rows(self, grads: list[Optional[Tensor]], like: list[Tensor], examples: int,
