@@ -234,10 +234,11 @@ class SIF:
             seed_everything(self.options.seed)
             self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
             run = RunDir(Path(self._tmp.name) / "run")
-            run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
-                                                                for k, v in dataclasses.asdict(self.options).items()}})
         self._run_path = run.path
         try:
+            if owned:
+                run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
+                                                                    for k, v in dataclasses.asdict(self.options).items()}})
             return self._fit(run, splits, path, owned)
         finally:
             if owned:  # also when the fit fails: the temporary run's lock is not left open

@@ -309,12 +309,13 @@ class Strategy(ABC):
 def differentiating_only(network: nn.Module, params: Sequence[nn.Parameter]) -> Iterator[None]:
     """The forward pass inside records a graph for ``params`` only: the network's other trainable
     parameters (alphas, architecture extras) are frozen meanwhile, so ops that see frozen weights
-    take their cheaper paths (e.g. SIF's element-wise MLPs keep only their slope)."""
+    take their cheaper paths (e.g. SIF's element-wise MLPs keep only their slope). Not nested:
+    a wanted parameter that an outer call froze stays frozen."""
     wanted = {id(p) for p in params}
     others = [p for p in network.parameters() if p.requires_grad and id(p) not in wanted]
-    for p in others:
-        p.requires_grad_(False)
     try:
+        for p in others:
+            p.requires_grad_(False)
         yield
     finally:
         for p in others:

@@ -228,9 +228,18 @@ def test_freezing_what_a_step_does_not_differentiate_changes_no_result(monkeypat
             stepper.step((users[s], items[s], ratings[s]), (users[v], items[v], ratings[v]))
         return [p.detach().clone() for p in net.parameters()]
 
+    from sif.space import ElementwiseMLPFunction
+
+    slopes: list[bool] = []
+    forward = ElementwiseMLPFunction._forward
+    monkeypatch.setattr(ElementwiseMLPFunction, "_forward",
+                        staticmethod(lambda ctx, *args: slopes.append(args[-1]) or forward(ctx, *args)))
     frozen = run()
+    assert any(slopes), "the weight steps' frozen MLPs kept only their slope"
+    slopes.clear()
     for module in (base, darts, gdas, proximal):
         monkeypatch.setattr(module, "differentiating_only", lambda *a: contextlib.nullcontext())
     plain = run()
+    assert slopes and not any(slopes)  # nothing frozen: the full path everywhere
     for a, b in zip(frozen, plain):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
