@@ -134,9 +134,8 @@ class ElementwiseMLPFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         if ctx.slope_only:
             (slope,) = ctx.saved_tensors
-            return grad.to(slope.dtype) * slope, None, None, None, None, None, None
+            return grad * slope, None, None, None, None, None, None
         x, a, w1, w2 = ctx.saved_tensors
-        grad = grad.to(a.dtype)  # a bfloat16 gradient from an autocast op downstream
         h = w1.shape[0]
         flat_g = grad.reshape(-1)
         need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:5]
