@@ -48,7 +48,7 @@ def batches(data: Interactions, batch_size: int, seed: int, shuffle: bool = True
         if shuffle:
             g = torch.Generator().manual_seed(seed * 100_003 + i)
             order = torch.randperm(n, generator=g).to(data.users.device)
-            users, items, ratings = data.users[order], data.items[order], data.ratings[order]
+            users, items, ratings = (t.index_select(0, order) for t in (data.users, data.items, data.ratings))
         else:
             users, items, ratings = data.users, data.items, data.ratings
         return [tuple(world.shard(t[j : j + batch_size]) for t in (users, items, ratings))

@@ -25,7 +25,7 @@ def group_rows(keys: Tensor, values: Tensor, groups: int) -> tuple[Tensor, Tenso
     ``values[indptr[k]:indptr[k + 1]]`` are key k's."""
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=groups)
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), values[order]
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), values.index_select(0, order)
 
 
 class HistoryEncoder(nn.Module):
@@ -83,7 +83,7 @@ class HistoryEncoder(nn.Module):
     def _gather(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(unique ids, inverse, history lengths, bag offsets, flat history positions) of ``ids``."""
         uniq, inverse = torch.unique(ids, return_inverse=True)
-        start, end = self.indptr[uniq], self.indptr[uniq + 1]
+        start, end = self.indptr.index_select(0, uniq), self.indptr.index_select(0, uniq + 1)
         lengths = end - start
         offsets = torch.cumsum(lengths, 0) - lengths
         total = int(lengths.sum())
@@ -94,10 +94,10 @@ class HistoryEncoder(nn.Module):
         if self.refreshes is not None and torch.is_grad_enabled():
             if self.factors.weight.requires_grad:
                 return _CachedHistory.apply(ids, self.factors.weight, self)
-            return self.cached_sums()[ids]  # frozen factors (an architecture step): the same values
+            return self.cached_sums().index_select(0, ids)  # frozen factors (an architecture step): the same values
         uniq, inverse, lengths, offsets, flat = self._gather(ids)
-        sums = nn.functional.embedding_bag(self.neighbours[flat], self.factors.weight, offsets, mode="sum")
-        return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1))[inverse]
+        sums = nn.functional.embedding_bag(self.neighbours.index_select(0, flat), self.factors.weight, offsets, mode="sum")
+        return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1)).index_select(0, inverse)
 
     def regularization(self, others: Tensor) -> Tensor:
         """Sum of squared factors of ``others`` (each penalised as often as it occurs)."""
@@ -227,7 +227,7 @@ class _CachedHistory(torch.autograd.Function):
         ctx.encoder = encoder
         ctx.counts = encoder._count(ids)
         ctx.save_for_backward(ids)
-        return encoder.cached_sums()[ids]
+        return encoder.cached_sums().index_select(0, ids)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -244,14 +244,14 @@ class _CachedSquares(torch.autograd.Function):
         ctx.encoder = encoder
         ctx.share = encoder.step_share  # of this step's encodings (the loss computes them first)
         ctx.save_for_backward(others, weight)
-        return weight[others].pow(2).sum()
+        return weight.index_select(0, others).pow(2).sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         others, weight = ctx.saved_tensors
         pending = ctx.encoder._pending("pending_factors", weight.shape[0], weight)
-        pending.index_add_(0, others, 2 * grad * weight[others] * ctx.share)
+        pending.index_add_(0, others, 2 * grad * weight.index_select(0, others) * ctx.share)
         return None, None, None
 
 

@@ -204,7 +204,7 @@ class RankingTask(Task):
         def make(i: int) -> list:
             g = torch.Generator().manual_seed(seed * 100_003 + i)
             order = torch.randperm(len(positives), generator=g).to(positives.users.device)
-            users, items = positives.users[order], positives.items[order]
+            users, items = positives.users.index_select(0, order), positives.items.index_select(0, order)
             neg = sampler.sample(users.cpu(), self.negatives, generator=g).to(users.device)
             both = torch.cat([items.unsqueeze(1), neg], dim=1)
             n = len(users)
