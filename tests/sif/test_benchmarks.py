@@ -63,8 +63,9 @@ def test_throughput_benchmark_runs_on_ml100k_and_writes_json(ml100k_path, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.loads(out.read_text())["results"]
     assert row["size"] == "100k" and row["ratings"] == 100_000 and row["peak_rss_mib"] > 0
-    assert set(row["phases"]) == {"warm-up", "search", "retraining", "minimal MF"}
+    assert set(row["phases"]) == {"warm-up", "search", "retraining", "SIF plain MF", "minimal MF", "min. MF sparse"}
     assert all(ph["ratings_per_cpu_s"] > 0 and ph["x_minimal_mf"] > 0 for ph in row["phases"].values())
+    assert min(row["phases"][k]["x_fastest_minimal_mf"] for k in ("minimal MF", "min. MF sparse")) == 1.0
 
 
 def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path):
