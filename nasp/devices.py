@@ -77,7 +77,8 @@ def tune_host_allocator() -> bool:
     of freed memory per malloc arena stays with the process (the peak RSS of a 20M-rating SIF
     benchmark rose 4%). Does nothing, and returns False, off glibc or when the environment
     already sets malloc's thresholds (``MALLOC_*_`` or ``GLIBC_TUNABLES``); True once both are
-    set. With another allocator preloaded (jemalloc, tcmalloc) it sets glibc's unused one."""
+    set. Also False when another allocator serves the process's ``malloc`` (jemalloc or tcmalloc
+    preloaded): glibc's thresholds would not apply to it."""
     if any(name in os.environ for name in _MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
@@ -85,8 +86,20 @@ def tune_host_allocator() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
         return False
+    if not _glibc_serves_malloc(libc):
+        return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, HOST_MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, HOST_TRIM_THRESHOLD))
+
+
+def _glibc_serves_malloc(libc: ctypes.CDLL) -> bool:
+    """Whether the process's ``malloc`` (the first one in the global symbol scope) is libc's own."""
+    try:
+        ours = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+        glibc = ctypes.cast(libc.malloc, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return False
+    return ours == glibc
 
 
 def set_deterministic(enabled: bool) -> None:

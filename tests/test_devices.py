@@ -1,6 +1,10 @@
 """``--amp`` and ``--deterministic`` (nasp/devices.py): what works on the CPU, and bad input as one line.
 The CUDA side (autocast, cuDNN/cuBLAS determinism) is exercised by benchmarks/gpu_check.sh."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,8 @@ from nasp.cnn.data import write_synthetic_cifar
 from nasp.devices import autocast_loss, check_amp, nondeterministic_op, set_deterministic, tune_host_allocator
 from nasp.errors import NaspError
 from nasp.runs import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -109,3 +115,26 @@ def test_the_host_allocator_is_tuned_on_glibc_unless_the_environment_tunes_it(mo
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072")
     assert tune_host_allocator() is False
+
+
+def test_the_host_allocator_is_left_alone_when_another_malloc_is_preloaded(tmp_path):
+    """A preloaded malloc (as jemalloc or tcmalloc would be; here a tiny one forwarding to
+    glibc's) means glibc's thresholds do not apply: the call says False."""
+    import platform
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or cc is None:
+        pytest.skip("needs glibc and a C compiler")
+    source = tmp_path / "mymalloc.c"
+    source.write_text("#include <stddef.h>\nextern void *__libc_malloc(size_t);\n"
+                      "void *malloc(size_t n) { return __libc_malloc(n); }\n")
+    lib = tmp_path / "libmymalloc.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(source)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    code = "from nasp.devices import tune_host_allocator; print(tune_host_allocator())"
+    for preload, expected in ((None, "True"), (str(lib), "False")):
+        run_env = dict(env, **({"LD_PRELOAD": preload} if preload else {}))
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-1000:]
+        assert out.stdout.strip() == expected
