@@ -17,18 +17,24 @@ dim 64, the implicit term, the element-wise MLPs):
   embeddings, the same L2 term), in the same process: the issue's yardstick;
 * ``min. MF sparse``: the same loop with sparse embedding gradients, faster on large tables
   (at 20M the dense loop's Adagrad over whole tables makes it the slower yardstick).
+* ``Surprise SVD`` (and ``Surprise SVD++`` up to 1M): one epoch of Surprise's Cython SGD
+  (``n_factors=64``, one rating at a time) on the same training split, in Surprise's own venv
+  (``benchmarks/surprise_setup.sh``; ``--surprise-python``, default ``.venv-surprise/bin/python``
+  when it exists; the rows are left out without it). CPU time of ``fit`` alone, as one block.
 
 Reported per phase: ratings per CPU-second and CPU microseconds per rating (of the fastest
 of 5 blocks of steps: the machine may be shared; the JSON has the mean too; each block a whole
 number of the cached history sums' refresh periods, so it pays its share of the refreshes), the ratio of its
 CPU time per rating to the minimal MF loop's (``x_minimal_mf``) and to the faster of the two
-minimal loops (``x_fastest_minimal_mf``), and the CPU seconds of building one pass of
+minimal loops (``x_fastest_minimal_mf``) and to Surprise's SVD (``x_surprise_svd``, where it
+ran), and the CPU seconds of building one pass of
 batches. One torch thread. Synthetic users and items are drawn with Pareto weights (a few
 very active users and popular items, as in MovieLens) and distinct (user, item) pairs.
 
 Usage: python benchmarks/sif_throughput.py [--sizes 100k,1m[,20m]] [--steps 200]
        [--data-dir DIR] [--synthetic-dir DIR] [--out benchmarks/results/sif_throughput.json]
        [--code DIR]   (time another checkout's nasp/sif, e.g. a worktree of an older commit)
+       [--surprise-python PY | --no-surprise]
 Prints a table and writes the JSON.
 """
 from __future__ import annotations
@@ -136,7 +142,28 @@ def _minimal_mf_step(n_users: int, n_items: int, mean: float, lr: float, reg: fl
     return step
 
 
-def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path) -> dict:
+#: Surprise's models timed per size (SVD++ walks each user's whole history per rating: hours at 20M)
+SURPRISE_MODELS = {"100k": "SVD,SVD++", "1m": "SVD,SVD++", "20m": "SVD"}
+
+
+def surprise_epoch(python: Path, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, models: str) -> dict:
+    """Phases (CPU seconds of one ``fit`` epoch, as one block) of Surprise's ``models`` on the
+    given training ratings, run by ``benchmarks/surprise_speed.py`` in Surprise's venv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        train = Path(tmp) / "train.tsv"
+        np.savetxt(train, np.column_stack([users, items, ratings]), fmt=["%d", "%d", "%g"], delimiter="\t")
+        out = subprocess.run([str(python), str(ROOT / "benchmarks" / "surprise_speed.py"), str(train), "--models", models,
+                              "--scale", f"{ratings.min():g},{ratings.max():g}"],
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"surprise_speed.py failed: {out.stderr[-2000:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return {f"Surprise {name}": {"steps": 1, "ratings": got["ratings"], "cpu_s": m["cpu_s"], "best_cpu_s": m["cpu_s"],
+                                 "wall_s": None} for name, m in got["models"].items()}
+
+
+def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path,
+            surprise_python: Optional[Path] = None) -> dict:
     """One size's measurements (run in a process of its own)."""
     import torch
 
@@ -205,8 +232,11 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     # with sparse ones (faster on large tables: the fair yardstick at 20M)
     for name, sparse in (("minimal MF", False), ("min. MF sparse", True)):
         phases[name] = _timed(_minimal_mf_step(n_users, n_items, mean, settings.lr, settings.reg, sparse), pairs, per_block)
+    if surprise_python is not None:
+        t = splits.train
+        phases.update(surprise_epoch(surprise_python, t.users.numpy(), t.items.numpy(), t.ratings.numpy(), SURPRISE_MODELS[size]))
     for ph in phases.values():
-        ratings = ph["steps"] * settings.batch_size
+        ratings = ph.get("ratings", ph["steps"] * settings.batch_size)
         ph["ratings_per_cpu_s"] = ratings / ph["best_cpu_s"]
         ph["us_per_rating"] = ph["best_cpu_s"] / ratings * 1e6
         ph["mean_us_per_rating"] = ph["cpu_s"] / ratings * 1e6
@@ -214,6 +244,8 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     for ph in phases.values():
         ph["x_minimal_mf"] = ph["us_per_rating"] / phases["minimal MF"]["us_per_rating"]
         ph["x_fastest_minimal_mf"] = ph["us_per_rating"] / fastest_mf
+        if "Surprise SVD" in phases:
+            ph["x_surprise_svd"] = ph["us_per_rating"] / phases["Surprise SVD"]["us_per_rating"]
     import sif
 
     return {"size": size, "file": str(path), "ratings": len(splits.train) + len(splits.valid) + len(splits.test),
@@ -238,11 +270,19 @@ def main() -> None:
     ap.add_argument("--synthetic-dir", type=Path, default=Path(tempfile.gettempdir()) / "nasp-synthetic")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sif_throughput.json")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose nasp and sif are timed")
+    ap.add_argument("--surprise-python", type=Path, default=None,
+                    help="python of a venv with Surprise (default: .venv-surprise/bin/python when it exists)")
+    ap.add_argument("--no-surprise", action="store_true", help="leave Surprise's rows out")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one size, print its JSON
     args = ap.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
+    surprise = None if args.no_surprise else args.surprise_python
+    if surprise is None and not args.no_surprise and (ROOT / ".venv-surprise" / "bin" / "python").exists():
+        surprise = ROOT / ".venv-surprise" / "bin" / "python"
+    if surprise is not None and not surprise.exists():
+        ap.error(f"--surprise-python {surprise}: no such file (set one up with benchmarks/surprise_setup.sh)")
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.data_dir, args.synthetic_dir)))
+        print(json.dumps(measure(args.one, args.steps, args.data_dir, args.synthetic_dir, surprise)))
         return
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -252,19 +292,21 @@ def main() -> None:
     for size in sizes:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one", size, "--steps", str(args.steps),
                "--synthetic-dir", str(args.synthetic_dir), "--code", str(args.code)]
+        cmd += ["--no-surprise"] if surprise is None else ["--surprise-python", str(surprise)]
         if args.data_dir is not None:
             cmd += ["--data-dir", str(args.data_dir)]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if out.returncode != 0:
             sys.exit(f"{size}: failed\n{out.stderr[-3000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'size':>5} {'phase':>14} {'ratings/CPU-s':>14} {'us/rating':>10} {'x min. MF':>9} {'x fastest':>9}"
-          "   read s (wall/CPU)  peak RSS")
+    print(f"{'size':>5} {'phase':>15} {'ratings/CPU-s':>14} {'us/rating':>10} {'x min. MF':>9} {'x fastest':>9}"
+          f" {'x Surprise':>10}   read s (wall/CPU)  peak RSS")
     for r in results:
         for k, (name, ph) in enumerate(r["phases"].items()):
             extra = f"   {r['read']['wall_s']:6.2f} / {r['read']['cpu_s']:6.2f}     {r['peak_rss_mib']:6.0f} MiB" if k == 0 else ""
-            print(f"{r['size']:>5} {name:>14} {ph['ratings_per_cpu_s']:14,.0f} {ph['us_per_rating']:10.2f}"
-                  f" {ph['x_minimal_mf']:9.2f} {ph['x_fastest_minimal_mf']:9.2f}{extra}")
+            svd = f"{ph['x_surprise_svd']:10.2f}" if "x_surprise_svd" in ph else f"{'-':>10}"
+            print(f"{r['size']:>5} {name:>15} {ph['ratings_per_cpu_s']:14,.0f} {ph['us_per_rating']:10.2f}"
+                  f" {ph['x_minimal_mf']:9.2f} {ph['x_fastest_minimal_mf']:9.2f} {svd}{extra}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"commit": _commit(args.code), "code": str(args.code.resolve()), "steps": args.steps,
                                     "torch_threads": 1, "results": results}, indent=1) + "\n")

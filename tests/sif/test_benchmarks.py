@@ -55,17 +55,41 @@ def test_ranking_benchmark_runs_without_recbole_and_writes_json(tiny_ratings, tm
     assert all(0 <= row["ndcg@10"] <= 1 for row in result["rows"]) and result["sif_seconds_over_one_fixed_training"] > 0
 
 
-def test_throughput_benchmark_runs_on_ml100k_and_writes_json(ml100k_path, tmp_path):
-    out = tmp_path / "throughput.json"
+def _throughput(ml100k_path, out: Path, *surprise: str) -> dict:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sif_throughput.py"), "--sizes", "100k", "--steps", "5",
-                             "--data-dir", str(ml100k_path.parent.parent), "--out", str(out)],
+                             "--data-dir", str(ml100k_path.parent.parent), "--out", str(out), *surprise],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.loads(out.read_text())["results"]
+    return row
+
+
+def test_throughput_benchmark_runs_on_ml100k_and_writes_json(ml100k_path, tmp_path):
+    row = _throughput(ml100k_path, tmp_path / "throughput.json", "--no-surprise")
     assert row["size"] == "100k" and row["ratings"] == 100_000 and row["peak_rss_mib"] > 0
     assert set(row["phases"]) == {"warm-up", "search", "retraining", "SIF plain MF", "minimal MF", "min. MF sparse"}
     assert all(ph["ratings_per_cpu_s"] > 0 and ph["x_minimal_mf"] > 0 for ph in row["phases"].values())
     assert min(row["phases"][k]["x_fastest_minimal_mf"] for k in ("minimal MF", "min. MF sparse")) == 1.0
+
+
+def test_throughput_benchmark_times_surprise_on_the_training_split(ml100k_path, tmp_path):
+    """The Surprise rows come from the given venv's python, fed the training split (a stand-in
+    python here that reports 1 CPU-microsecond per line it was given, as surprise_speed.py's JSON)."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\n" + "\n".join([
+        "import json, sys",
+        "script, train, _, models, _, scale = sys.argv[1:]",
+        "assert script.endswith('surprise_speed.py') and scale == '1,5'",
+        "n = sum(1 for line in open(train) if len(line.split('\\t')) == 3)",
+        "print(json.dumps({'ratings': n, 'build_cpu_s': 0.0, 'models': {m: {'cpu_s': n * 1e-6} for m in models.split(',')}}))",
+    ]) + "\n")
+    fake.chmod(0o755)
+    row = _throughput(ml100k_path, tmp_path / "throughput.json", "--surprise-python", str(fake))
+    svd, svdpp = row["phases"]["Surprise SVD"], row["phases"]["Surprise SVD++"]
+    assert svd["us_per_rating"] == pytest.approx(1.0) and svdpp["us_per_rating"] == pytest.approx(1.0)
+    assert svd["ratings"] == row["train_ratings"] == 70_000
+    search = row["phases"]["search"]
+    assert search["x_surprise_svd"] == pytest.approx(search["us_per_rating"])
 
 
 def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path):
