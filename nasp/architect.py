@@ -94,6 +94,9 @@ class Architect:
         self._inside = False
         #: inside ``discrete()``: the host-side non-zero entries of every projected alpha
         self.selection: Optional[Selection] = None
+        #: the last ``discrete()``'s projection (host, device) and the alphas' version counters
+        #: when it ended, for ``discrete(reuse=True)``
+        self._last: Optional[tuple[tuple[int, ...], list[Tensor], list[Tensor]]] = None
 
     def parameters(self) -> list[nn.Parameter]:
         """Everything this architect steps: the alphas, then the extras."""
@@ -111,20 +114,40 @@ class Architect:
         host = self.projection([a.detach().cpu() for a in self.alphas])
         return host, [h.to(a.device, a.dtype, non_blocking=True) for h, a in zip(host, self.alphas)]
 
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(a._version for a in self.alphas)
+
+    def forget(self) -> None:
+        """Drop the projection that ``discrete(reuse=True)`` would take again (call it after
+        writing the alphas in a way that their version counters do not see, such as a
+        collective or ``.data``)."""
+        self._last = None
+
     @contextmanager
-    def discrete(self) -> Iterator[list[Tensor]]:
+    def discrete(self, reuse: bool = False) -> Iterator[list[Tensor]]:
         """Inside, every alpha holds its discrete projection; on exit the continuous values
         are restored and any gradient computed inside stays on them (the discrete-point gradient).
         ``self.selection`` holds the projection's non-zero entries on the host meanwhile (pass it
-        to a mixing rule so that forward passes need no copy of their own)."""
+        to a mixing rule so that forward passes need no copy of their own).
+
+        ``reuse``: take the last ``discrete()``'s projection again, without a device-to-host
+        copy, if no alpha has been written since it ended (their version counters have not
+        moved; ``step()``, ``load_state_dict()`` and any in-place op move them, ``forget()``
+        drops it). NASP's architecture step reuses its last weight step's discrete point."""
         if self._inside:
             raise RuntimeError("Architect.discrete() is already active")
-        host, projected = self._project_on_host()
+        last, self._last = self._last, None
+        if reuse and last is not None and last[0] == self._versions():
+            host, kept = last[1], last[2]
+        else:
+            host, kept = self._project_on_host()
+        projected = [p.clone() for p in kept]  # the caller's copy; ``kept`` stays as projected
         self._inside = True
         self.selection = Selection(self.alphas, host)
         try:
             with assigned(self.alphas, projected):
                 yield projected
+            self._last = (self._versions(), host, kept)
         finally:
             self._inside = False
             self.selection = None
@@ -176,6 +199,7 @@ class Architect:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.forget()
         if len(state["alphas"]) != len(self.alphas):
             raise ValueError(f"state holds {len(state['alphas'])} alphas, this architect {len(self.alphas)}")
         with torch.no_grad():

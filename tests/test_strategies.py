@@ -194,3 +194,104 @@ def test_unknown_search_options_are_refused():
     with pytest.raises(ValueError, match="unknown search options"):
         SearchProblem(network=TinyNet(), loss=_mse, weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
                       options={"candidate": 3})
+
+
+class _HostReads:
+    """Counts the reads of the architecture onto the host (a device-to-host copy each on a GPU):
+    projections by the architect, and non-zero entries read straight off an alpha."""
+
+    def __init__(self, monkeypatch, net: SearchNetwork) -> None:
+        import nasp.architect
+        import nasp.mixing
+
+        self.count = 0
+        alphas = {id(a) for a in net.arch_parameters()}
+        rows, project = nasp.mixing.nonzero_rows, nasp.architect.Architect._project_on_host
+
+        def counted_rows(value):
+            self.count += id(value) in alphas
+            return rows(value)
+
+        def counted_project(arch):
+            self.count += 1
+            return project(arch)
+
+        monkeypatch.setattr(nasp.mixing, "nonzero_rows", counted_rows)
+        monkeypatch.setattr(nasp.architect.Architect, "_project_on_host", counted_project)
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def _epoch(strategy, epoch: int, steps: int) -> None:
+    train, valid = _batches()
+    strategy.begin_epoch(epoch)
+    for _ in range(steps):
+        strategy.step(train, valid)
+    with strategy.evaluation():
+        metric = float(_mse(strategy.network, valid))
+    strategy.end_epoch(epoch, {"valid_loss": metric})
+
+
+def test_the_architecture_is_read_to_the_host_once_an_epoch_or_once_a_nasp_step(monkeypatch):
+    """Fixed training and random search read the non-zero candidates once an epoch (not once a
+    forward pass); the NASP warm-up reads nothing (its samples are drawn on the host); a NASP
+    search step projects once, its architecture step reusing the last weight step's projection."""
+    for name in ("fixed", "random"):
+        net = TinyNet()
+        reads = _HostReads(monkeypatch, net)
+        strategy = build_strategy(name, _problem(net, options={"candidates": 1}), epochs=2)
+        for epoch in range(2):
+            _epoch(strategy, epoch, steps=4)
+            assert reads.take() == 1, (name, epoch)
+    net = TinyNet()
+    reads = _HostReads(monkeypatch, net)
+    strategy = build_strategy("nasp", _problem(net, options={"warmup_epochs": 1}), epochs=3)
+    _epoch(strategy, 0, steps=4)
+    assert reads.take() == 1  # the evaluation's projection only
+    for epoch in (1, 2):
+        _epoch(strategy, epoch, steps=4)
+        assert reads.take() == 4 + 2  # one a step, the epoch's first step one more, the evaluation
+
+
+def test_nasp_steps_reusing_the_projection_match_steps_that_project_afresh():
+    """Alphas start near ties and move fast, so the selection changes along the way."""
+    runs, selections = [], set()
+    for forget in (False, True):
+        torch.manual_seed(0)
+        net = TinyNet()
+        with torch.no_grad():
+            net.alpha.copy_(torch.tensor([[0.5, 0.501, 0.499], [0.5, 0.499, 0.501]], dtype=torch.float64))
+        strategy = build_strategy("nasp", _problem(net, arch_lr=0.01), epochs=1)
+        train, valid = _batches()
+        strategy.begin_epoch(0)
+        for _ in range(8):
+            if forget:
+                strategy.architect.forget()
+            strategy.step(train, valid)
+            selections.add(tuple(strategy.architect.chosen()[0].tolist()))
+        runs.append([p.detach().clone() for p in net.parameters()])
+    assert len(selections) > 1
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_a_reused_projection_is_dropped_when_an_alpha_is_written(monkeypatch):
+    net = TinyNet()
+    reads = _HostReads(monkeypatch, net)
+    arch = build_strategy("nasp", _problem(net), epochs=1).architect
+    with arch.discrete():
+        pass
+    with arch.discrete(reuse=True):
+        pass
+    assert reads.take() == 1
+    with torch.no_grad():
+        net.alpha[0] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)  # an in-place write
+    with arch.discrete(reuse=True) as (projected,):
+        assert projected[0].tolist() == [1.0, 0.0, 0.0]
+    assert reads.take() == 1
+    net.alpha.data[0] = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # unseen by the version counter
+    arch.forget()
+    with arch.discrete(reuse=True) as (projected,):
+        assert projected[0].tolist() == [0.0, 1.0, 0.0]
+    assert reads.take() == 1

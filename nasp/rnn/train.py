@@ -16,7 +16,6 @@ from ..config import RunConfig
 from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..loop import Hook, KeepBest, RunLoop
-from ..mixing import SinglePath
 from ..runs import RunDir, save_torch
 from ..strategies import SearchProblem
 from ..strategies.fixed import Fixed
@@ -141,7 +140,7 @@ class AveragedSGD(Fixed):
 
     def step(self, seg: Any, valid_batch: Any) -> dict[str, Tensor]:
         self._set_lr(self.cfg.lr * seg.inputs.size(0) / self.cfg.bptt)  # longer segments get a larger step
-        loss = self.weight_step(seg, SinglePath())
+        loss = self.weight_step(seg, self.single_path())
         self.average.update()
         return {"train_loss": loss}
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..architect import Regularizer
 from ..config import check_rate
 from ..distributed import World, world
-from ..mixing import MixingRule, SinglePath
+from ..mixing import MixingRule, Selection, SinglePath
 from ..network import SearchNetwork
 
 log = logging.getLogger("nasp")
@@ -170,6 +170,8 @@ class Strategy(ABC):
         self.weight_params = self._weight_params()
         self.weight_optimizer = problem.weight_optimizer(self.weight_params)
         self.scheduler = problem.scheduler(self.weight_optimizer, epochs) if problem.scheduler else None
+        #: (the alphas' version counters, their non-zero entries on the host): see ``single_path``
+        self._held: Optional[tuple[tuple[int, ...], Selection]] = None
 
     def _weight_params(self) -> list[nn.Parameter]:
         return self.network.weights()
@@ -184,6 +186,7 @@ class Strategy(ABC):
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after evaluation of every epoch; steps the weights' LR schedule."""
+        self._held = None
         if self.scheduler is not None:
             self.scheduler.step()
 
@@ -205,7 +208,7 @@ class Strategy(ABC):
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
         """Default: evaluate the discrete architecture the alphas hold, single path."""
-        with self.mixing(SinglePath()):
+        with self.mixing(self.single_path()):
             yield
 
     def mixing(self, rule: MixingRule) -> ContextManager:
@@ -256,11 +259,26 @@ class Strategy(ABC):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        self._held = None
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
 
     # shared pieces --------------------------------------------------------------------------
+    def single_path(self) -> SinglePath:
+        """A single-path rule over the architecture the alphas hold now, for strategies whose
+        alphas stay put through an epoch (fixed training, random search, evaluation). Which
+        candidates are non-zero is read on the host once and held until the epoch ends, the state
+        is loaded, or an alpha is written (its version counter moves): on a GPU, one
+        device-to-host copy an epoch instead of one a forward pass."""
+        if not isinstance(self.network, SearchNetwork):
+            return SinglePath()
+        alphas = self.network.arch_parameters()
+        versions = tuple(a._version for a in alphas)
+        if self._held is None or self._held[0] != versions:
+            self._held = (versions, Selection(alphas))
+        return SinglePath(self._held[1])
+
     def weight_step(self, batch: Any, rule: MixingRule) -> Tensor:
         """One optimizer step of the weights on ``batch`` mixed under ``rule``; returns the loss."""
         params = [p for p in self.weight_params if p.requires_grad]
@@ -349,10 +367,12 @@ def clip_grad_norm(params: Sequence[nn.Parameter], max_norm: float) -> Tensor:
 def sample_architecture(network: SearchNetwork, generator: torch.Generator) -> list[Tensor]:
     """A uniformly random discrete architecture of the network's projection: each tensor's
     discretizer applied to U(0,1) noise (so cells keep their top-k structure), or, under a
-    budget, a cell drawn uniformly among those that fit it."""
+    budget, a cell drawn uniformly among those that fit it. On the host, in the alphas' dtypes
+    (assigning them to the alphas copies them to their device; ``Selection(alphas, values)``
+    reads them without a device-to-host copy)."""
     alphas = network.arch_parameters()
     values = network.projection().sample([a.shape for a in alphas], generator)
-    return [v.to(a.device, a.dtype) for v, a in zip(values, alphas)]
+    return [v.to(dtype=a.dtype) for v, a in zip(values, alphas)]
 
 
 def arch_optimizer(problem: SearchProblem, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:

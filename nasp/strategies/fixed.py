@@ -9,7 +9,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..mixing import SinglePath
 from ..network import SearchNetwork
 from .base import Strategy
 from .registry import STRATEGIES
@@ -29,4 +28,4 @@ class Fixed(Strategy):
         return [p for p in params if p.requires_grad]
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        return {"train_loss": self.weight_step(train_batch, SinglePath())}
+        return {"train_loss": self.weight_step(train_batch, self.single_path())}

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..architect import assigned
-from ..mixing import MixingRule, MixPlan, SinglePath
+from ..mixing import MixingRule, MixPlan, Selection, SinglePath
 from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
@@ -81,7 +81,9 @@ class GDAS(Strategy):
 
     @contextmanager
     def _eval_architecture(self) -> Iterator[None]:
-        with assigned(self.network.arch_parameters(), self.network.project()), self.network.using(SinglePath()):
+        alphas, values = self.network.arch_parameters(), self.network.project()
+        # the projection's non-zero entries read once for the whole evaluation
+        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
             yield
 
     def describe(self) -> dict:

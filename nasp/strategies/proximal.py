@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..architect import Architect, assigned
 from ..errors import NaspError
-from ..mixing import Active, SinglePath
+from ..mixing import Active, Selection, SinglePath
 from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only, sample_architecture
 from .registry import STRATEGIES
 
@@ -72,6 +72,7 @@ class NASP(Strategy):
         return valid_batch
 
     def begin_epoch(self, epoch: int) -> None:
+        self.architect.forget()  # each epoch's first step projects afresh
         if self.warmup_epochs == AUTO:
             self.warming = not self.warmup_over and epoch < self.epochs - 1
         else:
@@ -96,12 +97,15 @@ class NASP(Strategy):
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         if self.warming:
-            with assigned(self.network.arch_parameters(), sample_architecture(self.network, self.generator)):
-                return {"train_loss": self.weight_step(train_batch, SinglePath())}
+            alphas, sampled = self.network.arch_parameters(), sample_architecture(self.network, self.generator)
+            with assigned(alphas, sampled):
+                return {"train_loss": self.weight_step(train_batch, SinglePath(Selection(alphas, sampled)))}
         arch = self.architect
         arch.zero_grad()
         batch = self.arch_batch(train_batch, valid_batch)
-        with arch.discrete(), self.network.using(Active(arch.selection)):
+        # the discrete point of the last weight step, unless the alphas moved since (one
+        # device-to-host copy of the projection a step, not two)
+        with arch.discrete(reuse=True), self.network.using(Active(arch.selection)):
             with differentiating_only(self.network, arch.alphas + arch.extra_params):
                 arch_loss = self.problem.loss(self.network, batch)
             arch.backward(arch_loss + arch.penalty())

@@ -7,7 +7,6 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..mixing import SinglePath
 from .base import SearchProblem, Strategy, sample_architecture
 from .registry import STRATEGIES
 
@@ -58,7 +57,7 @@ class RandomSearch(Strategy):
             self._start_candidate(index)
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        return {"train_loss": self.weight_step(train_batch, SinglePath())}
+        return {"train_loss": self.weight_step(train_batch, self.single_path())}
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)
