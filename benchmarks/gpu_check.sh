@@ -5,6 +5,8 @@
 #   1. the CUDA path of every domain end to end on small synthetic data (cnn search under nasp,
 #      darts, darts2, gdas with --amp; rnn search under nasp and darts2 with dropout and --amp; sif
 #      search on a synthetic ratings file with and without --amp), each a one-line PASS/FAIL;
+#   1a. host syncs per SIF training step in each phase (benchmarks/sif_host_syncs.py: none in a
+#      fixed-architecture step, one in a search step), PASS/FAIL and the lines that sync;
 #   1b. --deterministic: sif and cnn nasp searches on CUDA and on the CPU with the same seed must
 #      export the same architecture (PASS/FAIL), and a table of every run's throughput;
 #   2. the CNN search-speed benchmark at the paper's CIFAR-10 shapes (its own 7-minute budget
@@ -45,6 +47,9 @@ RNN=(--data "$WORK" --epochs 2 --batch-size 16 --bptt 20 --emb-size 64 --hidden-
 for s in nasp darts2; do check "rnn-search-$s" "${NASP[@]}" rnn search --strategy "$s" "${RNN[@]}" --out "$WORK/rnn-$s"; done
 check sif-search "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" --json --out "$WORK/sif"
 check sif-search-amp "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" "${AMP[@]}" --json --out "$WORK/sif-amp"
+# host syncs per SIF step (CUDA's sync debug mode), per phase, against the expected counts
+check sif-host-syncs "$PY" benchmarks/sif_host_syncs.py --data "$WORK/u.data" --device "$DEVICE" --out "$OUT/sif_host_syncs.json"
+cat "$OUT/sif-host-syncs.log"
 # --deterministic: the same seed on CUDA and on the CPU exports the same architecture
 SIFD=(sif search --data "$WORK/u.data" --epochs 3 --baselines "" --no-retrain --deterministic --json)
 CNND=(cnn search --data "$WORK/cifar-10-batches-py" --strategy nasp --epochs 2 --layers 3 --channels 8 --batch-size 32 --deterministic --json)

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -162,6 +162,37 @@ def surprise_epoch(python: Path, users: np.ndarray, items: np.ndarray, ratings: 
                                  "wall_s": None} for name, m in got["models"].items()}
 
 
+def sif_phases(splits, task, settings, device, mean: float) -> Iterator[tuple[str, Callable[[tuple], object], object]]:
+    """SIF's training phases in order, each as (name, step of a (train, valid) batch pair, its
+    network), built when reached: the NASP warm-up and the search proper on one network (dim 64,
+    the implicit term, the element-wise MLPs), retraining ``multiply`` with the MLPs frozen, and
+    SIF's own plain biased MF (``multiply``, no implicit term, no MLPs)."""
+    from nasp.strategies import build_strategy
+    from sif import pipeline
+    from sif.engine import make_problem
+    from sif.model import ModelConfig
+    from sif.space import SEARCH_SPACE
+
+    n_users, n_items = splits.ids.num_users, splits.ids.num_items
+    config = ModelConfig(n_users, n_items, dim=64, ops=tuple(SEARCH_SPACE), implicit=True, global_mean=mean)
+    net = pipeline.build_network(splits, config, device, task)
+    strat = build_strategy("nasp", make_problem(net, settings, {"seed": 0, "warmup_epochs": 1}, task), 10)
+    strat.begin_epoch(0)
+    yield "warm-up", lambda b: strat.step(*b), net
+    strat.begin_epoch(1)
+    yield "search", lambda b: strat.step(*b), net
+    for name, plain in (("retraining", False), ("SIF plain MF", True)):
+        config = ModelConfig(n_users, n_items, dim=64, ops=("multiply",), elementwise=not plain, implicit=not plain,
+                             global_mean=mean)
+        net = pipeline.build_network(splits, config, device, task)
+        if not plain:  # retraining: the searched element-wise MLPs stay frozen
+            net.mlp_u.requires_grad_(False)
+            net.mlp_v.requires_grad_(False)
+        fixed = build_strategy("fixed", make_problem(net, settings, task=task), 10)
+        fixed.begin_epoch(0)
+        yield name, lambda b, fixed=fixed: fixed.step(b[0], None), net
+
+
 def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path,
             surprise_python: Optional[Path] = None) -> dict:
     """One size's measurements (run in a process of its own)."""
@@ -172,12 +203,8 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
 
     # as the nasp command of the timed checkout does (older checkouts had no such call)
     tuned = nasp.devices.tune_host_allocator() if hasattr(nasp.devices, "tune_host_allocator") else False
-    from nasp.strategies import build_strategy
-    from sif import pipeline
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
-    from sif.engine import TrainSettings, make_problem
-    from sif.model import ModelConfig
-    from sif.space import SEARCH_SPACE
+    from sif.engine import TrainSettings
     from sif.tasks import RatingTask
 
     path = resolve_ratings_path("ml-100k", data_dir) if size == "100k" else synthetic_file(synthetic_dir, size)
@@ -203,30 +230,12 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     pairs = [(t, valid[k % len(valid)]) for k, t in enumerate(train)]
     phases = {}
 
-    # NASP: the warm-up, then the search proper, on one network
-    config = ModelConfig(n_users, n_items, dim=64, ops=tuple(SEARCH_SPACE), implicit=True, global_mean=mean)
-    net = pipeline.build_network(splits, config, device, task)
-    refresh_every = -(-net.user_history.period // settings.batch_size)  # steps between two refreshes of the cached sums
-    per_block = block_steps(steps, 5, refresh_every)
-    strat = build_strategy("nasp", make_problem(net, settings, {"seed": 0, "warmup_epochs": 1}, task), 10)
-    strat.begin_epoch(0)
-    phases["warm-up"] = _timed(lambda b: strat.step(*b), pairs, per_block)
-    strat.begin_epoch(1)
-    phases["search"] = _timed(lambda b: strat.step(*b), pairs, per_block)
-    # retraining the chosen op (multiply) with the searched element-wise MLPs frozen
-    config = ModelConfig(n_users, n_items, dim=64, ops=("multiply",), implicit=True, global_mean=mean)
-    net = pipeline.build_network(splits, config, device, task)
-    net.mlp_u.requires_grad_(False)
-    net.mlp_v.requires_grad_(False)
-    strat = build_strategy("fixed", make_problem(net, settings, task=task), 10)
-    strat.begin_epoch(0)
-    phases["retraining"] = _timed(lambda b: strat.step(b[0], b[1] if strat.uses_valid_batch else None), pairs, per_block)
-    # SIF's own biased MF (sif train --ifc multiply --no-implicit, no element-wise MLPs): the
-    # framework's cost beside the hand-written loops, without the model's extra terms
-    config = ModelConfig(n_users, n_items, dim=64, ops=("multiply",), elementwise=False, implicit=False, global_mean=mean)
-    strat = build_strategy("fixed", make_problem(pipeline.build_network(splits, config, device, task), settings, task=task), 10)
-    strat.begin_epoch(0)
-    phases["SIF plain MF"] = _timed(lambda b: strat.step(b[0], b[1] if strat.uses_valid_batch else None), pairs, per_block)
+    per_block = None
+    for name, step, net in sif_phases(splits, task, settings, device, mean):
+        if per_block is None:  # steps between two refreshes of the cached sums, from the first network
+            refresh_every = -(-net.user_history.period // settings.batch_size)
+            per_block = block_steps(steps, 5, refresh_every)
+        phases[name] = _timed(step, pairs, per_block)
 
     # the minimal hand-written biased MF loop, with dense gradients (the issue's yardstick) and
     # with sparse ones (faster on large tables: the fair yardstick at 20M)

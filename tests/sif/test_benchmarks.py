@@ -92,6 +92,19 @@ def test_throughput_benchmark_times_surprise_on_the_training_split(ml100k_path, 
     assert search["x_surprise_svd"] == pytest.approx(search["us_per_rating"])
 
 
+def test_host_sync_benchmark_rehearses_every_phase_on_the_cpu(tiny_ratings, tmp_path):
+    out = tmp_path / "syncs.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sif_host_syncs.py"), "--data", str(tiny_ratings),
+                             "--device", "cpu", "--steps", "3", "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(out.read_text())
+    assert got["counted"] is False and set(got["phases"]) == {"warm-up", "search", "retraining", "SIF plain MF"}
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sif_host_syncs.py"), "--data", str(tmp_path / "none")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("Error:") and "Traceback" not in bad.stderr
+
+
 def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path):
     out = tmp_path / "space.json"
     _run("sif_space.py", "--data", tiny_ratings, "--tasks", "rating", "--seeds", "0", "1", "--top", "1",
