@@ -35,10 +35,11 @@ rng = random.Random(0)
 words = [f"w{i}" for i in range(200)]
 for split, n in (("train", 2000), ("valid", 200), ("test", 200)):
     open("$WORK/ptb.%s.txt" % split, "w").write("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(n)) + "\n")
-with open("$WORK/u.data", "w") as fh:
-    for k in range(50000):
-        u, i = rng.randrange(500), rng.randrange(400)
-        fh.write(f"{u}\t{i}\t{1 + (u * 7 + i * 3) % 5}\t{k}\n")
+for name, users, items in (("u.data", 500, 400), ("u-large.data", 3000, 2500)):  # large: tables of 2,048+ rows
+    with open(f"$WORK/{name}", "w") as fh:
+        for k in range(50000):
+            u, i = rng.randrange(users), rng.randrange(items)
+            fh.write(f"{u}\t{i}\t{1 + (u * 7 + i * 3) % 5}\t{k}\n")
 EOF
 CNN=(--data "$WORK/cifar-10-batches-py" --epochs 2 --layers 5 --channels 8 --batch-size 32 --device "$DEVICE" "${AMP[@]}" --json)
 for s in nasp darts darts2 gdas; do check "cnn-search-$s" "${NASP[@]}" cnn search --strategy "$s" "${CNN[@]}" --out "$WORK/cnn-$s"; done
@@ -48,8 +49,10 @@ for s in nasp darts2; do check "rnn-search-$s" "${NASP[@]}" rnn search --strateg
 check sif-search "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" --json --out "$WORK/sif"
 check sif-search-amp "${NASP[@]}" sif search --data "$WORK/u.data" --epochs 3 --device "$DEVICE" "${AMP[@]}" --json --out "$WORK/sif-amp"
 # host syncs per SIF step (CUDA's sync debug mode), per phase, against the expected counts
-check sif-host-syncs "$PY" benchmarks/sif_host_syncs.py --data "$WORK/u.data" --device "$DEVICE" --out "$OUT/sif_host_syncs.json"
-cat "$OUT/sif-host-syncs.log"
+for f in u u-large; do
+  check "sif-host-syncs-$f" "$PY" benchmarks/sif_host_syncs.py --data "$WORK/$f.data" --device "$DEVICE" --out "$OUT/sif_host_syncs_$f.json"
+  cat "$OUT/sif-host-syncs-$f.log"
+done
 # --deterministic: the same seed on CUDA and on the CPU exports the same architecture
 SIFD=(sif search --data "$WORK/u.data" --epochs 3 --baselines "" --no-retrain --deterministic --json)
 CNND=(cnn search --data "$WORK/cifar-10-batches-py" --strategy nasp --epochs 2 --layers 3 --channels 8 --batch-size 32 --deterministic --json)

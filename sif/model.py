@@ -323,6 +323,18 @@ def table(rows: int, dim: int) -> nn.Embedding:
     return nn.Embedding(rows, dim, sparse=rows >= SPARSE_GRAD_MIN_ROWS)
 
 
+def dense_gradients_off_cpu(net: nn.Module, device: torch.device) -> None:
+    """Off the CPU every table takes dense gradients: on a GPU, clipping and applying a sparse
+    gradient coalesces it, which makes the host wait for the device at every step, while a dense
+    update of a whole table is a small share of a GPU's memory bandwidth (the same Adagrad update:
+    rows outside the batch get a zero gradient, which changes neither them nor their sums)."""
+    if device.type == "cpu":
+        return
+    for module in net.modules():
+        if isinstance(module, nn.Embedding):
+            module.sparse = False
+
+
 #: buffers that describe the training data, not the learned model: a network built for other
 #: splits (the refit on train+valid) keeps its own when it loads searched weights
 DATA_BUFFERS = ("known_users", "known_items", "rating_range", "user_history.indptr", "user_history.neighbours",

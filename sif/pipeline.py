@@ -22,7 +22,7 @@ from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_rat
                    table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork, group_rows
+from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
@@ -128,6 +128,7 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device, tas
         if not getattr(INTERACTIONS.get(config.ops[0]), "trains", True):  # popularity: item scores are training counts
             net.item_bias.weight.copy_(torch.bincount(splits.train.items, minlength=config.num_items).float().unsqueeze(1))
     net.set_history(splits.train.users, splits.train.items)  # of the history encoders it has
+    dense_gradients_off_cpu(net, device)
     return net.to(device)
 
 

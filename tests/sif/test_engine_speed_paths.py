@@ -114,3 +114,22 @@ def test_train_ratings_per_second_counts_the_timed_training_epochs():
     rows = [{"train_seconds": 2.0, "seconds": 3.0}, {"train_seconds": 3.0, "seconds": 4.0}, {"seconds": 1.0}]
     assert train_ratings_per_second(rows, 1000) == 400.0  # 2 timed epochs of 1,000 ratings in 5 s
     assert train_ratings_per_second([{"seconds": 1.0}], 1000) is None
+
+
+def test_tables_take_dense_gradients_off_the_cpu(monkeypatch):
+    """On a GPU a sparse gradient's coalescing makes the host wait at every step: there every
+    table is dense (the same update, tested above); the CPU keeps sparse gradients for large tables."""
+    from sif import pipeline
+    from sif.data import IdMap, Splits
+
+    g = torch.Generator().manual_seed(0)
+    data = Interactions(torch.randint(0, 2100, (5000,), generator=g), torch.randint(0, 2050, (5000,), generator=g),
+                        torch.ones(5000))
+    splits = Splits(data, data, data, IdMap([str(u) for u in range(2100)], [str(i) for i in range(2050)]), (1.0, 5.0))
+    from sif.model import ModelConfig
+
+    config = ModelConfig(2100, 2050, dim=4, implicit=True)
+    on_cpu = pipeline.build_network(splits, config, torch.device("cpu"))
+    assert on_cpu.user_emb.sparse and on_cpu.item_emb.sparse and on_cpu.user_bias.sparse
+    off_cpu = pipeline.build_network(splits, config, torch.device("meta"))  # any device but the CPU
+    assert not any(m.sparse for m in off_cpu.modules() if isinstance(m, torch.nn.Embedding))
