@@ -290,6 +290,7 @@ def main() -> None:
         surprise = ROOT / ".venv-surprise" / "bin" / "python"
     if surprise is not None and not surprise.exists():
         ap.error(f"--surprise-python {surprise}: no such file (set one up with benchmarks/surprise_setup.sh)")
+    surprise = surprise.absolute() if surprise is not None else None  # the per-size runs start in the repository root
     if args.one:
         print(json.dumps(measure(args.one, args.steps, args.data_dir, args.synthetic_dir, surprise)))
         return

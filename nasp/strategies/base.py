@@ -186,7 +186,7 @@ class Strategy(ABC):
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after evaluation of every epoch; steps the weights' LR schedule."""
-        self._held = None
+        self.forget_selection()
         if self.scheduler is not None:
             self.scheduler.step()
 
@@ -259,18 +259,23 @@ class Strategy(ABC):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self._held = None
+        self.forget_selection()
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
 
     # shared pieces --------------------------------------------------------------------------
+    def forget_selection(self) -> None:
+        """Drop the choice ``single_path()`` holds, so that the next one reads the alphas again."""
+        self._held = None
+
     def single_path(self) -> SinglePath:
         """A single-path rule over the architecture the alphas hold now, for strategies whose
         alphas stay put through an epoch (fixed training, random search, evaluation). Which
         candidates are non-zero is read on the host once and held until the epoch ends, the state
         is loaded, or an alpha is written (its version counter moves): on a GPU, one
-        device-to-host copy an epoch instead of one a forward pass."""
+        device-to-host copy an epoch instead of one a forward pass. A write that the version
+        counters do not see (``.data``, a collective) needs ``forget_selection()``."""
         if not isinstance(self.network, SearchNetwork):
             return SinglePath()
         alphas = self.network.arch_parameters()
