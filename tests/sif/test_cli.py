@@ -448,6 +448,22 @@ def test_recommend_with_a_model_saved_before_test_ratings_were_recorded_reads_th
         assert not {row["item"] for row in line["items"]} & rated[line["user"]]
 
 
+def test_model_files_keep_rated_pairs_as_int32_and_read_older_int64_ones(tiny_ratings, tmp_path):
+    out = tmp_path / "m"
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
+                   "--out", out).exit_code == 0
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert saved["seen_users"].dtype == saved["seen_items"].dtype == torch.int32  # half the bytes of int64
+    rated = _rated(tiny_ratings)
+    for dtype in (torch.int32, torch.int64):  # files written before held int64
+        saved["seen_users"], saved["seen_items"] = saved["seen_users"].to(dtype), saved["seen_items"].to(dtype)
+        torch.save(saved, out / "model.pt")
+        r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
+        assert r.exit_code == 0, r.output
+        for line in map(json.loads, r.output.splitlines()):
+            assert not {row["item"] for row in line["items"]} & rated[line["user"]]
+
+
 def test_history_refreshes_reach_the_model_and_bad_values_are_one_line(tiny_ratings, tmp_path):
     """--history-refreshes N sets the cached sums' refresh count, 0 the exact sums; the two train
     different models (the option is wired), and a negative count is refused before any run."""
