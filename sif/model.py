@@ -117,7 +117,7 @@ class HistoryEncoder(nn.Module):
         if self._cached_version != key or self.sums.shape[0] != self.indptr.numel() - 1:
             with torch.no_grad():
                 sums = nn.functional.embedding_bag(self.neighbours, w, self.indptr[:-1], mode="sum")
-                self.sums = sums * self._row_scale().unsqueeze(1)
+                self.sums = sums.mul_(self._row_scale().unsqueeze(1))  # in place: no second table-sized buffer
             self._cached_version = key
         return self.sums
 
@@ -176,7 +176,9 @@ class HistoryEncoder(nn.Module):
         # A^T G: each factor's gradient sums the scaled pending gradients of the rows whose history
         # holds it, one bag per factor (no interactions x dim intermediate)
         t_indptr, t_rows = self._transposed()
-        grad = nn.functional.embedding_bag(t_rows, pending * self._row_scale().unsqueeze(1), t_indptr[:-1], mode="sum")
+        # scaled in place (cleared right after): a table-sized temporary is mapped afresh by the
+        # host allocator each time (40 ms of page faults a refresh at the 20M shape)
+        grad = nn.functional.embedding_bag(t_rows, pending.mul_(self._row_scale().unsqueeze(1)), t_indptr[:-1], mode="sum")
         pending.zero_()
         squares = self._pending("pending_factors", w.shape[0], w)
         grad += squares
