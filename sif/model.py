@@ -28,6 +28,13 @@ def group_rows(keys: Tensor, values: Tensor, groups: int) -> tuple[Tensor, Tenso
     return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), values.index_select(0, order)
 
 
+#: evaluation (no gradients) computes every row's sums once, and reads later chunks from them,
+#: when a chunk's histories hold at least 1 / CACHE_FOR_EVALUATION of all the history: a full
+#: evaluation pass then costs one pass over the history instead of one per chunk, while scoring a
+#: few users (``recommend``) still gathers only their histories
+CACHE_FOR_EVALUATION = 4
+
+
 class HistoryEncoder(nn.Module):
     """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
     |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
@@ -44,8 +51,10 @@ class HistoryEncoder(nn.Module):
     factors the gradient of everything gathered since the last time (A^T G for the normalised
     history matrix A, plus the L2 term's), otherwise no gradient: y moves ``refreshes`` times an
     epoch, on the gradient of the steps in between, and the sums stay exact. ``None``: every
-    step gathers and differentiates the histories exactly. Evaluation (no gradients) always
-    takes the exact path. In a data-parallel run the looked-up rows are counted over every rank
+    step gathers and differentiates the histories exactly. Evaluation (no gradients) reads the
+    same sums: computed for every row when a chunk gathers much of the history
+    (``CACHE_FOR_EVALUATION``), then kept while the factors stand still; a small chunk (a few users'
+    recommendations) gathers its rows' histories alone. In a data-parallel run the looked-up rows are counted over every rank
     (one scalar all-reduce per training forward), so all ranks refresh at the same step, as one
     process on the whole batch does; each rank's part is weighted by its share of each step."""
 
@@ -95,7 +104,13 @@ class HistoryEncoder(nn.Module):
             if self.factors.weight.requires_grad:
                 return _CachedHistory.apply(ids, self.factors.weight, self)
             return self.cached_sums().index_select(0, ids)  # frozen factors (an architecture step): the same values
+        if not torch.is_grad_enabled() and self._cache_is_current():  # evaluation after the first chunk
+            return self.sums.index_select(0, ids)
         uniq, inverse, lengths, offsets, flat = self._gather(ids)
+        if not torch.is_grad_enabled() and flat.numel() * CACHE_FOR_EVALUATION >= self.neighbours.numel():
+            # a large evaluation chunk gathers much of the history: every row's sums cost little
+            # more and serve the chunks after it (the same values)
+            return self.cached_sums().index_select(0, ids)
         sums = nn.functional.embedding_bag(self.neighbours.index_select(0, flat), self.factors.weight, offsets, mode="sum")
         return (sums * lengths.clamp_min(1).to(sums.dtype).rsqrt().unsqueeze(1)).index_select(0, inverse)
 
@@ -110,11 +125,18 @@ class HistoryEncoder(nn.Module):
         """|N(x)|^-1/2 per row (1 for rows without history, whose sums are zero)."""
         return (self.indptr[1:] - self.indptr[:-1]).clamp_min(1).to(self.factors.weight.dtype).rsqrt()
 
+    def _cache_key(self) -> tuple:
+        w = self.factors.weight
+        return (w._version, w.data_ptr(), *self._history_key())
+
+    def _cache_is_current(self) -> bool:
+        return self._cached_version == self._cache_key() and self.sums.shape[0] == self.indptr.numel() - 1
+
     def cached_sums(self) -> Tensor:
         """Every row's encoding, recomputed when the factors (or the history) changed."""
         w = self.factors.weight
-        key = (w._version, w.data_ptr(), *self._history_key())
-        if self._cached_version != key or self.sums.shape[0] != self.indptr.numel() - 1:
+        key = self._cache_key()
+        if not self._cache_is_current():
             with torch.no_grad():
                 sums = nn.functional.embedding_bag(self.neighbours, w, self.indptr[:-1], mode="sum")
                 self.sums = sums.mul_(self._row_scale().unsqueeze(1))  # in place: no second table-sized buffer

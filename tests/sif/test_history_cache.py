@@ -65,13 +65,33 @@ def test_the_gradient_between_two_refreshes_is_handed_over_whole():
     assert torch.allclose(got[2] + pending + rest, total, rtol=1e-10)
 
 
-def test_without_gradients_or_refreshes_the_exact_path_runs():
-    exact, cached = _pair(64)
+def test_without_refreshes_the_exact_path_runs_with_gradients():
+    exact, _ = _pair(64)
     ids = torch.tensor([0, 3])
-    with torch.no_grad():
-        assert torch.allclose(cached(ids), exact(ids))
-    assert cached.sums.numel() == 0  # no cache built for evaluation
     assert exact(ids).grad_fn is not None and "Cached" not in type(exact(ids).grad_fn).__name__
+
+
+def test_evaluation_reads_every_rows_sums_once_a_chunk_gathers_much_of_the_history():
+    """Without gradients, a chunk whose histories hold at least 1/CACHE_FOR_EVALUATION of the
+    history builds every row's sums, and later chunks read them while the factors stand still; a
+    small chunk (a few users' recommendations) gathers its own rows' histories only. The values are
+    the gathered path's either way, with or without refreshes."""
+    for refreshes in (64, None):
+        exact, enc = _pair(refreshes)
+        small, large, later = torch.tensor([1]), torch.tensor([2, 0, 2, 5]), torch.tensor([1, 3, 4])  # 1, 7, 2 of 9 entries
+        want = {k: exact(ids).detach() for k, ids in (("small", small), ("large", large), ("later", later))}  # gathered
+        with torch.no_grad():
+            assert torch.allclose(enc(small), want["small"], rtol=1e-12)
+            assert enc.sums.numel() == 0  # gathered alone
+            assert torch.allclose(enc(large), want["large"], rtol=1e-12)
+            built = enc.sums
+            assert built.shape == (6, 3)
+            assert torch.allclose(enc(later), want["later"], rtol=1e-12) and enc.sums is built  # read, not rebuilt
+            enc.factors.weight.add_(0.5)  # the factors moved: the sums are stale, a small chunk gathers again
+            exact.factors.weight.add_(0.5)
+        moved = exact(small).detach()
+        with torch.no_grad():
+            assert torch.allclose(enc(small), moved, rtol=1e-12) and enc.sums is built
 
 
 def test_frozen_factors_under_gradients_read_the_cache_and_count_nothing():
