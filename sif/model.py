@@ -53,10 +53,11 @@ class HistoryEncoder(nn.Module):
     epoch, on the gradient of the steps in between, and the sums stay exact. ``None``: every
     step gathers and differentiates the histories exactly. Evaluation (no gradients) reads the
     same sums: computed for every row when a chunk gathers much of the history
-    (``CACHE_FOR_EVALUATION``), then kept while the factors stand still; a small chunk (a few users'
-    recommendations) gathers its rows' histories alone. In a data-parallel run the looked-up rows are counted over every rank
-    (one scalar all-reduce per training forward), so all ranks refresh at the same step, as one
-    process on the whole batch does; each rank's part is weighted by its share of each step."""
+    (``CACHE_FOR_EVALUATION``), then kept while the factors stand still; a small chunk (a few
+    users' recommendations) gathers its rows' histories alone. In a data-parallel run the
+    looked-up rows are counted over every rank (one scalar all-reduce per training forward), so
+    all ranks refresh at the same step, as one process on the whole batch does; each rank's part
+    is weighted by its share of each step."""
 
     def __init__(self, num_rows: int, num_other: int, dim: int, refreshes: Optional[int] = HISTORY_REFRESHES) -> None:
         super().__init__()
@@ -134,13 +135,11 @@ class HistoryEncoder(nn.Module):
 
     def cached_sums(self) -> Tensor:
         """Every row's encoding, recomputed when the factors (or the history) changed."""
-        w = self.factors.weight
-        key = self._cache_key()
         if not self._cache_is_current():
             with torch.no_grad():
-                sums = nn.functional.embedding_bag(self.neighbours, w, self.indptr[:-1], mode="sum")
+                sums = nn.functional.embedding_bag(self.neighbours, self.factors.weight, self.indptr[:-1], mode="sum")
                 self.sums = sums.mul_(self._row_scale().unsqueeze(1))  # in place: no second table-sized buffer
-            self._cached_version = key
+            self._cached_version = self._cache_key()
         return self.sums
 
     def _history_key(self) -> tuple:
