@@ -151,7 +151,9 @@ def surprise_epoch(python: Path, users: np.ndarray, items: np.ndarray, ratings: 
     given training ratings, run by ``benchmarks/surprise_speed.py`` in Surprise's venv."""
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.tsv"
-        np.savetxt(train, np.column_stack([users, items, ratings]), fmt=["%d", "%d", "%g"], delimiter="\t")
+        import pandas as pd  # its C writer: np.savetxt formats 14M rows one by one in Python
+
+        pd.DataFrame({"user": users, "item": items, "rating": ratings}).to_csv(train, sep="\t", header=False, index=False)
         out = subprocess.run([str(python), str(ROOT / "benchmarks" / "surprise_speed.py"), str(train), "--models", models,
                               "--scale", f"{ratings.min():g},{ratings.max():g}"],
                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
