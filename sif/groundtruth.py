@@ -1,0 +1,146 @@
+"""The measured ground truth of the ``autocf`` space: every architecture trained alone.
+
+``benchmarks/sif_bench.py`` trains fixed models of the space one by one (the default, every
+one- and two-change neighbour of it, and uniformly sampled architectures), each with the task's
+defaults and early stopping, and appends one JSON line per (task, seed, architecture) to a
+results file. This module enumerates those architectures and reads the file back:
+
+>>> truth = GroundTruth.read("benchmarks/results/sif_bench.jsonl")
+>>> truth.score("rating", {"item_input": "both"})      # mean valid/test over the seeds measured
+>>> truth.rank("rating", {"item_input": "both"})       # its place among all measured, by validation
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+from typing import Iterator, Union
+
+import pandas as pd
+
+from nasp.errors import NaspError
+
+from .joint import DEFAULT_CHOICES, ROWS
+from .space import SPACES
+
+#: the metric each task is judged by, and whether larger is better
+METRICS = {"rating": ("rmse", False), "ranking": ("ndcg@10", True)}
+
+
+def arch_key(choices: dict) -> str:
+    """A stable label of a fixed model: its choices that differ from the default, as the
+    ``--baselines`` syntax writes them (``item_input=both+op=max``); ``default`` for none."""
+    changed = [f"{row}={choices[row]}" for row in ROWS if choices[row] != DEFAULT_CHOICES[row]]
+    return "+".join(changed) or "default"
+
+
+def full_choices(changes: dict) -> dict:
+    """The default model with ``changes`` applied; an unknown row or candidate is a clear error."""
+    space = SPACES["autocf"]
+    for row, name in changes.items():
+        if row not in space:
+            raise NaspError(f"unknown row {row!r} of the autocf space; rows: {', '.join(space)}")
+        if name not in space[row]:
+            raise NaspError(f"{row}={name!r} is not in the autocf space; candidates: {', '.join(space[row])}")
+    return {**DEFAULT_CHOICES, **changes}
+
+
+def neighbours(choices: dict) -> Iterator[dict]:
+    """Every model one row away from ``choices``, in row order."""
+    for row, names in SPACES["autocf"].items():
+        for name in names:
+            if name != choices[row]:
+                yield {**choices, row: name}
+
+
+def all_architectures() -> list[dict]:
+    """Every fixed model of the ``autocf`` space (3,024), in a fixed order."""
+    space = SPACES["autocf"]
+    return [dict(zip(space, combo)) for combo in itertools.product(*space.values())]
+
+
+def bench_architectures(samples: int = 300, seed: int = 0) -> list[tuple[str, dict]]:
+    """The architectures of the benchmark as (group, choices), without repeats: the default, its
+    one-change and two-change neighbours, then ``samples`` drawn uniformly from the whole space."""
+    seen: set[str] = set()
+    out: list[tuple[str, dict]] = []
+
+    def add(group: str, choices: dict) -> None:
+        key = arch_key(choices)
+        if key not in seen:
+            seen.add(key)
+            out.append((group, choices))
+
+    add("default", dict(DEFAULT_CHOICES))
+    first = list(neighbours(DEFAULT_CHOICES))
+    for choices in first:
+        add("one-change", choices)
+    for choices in first:
+        for second in neighbours(choices):
+            if sum(second[r] != DEFAULT_CHOICES[r] for r in ROWS) == 2:
+                add("two-change", second)
+    for choices in random.Random(seed).sample(all_architectures(), samples):
+        add("random", choices)
+    return out
+
+
+class GroundTruth:
+    """The results of ``benchmarks/sif_bench.py``: one row per (task, seed, architecture)."""
+
+    COLUMNS = ("task", "seed", "arch", "group", "valid", "test", "epochs", "seconds")
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self.rows = rows
+
+    @classmethod
+    def read(cls, path: Union[str, Path]) -> "GroundTruth":
+        """Read a results file (JSON lines); a missing or malformed file is a clear error."""
+        path = Path(path)
+        if not path.is_file():
+            raise NaspError(f"{path}: no such ground-truth file (benchmarks/sif_bench.py writes it)")
+        records = []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    raise NaspError(f"{path}:{number}: not a JSON line") from None
+                if not isinstance(record, dict) or any(key not in record for key in cls.COLUMNS):
+                    raise NaspError(f"{path}:{number}: a ground-truth record needs {', '.join(cls.COLUMNS)}")
+                records.append({key: record[key] for key in cls.COLUMNS})
+        return cls(pd.DataFrame(records, columns=list(cls.COLUMNS)))
+
+    def table(self, task: str) -> pd.DataFrame:
+        """Per architecture: mean valid and test metric over the seeds measured, seeds, seconds;
+        sorted best first by validation."""
+        if task not in METRICS:
+            raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(METRICS)}")
+        rows = self.rows[self.rows.task == task]
+        table = rows.groupby("arch").agg(valid=("valid", "mean"), test=("test", "mean"), test_std=("test", "std"),
+                                         seeds=("seed", "nunique"), seconds=("seconds", "mean"), group=("group", "first"))
+        return table.sort_values("valid", ascending=not METRICS[task][1])
+
+    def score(self, task: str, changes: Union[dict, str]) -> dict:
+        """Mean valid and test metric of one architecture (choices, or changes to the default,
+        or its ``arch_key``); an architecture not measured is a clear error."""
+        key = changes if isinstance(changes, str) else arch_key(full_choices(changes))
+        table = self.table(task)
+        if key not in table.index:
+            raise NaspError(f"{key!r} is not in the {task} ground truth ({len(table)} architectures measured)")
+        row = table.loc[key]
+        return {"arch": key, "valid": float(row.valid), "test": float(row.test), "seeds": int(row.seeds)}
+
+    def rank(self, task: str, changes: Union[dict, str], by: str = "valid") -> dict:
+        """The place of one architecture among all measured (1 = best) by ``by`` (valid or test),
+        its percentile (0 = best) and its regret against the best."""
+        found = self.score(task, changes)
+        table = self.table(task)
+        larger = METRICS[task][1]
+        values = table[by]
+        better = int((values > found[by]).sum() if larger else (values < found[by]).sum())
+        best = float(values.max() if larger else values.min())
+        return {**found, "rank": better + 1, "of": len(table), "percentile": 100.0 * better / len(table),
+                "regret": abs(best - found[by])}
