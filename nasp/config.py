@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+import typing
+from typing import Any, Mapping, TypeVar, Union
 
 from .errors import NaspError
 
@@ -30,6 +31,10 @@ MAX_RATE = 1e4
 (1 - beta1^t)``, 10x the rate at the first step with beta1 0.9), so a rate near 1e38 overflowed inside
 the optimizer (``RuntimeError: value cannot be converted to type float without overflow``); far
 below that every rate diverges anyway (the largest default, the RNN's SGD, is 20)."""
+
+
+MAX_SEED = 2**32 - 1
+"""Largest ``--seed``: NumPy's generators take seeds in [0, 2**32)."""
 
 
 def check_rate(name: str, value: float, positive: bool = True) -> float:
@@ -58,7 +63,43 @@ class RunConfig:
         """Raise ``NaspError`` (one line naming the option) for settings that cannot run on
         ``context`` (the data); called before the run directory exists."""
 
+    def check_types(self) -> None:
+        """A ``NaspError`` naming the option for a value of the wrong type (``seed="x"``,
+        ``test_ratio="0.5"``): what Click's types check on the command line, for Python callers.
+        An int passes for a float; a bool never passes for a number."""
+        hints = typing.get_type_hints(type(self))
+        for name in self.field_names():
+            value, allowed = getattr(self, name), _accepted(hints[name])
+            if allowed is None or any(_is_a(value, kind) for kind in allowed):
+                continue
+            names = sorted({_KIND_NAMES.get(k, k.__name__) for k in allowed if k is not type(None)})
+            raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be {' or '.join(names)}")
+
     def options(self) -> dict[str, Any]:
         """The settings as ``config.json`` records them (paths as text)."""
         values = {name: getattr(self, name) for name in self.field_names()}
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "text", bool: "True or False", Path: "a path"}
+
+
+def _accepted(hint: Any) -> Union[tuple, None]:
+    """The plain classes a field's annotation allows (None when it names something else)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) is Union else (hint,)
+    out = []
+    for arg in args:
+        origin = typing.get_origin(arg) or arg  # Sequence[int] -> collections.abc.Sequence
+        if isinstance(origin, type):
+            out.append(origin)
+        else:
+            return None
+    return tuple(out)
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool) and kind in (int, float):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)

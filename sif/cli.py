@@ -12,11 +12,12 @@ import click
 
 from nasp.commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RequiredUnlessResume, RunCommand, amp_option, data_dir_option, finish_run,
                            resume_option, run_options, start_run, threads_option)
+from nasp.errors import NaspError
 from nasp.runs import resolve_device
 from nasp.strategies import search_strategy_names
 
 from . import pipeline
-from .data import SPLITS
+from .data import SPLITS, kfold
 from .estimator import SIF, SIFOptions
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
@@ -43,6 +44,7 @@ def sif() -> None:
     nasp sif search --data ml-100k --task ranking  the same for top-K recommendation
     nasp sif train --ifc multiply --data ml-100k   a fixed-IFC baseline (SVD++)
     nasp sif recommend --model RUN --user 196      top-10 unseen items for a user
+    nasp sif predict --model RUN --pairs FILE      predictions for (user, item) pairs
     """
 
 
@@ -103,7 +105,13 @@ def _estimator(opts: dict) -> SIF:
     if "epochs" in opts:
         options.mlp = opts.get("mlp", LEGACY["mlp"])
     est = SIF(**dataclasses.asdict(options))
-    est.load_data(opts["data"], opts.get("valid_data"), opts.get("test_data"))
+    if options.folds is None:
+        est.load_data(opts["data"], opts.get("valid_data"), opts.get("test_data"))
+        return est
+    if opts.get("valid_data") or opts.get("test_data"):
+        raise NaspError("--folds makes the test parts and splits validation off the rest: leave out --valid-data and --test-data")
+    est.cv_table = est.task.read(pipeline.read_table(opts["data"], options.data_dir))  # read (and checked) before the run
+    kfold(est.cv_table, options.folds, options.seed)
     return est
 
 
@@ -113,6 +121,9 @@ def _run(command: str, opts: dict) -> None:
     est = None if opts["resume"] else _estimator(opts)
     run, opts, _ = start_run(command, opts)
     est = est or _estimator(opts)
+    if opts.get("folds") is not None:
+        finish_run(run, est.cross_validate(est.cv_table, run=run), opts["as_json"])
+        return
     est.fit(run=run)
     finish_run(run, _headline_first(est.summary_), opts["as_json"])
 
@@ -186,6 +197,10 @@ def _headline_first(summary: dict) -> dict:
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
 @model_options
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Training epochs at most.")
+@click.option("--folds", type=int, default=None, metavar="K",
+              help="K-fold cross-validation instead of one split: every row tested once, each fold trained on the others "
+                   "(validation split off them), folds fixed by --seed; the summary gives every metric's mean, _std and "
+                   "per-fold values (fold-K/ holds each fold's run; no model.pt).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation score.")
 @threads_option(1)
 @amp_option
@@ -211,9 +226,14 @@ def train(**opts) -> None:
               help="Many users in one start-up: a file of raw ids (one a line) or 'all'; one CSV row per item "
                    "(with --json one JSON line per user).")
 @click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
+@click.option("--fallback", type=click.Choice(pipeline.FALLBACKS.names()), default="pop", show_default=True,
+              help="For users the model does not know: pop (the most popular items of its training data, scored by their "
+                   "interaction count; both tasks) or none (left out; an error when no user given is known). "
+                   "They are named in one warning.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per user, one a line.")
-def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, device: str, as_json: bool) -> None:
+def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, fallback: str, device: str,
+              as_json: bool) -> None:
     """Top-K items a user has not interacted with, by predicted rating (rating task) or score (ranking).
 
     Never offers an item the user rated anywhere in the data the model was given: the
@@ -224,16 +244,14 @@ def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k
         raise click.UsageError("give exactly one of --user ID or --users FILE|all")
     model = pipeline.Recommender(model_dir, resolve_device(device))
     if user is not None:
-        _print_single(user, model.top(user, k), as_json)
+        _print_single(user, model.serve([user], k, fallback)[0][1], as_json)
         return
     users = model.user_ids if users_from == "all" else pipeline.read_user_list(Path(users_from))
-    for u in users:
-        model.user_index(u)  # every id is checked before anything is printed
+    served = model.serve(users, k, fallback)  # every id is checked before anything is printed
     with_titles = bool(model.titles)
     if not as_json:
         click.echo("user,rank,item,score" + (",title" if with_titles else ""))
-    for u in users:
-        items = model.top(u, k)
+    for u, items in served:
         if as_json:
             click.echo(json.dumps({"user": u, "items": items}))
             continue
@@ -242,6 +260,25 @@ def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k
         for row in items:
             fields = [u, str(row["rank"]), row["item"], f"{row['score']:.4f}"] + ([row["title"] or ""] if with_titles else [])
             click.echo(_csv_row(fields))
+
+
+@sif.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
+@click.option("--pairs", "pairs_from", required=True, metavar="FILE",
+              help="The (user, item) pairs to predict: a file of raw ids, one pair a line, separated by a tab, a comma or spaces.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def predict(model_dir: Path, pairs_from: str, device: str) -> None:
+    """Predicted rating (rating task) or score (ranking) of each (user, item) pair.
+
+    Prints CSV: user,item,prediction,known. known is false where the user or the item is not in
+    the data the model was trained on; the prediction is then that of the biases alone.
+    """
+    model = pipeline.Recommender(model_dir, resolve_device(device))
+    users, items = pipeline.read_pairs(Path(pairs_from))
+    predictions, known = model.predict_pairs(users, items)
+    click.echo("user,item,prediction,known")
+    for u, i, p, kn in zip(users, items, predictions.tolist(), known.tolist()):
+        click.echo(_csv_row([u, i, f"{p:.4f}", "true" if kn else "false"]))
 
 
 def _print_single(user: str, items: list[dict], as_json: bool) -> None:

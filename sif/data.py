@@ -135,6 +135,9 @@ FRAME_COLUMNS = {
 def table_from_frame(frame: pd.DataFrame, source: str = "DataFrame") -> RatingTable:
     """A ``RatingTable`` from a DataFrame with user and item columns (and optionally rating and
     timestamp), named as Surprise, LensKit or RecBole name them; duplicates as in files."""
+    twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if twice:
+        raise NaspError(f"{source}: column name(s) {', '.join(twice)} given twice; name each column once")
     cols = {}
     for role, names in FRAME_COLUMNS.items():
         cols[role] = next((c for c in names if c in frame.columns), None)
@@ -144,19 +147,48 @@ def table_from_frame(frame: pd.DataFrame, source: str = "DataFrame") -> RatingTa
         raise NaspError(f"{source}: no rows")
     line_numbers = np.arange(1, len(frame) + 1)
 
+    def ids(role: str) -> np.ndarray:
+        column = frame[cols[role]]
+        missing = column.isna().to_numpy()
+        if missing.any():
+            raise NaspError(f"{source}: row {int(np.argmax(missing))}: the {role} id is missing ({column.iloc[int(np.argmax(missing))]!r})")
+        if pd.api.types.is_float_dtype(column) and (column % 1 == 0).all():  # 196.0 is the id 196, as in a file
+            column = column.astype(np.int64)
+        return column.astype(str).to_numpy(dtype=object)
+
     def numbers(role: str) -> Optional[np.ndarray]:
         if cols[role] is None:
             return None
-        values = pd.to_numeric(frame[cols[role]], errors="coerce").to_numpy(dtype=np.float64)
+        column = frame[cols[role]]
+        kinds = pd.api.types
+        if any(check(column) for check in (kinds.is_complex_dtype, kinds.is_bool_dtype, kinds.is_datetime64_any_dtype,
+                                           kinds.is_timedelta64_dtype)):
+            raise NaspError(f"{source}: the {role} column holds {column.dtype} values; give real numbers")
+        values = pd.to_numeric(column, errors="coerce")
+        if pd.api.types.is_complex_dtype(values) or values.dtype == object:  # mixed objects: each on its own
+            values = column.map(_real_or_nan)
+        values = values.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             row = int(np.argmax(~np.isfinite(values)))
-            raise NaspError(f"{source}: row {row}: {role} {frame[cols[role]].iloc[row]!r} is not a finite number")
+            raise NaspError(f"{source}: row {row}: {role} {column.iloc[row]!r} is not a finite number")
         return values
 
     ratings = numbers("rating")
-    table = RatingTable(frame[cols["user"]].astype(str).to_numpy(dtype=object), frame[cols["item"]].astype(str).to_numpy(dtype=object),
-                        ratings if ratings is not None else np.ones(len(frame)), source, numbers("timestamp"), ratings is not None)
+    table = RatingTable(ids("user"), ids("item"), ratings if ratings is not None else np.ones(len(frame)), source,
+                        numbers("timestamp"), ratings is not None)
     return _drop_duplicates(table, line_numbers)
+
+
+def _real_or_nan(value: object) -> float:
+    """A real number (or numeric text) as a float; anything else (complex, lists, dates) NaN."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return float("nan")
+    return float("nan")
 
 
 def resolve_ratings_path(data: str, data_dir: Optional[Union[str, Path]] = None) -> Path:
@@ -543,6 +575,13 @@ class Interactions:
     def to(self, device: torch.device) -> "Interactions":
         return Interactions(self.users.to(device), self.items.to(device), self.ratings.to(device))
 
+    def known(self) -> "Interactions":
+        """The rows whose user and item the id map knows (no ``-1``)."""
+        keep = (self.users >= 0) & (self.items >= 0)
+        if bool(keep.all()):
+            return self
+        return Interactions(self.users[keep], self.items[keep], self.ratings[keep])
+
 
 @dataclass
 class IdMap:
@@ -604,8 +643,10 @@ class Splits:
         return self.unknown_ids.get("test", {"users": 0, "items": 0})
 
     def with_valid_in_train(self) -> "Splits":
-        """The same splits with the validation ratings moved into training (for a refit)."""
-        both = Interactions(*(torch.cat([getattr(self.train, k), getattr(self.valid, k)]) for k in ("users", "items", "ratings")))
+        """The same splits with the validation ratings moved into training (for a refit); rows of
+        a ``--valid-data`` user or item absent from ``--data`` stay out (the model has no row for them)."""
+        valid = self.valid.known()
+        both = Interactions(*(torch.cat([getattr(self.train, k), getattr(valid, k)]) for k in ("users", "items", "ratings")))
         empty = Interactions(self.valid.users[:0], self.valid.items[:0], self.valid.ratings[:0])
         return replace(self, train=both, valid=empty)
 
@@ -740,6 +781,33 @@ def split_temporal_by_user(table: RatingTable, spec: SplitSpec) -> Splits:
         raise NaspError(f"{table.source}: --split temporal needs timestamps, and this file has none "
                         "(a fourth column, or a 'timestamp' column in its header)")
     return _split_by_user(table, spec, table.timestamps)
+
+
+def check_folds(folds: object) -> int:
+    """``folds`` if it is a usable number of cross-validation folds, else a ``NaspError``."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise NaspError(f"--folds {folds!r}: must be an integer >= 2 (the number of test parts)")
+    return folds
+
+
+def kfold(table: RatingTable, folds: int, seed: int) -> np.ndarray:
+    """The cross-validation fold (0 .. ``folds`` - 1) of every row: each user's rows in a random
+    order (``seed``) dealt over the folds from a random fold on, so that every user with two or
+    more rows trains in every fold. A user with a single row keeps it in training (fold -1)."""
+    check_folds(folds)
+    if folds > len(table):
+        raise NaspError(f"--folds {folds}: more folds than the {len(table)} row(s) of {table.source}")
+    rng = np.random.default_rng(seed)
+    users = pd.factorize(table.users)[0]
+    order = user_key_order(users, rng.random(len(table)))
+    counts = np.bincount(users)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    su = users[order]
+    offset = rng.integers(0, folds, size=len(counts))
+    dealt = (np.arange(len(order)) - start[su] + offset[su]) % folds
+    fold = np.empty(len(table), dtype=np.int64)
+    fold[order] = np.where(counts[su] > 1, dealt, -1)
+    return fold
 
 
 def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, seed: int,

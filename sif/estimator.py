@@ -11,30 +11,32 @@ the ``nasp sif`` commands only turn their options into a ``SIF`` and print its s
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
-from nasp.commands import release_with_command
-from nasp.config import RunConfig, check_rate
+from nasp.commands import configure_logging, release_with_command
+from nasp.config import MAX_SEED, RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.loop import improves
-from nasp.devices import check_amp
+from nasp.devices import check_amp, set_deterministic
 from nasp.distributed import check_shards
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
-from .data import RatingTable, Splits
+from .data import RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .joint import JointConfig, parse_choices
@@ -101,6 +103,15 @@ class SIFOptions(RunConfig):
     device: str = "auto"
     #: bfloat16 autocast of the training forward passes (CUDA only: ``--amp``)
     amp: bool = False
+    #: CPU threads of torch during ``fit`` (``--threads``; 1, as the commands: more threads than
+    #: cores shared with other work make training several times slower)
+    threads: int = 1
+    #: cross-validation folds of ``cross_validate`` (``nasp sif train --folds``); None: ``fit`` trains once
+    folds: Optional[int] = None
+    #: deterministic algorithms, so that a CUDA run repeats exactly (``--deterministic``)
+    deterministic: bool = False
+    #: one log line per epoch on stderr during ``fit`` (the commands' default; ``-q`` there)
+    verbose: bool = True
 
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
@@ -111,6 +122,9 @@ class SIFOptions(RunConfig):
         return cls(**options)
 
     def validate(self, *context: Any) -> None:
+        self.check_types()
+        if not 0 <= self.seed <= MAX_SEED:
+            raise NaspError(f"--seed {self.seed}: must be in [0, {MAX_SEED}]")
         TASKS.get(self.task)
         STRATEGIES.get(self.strategy)
         for name in ("lr", "arch_lr"):
@@ -119,7 +133,7 @@ class SIFOptions(RunConfig):
         for name in ("reg", "implicit_reg"):
             if getattr(self, name) is not None:
                 check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)), positive=False)
-        lowest = {name: 1 for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates")}
+        lowest = {name: 1 for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates", "threads")}
         for name, low in {**lowest, "history_refreshes": 0}.items():
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -146,6 +160,10 @@ class SIFOptions(RunConfig):
             if given:
                 raise NaspError(f"{' and '.join(given)}: the {self.space} space searches the input encodings and heads; "
                                 "leave them out (or use --space sif)")
+        if self.folds is not None:
+            check_folds(self.folds)
+            if self.test_ratio is not None:
+                raise NaspError("--test-ratio with --folds: the folds make the test parts; leave it out")
         if self.keep not in ("best", "searched"):
             raise NaspError(f"--keep {self.keep!r}: use best or searched")
 
@@ -224,25 +242,62 @@ class SIF:
         (and rating, timestamp) columns. Validation (selection, early stopping) comes out of
         ``data`` unless ``valid_data`` is given; test likewise. The run's files go to ``run``
         (a ``RunDir``), else to a temporary folder that ``save`` copies."""
+        if self.options.folds is not None:
+            raise NaspError(f"folds={self.options.folds}: call cross_validate(data), which fits one model per fold; fit trains one")
         if data is not None:
             self.load_data(data, valid_data, test_data)
         if self._loaded is None:
             raise NaspError("fit needs data: a file, a known name or a DataFrame")
         splits, path = self._loaded
-        owned = run is None
-        if owned:  # the commands seed in start_run; a Python fit seeds here, so that two fits repeat
-            seed_everything(self.options.seed)
-            self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
-            run = RunDir(Path(self._tmp.name) / "run")
+        if run is not None:  # a command: start_run has seeded and set the threads and the log level
+            self._run_path = run.path
+            return self._fit(run, splits, path, owned=False)
+        self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
+        run = RunDir(Path(self._tmp.name) / "run")
         self._run_path = run.path
-        try:
-            if owned:
+        with _as_the_command(self.options):
+            try:
                 run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
                                                                     for k, v in dataclasses.asdict(self.options).items()}})
-            return self._fit(run, splits, path, owned)
-        finally:
-            if owned:  # also when the fit fails: the temporary run's lock is not left open
+                return self._fit(run, splits, path, owned=True)
+            finally:  # also when the fit fails: the temporary run's lock is not left open
                 run.close()
+
+    def cross_validate(self, data: Data, folds: Optional[int] = None, run: Optional[RunDir] = None) -> dict:
+        """K-fold cross-validation, as Surprise's ``cross_validate``: the rows of ``data`` dealt
+        into ``folds`` test parts by the seed (``sif.data.kfold``: every user with two or more rows
+        trains in every fold); each fold fits a fresh model on the other rows (validation split off
+        them as ``fit`` does) and scores its part. Returns (and keeps in ``cv_results_``) every
+        metric's mean over the folds, its standard deviation (``_std``, NumPy's) and the per-fold
+        values (``fold_``), with ``folds`` and ``seconds``. ``run``: fold K's files go to
+        RUN/fold-K/ (a finished fold is read back on resume)."""
+        folds = self.options.folds if folds is None else folds
+        SIFOptions.of({**dataclasses.asdict(self.options), "folds": folds}).validate()
+        table = self.task.read(pipeline.read_table(_source(data), self.options.data_dir))
+        fold = kfold(table, folds, self.options.seed)
+        t0, summaries = time.perf_counter(), []
+        options = {**dataclasses.asdict(self.options), "folds": None}
+        for k in range(folds):
+            est = SIF(**options)
+            est.load_data(table.subset(fold != k), test_data=table.subset(fold == k))
+            if run is None:
+                est.fit()
+                summaries.append(est.summary_)
+                continue
+            out = run.file(f"fold-{k + 1}")
+            sub = release_with_command(RunDir(out, resume=(out / CONFIG).exists()))
+            if not sub.resume:
+                sub.write_config({"command": f"fold-{k + 1}", "rows": int((fold != k).sum()), "test_rows": int((fold == k).sum())})
+            if sub.file("summary.json").exists():
+                summaries.append(read_json(sub.file("summary.json")))
+                continue
+            seed_everything(self.options.seed)  # each fold starts as a Python fit does
+            est.fit(run=sub)
+            sub.finish(est.summary_)
+            summaries.append(est.summary_)
+        self.cv_results_ = {"task": self.task.name, "folds": folds, **_fold_statistics(summaries, self.task),
+                            "seconds": round(time.perf_counter() - t0, 3)}
+        return self.cv_results_
 
     def _fit(self, run: RunDir, splits: Splits, path: Any, owned: bool) -> "SIF":
         """``fit``'s work in ``run``: search (if asked), retrain, compare, test, keep the model."""
@@ -430,19 +485,38 @@ class SIF:
             raise NaspError("this SIF has no trained model: call fit (with retrain on) or SIF.load first")
         return self._model
 
-    def predict(self, users: Sequence, items: Sequence) -> np.ndarray:
+    def predict(self, users: Sequence, items: Sequence) -> pd.DataFrame:
         """Predicted ratings (rating task, clipped to the training range) or scores (ranking) of
-        the (user, item) pairs given as raw ids; unseen ids fall back to the biases."""
-        return self.model.predict_pairs([str(u) for u in users], [str(i) for i in items])
+        the (user, item) pairs given as raw ids: a DataFrame with user, item, prediction and
+        ``known`` (False where the user or item is not in the model's data: the prediction is then
+        the biases' alone, as Surprise's ``was_impossible``)."""
+        users, items = _id_list(users, "users"), _id_list(items, "items")
+        predictions, known = self.model.predict_pairs(users, items)
+        return pd.DataFrame({"user": users, "item": items, "prediction": predictions, "known": known})
 
-    def recommend(self, user: Any, k: int = 10) -> pd.DataFrame:
-        """The top-``k`` items ``user`` never interacted with in the data given to ``fit``."""
-        return pd.DataFrame(self.model.top(str(user), k), columns=["rank", "item", "score", "title"])
+    def recommend(self, users: Any, k: int = 10, fallback: str = "pop") -> pd.DataFrame:
+        """The top-``k`` items a user never interacted with in the data given to ``fit``: for one
+        raw id, a DataFrame of rank, item, score, title; for a list of ids, the same with a user
+        column first. A user the model does not know gets ``fallback``'s list ("pop": the most
+        popular items, scored by their interaction count; "none": none, and an error for a single
+        user), reported in one warning."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise NaspError(f"-k {k!r}: must be an integer >= 1")
+        pipeline.FALLBACKS.get(fallback)
+        many = not isinstance(users, (str, int, np.integer))
+        ids = _id_list(users, "users") if many else [str(users)]
+        served = self.model.serve(ids, k, fallback)
+        columns = ["rank", "item", "score", "title"]
+        if not many:
+            return pd.DataFrame(served[0][1] if served else [], columns=columns)
+        rows = [{"user": user, **row} for user, items in served for row in items]
+        return pd.DataFrame(rows, columns=["user", *columns])
 
     def evaluate(self, data: Data) -> dict[str, float]:
         """Metrics on ``data`` (a file or DataFrame of held-out interactions): RMSE and MAE for
         the rating task; full-ranking metrics for ranking, excluding what the model trained and
-        was validated on (as the test split is scored)."""
+        was validated on (as the test split is scored). ``rows`` and ``rows_scored`` say how many
+        rows were given and used; none usable is an error."""
         table = self.task.read(pipeline.read_table(data, self.options.data_dir))
         return self.model.evaluate(table, self.task)
 
@@ -452,6 +526,8 @@ class SIF:
             raise NaspError("nothing to save: call fit first")
         path = Path(path)
         if path.resolve() != self._run_path.resolve():
+            if path.exists() and not path.is_dir():
+                raise NaspError(f"{path}: exists and is not a folder; save into a new folder")
             if path.exists() and any(path.iterdir()):
                 raise NaspError(f"{path}: exists and is not empty; save into a new folder")
             shutil.copytree(self._run_path, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
@@ -470,6 +546,50 @@ class SIF:
         est.summary_ = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}
         est.arch_ = read_json(folder / "arch.json") if (folder / "arch.json").exists() else None
         return est
+
+
+@contextlib.contextmanager
+def _as_the_command(options: SIFOptions) -> Iterator[None]:
+    """What ``start_run`` does for a command, for the length of a Python ``fit``: the seed, the
+    threads, determinism, and one log line per epoch on stderr (``verbose``); the caller's thread
+    count and log level are restored after."""
+    threads, logger = torch.get_num_threads(), logging.getLogger("nasp")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    torch.set_num_threads(options.threads)
+    seed_everything(options.seed)
+    set_deterministic(options.deterministic)
+    configure_logging(logging.INFO if options.verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def _fold_statistics(summaries: list[dict], task: Task) -> dict:
+    """Mean, standard deviation and per-fold values of every validation and test metric."""
+    metrics = [k[len("test_"):] for k in task.test_keys()]
+    keys = [f"{part}_{m}" for part in ("valid", "test") for m in metrics
+            if all(isinstance(s.get(f"{part}_{m}"), (int, float)) for s in summaries)]
+    out: dict = {}
+    for key in keys:
+        values = np.array([s[key] for s in summaries], dtype=np.float64)
+        out.update({key: float(values.mean()), f"{key}_std": float(values.std()), f"fold_{key}": values.tolist()})
+    return out
+
+
+def _id_list(ids: Any, name: str) -> list[str]:
+    """Raw ids as strings, from a list, array or Series of str or int; anything else is an error."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple, np.ndarray, pd.Series, pd.Index)):
+        raise NaspError(f"{name}: give a list of raw ids, got {type(ids).__name__}")
+    out = []
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+            raise NaspError(f"{name}: {value!r} is not a raw id (a string or an integer)")
+        out.append(str(value))
+    return out
 
 
 def _task_options(task: Task) -> dict:

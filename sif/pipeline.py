@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
+from nasp.registry import Registry
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
@@ -472,15 +474,29 @@ class Recommender:
         u = self.user_index(user)
         return self._seen_items[self._seen_ptr[u] : self._seen_ptr[u + 1]]
 
-    def top(self, user: str, k: int) -> list[dict]:
+    def knows(self, user: str) -> bool:
+        """Whether ``user`` is in the data the model was trained on."""
+        return str(user) in self._index
+
+    def top(self, user: str, k: int, fallback: str = "none") -> list[dict]:
         """Top-``k`` items ``user`` has not rated, highest predicted rating first (fewer, or
-        none, when fewer are left)."""
+        none, when fewer are left). A user the model does not know gets ``fallback``'s list
+        (``FALLBACKS``; "none": a ``NaspError``)."""
         if k < 1:
             raise NaspError(f"-k must be at least 1, got {k}")
+        if not self.knows(user):
+            if FALLBACKS.get(fallback) is None:
+                self.user_index(user)  # the error naming the user
+            return FALLBACKS.get(fallback)(self, k)
         u = self.user_index(user)
         items = torch.arange(len(self.item_ids), device=self.device)
         scores = self.net.predict(torch.full_like(items, u), items).cpu()
         scores[self.rated(user)] = -float("inf")
+        return self._listed(scores, k)
+
+    def _listed(self, scores: Tensor, k: int) -> list[dict]:
+        """The ``k`` best finite scores among the items the model can recommend, as rows."""
+        scores = scores.clone()
         scores[~self._candidates] = -float("inf")
         k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k)
@@ -489,35 +505,88 @@ class Recommender:
             for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
         ]
 
-    def predict_pairs(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
-        """Predictions for raw (user, item) id pairs (unknown ids fall back to the biases)."""
+    def popular(self, k: int) -> list[dict]:
+        """The ``k`` items with the most interactions in the data the model was fitted on
+        (training and validation), each scored by that count: the ``pop`` fallback."""
+        users, items, split = self._seen
+        counts = torch.bincount(items[split <= 1], minlength=len(self.item_ids)).double()
+        counts[counts == 0] = -float("inf")
+        return self._listed(counts, k)
+
+    def serve(self, users: Sequence[str], k: int, fallback: str) -> list[tuple[str, list[dict]]]:
+        """Each user's top-``k``, in order. Users the model does not know get ``fallback``'s list
+        (with "none": no list, and an error when no user is known), reported in one warning."""
+        unknown = [u for u in dict.fromkeys(users) if not self.knows(u)]
+        if unknown:
+            served = FALLBACKS.get(fallback) is not None
+            if not served and len(unknown) == len(set(users)):
+                raise NaspError(f"unknown user{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown[:5]))}"
+                                f"{', ...' if len(unknown) > 5 else ''}: not in the ratings this model was trained on "
+                                "(--fallback pop serves the most popular items)")
+            log.warning("%d user(s) not in the ratings this model was trained on (%s%s): %s", len(unknown),
+                        ", ".join(map(repr, unknown[:5])), ", ..." if len(unknown) > 5 else "",
+                        "served the most popular items (--fallback pop)" if served else "left out (--fallback none)")
+            users = users if served else [u for u in users if self.knows(u)]
+        return [(u, self.top(u, k, fallback)) for u in users]
+
+    def predict_pairs(self, users: Sequence[str], items: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions for raw (user, item) id pairs, and whether each pair's user and item are
+        known to the model (unknown ids fall back to the biases: Surprise's ``was_impossible``)."""
         if len(users) != len(items):
             raise NaspError(f"predict: {len(users)} users but {len(items)} items; give one item per user")
         u = torch.as_tensor(self._user_pos.get_indexer(list(users)), dtype=torch.long, device=self.device)
         i = torch.as_tensor(self._item_index.get_indexer(list(items)), dtype=torch.long, device=self.device)
-        return self.net.predict(u, i).cpu().numpy()
+        known = (u >= 0) & (i >= 0)
+        known &= self.net.known_users[u.clamp_min(0)] & self.net.known_items[i.clamp_min(0)]
+        return self.net.predict(u, i).cpu().numpy(), known.cpu().numpy()
 
     def evaluate(self, table: RatingTable, task: Task) -> dict[str, float]:
-        """``task``'s metrics (without a prefix) on held-out interactions ``table``; ranking
-        excludes the pairs the model trained and was validated on, except those in ``table``."""
+        """``task``'s metrics (without a prefix) on held-out interactions ``table``, with
+        ``rows`` (given) and ``rows_scored``; ranking excludes the pairs the model trained and was
+        validated on, except those in ``table``, and scores only rows of known users and items
+        (rating: unknown ids are predicted by the biases, as ``predict``)."""
         ids = IdMap(self.user_ids, self.item_ids)
         held = ids.encode(table)
+        known = (held.users >= 0) & (held.items >= 0)
+        counts = {"rows": len(held), "rows_scored": len(held) if task.name == "rating" else int(known.sum())}
+        self._warn_overlap(held.known())
+        if counts["rows_scored"] == 0:
+            raise NaspError(f"evaluate: none of the {len(held)} row(s) can be scored: their users or items are not in the "
+                            "data this model was trained on")
+        if counts["rows_scored"] < len(held):
+            log.warning("evaluate: %d of %d row(s) left out: their user or item is not in the model's data",
+                        len(held) - counts["rows_scored"], len(held))
         if task.name == "rating":
             out = task.evaluate(self.net, _single_part(held, ids), "test")
-            return {k[len("test_"):]: v for k, v in out.items()}
-        unknown = int((held.users < 0).sum())
-        if unknown:
-            raise NaspError(f"evaluate: {unknown} interaction(s) of users the model was not trained on")
+            return {**{k[len("test_"):]: v for k, v in out.items()}, **counts}
+        held = held.known()
         users, items, split_code = (t.to(self.device) for t in self._seen)
         fitted = split_code <= 1
         n = len(ids.item_ids)
         keys = users[fitted] * n + items[fitted]
-        held_keys = held.users.to(self.device) * n + held.items.to(self.device).clamp_min(0)
+        held_keys = held.users.to(self.device) * n + held.items.to(self.device)
         keep = ~torch.isin(keys, held_keys)
         exclude = Interactions(users[fitted][keep], items[fitted][keep], torch.ones(int(keep.sum()), device=self.device))
         splits = Splits(exclude, _empty(exclude), held.to(self.device), ids, (-float("inf"), float("inf")))
         out = task.evaluate(self.net, splits, "test")
-        return {k[len("test_"):]: v for k, v in out.items()}
+        return {**{k[len("test_"):]: v for k, v in out.items()}, **counts}
+
+    def _warn_overlap(self, held: Interactions) -> None:
+        """A warning when held-out rows were training rows of the model (their scores flatter it)."""
+        users, items, split_code = self._seen
+        n = len(self.item_ids)
+        trained = users[split_code == 0] * n + items[split_code == 0]
+        overlap = int(torch.isin(held.users * n + held.items, trained).sum())
+        if overlap:
+            log.warning("evaluate: %d of the row(s) given were training rows of this model: the metrics are not held-out "
+                        "estimates", overlap)
+
+
+#: ``recommend``'s answer for a user the model does not know: ``pop`` (the most popular items,
+#: as LensKit's fallback) or ``none`` (no list; an error for a single user)
+FALLBACKS: Registry = Registry("fallback")
+FALLBACKS.register("pop")(Recommender.popular)
+FALLBACKS.register("none")(None)
 
 
 def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
@@ -535,6 +604,27 @@ def read_user_list(path: Path) -> list[str]:
     if not users:
         raise NaspError(f"--users {path}: no user ids in the file (one a line)")
     return users
+
+
+def read_pairs(path: Path) -> tuple[list[str], list[str]]:
+    """Raw (user, item) id pairs, one a line, separated by a tab, a comma or spaces (blank lines
+    and ``#`` comments skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise NaspError(f"--pairs {path}: cannot be read ({exc.strerror or exc})") from None
+    users, items = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in re.split(r"[\t,]|\s+", line.strip()) if f.strip()]
+        if len(fields) != 2:
+            raise NaspError(f"--pairs {path}:{number}: {len(fields)} field(s); need a user id and an item id")
+        users.append(fields[0])
+        items.append(fields[1])
+    if not users:
+        raise NaspError(f"--pairs {path}: no (user, item) pairs in the file")
+    return users, items
 
 
 def _empty(like: Interactions) -> Interactions:

@@ -102,7 +102,8 @@ class RatingTask(Task):
         return batches(splits.train, batch_size, seed, world=world())
 
     def valid_batches(self, splits: Splits, batch_size: int, seed: int) -> Callable[[int], list]:
-        return batches(splits.valid, batch_size, seed + 1, world=world())
+        # the architecture steps learn from rows the model has embeddings for; every row is scored
+        return batches(splits.valid.known(), batch_size, seed + 1, world=world())
 
     def evaluate(self, net: SIFNetwork, splits: Splits, part: str) -> dict[str, float]:
         return evaluate(net, getattr(splits, part), part, world=world())

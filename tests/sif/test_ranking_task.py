@@ -216,11 +216,12 @@ def test_the_estimator_on_both_tasks(tiny_ratings, log_file, tmp_path):
     rating = SIF(task="rating", epochs=2, max_epochs=2, dim=8, batch_size=128).fit(tiny_ratings)
     assert rating.summary_["interaction"] in INTERACTIONS and rating.summary_["test_rmse"] > 0
     pred = rating.predict(["1", "2", "nobody"], ["1", "2", "3"])
-    assert pred.shape == (3,) and np.isfinite(pred).all()
+    assert list(pred.columns) == ["user", "item", "prediction", "known"] and np.isfinite(pred.prediction).all()
+    assert pred.known.tolist() == [True, True, False]  # the unknown user's prediction is the biases' alone
     table = read_ratings(tiny_ratings)
     frame = pd.DataFrame({"user": table.users[:50], "item": table.items[:50], "rating": table.ratings[:50]})
     metrics = rating.evaluate(frame)
-    assert set(metrics) == {"rmse", "mae"} and metrics["rmse"] > 0
+    assert set(metrics) == {"rmse", "mae", "rows", "rows_scored"} and metrics["rmse"] > 0 and metrics["rows"] == 50
     top = rating.recommend("1", k=3)
     assert list(top.columns) == ["rank", "item", "score", "title"] and len(top) == 3
 
@@ -229,7 +230,7 @@ def test_the_estimator_on_both_tasks(tiny_ratings, log_file, tmp_path):
     saved = ranking.save(tmp_path / "saved")
     loaded = SIF.load(saved)
     assert loaded.task.name == "ranking" and loaded.summary_["test_ndcg@10"] == ranking.summary_["test_ndcg@10"]
-    assert np.allclose(loaded.predict(["1", "2"], ["3", "4"]), ranking.predict(["1", "2"], ["3", "4"]))
+    assert np.allclose(loaded.predict(["1", "2"], ["3", "4"]).prediction, ranking.predict(["1", "2"], ["3", "4"]).prediction)
     assert loaded.recommend("1", 5)["item"].tolist() == ranking.recommend("1", 5)["item"].tolist()
     # evaluating on the test split reproduces the summary's test metrics (same exclusions)
     splits, _ = SIF(task="ranking").load_data(frame)

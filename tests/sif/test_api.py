@@ -1,0 +1,228 @@
+"""The Python API (``from sif import SIF``): the same path, defaults and results as the commands,
+and one clear ``NaspError`` for every user error."""
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from nasp.errors import NaspError
+from sif import SIF
+
+FAST = {"dim": 8, "batch_size": 128}
+VOLATILE = {"run_dir", "world_size"}  # and every time (keys with "second")
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _same(api: dict, cli: dict) -> None:
+    keys = {k for k in {*api, *cli} if k not in VOLATILE and "second" not in k}
+    assert {k for k in api if k in keys} == {k for k in cli if k in keys}
+    for key in keys:
+        assert api[key] == cli[key], key
+
+
+@pytest.mark.parametrize("task", ["rating", "ranking"])
+def test_api_equals_cli(tiny_ratings, tmp_path, task):
+    """The same options and seed give the same summary to the last digit, both ways; the API
+    trains on one thread, as the command, and restores the caller's thread count."""
+    torch.set_num_threads(2)
+    r = _cli("sif", "search", "--task", task, "--data", tiny_ratings, "--epochs", "2", "--max-epochs", "2", "--dim", "8",
+             "--batch-size", "128", "--out", tmp_path / "run", "--json", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    torch.set_num_threads(2)
+    seen = []
+    real = torch.set_num_threads
+    model = SIF(task=task, epochs=2, max_epochs=2, seed=3, **FAST)
+    try:
+        torch.set_num_threads = lambda n: (seen.append(n), real(n))[1]
+        model.fit(tiny_ratings)
+    finally:
+        torch.set_num_threads = real
+    assert seen[0] == 1 and torch.get_num_threads() == 2
+    _same(model.summary_, json.loads(r.output))
+
+
+def test_api_logs_epochs_by_default(tiny_ratings, capfd):
+    """Progress by default (one line an epoch on stderr), nothing with verbose=False; the
+    caller's logging set-up is left as it was."""
+    before = logging.getLogger("nasp").handlers[:]
+    SIF(ifc="multiply", max_epochs=2, **FAST).fit(tiny_ratings)
+    assert "epoch 1/2" in capfd.readouterr().err
+    SIF(ifc="multiply", max_epochs=2, verbose=False, **FAST).fit(tiny_ratings)
+    assert "epoch" not in capfd.readouterr().err
+    assert logging.getLogger("nasp").handlers == before
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"seed": -1}, "--seed -1: must be in"),
+    ({"seed": 10**20}, "--seed 100000000000000000000: must be in"),
+    ({"seed": "x"}, "--seed 'x': must be an integer"),
+    ({"test_ratio": "0.5"}, "--test-ratio '0.5': must be"),
+    ({"epochs": True}, "--epochs True: must be an integer"),
+    ({"threads": 0}, "--threads 0: must be an integer >= 1"),
+    ({"verbose": "yes"}, "--verbose 'yes': must be True or False"),
+])
+def test_api_option_types(options, message):
+    with pytest.raises(NaspError, match=message):
+        SIF(**options)
+
+
+# unknown users and items: served, marked, counted -------------------------------------------------
+@pytest.fixture
+def trained(tiny_ratings, tmp_path):
+    """A rating model (CLI run directory) and its estimator."""
+    out = tmp_path / "m"
+    assert _cli("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", "--dim", "8",
+                "--out", out).exit_code == 0
+    return out, SIF.load(out)
+
+
+def test_recommend_many_users_serves_the_known_and_falls_back(trained, tmp_path, caplog):
+    out, model = trained
+    users = tmp_path / "users.txt"
+    users.write_text("1\nnosuch\n2\n")
+    r = CliRunner().invoke(main, ["sif", "recommend", "--model", str(out), "--users", str(users), "-k", "3"])
+    assert r.exit_code == 0, r.output
+    rows = [line.split(",") for line in r.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["1"] * 3 + ["nosuch"] * 3 + ["2"] * 3
+    assert "1 user(s) not in the ratings this model was trained on ('nosuch'): served the most popular" in r.stderr
+    popular = model.model.popular(3)
+    assert [row[2] for row in rows[3:6]] == [p["item"] for p in popular]
+    counts = np.bincount(model.model._seen[1][model.model._seen[2] <= 1].numpy())
+    assert [float(row[3]) for row in rows[3:6]] == sorted(counts, reverse=True)[:3]
+    # --fallback none: the unknown user left out, the others served; none known at all is an error
+    r = CliRunner().invoke(main, ["sif", "recommend", "--model", str(out), "--users", str(users), "--fallback", "none"])
+    assert r.exit_code == 0 and {line.split(",")[0] for line in r.stdout.splitlines()[1:]} == {"1", "2"}
+    users.write_text("nosuch\n")
+    r = CliRunner().invoke(main, ["sif", "recommend", "--model", str(out), "--users", str(users), "--fallback", "none"])
+    assert r.exit_code == 1 and r.output.startswith("Error: unknown user 'nosuch'")
+    # the API: one id -> its list; many -> a user column; never an already-rated item
+    frame = model.recommend(["1", "nosuch"], k=4)
+    assert list(frame.columns) == ["user", "rank", "item", "score", "title"] and len(frame) == 8
+    rated = {model.model.item_ids[i] for i in model.model.rated("1").tolist()}
+    assert not rated & set(frame[frame.user == "1"].item)
+    with pytest.raises(NaspError, match="unknown fallback 'most'"):
+        model.recommend("1", fallback="most")
+
+
+def test_predict_marks_unknown_pairs(trained, tmp_path):
+    out, model = trained
+    frame = model.predict(["1", "nosuch", 2], ["1", "2", "nothing"])
+    assert frame.known.tolist() == [True, False, False] and frame.user.tolist() == ["1", "nosuch", "2"]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t1\nnosuch,2\n2 nothing\n")
+    r = _cli("sif", "predict", "--model", out, "--pairs", pairs)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "user,item,prediction,known" and [ln.split(",")[3] for ln in lines[1:]] == ["true", "false", "false"]
+    assert [float(ln.split(",")[2]) for ln in lines[1:]] == pytest.approx(frame.prediction.tolist(), abs=1e-4)
+    pairs.write_text("1\t1\t5\n")
+    r = _cli("sif", "predict", "--model", out, "--pairs", pairs)
+    assert r.exit_code == 1 and r.output == f"Error: --pairs {pairs}:1: 3 field(s); need a user id and an item id\n"
+
+
+def test_evaluate_counts_rows_and_refuses_none(trained, tiny_ratings, caplog):
+    _, model = trained
+    given = pd.read_csv(tiny_ratings, sep="\t", names=["user", "item", "rating", "timestamp"]).head(20)
+    result = model.evaluate(given)
+    assert result["rows"] == 20 and result["rows_scored"] == 20
+    assert "were training rows of this model" in caplog.text  # the fitted rows flatter the model: said
+    ranking = SIF(task="ranking", ifc="multiply", max_epochs=1, verbose=False, **FAST).fit(tiny_ratings)
+    strangers = pd.DataFrame({"user": ["x", "y"], "item": ["1", "2"]})
+    with pytest.raises(NaspError, match="none of the 2 row"):
+        ranking.evaluate(strangers)
+    mixed = pd.concat([given[["user", "item"]].astype(str).head(5), strangers])
+    assert ranking.evaluate(mixed)["rows_scored"] == 5
+
+
+def test_a_new_user_in_the_validation_file_is_served_by_the_biases(tmp_path, tiny_ratings):
+    """Rating task: --valid-data with users absent from --data trains and searches (those rows
+    are scored from the biases, counted in valid_unseen_users), instead of crashing."""
+    rows = tiny_ratings.read_text().splitlines()
+    train, valid = tmp_path / "train.data", tmp_path / "valid.data"
+    train.write_text("\n".join(rows[:1200]) + "\n")
+    valid.write_text("\n".join(rows[1200:]) + "\n99999\t1\t4\t881250949\n")
+    for command in (["train", "--ifc", "multiply"], ["search", "--epochs", "2"]):
+        r = _cli("sif", *command, "--data", train, "--valid-data", valid, "--max-epochs", "2", "--dim", "8", "--json",
+                 "--out", tmp_path / command[0])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["valid_unseen_users"] == 1
+
+
+# cross-validation ---------------------------------------------------------------------------------
+def test_folds_cover_every_row_once(tiny_ratings):
+    from sif.data import kfold, read_ratings
+
+    table = read_ratings(tiny_ratings)
+    fold = kfold(table, 4, seed=5)
+    assert sorted(set(fold)) == [0, 1, 2, 3] and np.array_equal(fold, kfold(table, 4, seed=5))
+    assert not np.array_equal(fold, kfold(table, 4, seed=6))
+    sizes = np.bincount(fold)
+    assert sizes.max() - sizes.min() <= len(set(table.users))  # each user's rows dealt evenly
+    frame = pd.DataFrame({"user": table.users, "fold": fold})
+    many = frame.groupby("user").fold.agg(lambda f: len(f) >= 4 and set(f) == {0, 1, 2, 3})
+    counts = frame.groupby("user").size()
+    assert many[counts >= 4].all()  # a user with 4+ rows is tested in every fold
+
+
+def test_cross_validate_api_and_cli(tiny_ratings, tmp_path):
+    result = SIF(ifc="multiply", max_epochs=2, verbose=False, **FAST).cross_validate(tiny_ratings, folds=3)
+    assert result["folds"] == 3 and len(result["fold_test_rmse"]) == 3
+    assert result["test_rmse"] == pytest.approx(np.mean(result["fold_test_rmse"]))
+    assert result["test_rmse_std"] == pytest.approx(np.std(result["fold_test_rmse"]))
+    r = _cli("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", "--dim", "8",
+             "--batch-size", "128", "--folds", "3", "--json", "--out", tmp_path / "cv")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["fold_test_rmse"] == result["fold_test_rmse"]  # folds fixed by the seed, both ways
+    assert all((tmp_path / "cv" / f"fold-{k}" / "summary.json").exists() for k in (1, 2, 3))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1"], "Error: --folds 1: must be an integer >= 2 (the number of test parts)"),
+    (["--folds", "100000"], "Error: --folds 100000: more folds than the"),
+    (["--folds", "3", "--test-ratio", "0.1"], "Error: --test-ratio with --folds"),
+])
+def test_folds_bad_input(tiny_ratings, tmp_path, args, message):
+    r = _cli("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, *args, "--out", tmp_path / "cv")
+    assert r.exit_code == 1 and r.output.startswith(message), r.output
+    assert not (tmp_path / "cv").exists()
+
+
+# the probe's Python calls: one NaspError each -----------------------------------------------------
+def _frame(tiny_ratings) -> pd.DataFrame:
+    return pd.read_csv(tiny_ratings, sep="\t", names=["user", "item", "rating", "timestamp"]).head(300)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.astype({"user": object}).assign(user=[None] + [1] * 299), "row 0: the user id is missing"),
+    (lambda f: f.astype({"user": float}).assign(user=[np.nan] + [1.0] * 299), "row 0: the user id is missing"),
+    (lambda f: f.set_axis(["user", "user", "rating", "timestamp"], axis=1), "column name.s. user given twice"),
+    (lambda f: f.astype({"rating": object}).assign(rating=[[1, 2]] + [3] * 299), r"row 0: rating \[1, 2\] is not a finite"),
+    (lambda f: f.assign(rating=f.rating.astype(complex)), "holds complex128 values"),
+    (lambda f: f.assign(rating=pd.Series([1 + 2j] + [3] * 299, dtype=object)), r"row 0: rating \(1\+2j\) is not a finite"),
+    (lambda f: f.assign(rating=pd.to_datetime(f.timestamp, unit="s")), "holds datetime64"),
+])
+def test_bad_frames(tiny_ratings, change, message):
+    with pytest.raises(NaspError, match=message):
+        SIF(ifc="multiply").fit(change(_frame(tiny_ratings)))
+
+
+def test_bad_calls(trained, tmp_path):
+    _, model = trained
+    with pytest.raises(NaspError, match="users: give a list of raw ids, got NoneType"):
+        model.predict(None, None)
+    with pytest.raises(NaspError, match="-k '3': must be an integer >= 1"):
+        model.recommend("1", k="3")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NaspError, match="exists and is not a folder"):
+        model.save(tmp_path / "file")
+    with pytest.raises(NaspError, match="call cross_validate"):
+        SIF(folds=3).fit("x")
