@@ -63,6 +63,11 @@ def data_options(f: Callable) -> Callable:
                      help="global: random over all rows; random: per user, RecBole's ratio split; temporal: per user by timestamp, "
                           "newest to test [default: global (rating), random (ranking)].")(f)
     f = data_dir_option(f)
+    f = click.option("--columns", default=None, metavar="user,item[,rating][,timestamp]",
+                     help="The role of each column of the data files, in order ('-' skips a column), e.g. item,user,-,rating "
+                          "[default: the header's names, else user,item,rating,timestamp].")(f)
+    f = click.option("--sep", default=None, metavar="SEP",
+                     help="Field separator of the data files, e.g. ';', '|', '::' or tab [default: sniffed: '::', tab, ',' or whitespace].")(f)
     f = click.option("--valid-data", default=None, help="A separate validation file; then no validation is split off --data.")(f)
     f = click.option("--test-data", default=None, help="A separate test file; then no test is split off --data.")(f)
     f = click.option("--task", type=click.Choice(list(TASKS.names())), default="rating", show_default=True,

@@ -34,7 +34,7 @@ from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
-from .data import RatingTable, Splits
+from .data import LineFormat, RatingTable, Splits
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .joint import JointConfig, parse_choices
@@ -64,6 +64,11 @@ class SIFOptions(RunConfig):
     valid_ratio: Optional[float] = None
     data_dir: Optional[Union[str, Path]] = None
     seed: int = 0
+    #: files: the separator of the fields (``--sep``; "tab" for a tab); None: sniffed
+    sep: Optional[str] = None
+    #: files: the role of each column in order (``--columns user,item,rating``; "-" skips one);
+    #: None: the header's names, else user, item[, rating][, timestamp]
+    columns: Optional[Union[str, Sequence[str]]] = None
     # ranking
     min_rating: Optional[float] = None
     topk: Optional[Union[str, Sequence[int]]] = None
@@ -102,6 +107,10 @@ class SIFOptions(RunConfig):
     #: bfloat16 autocast of the training forward passes (CUDA only: ``--amp``)
     amp: bool = False
 
+    def line_format(self) -> LineFormat:
+        """How the data files' lines are read (``sep`` and ``columns``, checked)."""
+        return LineFormat.of(self.sep, self.columns)
+
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
         """Options from keyword arguments; an unknown name is a clear error."""
@@ -112,6 +121,7 @@ class SIFOptions(RunConfig):
 
     def validate(self, *context: Any) -> None:
         TASKS.get(self.task)
+        self.line_format()
         STRATEGIES.get(self.strategy)
         for name in ("lr", "arch_lr"):
             if getattr(self, name) is not None:
@@ -212,7 +222,7 @@ class SIF:
         so the CLI calls it before any run directory exists."""
         o = self.options
         opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.test_ratio, o.valid_ratio, o.seed,
-                                    _source(valid_data), o.split)
+                                    _source(valid_data), o.split, o.line_format())
         self._loaded = pipeline.load_splits(opts, self.task)
         return self._loaded
 
@@ -443,7 +453,7 @@ class SIF:
         """Metrics on ``data`` (a file or DataFrame of held-out interactions): RMSE and MAE for
         the rating task; full-ranking metrics for ranking, excluding what the model trained and
         was validated on (as the test split is scored)."""
-        table = self.task.read(pipeline.read_table(data, self.options.data_dir))
+        table = self.task.read(pipeline.read_table(data, self.options.data_dir, self.options.line_format()))
         return self.model.evaluate(table, self.task)
 
     def save(self, path: Union[str, Path]) -> Path:
