@@ -101,17 +101,25 @@ def regular_file(path: os.PathLike | str, what: str) -> Path:
     return path
 
 
-def read_small_file(path: os.PathLike | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; a larger (or growing) file is a
-    ``NaspError`` read no further than ``limit`` + 1 bytes."""
+def check_small_file(path: os.PathLike | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> Path:
+    """``path`` if it is a regular file of at most ``limit`` bytes, else a ``NaspError``."""
     path = regular_file(path, what)
+    if path.stat().st_size > limit:
+        raise NaspError(f"{what} {path}: {path.stat().st_size:,} bytes, more than the {limit:,} this kind of file may have")
+    return path
+
+
+def read_small_file(path: os.PathLike | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (``check_small_file``), read no
+    further than ``limit`` + 1 bytes (a file that grows meanwhile is refused too)."""
+    path = check_small_file(path, what, limit)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(limit + 1)
     except OSError as exc:
         raise NaspError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
     if len(raw) > limit:
-        raise NaspError(f"{what} {path}: larger than {limit:,} bytes, too large for this kind of file")
+        raise NaspError(f"{what} {path}: more than the {limit:,} bytes this kind of file may have")
     return raw
 
 
