@@ -96,7 +96,8 @@ def regular_file(path: os.PathLike | str, what: str) -> Path:
     except OSError as exc:
         raise NaspError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
         raise NaspError(f"{what} {path}: {kind}, not a regular file")
     return path
 

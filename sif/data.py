@@ -538,12 +538,11 @@ def _read_numeric(raw: bytes, sep: str, header: bool, first_number: int, first: 
                   source: str, fmt: Optional[LineFormat] = None) -> Optional[RatingTable]:
     """The numeric fast path of ``_read_stream``: the table the general path reads, or None
     when this file needs the general path. Applies when the separator is one of
-    ``FAST_SEPARATORS``, every
-    line holds the same number of fields (no blank line either), the user and item columns are
-    integers written canonically (no leading zero or plus sign: "007" stays a different id
-    from "7") and the rating and timestamp columns are finite numbers. Ids come from
-    ``pd.factorize`` of the integers (first appearance, as ``pd.unique`` of the strings), turned
-    into strings once per distinct id."""
+    ``FAST_SEPARATORS``, every line holds the same number of fields (no blank line either), the
+    user and item columns are integers written canonically (no leading zero or plus sign: "007"
+    stays a different id from "7") and the rating and timestamp columns are finite numbers. Ids
+    come from ``pd.factorize`` of the integers (first appearance, as ``pd.unique`` of the
+    strings), turned into strings once per distinct id."""
     if sep not in FAST_SEPARATORS:
         return None
     given = fmt.positions() if fmt is not None else None

@@ -21,7 +21,7 @@ READERS = {
 
 @pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
 def test_devices_fifos_and_huge_files_are_refused(tmp_path, reader):
-    with pytest.raises(NaspError, match=r"/dev/zero: a device or socket, not a regular file"):
+    with pytest.raises(NaspError, match=r"/dev/zero: a device, not a regular file"):
         reader("/dev/zero")
     fifo = tmp_path / "genotype.json"
     os.mkfifo(fifo)  # nothing writes to it: opening it would block forever
