@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import urllib.error
 import urllib.request
@@ -74,6 +75,62 @@ def register_bundled(ds: BundledDataset) -> BundledDataset:
 
 # the CNN domain reads it with scikit-learn's load_digits (nasp/cnn/data.py)
 register_bundled(BundledDataset("digits", "scikit-learn's 8x8 handwritten digits: 1,797 images, 10 classes", "scikit-learn"))
+
+
+#: the most bytes a small input file (a genotype, a list of user ids) may have
+MAX_SMALL_FILE_BYTES = 16 << 20
+#: the most an archive member may inflate, uncompressed over compressed size (ratings text
+#: compresses 3-6x; a zip bomb inflates hundreds or thousands of times)
+MAX_INFLATE_RATIO = 100
+
+
+def regular_file(path: os.PathLike | str, what: str) -> Path:
+    """``path`` if it is a regular file (links followed), else a ``NaspError``: a device
+    (``/dev/zero``), a FIFO or a socket is refused before it is opened, so nothing blocks or
+    reads without end."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise NaspError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise NaspError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise NaspError(f"{what} {path}: {kind}, not a regular file")
+    return path
+
+
+def check_small_file(path: os.PathLike | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> Path:
+    """``path`` if it is a regular file of at most ``limit`` bytes, else a ``NaspError``."""
+    path = regular_file(path, what)
+    if path.stat().st_size > limit:
+        raise NaspError(f"{what} {path}: {path.stat().st_size:,} bytes, more than the {limit:,} this kind of file may have")
+    return path
+
+
+def read_small_file(path: os.PathLike | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (``check_small_file``), read no
+    further than ``limit`` + 1 bytes (a file that grows meanwhile is refused too)."""
+    path = check_small_file(path, what, limit)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise NaspError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise NaspError(f"{what} {path}: more than the {limit:,} bytes this kind of file may have")
+    return raw
+
+
+def check_zip_member(info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse a zip member that inflates more than ``MAX_INFLATE_RATIO`` times (a zip bomb)
+    before it is read; reading stops at its declared size."""
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > (1 << 20) and ratio > MAX_INFLATE_RATIO:
+        raise NaspError(f"{where}: {info.filename} inflates {ratio:,.0f}-fold ({info.compress_size:,} to {info.file_size:,} "
+                        f"bytes), more than the {MAX_INFLATE_RATIO} a data file does; refused as a likely zip bomb")
 
 
 def data_root(data_dir: Optional[os.PathLike | str] = None) -> Path:

@@ -65,6 +65,11 @@ def data_options(f: Callable) -> Callable:
                      help="global: random over all rows; random: per user, RecBole's ratio split; temporal: per user by timestamp, "
                           "newest to test [default: global (rating), random (ranking)].")(f)
     f = data_dir_option(f)
+    f = click.option("--columns", default=None, metavar="user,item[,rating][,timestamp]",
+                     help="The role of each column of the data files, in order ('-' skips a column), e.g. item,user,-,rating "
+                          "[default: the header's names, else user,item,rating,timestamp].")(f)
+    f = click.option("--sep", default=None, metavar="SEP",
+                     help="Field separator of the data files, e.g. ';', '|', '::' or tab [default: sniffed: '::', tab, ',' or whitespace].")(f)
     f = click.option("--valid-data", default=None, help="A separate validation file; then no validation is split off --data.")(f)
     f = click.option("--test-data", default=None, help="A separate test file; then no test is split off --data.")(f)
     f = click.option("--task", type=click.Choice(list(TASKS.names())), default="rating", show_default=True,
@@ -110,7 +115,7 @@ def _estimator(opts: dict) -> SIF:
         return est
     if opts.get("valid_data") or opts.get("test_data"):
         raise NaspError("--folds makes the test parts and splits validation off the rest: leave out --valid-data and --test-data")
-    est.cv_table = est.task.read(pipeline.read_table(opts["data"], options.data_dir))  # read (and checked) before the run
+    est.cv_table = est.task.read(pipeline.read_table(opts["data"], options.data_dir, options.line_format()))  # read (and checked) before the run
     kfold(est.cv_table, options.folds, options.seed)
     return est
 
@@ -265,7 +270,8 @@ def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k
 @sif.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="A run directory of search or train (or its model.pt).")
 @click.option("--pairs", "pairs_from", required=True, metavar="FILE",
-              help="The (user, item) pairs to predict: a file of raw ids, one pair a line, separated by a tab, a comma or spaces.")
+              help="The (user, item) pairs to predict: a file of raw ids, one pair a line, separated by a tab, a comma or spaces "
+                   "(at most 16 MiB).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def predict(model_dir: Path, pairs_from: str, device: str) -> None:
     """Predicted rating (rating task) or score (ranking) of each (user, item) pair.

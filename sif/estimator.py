@@ -36,7 +36,7 @@ from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
 from . import pipeline
-from .data import RatingTable, Splits, check_folds, kfold
+from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .joint import JointConfig, parse_choices
@@ -66,6 +66,11 @@ class SIFOptions(RunConfig):
     valid_ratio: Optional[float] = None
     data_dir: Optional[Union[str, Path]] = None
     seed: int = 0
+    #: files: the separator of the fields (``--sep``; "tab" for a tab); None: sniffed
+    sep: Optional[str] = None
+    #: files: the role of each column in order (``--columns user,item,rating``; "-" skips one);
+    #: None: the header's names, else user, item[, rating][, timestamp]
+    columns: Optional[Union[str, Sequence[str]]] = None
     # ranking
     min_rating: Optional[float] = None
     topk: Optional[Union[str, Sequence[int]]] = None
@@ -113,6 +118,10 @@ class SIFOptions(RunConfig):
     #: one log line per epoch on stderr during ``fit`` (the commands' default; ``-q`` there)
     verbose: bool = True
 
+    def line_format(self) -> LineFormat:
+        """How the data files' lines are read (``sep`` and ``columns``, checked)."""
+        return LineFormat.of(self.sep, self.columns)
+
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
         """Options from keyword arguments; an unknown name is a clear error."""
@@ -126,6 +135,7 @@ class SIFOptions(RunConfig):
         if not 0 <= self.seed <= MAX_SEED:
             raise NaspError(f"--seed {self.seed}: must be in [0, {MAX_SEED}]")
         TASKS.get(self.task)
+        self.line_format()
         STRATEGIES.get(self.strategy)
         for name in ("lr", "arch_lr"):
             if getattr(self, name) is not None:
@@ -230,7 +240,7 @@ class SIF:
         so the CLI calls it before any run directory exists."""
         o = self.options
         opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.test_ratio, o.valid_ratio, o.seed,
-                                    _source(valid_data), o.split)
+                                    _source(valid_data), o.split, o.line_format())
         self._loaded = pipeline.load_splits(opts, self.task)
         return self._loaded
 
@@ -273,7 +283,7 @@ class SIF:
         RUN/fold-K/ (a finished fold is read back on resume)."""
         folds = self.options.folds if folds is None else folds
         SIFOptions.of({**dataclasses.asdict(self.options), "folds": folds}).validate()
-        table = self.task.read(pipeline.read_table(_source(data), self.options.data_dir))
+        table = self.task.read(pipeline.read_table(_source(data), self.options.data_dir, self.options.line_format()))
         fold = kfold(table, folds, self.options.seed)
         t0, summaries = time.perf_counter(), []
         options = {**dataclasses.asdict(self.options), "folds": None}
@@ -517,7 +527,7 @@ class SIF:
         the rating task; full-ranking metrics for ranking, excluding what the model trained and
         was validated on (as the test split is scored). ``rows`` and ``rows_scored`` say how many
         rows were given and used; none usable is an error."""
-        table = self.task.read(pipeline.read_table(data, self.options.data_dir))
+        table = self.task.read(pipeline.read_table(data, self.options.data_dir, self.options.line_format()))
         return self.model.evaluate(table, self.task)
 
     def save(self, path: Union[str, Path]) -> Path:

@@ -14,14 +14,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from nasp.data import read_small_file
 from nasp.errors import NaspError
 from nasp.plots import plot_alphas, plot_curves
 from nasp.registry import Registry
 from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
-from .data import (IdMap, Interactions, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, split,
-                   table_from_frame)
+from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path,
+                   split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
 from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
@@ -51,6 +52,8 @@ class DataOptions:
     seed: int = 0
     valid_data: Optional[str] = None
     split: Optional[str] = None
+    #: how the files' lines are read (``--sep``, ``--columns``); None: sniffed
+    line_format: Optional[LineFormat] = None
 
     def spec(self, task: Task, read: callable) -> SplitSpec:
         """The split to make, the given files read with ``read``."""
@@ -65,13 +68,15 @@ class DataOptions:
         )
 
 
-def read_table(source: Union[str, Path, pd.DataFrame, RatingTable], data_dir: Optional[Union[str, Path]] = None) -> RatingTable:
-    """Interactions from a file, a known name (under ``data_dir``), a DataFrame or a table as it is."""
+def read_table(source: Union[str, Path, pd.DataFrame, RatingTable], data_dir: Optional[Union[str, Path]] = None,
+               line_format: Optional[LineFormat] = None) -> RatingTable:
+    """Interactions from a file (its lines read as ``line_format`` says), a known name (under
+    ``data_dir``), a DataFrame (by its column names) or a table as it is."""
     if isinstance(source, RatingTable):
         return source
     if isinstance(source, pd.DataFrame):
         return table_from_frame(source)
-    return read_ratings(resolve_ratings_path(str(source), data_dir))
+    return read_ratings(resolve_ratings_path(str(source), data_dir), fmt=line_format)
 
 
 def load_splits(opts: DataOptions, task: Optional[Task] = None) -> tuple[Splits, Path]:
@@ -80,13 +85,25 @@ def load_splits(opts: DataOptions, task: Optional[Task] = None) -> tuple[Splits,
     task = task or RatingTask()
 
     def read(source) -> RatingTable:
-        return task.read(read_table(source, opts.data_dir))
+        return task.read(read_table(source, opts.data_dir, opts.line_format))
 
     path = None if isinstance(opts.data, (pd.DataFrame, RatingTable)) else resolve_ratings_path(opts.data, opts.data_dir)
     table = read(opts.data if path is None else str(path))
-    splits = split(table, opts.spec(task, read))
+    spec = opts.spec(task, read)
+    for option, given in (("--valid-data", spec.valid_table), ("--test-data", spec.test_table)):
+        if given is not None and _same_rows(given, table):
+            log.warning("%s holds the same interactions as --data: its metrics measure what the model trained on; "
+                        "hold out other rows", option)
+    splits = split(table, spec)
     task.check(splits)
     return splits, path
+
+
+def _same_rows(a: RatingTable, b: RatingTable) -> bool:
+    """Whether two tables hold the same (user, item, rating) rows in the same order (the same
+    file given twice, or a copy)."""
+    return (len(a) == len(b) and np.array_equal(a.users, b.users) and np.array_equal(a.items, b.items)
+            and np.array_equal(a.ratings, b.ratings))
 
 
 def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
@@ -595,11 +612,9 @@ def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[
 
 
 def read_user_list(path: Path) -> list[str]:
-    """Raw user ids, one a line (blank lines and ``#`` comments skipped)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise NaspError(f"--users {path}: cannot be read ({exc.strerror or exc})") from None
+    """Raw user ids, one a line (blank lines and ``#`` comments skipped), from a regular file
+    of at most ``MAX_SMALL_FILE_BYTES``."""
+    lines = read_small_file(path, "--users").decode("utf-8", errors="replace").splitlines()
     users = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not users:
         raise NaspError(f"--users {path}: no user ids in the file (one a line)")
@@ -608,11 +623,8 @@ def read_user_list(path: Path) -> list[str]:
 
 def read_pairs(path: Path) -> tuple[list[str], list[str]]:
     """Raw (user, item) id pairs, one a line, separated by a tab, a comma or spaces (blank lines
-    and ``#`` comments skipped)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise NaspError(f"--pairs {path}: cannot be read ({exc.strerror or exc})") from None
+    and ``#`` comments skipped), from a regular file of at most ``MAX_SMALL_FILE_BYTES``."""
+    lines = read_small_file(path, "--pairs").decode("utf-8", errors="replace").splitlines()
     users, items = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):

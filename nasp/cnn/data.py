@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import KnownDataset, fetch, register_dataset
+from ..data import KnownDataset, fetch, read_small_file, register_dataset
 from ..distributed import World
 from ..errors import NaspError
 from ..registry import Registry
@@ -170,11 +170,38 @@ def _read_cifar_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise NaspError(f"{source}: CIFAR-10 batch without 'data' and 'labels'")
     data = np.asarray(data)
     labels = np.asarray(labels)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != data.shape[0]:
-        raise NaspError(f"{source}: CIFAR-10 batch has data of shape {data.shape} and {len(labels)} labels; expected N x 3072 and N")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise NaspError(f"{source}: labels outside 0..9")
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != data.shape[0]:
+        raise NaspError(f"{source}: CIFAR-10 batch has data of shape {data.shape} and labels of shape {labels.shape}; "
+                        "expected N x 3072 and N")
+    labels = _whole_numbers(labels, "labels", 0, 9, source)
+    data = _whole_numbers(data, "pixels", 0, 255, source)
     return data.astype(np.uint8).reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+#: what a CIFAR batch's labels or pixels may not be, by numpy dtype kind
+_NOT_NUMBERS = {"U": "text", "S": "bytes", "O": "Python objects", "b": "booleans", "c": "complex numbers",
+                "M": "dates", "m": "time spans", "V": "raw records"}
+
+
+def _whole_numbers(values: np.ndarray, what: str, low: int, high: int, source: str) -> np.ndarray:
+    """``values`` if they are whole numbers in ``low..high`` (integers, or floats that are
+    whole), else a ``NaspError`` naming the first that is not: nothing is cast silently."""
+    if values.dtype.kind not in "iuf":
+        raise NaspError(f"{source}: {what} are {_NOT_NUMBERS.get(values.dtype.kind, values.dtype)}; "
+                        f"expected whole numbers {low}..{high}")
+    flat = values.reshape(-1)
+    if values.dtype.kind == "f":
+        fractional = ~np.isfinite(flat) | (flat != np.round(flat))
+        if fractional.any():
+            raise NaspError(f"{source}: {what} must be whole numbers {low}..{high}; found {flat[np.argmax(fractional)]:g}")
+    outside = (flat < low) | (flat > high)
+    if outside.any():
+        raise NaspError(f"{source}: {what} outside {low}..{high} ({flat[np.argmax(outside)]:g} found)")
+    return values
+
+
+#: the most bytes a CIFAR-10 python batch may have: a real one holds 10,000 images in 31 MB
+MAX_CIFAR_BATCH_BYTES = 1 << 27
 
 
 def _cifar_from_reader(read: Callable[[str], Optional[bytes]], where: str) -> ImageData:
@@ -225,7 +252,7 @@ def read_cifar_folder(path: Path) -> ImageData:
 
     def read(name: str) -> Optional[bytes]:
         f = folder / name
-        return f.read_bytes() if f.is_file() else None
+        return read_small_file(f, "CIFAR-10 batch", MAX_CIFAR_BATCH_BYTES) if f.is_file() else None
 
     return _cifar_from_reader(read, str(folder))
 
@@ -241,6 +268,9 @@ def read_cifar_archive(path: Path) -> ImageData:
                 m = members.get(name)
                 if m is None:
                     return None
+                if m.size > MAX_CIFAR_BATCH_BYTES:
+                    raise NaspError(f"{path}: member {m.name} inflates to {m.size:,} bytes, more than the {MAX_CIFAR_BATCH_BYTES:,} "
+                                    "a CIFAR-10 batch may have")
                 fh = tf.extractfile(m)
                 return fh.read() if fh is not None else None
 

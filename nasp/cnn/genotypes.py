@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..data import read_small_file
 from ..errors import NaspError
 from ..registry import Registry
 from .ops import OPS, canonical_op
@@ -223,8 +224,8 @@ def load_genotype(spec: str) -> Genotype:
             raise NaspError(f"--genotype {spec}: file not found")
         raise NaspError(f"--genotype {spec!r}: neither a file nor a known genotype ({', '.join(GENOTYPES.names())})")
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_small_file(path, "--genotype").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise NaspError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
     if text.lstrip().startswith("{"):
         try:

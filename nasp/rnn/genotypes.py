@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..data import check_small_file
 from ..errors import NaspError
 from ..registry import Registry
 from ..runs import ARCH, read_json
@@ -112,4 +113,5 @@ def load_genotype(spec: str | os.PathLike) -> RecurrentGenotype:
         raise NaspError(
             f"--genotype {text}: neither a file nor a published genotype ({', '.join(GENOTYPES.names())})"
         )
+    check_small_file(path, "--genotype")
     return RecurrentGenotype.from_json(read_json(path, "genotype file"), source=str(path))

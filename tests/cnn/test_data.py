@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -83,3 +84,43 @@ def test_batches_are_deterministic_and_augmented(cifar_dir):
     x = torch.ones(4, 1, 8, 8)
     out = Augment(cutout=4)(x, torch.Generator().manual_seed(0))
     assert (out == 0).any() and (out == 1).any()
+
+
+def _batch(tmp_path, data, labels):
+    """A CIFAR-10 folder whose data_batch_1 holds ``data`` and ``labels`` (the others as written)."""
+    import pickle
+
+    from nasp.cnn.data import write_synthetic_cifar
+
+    folder = write_synthetic_cifar(tmp_path / "cifar", per_batch=4)
+    with open(folder / "data_batch_1", "wb") as fh:
+        pickle.dump({b"data": data, b"labels": labels}, fh)
+    return folder
+
+
+@pytest.mark.parametrize("data, labels, message", [
+    ("pixels", [0, 1], r"CIFAR-10 batch has data of shape \(\)"),
+    (np.array([["x"] * 3072] * 2), [0, 1], r"pixels are text; expected whole numbers 0..255"),
+    (np.zeros((2, 3072), np.uint8), ["cat", "dog"], r"labels are text; expected whole numbers 0..9"),
+    (np.zeros((2, 3072), np.uint8), [float("nan"), 1.0], r"labels must be whole numbers 0..9; found nan"),
+    (np.zeros((2, 3072), np.uint8), [2.7, 1.0], r"labels must be whole numbers 0..9; found 2.7"),
+    (np.zeros((2, 3072), np.uint8), [1, 10], r"labels outside 0..9 \(10 found\)"),
+    (np.full((2, 3072), np.nan), [0, 1], r"pixels must be whole numbers 0..255; found nan"),
+    (np.full((2, 3072), 1000, np.uint16), [0, 1], r"pixels outside 0..255 \(1000 found\)"),
+])
+def test_bad_cifar_batches_give_one_clear_error_each(tmp_path, data, labels, message):
+    with pytest.raises(NaspError, match=r"data_batch_1: " + message):
+        load_data(str(_batch(tmp_path, data, labels)))
+
+
+def test_whole_float_labels_and_pixels_are_read(tmp_path):
+    d = load_data(str(_batch(tmp_path, np.full((2, 3072), 7.0), [3.0, 9.0])))
+    assert d.train.images(torch.arange(2)).max() == 7
+
+
+def test_cifar_batches_larger_than_a_batch_can_be_are_refused(tmp_path, cifar_dir, cifar_tar, monkeypatch):
+    monkeypatch.setattr("nasp.cnn.data.MAX_CIFAR_BATCH_BYTES", 1000)
+    with pytest.raises(NaspError, match=r"data_batch_1: [\d,]+ bytes, more than the 1,000 this kind of file may have"):
+        load_data(str(cifar_dir))
+    with pytest.raises(NaspError, match=r"member cifar-10-batches-py/data_batch_1 inflates to [\d,]+ bytes, more than the 1,000"):
+        load_data(str(cifar_tar))

@@ -205,9 +205,9 @@ def _frame(tiny_ratings) -> pd.DataFrame:
     (lambda f: f.astype({"user": object}).assign(user=[None] + [1] * 299), "row 0: the user id is missing"),
     (lambda f: f.astype({"user": float}).assign(user=[np.nan] + [1.0] * 299), "row 0: the user id is missing"),
     (lambda f: f.set_axis(["user", "user", "rating", "timestamp"], axis=1), "column name.s. user given twice"),
-    (lambda f: f.astype({"rating": object}).assign(rating=[[1, 2]] + [3] * 299), r"row 0: rating \[1, 2\] is not a finite"),
+    (lambda f: f.astype({"rating": object}).assign(rating=[[1, 2]] + [3] * 299), r"row 0: rating '\[1, 2\]' is not a finite"),
     (lambda f: f.assign(rating=f.rating.astype(complex)), "holds complex128 values"),
-    (lambda f: f.assign(rating=pd.Series([1 + 2j] + [3] * 299, dtype=object)), r"row 0: rating \(1\+2j\) is not a finite"),
+    (lambda f: f.assign(rating=pd.Series([1 + 2j] + [3] * 299, dtype=object)), r"row 0: rating '\(1\+2j\)' is not a finite"),
     (lambda f: f.assign(rating=pd.to_datetime(f.timestamp, unit="s")), "holds datetime64"),
 ])
 def test_bad_frames(tiny_ratings, change, message):
