@@ -184,7 +184,7 @@ def search(**opts) -> None:
     _run("sif-search", opts)
 
 
-HEADLINE = ("interaction", "kept", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
+HEADLINE = ("fixed_model", "interaction", "kept", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
             "test_mrr@10", "seconds", "search_seconds", "train_seconds")
 
 
@@ -198,6 +198,10 @@ def _headline_first(summary: dict) -> dict:
 @click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
               help="A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, BPR-MF when ranking; "
                    "gmf; mlp = NCF tower; neumf; pop = popularity, ranking only).")
+@click.option("--choices", default=None, metavar="ROW=NAME[+ROW=NAME...]",
+              help="A fixed model of the autocf space instead: these changes of its default SVD++ model "
+                   "(e.g. item_input=both+op=max; rows: user_input, item_input, user_function, item_function, op, head), "
+                   "the --baselines syntax; the summary's choices name the whole model.")
 @data_options
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
 @model_options
@@ -217,10 +221,11 @@ def train(**opts) -> None:
     Trains to convergence (early stopping on validation), then (rating task) refits on
     train+valid for that many epochs (--no-refit keeps the early-stopped model).
 
-    Give either --arch (a searched IFC, keeping its element-wise MLPs) or --ifc (a baseline).
+    Give one of --arch (a searched IFC, keeping its element-wise MLPs), --ifc (a baseline) or
+    --choices (a fixed model of the autocf space).
     """
-    if (opts["arch"] is None) == (opts["ifc"] is None):
-        raise click.UsageError("give exactly one of --arch FILE or --ifc NAME")
+    if sum(opts[name] is not None for name in ("arch", "ifc", "choices")) != 1:
+        raise click.UsageError("give exactly one of --arch FILE, --ifc NAME or --choices ROW=NAME[+ROW=NAME...]")
     _run("sif-train", opts)
 
 

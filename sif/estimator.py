@@ -39,7 +39,8 @@ from . import pipeline
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
-from .joint import JointConfig, parse_choices
+from .groundtruth import arch_key
+from .joint import JointConfig, check_choices, parse_choices
 from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
@@ -58,6 +59,9 @@ class SIFOptions(RunConfig):
     space: str = "sif"
     #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
     ifc: Optional[str] = None
+    #: train this fixed model of the autocf space instead: ``ROW=NAME[+ROW=NAME...]`` changes of
+    #: its default SVD++ model, the ``baselines`` syntax (``nasp sif train --choices``)
+    choices: Optional[str] = None
     #: retrain this searched architecture (an arch.json or a search run directory) instead
     arch: Optional[Union[str, Path]] = None
     # data
@@ -155,14 +159,18 @@ class SIFOptions(RunConfig):
             if given:
                 raise NaspError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the implicit term, which "
                                 f"--no-implicit turns off: drop one or the other")
-        if self.ifc is not None and self.arch is not None:
-            raise NaspError("give at most one of ifc= (a fixed interaction) or arch= (a searched architecture)")
+        given = [name for name in ("ifc", "arch", "choices") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise NaspError(f"give at most one of ifc= (a fixed interaction), arch= (a searched architecture) or choices= "
+                            f"(a fixed model of the autocf space); got {' and '.join(given)}")
         if self.ifc is not None:
             INTERACTIONS.get(self.ifc)
+        if self.choices is not None:
+            check_choices(self.choices)
         if self.space not in SPACES:
             raise NaspError(f"--space {self.space!r}: use one of {', '.join(SPACES)}")
-        if self.space != "sif" and (self.ifc is not None or self.arch is not None):
-            raise NaspError("--space applies to a search; --ifc and --arch name the model to train")
+        if self.space != "sif" and (self.ifc is not None or self.arch is not None or self.choices is not None):
+            raise NaspError("--space applies to a search; --ifc, --arch and --choices name the model to train")
         if self.space != "sif":
             given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
             if self.warm_start:
@@ -224,8 +232,8 @@ class SIF:
 
     @property
     def searches(self) -> bool:
-        """Whether ``fit`` searches (no fixed ``ifc`` and no ``arch`` given)."""
-        return self.options.ifc is None and self.options.arch is None
+        """Whether ``fit`` searches (no fixed ``ifc``, ``arch`` or ``choices`` given)."""
+        return self.options.ifc is None and self.options.arch is None and self.options.choices is None
 
     def settings(self, search: bool = True) -> TrainSettings:
         """The optimisation settings: the options given, else the task's defaults."""
@@ -323,7 +331,11 @@ class SIF:
         else:
             mlp_state = self.arch_in.get("elementwise_mlp") if self.arch_in else None
             config = (self._arch_config(splits, self.arch_in) if self.arch_in
+                      else self._baseline_config(splits, self.options.choices) if self.options.choices is not None
                       else self._config(splits, self.options.ifc, None, searched=False, elementwise=False))
+            if self.options.choices is not None:
+                summary["choices"] = parse_choices(self.options.choices)
+                summary["fixed_model"] = arch_key(summary["choices"])
         summary.update(pipeline.data_summary(splits, self.task))
         if self.searches and not self.options.retrain:
             self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
@@ -428,7 +440,7 @@ class SIF:
             n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip())
         for name in names:
             if "=" in name:  # a fixed model of the larger space: an unknown row or name is a clear NaspError
-                JointConfig(1, 1).fixed(parse_choices(name))
+                check_choices(name)
             else:
                 INTERACTIONS.get(name)
         return tuple(dict.fromkeys(names))

@@ -41,13 +41,23 @@ DEFAULT_CHOICES = {"user_input": "both", "item_input": "id", "user_function": "i
 def parse_choices(spec: str) -> dict[str, str]:
     """``row=name[+row=name...]`` (e.g. ``item_input=both+head=free``): the default fixed model
     with those choices changed; an unknown row is a clear error (unknown names: ``fixed``)."""
-    out = dict(DEFAULT_CHOICES)
+    out, given = dict(DEFAULT_CHOICES), set()
     for part in spec.split("+"):
         row, sep, name = part.partition("=")
         if not sep or row.strip() not in ROWS:
             raise NaspError(f"{spec!r}: a fixed model of the autocf space is ROW=NAME[+ROW=NAME...], rows: {', '.join(ROWS)}")
+        if row.strip() in given:
+            raise NaspError(f"{spec!r}: the row {row.strip()} is given twice")
+        given.add(row.strip())
         out[row.strip()] = name.strip()
     return out
+
+
+def check_choices(spec: str) -> dict[str, str]:
+    """The choices of ``spec`` (``parse_choices``) with every candidate checked against the space."""
+    choices = parse_choices(spec)
+    JointConfig(1, 1).fixed(choices)  # an unknown candidate: a clear NaspError
+    return choices
 
 
 @dataclass

@@ -226,3 +226,33 @@ def test_bad_calls(trained, tmp_path):
         model.save(tmp_path / "file")
     with pytest.raises(NaspError, match="call cross_validate"):
         SIF(folds=3).fit("x")
+
+
+# fixed models of the autocf space ----------------------------------------------------------------
+def test_train_choices_equals_the_fixed_arch_file(tiny_ratings, tmp_path):
+    """``--choices`` trains the same model as its arch.json (``fixed_arch``) and names it."""
+    from sif.groundtruth import full_choices
+    from sif.pipeline import fixed_arch
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(fixed_arch(full_choices({"item_input": "both", "op": "max"}))))
+    common = ["--data", tiny_ratings, "--max-epochs", "2", "--dim", "8", "--batch-size", "128", "--json"]
+    by_choices = _cli("sif", "train", "--choices", "item_input=both+op=max", *common, "--out", tmp_path / "a")
+    by_file = _cli("sif", "train", "--arch", arch, *common, "--out", tmp_path / "b")
+    assert by_choices.exit_code == 0 and by_file.exit_code == 0, by_choices.output + by_file.output
+    a, b = json.loads(by_choices.output), json.loads(by_file.output)
+    assert a["valid_rmse"] == b["valid_rmse"] and a["test_rmse"] == b["test_rmse"]
+    assert a["fixed_model"] == "item_input=both+op=max" and a["choices"]["op"] == "max"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("op=nope", "unknown op 'nope'"),
+    ("item_input=both+item_input=id", "the row item_input is given twice"),
+    ("foo=1", "a fixed model of the autocf space is ROW=NAME"),
+])
+def test_train_choices_bad_input(tiny_ratings, tmp_path, spec, message):
+    r = _cli("sif", "train", "--choices", spec, "--data", tiny_ratings, "--out", tmp_path / "x")
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(NaspError, match="--space applies to a search"):
+        SIF(choices="op=max", space="autocf")
