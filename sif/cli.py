@@ -18,7 +18,8 @@ from nasp.strategies import search_strategy_names
 
 from . import pipeline
 from .data import SPLITS, kfold
-from .estimator import SIF, SIFOptions
+from .estimator import SIF, SIFOptions, model_names
+from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
@@ -96,6 +97,14 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf and neumf).")(f)
+    f = click.option("--knn-shrink", type=click.FloatRange(min=0), default=None,
+                     help=f"itemknn: shrinkage added to the cosine similarity's denominator [default: {DEFAULT_SHRINK:g}].")(f)
+    f = click.option("--knn-neighbours", default=None, metavar="K[,K...]",
+                     help="itemknn: most similar items each item keeps; several: chosen on validation "
+                          f"[default: {','.join(map(str, DEFAULT_NEIGHBOURS))}].")(f)
+    f = click.option("--ease-lambda", default=None, metavar="L[,L...]",
+                     help="ease: L2 weight of EASE^R's closed form; several: chosen on validation "
+                          f"[default: {','.join(f'{v:g}' for v in DEFAULT_LAMBDAS)}].")(f)
     f = click.option("--refit/--no-refit", default=None,
                      help="After early stopping, train again on train+valid for the chosen epoch count; test metrics come from the refit "
                           "[default: refit (rating), no refit (ranking)].")(f)
@@ -195,9 +204,10 @@ def _headline_first(summary: dict) -> dict:
 
 @sif.command(cls=RunCommand)
 @click.option("--arch", type=click.Path(path_type=Path), default=None, help="arch.json (or a search run directory) to retrain.")
-@click.option("--ifc", type=click.Choice(INTERACTIONS.names()), default=None,
+@click.option("--ifc", type=click.Choice(model_names()), default=None,
               help="A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, BPR-MF when ranking; "
-                   "gmf; mlp = NCF tower; neumf; pop = popularity, ranking only).")
+                   "gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an item-item model in closed form "
+                   "(ease = EASE^R, itemknn = cosine ItemKNN; ranking only).")
 @click.option("--choices", default=None, metavar="ROW=NAME[+ROW=NAME...]",
               help="A fixed model of the autocf space instead: these changes of its default SVD++ model "
                    "(e.g. item_input=both+op=max; rows: user_input, item_input, user_function, item_function, op, head), "

@@ -35,16 +35,18 @@ from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
-from . import pipeline
+from . import itemitem, pipeline
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .groundtruth import arch_key
+from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import JointConfig, check_choices, parse_choices
 from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
+log = logging.getLogger("nasp.sif")
 
 
 @dataclass
@@ -59,6 +61,12 @@ class SIFOptions(RunConfig):
     space: str = "sif"
     #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
     ifc: Optional[str] = None
+    #: EASE^R's L2 weight lambda: a value or a list chosen from on validation (``--ease-lambda``)
+    ease_lambda: Optional[Union[str, float, Sequence[float]]] = None
+    #: ItemKNN's neighbourhood size k: a value or a list chosen from on validation (``--knn-neighbours``)
+    knn_neighbours: Optional[Union[str, int, Sequence[int]]] = None
+    #: ItemKNN's shrinkage of the cosine similarity (``--knn-shrink``)
+    knn_shrink: Optional[float] = None
     #: train this fixed model of the autocf space instead: ``ROW=NAME[+ROW=NAME...]`` changes of
     #: its default SVD++ model, the ``baselines`` syntax (``nasp sif train --choices``)
     choices: Optional[str] = None
@@ -126,6 +134,13 @@ class SIFOptions(RunConfig):
         """How the data files' lines are read (``sep`` and ``columns``, checked)."""
         return LineFormat.of(self.sep, self.columns)
 
+    def item_item_config(self, name: str, num_users: int, num_items: int) -> ItemItemConfig:
+        """The ``ItemItemConfig`` of item-item model ``name`` with these options' grids."""
+        return ItemItemConfig(name, num_users, num_items,
+                              lambdas=DEFAULT_LAMBDAS if self.ease_lambda is None else self.ease_lambda,
+                              neighbours=DEFAULT_NEIGHBOURS if self.knn_neighbours is None else self.knn_neighbours,
+                              shrink=DEFAULT_SHRINK if self.knn_shrink is None else float(self.knn_shrink))
+
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
         """Options from keyword arguments; an unknown name is a clear error."""
@@ -164,7 +179,8 @@ class SIFOptions(RunConfig):
             raise NaspError(f"give at most one of ifc= (a fixed interaction), arch= (a searched architecture) or choices= "
                             f"(a fixed model of the autocf space); got {' and '.join(given)}")
         if self.ifc is not None:
-            INTERACTIONS.get(self.ifc)
+            check_model_name(self.ifc)
+        self.item_item_config("ease", 1, 1)  # the item-item settings, checked
         if self.choices is not None:
             check_choices(self.choices)
         if self.space not in SPACES:
@@ -204,6 +220,10 @@ class SIF:
                                      negatives=self.options.negatives, min_rating=self.options.min_rating)
         if self.options.ifc == "pop" and self.task.name != "ranking":
             raise NaspError("pop (popularity) is a ranking baseline: use it with --task ranking")
+        item_models = [n for n in (self.options.ifc, *self.baseline_names()) if n in ITEM_MODELS]
+        if item_models and self.task.name != "ranking":
+            raise NaspError(f"{item_models[0]} is a ranking model (it scores items from a user's interactions, not "
+                            "ratings): use it with --task ranking")
         self.arch_in: Optional[dict] = pipeline.load_arch(self.options.arch) if self.options.arch is not None else None
         if self.arch_in is not None:
             self._check_arch_task(self.arch_in)
@@ -370,6 +390,8 @@ class SIF:
                 return bool(saved.get(key, LEGACY[key]))
             return name not in ("gmf", "neumf")
 
+        if name in ITEM_MODELS:
+            return o.item_item_config(name, splits.ids.num_users, splits.ids.num_items)
         if name == "pop":
             return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
                                implicit=False)
@@ -428,6 +450,8 @@ class SIF:
         """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only."""
         o, settings = self.options, self.settings(search=False)
         rdir = _subrun(run, name, config, settings) if name else run
+        if isinstance(config, ItemItemConfig):
+            return itemitem.fit(splits, config, self.task, device)
         return pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
                               init_state=init_state, task=self.task, test=False)
 
@@ -442,7 +466,7 @@ class SIF:
             if "=" in name:  # a fixed model of the larger space: an unknown row or name is a clear NaspError
                 check_choices(name)
             else:
-                INTERACTIONS.get(name)
+                check_model_name(name)
         return tuple(dict.fromkeys(names))
 
     def _against_baselines(self, run: RunDir, splits: Splits, device: torch.device, net: Any, trained: dict,
@@ -460,11 +484,17 @@ class SIF:
         scores, best = {}, None
         for name in names:
             fixed = self._baseline_config(splits, name)
+            shortfall = isinstance(fixed, ItemItemConfig) and itemitem.memory_shortfall(fixed.model, fixed.num_items)
+            if shortfall and self.options.baselines is None:  # asked for by name, it is an error (itemitem.fit)
+                log.warning("the default baseline %s is left out: %s", name, shortfall)
+                continue
             folder = "baseline-" + name.replace("=", "-").replace("+", "_")
             b_net, b_summary = self._train_one(run, folder, splits, fixed, device, None, None)
             scores[name] = b_summary.get(metric)
             if best is None or improves(scores[name], best[1], higher):
                 best = (name, scores[name], b_net, b_summary, fixed)
+        if best is None:  # every default baseline was left out
+            return net, trained, config, mlp_state, init, out
         keep_baseline = self.options.keep == "best" and improves(best[1], searched, higher)
         out.update({
             f"baseline_{metric}": scores,
@@ -485,13 +515,19 @@ class SIF:
         summary = dict(summary)
         refit = self.task.refit_by_default if o.refit is None else o.refit
         test_keys = self.task.test_keys()
-        source = "early-stopped" if len(splits.valid) else "last epoch"  # nothing to stop on without validation
+        # nothing to stop on without validation; a closed-form model has no epochs
+        source = "closed form" if isinstance(config, ItemItemConfig) else "early-stopped" if len(splits.valid) else "last epoch"
         early = self.task.evaluate(net, splits.to(device), "test")
-        if refit and len(splits.valid) and summary["epochs_trained"]:
+        closed_form = isinstance(config, ItemItemConfig)  # computed, not trained: refit with the chosen setting
+        if refit and len(splits.valid) and (summary["epochs_trained"] or closed_form):
             if early:
                 summary[f"early_stopped_{test_keys[0]}"] = early[test_keys[0]]
-            net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
-                                           summary["best_epoch"], o.seed, device, mlp_state, init_state, self.task)
+            if closed_form:
+                net, refitted = itemitem.fit(splits.with_valid_in_train(), net.config, self.task, device, test=True)
+                refitted = {k: v for k, v in refitted.items() if k in test_keys}
+            else:
+                net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
+                                               summary["best_epoch"], o.seed, device, mlp_state, init_state, self.task)
             summary.update(refitted)
             source = "refit"
         else:
@@ -588,6 +624,18 @@ def _as_the_command(options: SIFOptions) -> Iterator[None]:
         logger.setLevel(level)
         logger.handlers[:] = handlers
         logger.propagate = propagate
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a fixed model (an interaction function or an item-item model)."""
+    if name not in INTERACTIONS and name not in ITEM_MODELS:
+        raise NaspError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
+    return name
+
+
+def model_names() -> list[str]:
+    """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, then item-item models."""
+    return [*INTERACTIONS.names(), *ITEM_MODELS.names()]
 
 
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from nasp import SearchNetwork, mix, plan
 from nasp.errors import NaspError
 
+from .itemitem import ItemItemConfig, ItemItemNetwork
 from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
                     item_chunks)
@@ -134,6 +135,8 @@ def config_from_dict(d: dict) -> ModelConfig:
     space = d.get("space", "sif")
     if space == "autocf":
         return JointConfig.from_dict(d)
+    if space == "itemitem":
+        return ItemItemConfig.from_dict(d)
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     return ModelConfig.from_dict(d)
@@ -141,6 +144,8 @@ def config_from_dict(d: dict) -> ModelConfig:
 
 def network_for(config: ModelConfig) -> SIFNetwork:
     """The network of a config's space."""
+    if isinstance(config, ItemItemConfig):
+        return ItemItemNetwork(config)
     return JointNetwork(config) if isinstance(config, JointConfig) else SIFNetwork(config)
 
 

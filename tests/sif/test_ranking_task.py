@@ -297,5 +297,5 @@ def test_the_search_is_compared_with_fixed_baselines_on_validation(tiny_ratings,
     assert s2["kept"] == "searched" and s2["interaction"] == s2["searched_interaction"] == s["searched_interaction"]
     none = json.loads(_invoke(*base, "--baselines", "none", "--out", tmp_path / "none").stdout)
     assert "kept" not in none and "best_baseline" not in none
-    assert "unknown interaction function 'dot'" in _error(_invoke(*base, "--baselines", "multiply,dot", "--out", tmp_path / "bad"))
+    assert "unknown model 'dot'" in _error(_invoke(*base, "--baselines", "multiply,dot", "--out", tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
