@@ -168,12 +168,13 @@ def search(**opts) -> None:
     _run("sif-search", opts)
 
 
-HEADLINE = ("interaction", "kept", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
+HEADLINE = ("kept", "interaction", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
             "test_mrr@10", "seconds", "search_seconds", "train_seconds")
 
 
 def _headline_first(summary: dict) -> dict:
-    """The keys people look for first, then the rest in their order."""
+    """The keys people look for first (the kept model first: ``kept: item_input=both (baseline)``),
+    then the rest in their order."""
     return {**{k: summary[k] for k in HEADLINE if k in summary}, **summary}
 
 
