@@ -158,11 +158,11 @@ def _run(command: str, opts: dict) -> None:
 def search(**opts) -> None:
     """Search the interaction function on --data, then retrain it.
 
-    Writes RUN/config.json, metrics.jsonl, checkpoint.pt, arch.json (the chosen IFC, with
+    Writes RUN/config.json, metrics.jsonl, checkpoint.pt, curves.png, alphas.png, arch.json (the chosen IFC, with
     --space autocf the choice of every row, and the searched element-wise MLPs), retrain/,
     baseline-NAME/ (--baselines), refit/ (rating), model.pt
     (the kept model: --keep) and summary.json
-    (rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
+    (kept first, e.g. "item_input=both (baseline)"; rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
     test_mrr@K, test_hit@K, test_precision@K; seconds). Selection uses validation data only.
     """
     _run("sif-search", opts)
