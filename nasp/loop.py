@@ -17,6 +17,10 @@ Order within an epoch::
     stepper.end_epoch(e, metrics); stop = any(hook.end_epoch(e, row))
     append row; save checkpoint; hooks.after_checkpoint(e, row); stop or next epoch
     (at the end) hooks.on_end()
+
+A hook's ``end_epoch`` may raise ``StopRun`` (a run that diverged): the epoch's row and checkpoint
+are still written, every hook's ``on_end`` runs (curves are drawn), then the loop raises it; a
+``--resume`` of that run raises it again.
 """
 from __future__ import annotations
 
@@ -47,6 +51,11 @@ class Stepper(Protocol):
     def describe(self) -> dict: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class StopRun(NaspError):
+    """Raised by a hook's ``end_epoch`` to end the run with this one-line error once the epoch is
+    written (see the module's docstring)."""
 
 
 class Hook:
@@ -156,9 +165,18 @@ def progress(iterable: Iterable, total: Optional[int], desc: str) -> Iterable:
     return tqdm(iterable, total=total, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True)
 
 
-def epoch_line(epoch: int, epochs: int, row: dict) -> str:
-    """One log line for an epoch: its scalar metrics, rounded (``epoch 3/10  train_loss 0.8123 ...``)."""
-    parts = [f"epoch {epoch + 1}/{epochs}"]
+def epoch_label(stage: str, epoch: int, epochs: int, described: Optional[dict] = None) -> str:
+    """``search epoch 3/10`` (``epoch 3/10`` without a stage name); ``search warm-up epoch 1/10``
+    when the stepper's ``described`` fields say the epoch warms up (``{"warmup": True}``)."""
+    if stage and described and described.get("warmup"):
+        stage = f"{stage} warm-up"
+    return f"{stage} epoch {epoch + 1}/{epochs}" if stage else f"epoch {epoch + 1}/{epochs}"
+
+
+def epoch_line(epoch: int, epochs: int, row: dict, stage: str = "") -> str:
+    """One log line for an epoch: its stage, its scalar metrics, rounded (``retrain epoch 3/10
+    train_loss 0.8123 ...``)."""
+    parts = [epoch_label(stage, epoch, epochs, row)]
     for key, value in row.items():
         if key == "epoch" or isinstance(value, (dict, list, tuple)):
             continue
@@ -185,7 +203,8 @@ class RunLoop:
             1, 2, ... over the whole run, each epoch beginning a new pass), for steppers that read
             them; like ``train_batches`` its order must depend on ``i`` only.
         hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
-        desc: the progress bar's label.
+        stage: the stage's name in the progress bar and the epoch log lines (``search``,
+            ``retrain``, ``baseline multiply``, ``refit``, ...).
         world: the ranks of a data-parallel run (default: torch's process group, else one process):
             the network starts from rank 0's state, an epoch's step statistics are averaged over
             the ranks, and after every epoch the ranks must agree on the architecture and weights.
@@ -193,23 +212,26 @@ class RunLoop:
 
     def __init__(self, stepper: Stepper, train_batches: Callable[[int], Iterable], evaluate: Callable[[Any], dict],
                  epochs: int, run: Any, valid_batches: Optional[Callable[[int], Iterable]] = None,
-                 hooks: Sequence[Hook] = (), desc: str = "epoch", world: Optional[World] = None) -> None:
+                 hooks: Sequence[Hook] = (), stage: str = "", world: Optional[World] = None) -> None:
         self.stepper, self.network = stepper, stepper.network
         self.world = world if world is not None else current_world()
         self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
-        self.epochs, self.run, self.hooks, self.desc = epochs, run, list(hooks), desc
+        self.epochs, self.run, self.hooks, self.stage = epochs, run, list(hooks), stage
         self.start_epoch = 0
         self.stopped = False  # a hook ended the run (restored on resume)
+        self.failure: Optional[str] = None  # a hook's StopRun message (restored on resume)
         self.valid_passes = 0  # validation passes begun in this run: the next one is valid_batches(valid_passes)
         self.rows: list[dict] = []
 
     # state ----------------------------------------------------------------------------------
     def state_dict(self, epoch: int, stopped: bool = False) -> dict:
         """Everything a resume needs, in one object (written as ``checkpoint.pt``); ``stopped``:
-        a hook ended the run after this epoch (a resume then trains no further epoch)."""
+        a hook ended the run after this epoch (a resume then trains no further epoch); ``failure``:
+        the ``StopRun`` message it ended with, if any."""
         from .runs import rng_state
 
-        return {"epoch": epoch, "stopped": stopped, "valid_passes": self.valid_passes, "network": self.network.state_dict(),
+        return {"epoch": epoch, "stopped": stopped, "failure": self.failure, "valid_passes": self.valid_passes,
+                "network": self.network.state_dict(),
                 "strategy": self.stepper.state_dict(), "rng": rng_state(),
                 "hooks": {key: state for key, state in self._hook_states()}}
 
@@ -253,6 +275,7 @@ class RunLoop:
             raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
         self.start_epoch = int(state["epoch"]) + 1
         self.stopped = bool(state.get("stopped", False))
+        self.failure = state.get("failure")
         # a checkpoint of the first rounds has no count: they began epoch e's passes at e * 1000
         self.valid_passes = int(state.get("valid_passes", self.start_epoch * 1_000))
         run.truncate_metrics(self.start_epoch)
@@ -287,7 +310,7 @@ class RunLoop:
         steps = 0
         batches = self.train_batches(epoch)
         total = len(batches) if hasattr(batches, "__len__") else None
-        for train_batch in progress(batches, total, f"{self.desc} {epoch + 1}/{self.epochs}"):
+        for train_batch in progress(batches, total, epoch_label(self.stage, epoch, self.epochs, stepper.describe())):
             valid_batch = next(valid_iter) if valid_iter is not None else None
             stats = stepper.step(train_batch, valid_batch)
             for key, value in stats.items():
@@ -314,7 +337,10 @@ class RunLoop:
         row["train_seconds"] = round(train_seconds, 4)
         stop = False
         for hook in self.hooks:
-            stop = bool(hook.end_epoch(epoch, row)) or stop
+            try:
+                stop = bool(hook.end_epoch(epoch, row)) or stop
+            except StopRun as exc:  # the first one counts; the other hooks still see the row
+                self.failure, stop = self.failure or str(exc), True
         return row, stop
 
     def check_agreement(self, architecture: Any) -> None:
@@ -332,6 +358,8 @@ class RunLoop:
         from .runs import dumps
 
         self.restore()
+        if self.failure is not None:  # a resumed run that had stopped with an error
+            raise StopRun(self.failure)
         # every rank starts from rank 0's network (a no-op in one process)
         self.world.broadcast_state(self.network)
         self.rows = self.run.read_metrics()
@@ -348,9 +376,11 @@ class RunLoop:
             self.run.save_checkpoint(self.state_dict(epoch, stop))
             for hook in self.hooks:
                 hook.after_checkpoint(epoch, row)
-            log.info("%s", epoch_line(epoch, self.epochs, row))
-            if stop:
+            log.info("%s", epoch_line(epoch, self.epochs, row, self.stage))
+            if stop and self.failure is None:
                 log.info("stopped after epoch %d", epoch + 1)
         for hook in self.hooks:
             hook.on_end(self)
+        if self.failure is not None:
+            raise StopRun(self.failure)
         return self.rows

@@ -1,11 +1,13 @@
 """Plots every domain shares (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .distributed import is_main
+from .loop import Hook
 
 
 @contextmanager
@@ -29,17 +31,36 @@ def figure(path: Path, title: str = "", dpi: int = 100, **subplots: Any) -> Iter
 
 
 def plot_curves(rows: list[dict], path: Path, keys: tuple[str, ...], title: str = "") -> Path:
-    """Per-epoch curves of the metric ``keys`` found in ``rows`` (metrics.jsonl rows)."""
+    """Per-epoch curves of the metric ``keys`` found in ``rows`` (metrics.jsonl rows). A value that
+    is not finite (null in metrics.jsonl) is a red dotted line at its epoch; a positive curve
+    spanning more than a factor 1000 (a blow-up) gets a log scale."""
     keys = tuple(k for k in keys if any(k in r for r in rows))
     n = max(1, len(keys))
     with figure(path, title, nrows=1, ncols=n, figsize=(4 * n, 3.2), squeeze=False) as (_, axes):
         for ax, key in zip(axes[0], keys):
             points = [(r["epoch"], r[key]) for r in rows if key in r]  # epochs count from 1
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+            finite = [(e, v) for e, v in points if v is not None and math.isfinite(v)]
+            ax.plot([p[0] for p in finite], [p[1] for p in finite], marker="o", markersize=3)
+            for e in sorted({e for e, _ in points} - {e for e, _ in finite}):
+                ax.axvline(e, color="#d62728", ls=":", lw=1.2)
+            values = [v for _, v in finite]
+            if values and min(values) > 0 and max(values) > 1000 * min(values):
+                ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.set_title(key)
             ax.grid(alpha=0.3)
     return Path(path)
+
+
+class Curves(Hook):
+    """Draws ``plot_curves`` of the run's rows to ``path`` when the run loop ends, also when it
+    ends with a ``StopRun`` error (a diverged run's curves show the blow-up)."""
+
+    def __init__(self, path: Path, keys: tuple[str, ...], title: str = "") -> None:
+        self.path, self.keys, self.title = path, keys, title
+
+    def on_end(self, loop: Any) -> None:
+        plot_curves(loop.rows, self.path, self.keys, self.title)
 
 
 def plot_alphas(rows: list[dict], path: Path, title: str = "") -> Path:

@@ -30,7 +30,7 @@ except ImportError:  # Windows: no advisory locks (the run directory is then not
 
 from .distributed import local_device, world
 from .errors import NaspError
-from .loop import EarlyStopping, Hook, OnEpoch, RunLoop, epoch_line, progress  # noqa: F401  (re-exported)
+from .loop import EarlyStopping, Hook, OnEpoch, RunLoop, StopRun, epoch_line, progress  # noqa: F401  (re-exported)
 from .strategies.base import Strategy
 
 log = logging.getLogger("nasp")
@@ -429,8 +429,10 @@ def run_search(
     on_epoch: Optional[Callable[[int, dict], None]] = None,
     early_stopping: Optional[EarlyStopping] = None,
     hooks: Sequence[Hook] = (),
+    stage: str = "",
 ) -> list[dict]:
     """``RunLoop`` with the two hooks most runs use: ``early_stopping`` (the best network state
-    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint, then ``hooks``."""
+    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint, then ``hooks``;
+    ``stage`` names the stage in the progress bar and the epoch log lines."""
     first = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
-    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, [*first, *hooks])()
+    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, [*first, *hooks], stage)()

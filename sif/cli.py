@@ -183,22 +183,24 @@ def _run(command: str, opts: dict) -> None:
 def search(**opts) -> None:
     """Search the interaction function on --data, then retrain it.
 
-    Writes RUN/config.json, metrics.jsonl, checkpoint.pt, arch.json (the chosen IFC, with
+    Writes RUN/config.json, metrics.jsonl, checkpoint.pt, curves.png, alphas.png, arch.json (the chosen IFC, with
     --space autocf the choice of every row, and the searched element-wise MLPs), retrain/,
     baseline-NAME/ (--baselines), refit/ (rating), model.pt
     (the kept model: --keep) and summary.json
-    (rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
+    (kept first, e.g. "item_input=both (baseline)"; rating: valid_rmse, test_rmse, test_mae; ranking: valid_ndcg@K, test_ndcg@K, test_recall@K,
     test_mrr@K, test_hit@K, test_precision@K; seconds). Selection uses validation data only.
     """
     _run("sif-search", opts)
 
 
-HEADLINE = ("fixed_model", "interaction", "kept", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse", "test_mae", "test_ndcg@10", "test_recall@10",
+HEADLINE = ("kept", "fixed_model", "interaction", "searched_interaction", "searched_margin", "valid_rmse", "valid_ndcg@10", "test_rmse",
+            "test_mae", "test_ndcg@10", "test_recall@10",
             "test_mrr@10", "seconds", "search_seconds", "train_seconds")
 
 
 def _headline_first(summary: dict) -> dict:
-    """The keys people look for first, then the rest in their order."""
+    """The keys people look for first (the kept model first: ``kept: item_input=both (baseline)``),
+    then the rest in their order."""
     return {**{k: summary[k] for k in HEADLINE if k in summary}, **summary}
 
 

@@ -446,14 +446,15 @@ class SIF:
         return found
 
     def _train_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
-                   mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
-        """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only."""
+                   mlp_state: Optional[dict], init_state: Optional[dict], stage: str = "") -> tuple[Any, dict]:
+        """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only;
+        ``stage`` names it in the log (default: ``name``, else ``train``)."""
         o, settings = self.options, self.settings(search=False)
         rdir = _subrun(run, name, config, settings) if name else run
         if isinstance(config, ItemItemConfig):
             return itemitem.fit(splits, config, self.task, device)
         return pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
-                              init_state=init_state, task=self.task, test=False)
+                              init_state=init_state, task=self.task, test=False, stage=stage or name or "train")
 
     def baseline_names(self) -> tuple[str, ...]:
         """The fixed IFCs a search is compared with (``--baselines``: none, all or a list)."""
@@ -489,7 +490,7 @@ class SIF:
                 log.warning("the default baseline %s is left out: %s", name, shortfall)
                 continue
             folder = "baseline-" + name.replace("=", "-").replace("+", "_")
-            b_net, b_summary = self._train_one(run, folder, splits, fixed, device, None, None)
+            b_net, b_summary = self._train_one(run, folder, splits, fixed, device, None, None, f"baseline {name}")
             scores[name] = b_summary.get(metric)
             if best is None or improves(scores[name], best[1], higher):
                 best = (name, scores[name], b_net, b_summary, fixed)
@@ -501,7 +502,7 @@ class SIF:
             "best_baseline": best[0],
             # positive: the searched model validates better than the best baseline
             "searched_margin": (searched - best[1]) if higher else (best[1] - searched),
-            "kept": "baseline" if keep_baseline else "searched",
+            "kept": f"{best[0]} (baseline)" if keep_baseline else f"{config.ops[0]} (searched)",
         })
         if keep_baseline:
             return best[2], best[3], best[4], None, None, out

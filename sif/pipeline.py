@@ -183,6 +183,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         epochs,
         run,
         hooks=[PendingHistory(net)],
+        stage="search",
     )
     seconds = time.perf_counter() - t0
     alphas = strat.derive_alphas()
@@ -340,12 +341,13 @@ def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict
 def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
           patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
           tune_mlp: bool = False, init_state: Optional[dict] = None, task: Optional[Task] = None,
-          test: bool = True) -> tuple[SIFNetwork, dict]:
+          test: bool = True, stage: str = "train") -> tuple[SIFNetwork, dict]:
     """Train one fixed IFC to convergence (early stopping on the task's validation metric);
     restores the best epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless
     ``tune_mlp``); ``init_state`` (see ``chosen_op_state``) starts from searched weights instead
     of fresh ones. A baseline that does not train (``pop``) is only evaluated. ``test=False``
-    leaves the test split untouched (a candidate that may not be kept)."""
+    leaves the test split untouched (a candidate that may not be kept). ``stage`` names the
+    stage in the progress bar and the epoch log lines (``retrain``, ``baseline multiply``, ...)."""
     task = task or RatingTask()
     net = build_network(splits, config, device, task)
     if init_state is not None:
@@ -372,6 +374,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             run,
             early_stopping=stopper,
             hooks=[PendingHistory(net)],
+            stage=stage,
         )
         curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
         plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
@@ -400,7 +403,7 @@ def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     refitted network and its summary (test metrics, epochs, seconds)."""
     task = task or RatingTask()
     net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
-                         mlp_state, init_state=init_state, task=task)
+                         mlp_state, init_state=init_state, task=task, stage="refit")
     tested = {k: trained[k] for k in task.test_keys() if k in trained}  # none without a test split
     return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"],
                  "refit_train_ratings_per_second": trained["train_ratings_per_second"]}

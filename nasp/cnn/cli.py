@@ -123,7 +123,8 @@ def cnn() -> None:
 def search(**opts) -> None:
     """Search a normal and a reduction cell.
 
-    Writes arch.json, genotype.txt, cells.png and summary.json. Options left out take their data
+    Writes arch.json, genotype.txt, cells.png, curves.png, pareto.png and summary.json (each
+    parameter count with the network it counts: docs/cnn.md). Options left out take their data
     set's defaults (digits: a CPU-sized search; cifar10 and image folders: the paper's);
     config.json records the values used.
     """

@@ -19,7 +19,7 @@ from ..runs import RunDir, peak_memory_mb, run_search, write_bytes_atomic
 from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
 from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)
-from .costs import METRICS
+from .costs import METRICS, CostNetwork
 from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype
 from .model import MODELS, count_params
@@ -27,6 +27,9 @@ from .plot import plot_curves, plot_genotype
 from .search_net import CNNSearchNetwork
 
 log = logging.getLogger("nasp")
+
+PAPER_LAYERS, PAPER_CHANNELS = 20, 36
+"""DARTS' CIFAR-10 evaluation network: the one ``params_eval_network`` counts."""
 
 
 def classification_loss(device: torch.device, amp: bool = False) -> Callable[[nn.Module, Any], Tensor]:
@@ -134,7 +137,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, c.epochs, run,
-                      hooks=[RecordCosts(budget.row_costs)])
+                      hooks=[RecordCosts(budget.row_costs)], stage="search")
     genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
     write_bytes_atomic(run.file("genotype.txt"), (genotype.to_text() + "\n").encode())
@@ -146,7 +149,10 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
                 f"{c.strategy}: valid acc ({strategy.validates}) per epoch", f"{metric.key}, {budget.costs.network.short()}")
     costs = budget.genotype_costs(genotype)
     search_seconds = sum(r["seconds"] for r in rows)
-    eval_model = MODELS.get("cifar")(genotype, num_classes=data.num_classes, in_channels=data.in_channels)
+    paper = CostNetwork("eval", "cifar", PAPER_LAYERS, PAPER_CHANNELS, data.in_channels, data.num_classes, data.image_size, c.nodes)
+    searched = CostNetwork("search", "cifar", c.layers, c.channels, data.in_channels, data.num_classes, data.image_size, c.nodes)
+    eval_model = MODELS.get("cifar")(genotype, channels=PAPER_CHANNELS, layers=PAPER_LAYERS, num_classes=data.num_classes,
+                                     in_channels=data.in_channels)
     return {
         "strategy": c.strategy,
         "space": c.space,
@@ -162,9 +168,12 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
         "best_valid_acc": max((r["valid_acc"] for r in rows if r["valid_acc"] is not None), default=None),
         "params_of_derived_cell": net.cell_params(genotype, reduction=False),
         "params_of_derived_reduce_cell": net.cell_params(genotype, reduction=True),
+        "derived_cells_network": f"{searched.describe()} (the cells' ops at {c.channels} channels)",
         "params_eval_network": count_params(eval_model),
-        "eta": c.eta,
+        "eval_network": f"{paper.describe()} (DARTS' CIFAR-10 network, no auxiliary head)",
+        "params_cost_network": costs["params"],
         "cost_network": budget.costs.network.describe(),
+        "eta": c.eta,
         "cost": costs,
         "budget": None if budget.projection is None else budget_summary(
             budget.projection, budget.metric, metric.flag, costs[metric.key], strategy.budget_binding(),

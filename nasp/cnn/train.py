@@ -14,6 +14,7 @@ from ..loop import Hook, RunLoop
 from ..runs import RunDir, peak_memory_mb
 from ..strategies import SearchProblem, build_strategy
 from .config import CNNTrainConfig
+from .costs import CostNetwork
 from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype, load_genotype
 from .model import MODELS, count_flops, count_params
@@ -47,6 +48,7 @@ def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optio
     model = MODELS.get(kind)(genotype, channels=channels, layers=layers, num_classes=data.num_classes,
                              in_channels=data.in_channels, auxiliary=aux_weight > 0).to(device)
     params = count_params(model)
+    network = CostNetwork("eval", kind, layers, channels, data.in_channels, data.num_classes, data.image_size, genotype.steps)
     flops = count_flops(model, (data.in_channels, *data.image_size))
     label_smoothing = c.label_smoothing
     all_train = torch.arange(len(data.train))
@@ -85,7 +87,7 @@ def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optio
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = RunLoop(trainer, train_batches, evaluate, c.epochs, run,
-                   hooks=[DropPathRamp(model, c.drop_path, c.epochs)])()
+                   hooks=[DropPathRamp(model, c.drop_path, c.epochs)], stage="train")()
     plot_genotype(genotype, run.file("cells.png"), f"trained on {data.name}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "test_loss", "test_acc"), f"{kind} network on {data.name}")
     run.write_json("arch.json", genotype.to_json())
@@ -94,6 +96,7 @@ def train(config: CNNTrainConfig, run: RunDir, device: torch.device, data: Optio
         "test_acc": rows[-1]["test_acc"],
         "params": params,
         "flops": flops,
+        "params_network": f"{network.describe()} (no auxiliary head)",
         "model": kind,
         "layers": layers,
         "channels": channels,

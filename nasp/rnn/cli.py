@@ -129,7 +129,10 @@ def rnn() -> None:
 def search(**opts: Any) -> None:
     """Search a recurrent cell.
 
-    Writes arch.json (the genotype), cell.png and summary.json.
+    Writes arch.json (the genotype), cell.png, curves.png and summary.json. A run that diverges
+    stops with one error line (see docs/rnn.md, "Divergence"): a training or validation loss that
+    is not finite, or a validation perplexity more than 10x its best so far or 100x the vocabulary
+    size; its last row, checkpoint and curves.png are still written.
     """
     _require(opts, "data")
     # the one pre-run validation (nasp.config): bad input fails before a run directory exists
@@ -154,7 +157,8 @@ def search(**opts: Any) -> None:
 def train(**opts: Any) -> None:
     """Retrain a genotype.
 
-    Writes model.pt (best on validation), cell.png and summary.json.
+    Writes model.pt (best on validation), cell.png, curves.png and summary.json. A run that
+    diverges stops with one error line, as search does (docs/rnn.md, "Divergence").
     """
     _require(opts, "data", "genotype")
     # the one pre-run validation (nasp.config); a resumed run retrains the genotype it saved,

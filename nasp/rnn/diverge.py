@@ -1,4 +1,4 @@
-"""Divergence watch for language-model runs (search and retraining).
+"""Divergence watches for language-model runs (search and retraining).
 
 Small corpora with the paper's settings (batch 256, SGD lr 20) can diverge: the training loss
 rises epoch after epoch, or stays above what predicting every word as equally likely gives
@@ -6,7 +6,9 @@ rises epoch after epoch, or stays above what predicting every word as equally li
 loss that is not finite stops the run with one clear error (nothing after it can recover); a
 loss more than ``tolerance`` above its best, or above ``ceiling``, for ``patience`` epochs in a
 row logs one warning on stderr with settings that learn on small corpora (docs/rnn.md, "Small
-corpora").
+corpora"). The validation perplexity can blow up while the training loss looks normal;
+``ValidationWatch`` stops the run when it does. Both stop with ``StopRun``: the epoch's row and
+``curves.png`` are still written, then the command ends with the one error line.
 """
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ import logging
 import math
 from typing import Optional
 
-from ..errors import NaspError
-from ..loop import Hook
+from ..loop import Hook, StopRun
 
 log = logging.getLogger("nasp")
 
+BLOWUP = 10.0
+"""``ValidationWatch``: a validation perplexity more than this many times its best so far stops the run."""
+CEILING = 100.0
+"""``ValidationWatch``: a validation perplexity more than this many times the vocabulary's size stops the run."""
 ADVICE = ("on a small corpus try --batch-size 32 --emb-size 64 --hidden-size 64 --dropout 0.3 --dropouth 0.1 "
           "--dropoutx 0.3 --dropouti 0.1, or a lower --lr (docs/rnn.md, 'Small corpora')")
+VALID_ADVICE = "try a lower --lr, e.g. a quarter of it (docs/rnn.md, 'Divergence')"
 
 
 class DivergenceWatch(Hook):
@@ -40,7 +46,7 @@ class DivergenceWatch(Hook):
     def update(self, epoch: int, loss: float) -> None:
         """Record epoch ``epoch``'s (0-based) loss."""
         if not math.isfinite(loss):
-            raise NaspError(f"{self.key} is {loss} at epoch {epoch + 1}: the run diverged; {ADVICE}")
+            raise StopRun(f"{self.key} is {loss} at epoch {epoch + 1}: the run diverged; {ADVICE}")
         self.above = self.above + 1 if self.ceiling is not None and loss > self.ceiling else 0
         if self.best is None or loss < self.best:
             self.best, self.best_epoch, self.rising = loss, epoch, 0
@@ -71,3 +77,43 @@ class DivergenceWatch(Hook):
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.rising, self.above, self.warned = state["rising"], state.get("above", 0), state["warned"]
+
+
+class ValidationWatch(Hook):
+    """Stops the run (``StopRun``) when the validation perplexity is not finite, or more than
+    ``factor`` times its best so far, or more than ``ceiling`` times ``vocabulary`` (the perplexity
+    of predicting every word as equally likely). Reads ``valid_loss`` (the log of the perplexity,
+    finite where the perplexity overflows)."""
+
+    def __init__(self, vocabulary: int, factor: float = BLOWUP, ceiling: float = CEILING) -> None:
+        self.vocabulary, self.factor, self.ceiling = vocabulary, factor, ceiling
+        self.best: Optional[float] = None  # the best validation loss so far
+        self.best_epoch = -1
+
+    def update(self, epoch: int, loss: float, train_loss: Optional[float] = None) -> None:
+        """Record epoch ``epoch``'s (0-based) validation loss; raises ``StopRun`` on a blow-up
+        (naming ``train_loss`` when given)."""
+        where = f"at epoch {epoch + 1}" + (f" (train_loss {train_loss:.4g})" if train_loss is not None else "")
+        if not math.isfinite(loss):
+            raise StopRun(f"valid_loss is {loss} {where}: the run diverged; {VALID_ADVICE}")
+        ppl = f"valid_ppl {math.exp(min(loss, 700.0)):.4g} {where}"
+        if self.best is not None and loss > self.best + math.log(self.factor):
+            raise StopRun(f"{ppl} is more than {self.factor:g}x its best, {math.exp(self.best):.4g} at epoch "
+                          f"{self.best_epoch + 1}: the run diverged; {VALID_ADVICE}")
+        if loss > math.log(self.ceiling * self.vocabulary):
+            raise StopRun(f"{ppl} is more than {self.ceiling:g}x the vocabulary's {self.vocabulary} words (the "
+                          f"perplexity of predicting every word as equally likely): the run diverged; {VALID_ADVICE}")
+        if self.best is None or loss < self.best:
+            self.best, self.best_epoch = loss, epoch
+
+    def end_epoch(self, epoch: int, row: dict) -> bool:
+        """The run loop's hook: watch ``row["valid_loss"]`` (stops with ``StopRun``, never by returning True)."""
+        if "valid_loss" in row:
+            self.update(epoch, float(row["valid_loss"]), row.get("train_loss"))
+        return False
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]

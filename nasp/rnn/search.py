@@ -12,16 +12,19 @@ from ..budget import RecordCosts, summary as budget_summary
 from ..config import RunConfig
 from ..devices import autocast_loss
 from ..distributed import check_shards
+from ..plots import Curves
 from ..runs import RunDir, peak_memory_mb, run_search
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
 from ..strategies.base import SearchOptions
 from ..strategies.proximal import check_warmup
 from .corpus import Corpus, batchify, segments
-from .diverge import DivergenceWatch
+from .diverge import DivergenceWatch, ValidationWatch
 from .genotypes import RecurrentGenotype
 from .model import (SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity,
                     segment_streams)
 from .spaces import SPACES, RecurrentSpace
+
+CURVES = "curves.png"
 
 
 @dataclass
@@ -114,7 +117,8 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
 
 
 def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
-    """Run the search (resuming when ``run.resume``); returns the genotype and the summary."""
+    """Run the search (resuming when ``run.resume``; writes ``curves.png``); returns the genotype
+    and the summary. A diverged run ends with one ``StopRun`` error (``nasp.rnn.diverge``)."""
     strategy, _ = build_search(corpus, cfg, device)
     world = strategy.world  # in a data-parallel run each rank trains on its share of the streams
     train = world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
@@ -129,10 +133,11 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
+    watches = [DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab))), ValidationWatch(len(corpus.vocab))]
+    curves = Curves(run.file(CURVES), ("train_loss", "arch_loss", "valid_loss", "valid_ppl"), f"{cfg.strategy} search ({cfg.space} space)")
     params = cell_matrices(SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size)
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
-                      hooks=[watch, RecordCosts(lambda architecture: {"cell_params": params})])
+                      hooks=[*watches, curves, RecordCosts(lambda architecture: {"cell_params": params})], stage="search")
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {

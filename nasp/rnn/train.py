@@ -16,14 +16,16 @@ from ..config import RunConfig
 from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..loop import Hook, KeepBest, RunLoop
+from ..plots import Curves
 from ..runs import RunDir, save_torch
 from ..strategies import SearchProblem
 from ..strategies.fixed import Fixed
 from .corpus import Corpus, batchify, segments
-from .diverge import DivergenceWatch
+from .diverge import DivergenceWatch, ValidationWatch
 from .genotypes import RecurrentGenotype
 from .model import (TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll, perplexity,
                     segment_streams)
+from .search import CURVES
 
 log = logging.getLogger("nasp")
 MODEL = "model.pt"
@@ -210,7 +212,7 @@ class Trainer:
         self.train_data = self.world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
         self.valid_data = batchify(corpus.valid, cfg.eval_batch_size, device, "valid")
         self.test_data = batchify(corpus.test, cfg.eval_batch_size, device, "test")
-        self.watch = DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab)))
+        self.watches = [DivergenceWatch("train_loss", ceiling=math.log(len(corpus.vocab))), ValidationWatch(len(corpus.vocab))]
 
     @property
     def asgd_epoch(self) -> Optional[int]:
@@ -237,17 +239,19 @@ class Trainer:
             save_torch(self.run.file(MODEL), self.model.state_dict())
 
     def fit(self) -> dict[str, Any]:
-        """Train for ``cfg.epochs`` epochs (resuming when ``run.resume``); returns the summary of
-        the best validation model."""
+        """Train for ``cfg.epochs`` epochs (resuming when ``run.resume``; writes ``curves.png``);
+        returns the summary of the best validation model. A diverged run ends with one ``StopRun``
+        error (``nasp.rnn.diverge``)."""
         cfg = self.cfg
 
         def evaluate(model: nn.Module) -> dict[str, float]:
             nll = self.nll(self.valid_data)
             return {"valid_loss": nll, "valid_ppl": perplexity(nll)}
 
-        hooks = [Perplexities(lambda: perplexity(self.evaluate(self.valid_data))), self.watch,
-                 KeepBest("valid_loss", self.save_best)]
-        rows = RunLoop(self.stepper, self.train_segments, evaluate, cfg.epochs, self.run, hooks=hooks)()
+        hooks = [Perplexities(lambda: perplexity(self.evaluate(self.valid_data))), *self.watches,
+                 KeepBest("valid_loss", self.save_best),
+                 Curves(self.run.file(CURVES), ("train_loss", "valid_loss", "valid_ppl"), f"retraining ({cfg.epochs} epochs)")]
+        rows = RunLoop(self.stepper, self.train_segments, evaluate, cfg.epochs, self.run, hooks=hooks, stage="train")()
         best = torch.load(self.run.file(MODEL), map_location=self.device, weights_only=True)
         self.model.load_state_dict(best)
         self.stepper.average.avg = None  # the saved model already holds the averaged weights

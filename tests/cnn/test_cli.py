@@ -71,6 +71,22 @@ def test_digits_search_then_train_beats_chance_by_far(tmp_path):
     assert s["params"] > 0 and s["flops"] > 0
 
 
+def test_the_summaries_name_the_network_of_every_count(cifar_dir, tmp_path):
+    # issue 25 §6: search's params_eval_network (20x36) beside train's params (6x16), no network named
+    search = tmp_path / "s"
+    s = _summary(_invoke("search", "--data", cifar_dir, "--epochs", 1, *TINY, "--subset", 32, "--eval-layers", 2,
+                         "--eval-channels", 4, "--out", search, "--json"))
+    t = _summary(_invoke("train", "--genotype", search, "--data", cifar_dir, "--epochs", 1, "--layers", 2,
+                         "--channels", 4, "--batch-size", 8, "--device", "cpu", "--out", tmp_path / "t", "--json"))
+    assert s["derived_cells_network"].startswith("search network, 2 cells x 2 channels")
+    assert s["eval_network"].startswith("cifar evaluation network, 20 cells x 36 channels")
+    assert s["params_eval_network"] > t["params"] > 0
+    # the cost network is the one cnn train builds: the same count, the same name
+    assert s["params_cost_network"] == t["params"] and s["cost_network"] == t["params_network"].split(" (")[0]
+    assert t["params_network"].startswith("cifar evaluation network, 2 cells x 4 channels, 3x32x32 images")
+    assert (search / "curves.png").exists() and (tmp_path / "t" / "curves.png").exists()
+
+
 @pytest.mark.smoke
 def test_search_with_odd_channels_works(cifar_dir, tmp_path):
     s = _summary(_invoke("search", "--data", cifar_dir, "--epochs", 1, "--layers", 2, "--channels", 3, "--batch-size", 8,

@@ -17,19 +17,19 @@ def test_search_then_train_end_to_end(corpus_dir, tmp_path, tiny):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"search_seconds", "seconds_per_epoch", "peak_memory_mb", "valid_ppl"} <= set(summary)
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "cell.png", "summary.json"):
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "cell.png", "curves.png", "summary.json"):
         assert (out / name).exists(), name
     arch = json.loads((out / "arch.json").read_text())
     assert arch["type"] == "rnn-genotype" and len(arch["recurrent"]) == 8
 
     trained = tmp_path / "train"
-    result = _invoke(["rnn", "train", "--data", str(corpus_dir), "--genotype", str(out), "--epochs", "2",
+    result = _invoke(["rnn", "train", "--data", str(corpus_dir), "--genotype", str(out), "--epochs", "2", "--lr", "5",
                       "--out", str(trained), "--json", *tiny])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"valid_ppl", "test_ppl", "params"} <= set(summary)
     assert summary["genotype"] == arch
-    assert (trained / "model.pt").exists() and (trained / "cell.png").exists()
+    assert all((trained / name).exists() for name in ("model.pt", "cell.png", "curves.png"))
 
 
 def test_train_resume_continues_a_killed_run(corpus_dir, tmp_path, tiny, monkeypatch):

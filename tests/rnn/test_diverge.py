@@ -1,15 +1,18 @@
 """Diverging language-model runs say so: a warning when the loss keeps rising, one error line when
-it is not finite (issue 15 §7)."""
+it is not finite (issue 15 §7) or when the validation perplexity blows up (issue 25 §2)."""
 from __future__ import annotations
 
+import importlib
 import logging
+import math
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
 from nasp import NaspError
-from nasp.rnn.diverge import DivergenceWatch
+from nasp.loop import StopRun
+from nasp.rnn.diverge import DivergenceWatch, ValidationWatch
 
 
 def test_rising_loss_warns_once(caplog):
@@ -67,3 +70,52 @@ def test_a_run_that_blows_up_ends_in_one_error_line(command, corpus_dir, tmp_pat
     assert result.exit_code == 1, result.output
     assert "the run diverged" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# the validation watch (issue 25 §2: validation perplexity 770 -> 1.9e8 while the training loss stayed 7.3-7.6)
+def test_a_validation_blow_up_stops_with_one_error():
+    watch = ValidationWatch(vocabulary=3000)
+    watch.update(0, math.log(770.0), 7.6)
+    with pytest.raises(StopRun, match=r"^valid_ppl 1\.9e\+08 at epoch 2 \(train_loss 7\.3\) is more than 10x its best, "
+                                      r"770 at epoch 1: the run diverged; try a lower --lr"):
+        watch.update(1, math.log(1.9e8), 7.3)
+
+
+def test_validation_noise_and_a_first_epoch_above_uniform_do_not_stop():
+    watch = ValidationWatch(vocabulary=2571)
+    for epoch, ppl in enumerate([25000.0, 2487.0, 9000.0, 466.0, 239.0, 2000.0]):  # below 10x its best, 100x 2,571
+        watch.update(epoch, math.log(ppl))
+    assert watch.state_dict() == {"best": pytest.approx(math.log(239.0)), "best_epoch": 4}
+
+
+@pytest.mark.parametrize("loss, match", [(float("nan"), r"valid_loss is nan at epoch 1"),
+                                         (math.log(300_001.0), r"valid_ppl 3e\+05 at epoch 1 is more than 100x the vocabulary's 3000 words")])
+def test_a_first_epoch_that_is_not_finite_or_far_above_uniform_stops(loss, match):
+    with pytest.raises(StopRun, match=match):
+        ValidationWatch(vocabulary=3000).update(0, loss)
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_validation_blow_up_ends_the_run_in_one_error_line_with_curves(command, corpus_dir, tmp_path, tiny, monkeypatch):
+    # the validation loss jumps by 10 (perplexity x22,000) from the second epoch on; the training loss stays
+    module = importlib.import_module(f"nasp.rnn.{command}")
+    real, calls = module.evaluate_nll, []
+    first_bad = 2 if command == "search" else 3  # train also evaluates the untrained model first
+
+    def blows_up(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) + (10.0 if len(calls) >= first_bad else 0.0)
+
+    monkeypatch.setattr(module, "evaluate_nll", blows_up)
+    extra = ["--genotype", "DARTS_V2"] if command == "train" else ["--strategy", "random", "--candidates", "1"]
+    args = ["rnn", command, "--data", str(corpus_dir), "--epochs", "3", "--out", str(tmp_path / "run"), *extra, *tiny]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "at epoch 2" in errors[0] and "is more than 10x its best" in errors[0], result.output
+    assert "Traceback" not in result.output
+    run = tmp_path / "run"
+    assert not (run / "summary.json").exists() and (run / "curves.png").stat().st_size > 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # the blow-up epoch's row is written
+    again = CliRunner().invoke(main, [*args, "--resume"])  # a resume stops with the same line
+    assert again.exit_code == 1 and errors[0] in again.output and not (run / "summary.json").exists()

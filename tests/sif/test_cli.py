@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -518,3 +519,21 @@ def test_sparse_tables_train_without_torchs_notice(tmp_path):
     out = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, cwd=root,
                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "fitted", out.stderr[-2000:]
+
+
+def test_the_summary_names_the_kept_model_first_and_every_epoch_line_its_stage(tiny_ratings, tmp_path, monkeypatch):
+    # issue 25 §5: "interaction multiply / kept baseline" first, five stage blocks without a stage name
+    monkeypatch.delenv("NASP_QUIET", raising=False)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["sif", "search", "--data", str(tiny_ratings), "--epochs", "2", "--max-epochs", "2",
+                                  "--baselines", "multiply,item_input=both", *FAST, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    kept = (f"{summary['best_baseline']} (baseline)" if summary["searched_margin"] < 0
+            else f"{summary['searched_interaction']} (searched)")
+    assert summary["kept"] == kept and r.stdout.splitlines()[0].split() == ["kept", *kept.split()]
+    stages = [m.group(1) for line in r.stderr.splitlines() if (m := re.search(r"nasp: (.*) epoch \d+/\d+  ", line))]
+    assert set(stages) <= {"search", "search warm-up", "retrain", "baseline multiply", "baseline item_input=both", "refit"}
+    assert stages[0].startswith("search") and stages[-1] == "refit", r.stderr
+    assert {"retrain", "baseline multiply", "baseline item_input=both"} <= set(stages), r.stderr
+    assert all((out / folder / "curves.png").exists() for folder in (".", "retrain", "refit"))

@@ -287,14 +287,14 @@ def test_the_search_is_compared_with_fixed_baselines_on_validation(tiny_ratings,
     assert set(scores) == {"multiply", "max"} and s["best_baseline"] == min(scores, key=scores.get)
     assert s["searched_margin"] == pytest.approx(scores[s["best_baseline"]] - s["searched_valid_rmse"])
     kept_baseline = s["searched_margin"] < 0
-    assert s["kept"] == ("baseline" if kept_baseline else "searched")
+    assert s["kept"] == (f"{s['best_baseline']} (baseline)" if kept_baseline else f"{s['searched_interaction']} (searched)")
     assert s["interaction"] == (s["best_baseline"] if kept_baseline else s["searched_interaction"])
     assert s["valid_rmse"] == pytest.approx(min(scores[s["best_baseline"]], s["searched_valid_rmse"]))
     saved = torch.load(tmp_path / "best" / "model.pt", weights_only=True)
     assert saved["config"]["ops"] == [s["interaction"]] and saved["config"]["elementwise"] == (not kept_baseline)
     searched = _invoke(*base, "--baselines", "multiply,max", "--keep", "searched", "--out", tmp_path / "searched")
     s2 = json.loads(searched.stdout)
-    assert s2["kept"] == "searched" and s2["interaction"] == s2["searched_interaction"] == s["searched_interaction"]
+    assert s2["kept"] == f"{s2['searched_interaction']} (searched)" and s2["interaction"] == s2["searched_interaction"] == s["searched_interaction"]
     none = json.loads(_invoke(*base, "--baselines", "none", "--out", tmp_path / "none").stdout)
     assert "kept" not in none and "best_baseline" not in none
     assert "unknown model 'dot'" in _error(_invoke(*base, "--baselines", "multiply,dot", "--out", tmp_path / "bad"))
