@@ -107,8 +107,7 @@ def data_files(spec: object, data_dir: Optional[os.PathLike | str] = None) -> li
     if path.exists():
         return [path]
     if str(spec) in DATASETS and is_present(str(spec), data_dir):
-        ds = DATASETS.get(str(spec))
-        return [data_root(data_dir) / ds.folder / f for f in ds.files]
+        return [dataset_path(str(spec), data_dir) / f for f in DATASETS.get(str(spec)).files]
     return []
 
 
