@@ -271,9 +271,6 @@ def load_arch(path: Path) -> dict:
     model = arch.get("model")
     if not isinstance(model, dict):
         raise NaspError(f"{path}: {'no' if model is None else 'malformed'} 'model' (an object with the model's shape)")
-    dim = model.get("dim")
-    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
-        raise NaspError(f"{path}: 'model.dim' is {json.dumps(dim)}, not an embedding dimension (1..{MAX_DIM})")
     try:
         check_head(model.get("head", LEGACY["head"]))
         check_mlp(model.get("mlp", LEGACY["mlp"]))
@@ -292,6 +289,10 @@ def load_arch(path: Path) -> dict:
             raise NaspError(f"{path}: {exc}") from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise NaspError(f"{path}: malformed 'model' ({exc})") from None
+    dim = model.get("dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
+        raise NaspError(f"{path}: 'model.dim' is {'missing' if dim is None else json.dumps(dim)}, "
+                        f"not an embedding dimension (1..{MAX_DIM})")
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:
         try:
