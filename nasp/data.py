@@ -115,11 +115,21 @@ FINGERPRINT_CHUNK = 1 << 20
 """Bytes read at a time by ``fingerprint``."""
 
 
+def _data_files_under(folder: Path) -> list[Path]:
+    """The files under ``folder``, sorted, without hidden ones and without run directories (a
+    folder holding a ``.lock``: ``--data .`` beside ``runs/``)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (Path(root) / d / ".lock").exists()]
+        found += [Path(root) / f for f in files if not f.startswith(".") and (Path(root) / f).is_file()]
+    return sorted(found)
+
+
 def fingerprint(path: os.PathLike | str) -> dict:
     """The size and blake2b digest of a data file, or of every file under a data folder (their
-    names included), read in chunks; ``{}`` for anything else (a device, a FIFO)."""
+    names included; ``_data_files_under``), read in chunks; ``{}`` for anything else (a FIFO)."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    files = _data_files_under(path) if path.is_dir() else [path] if path.is_file() else []
     if not files:
         return {}
     digest, size = hashlib.blake2b(digest_size=16), 0

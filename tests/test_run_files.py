@@ -308,3 +308,15 @@ def test_seconds_cover_every_process_of_a_resumed_run(tmp_path):
     summary = json.loads(r.stdout)
     assert summary["seconds"] >= 1000 > summary["seconds_this_process"] > 0
     assert json.loads((out / "summary.json").read_text())["seconds"] == summary["seconds"]
+
+
+def test_a_data_folder_is_fingerprinted_without_hidden_files_or_run_directories(tmp_path):
+    from nasp.data import fingerprint
+
+    _ratings(tmp_path / "u.data")
+    before = fingerprint(tmp_path)
+    RunDir(tmp_path / "runs" / "r").write_config({"command": "sif-search"})  # --data . beside its own runs
+    (tmp_path / ".cache").write_text("x")
+    assert fingerprint(tmp_path) == before
+    (tmp_path / "u.item").write_text("1|Movie\n")
+    assert fingerprint(tmp_path) != before
