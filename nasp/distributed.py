@@ -18,7 +18,9 @@ What a data-parallel run does (docs/ARCHITECTURE.md, "Data-parallel runs"):
   whole batch and every rank takes the same one;
 - evaluation is sharded and its sums are added over the ranks (``sum``);
 - after every epoch the ranks check that they hold the same architecture and weights (``agree``);
-- only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere).
+- only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere);
+- a rank waits at most ``$NASP_DIST_TIMEOUT`` seconds (default 300) for the others in a
+  collective, so a stopped or frozen rank ends the run instead of hanging it.
 """
 from __future__ import annotations
 
