@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import platform
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ import torch
 
 from . import __version__
 from . import distributed
-from .config import MAX_RATE
+from .config import MAX_RATE, MAX_SEED
+from .data import data_files, fingerprint
 from .devices import check_amp, set_deterministic
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
@@ -107,7 +109,8 @@ def run_options(f: Callable) -> Callable:
                           "seed (CPU runs repeat anyway); an op without a deterministic kernel is then an error.")(f)
     f = click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA when present), cpu, cuda or cuda:N (under torchrun: cuda, each rank on its own).")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs on CPU are reproducible).")(f)
+    f = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                     help=f"Random seed, 0 to {MAX_SEED} (runs on CPU are reproducible).")(f)
     return f
 
 
@@ -124,13 +127,32 @@ def resume_option(f: Callable) -> Callable:
                              "(only --threads and --device may change; other options given must match).")(f)
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def usable_threads(threads: int) -> int:
+    """``threads``, or the CPU count with a one-line warning when it asks for more (tens of
+    thousands of threads crashed torch's thread pool)."""
+    cpus = cpu_count()
+    if threads > cpus:
+        logging.getLogger("nasp").warning("--threads %d: this process may use %d CPU(s); using %d threads", threads, cpus, cpus)
+        return cpus
+    return threads
+
+
 def threads_option(default: int = 1) -> Callable[[Callable], Callable]:
     """``--threads``: CPU threads for torch. The default, 1, never oversubscribes: on a 2-core machine
     shared with other jobs, torch's own default (one thread per core) made a short ``sif train``
     10x and a ``cnn search`` epoch 7x slower than one thread (docs/ARCHITECTURE.md, "Runs")."""
     return click.option("--threads", type=click.IntRange(min=1), default=default, show_default=True,
-                        help="CPU threads used by torch; more help only big models on an idle machine "
-                             "(may change on --resume).")
+                        callback=lambda ctx, param, value: None if value is None else usable_threads(value),
+                        help="CPU threads used by torch, at most the CPUs this process may use (more: a warning, and "
+                             "that count); more help only big models on an idle machine (may change on --resume).")
 
 
 def data_dir_option(f: Callable) -> Callable:
@@ -297,6 +319,8 @@ def resumed_options(ctx: click.Context, command: click.Command) -> dict:
     if not isinstance(config, dict):
         raise NaspError(f"{path}: not a run config (a JSON {type(config).__name__}, expected an object)")
     name = command.run_name(ctx) if isinstance(command, RunCommand) else command.name
+    if not isinstance(config.get("command"), str):
+        raise NaspError(f"{path}: not a nasp run config (no 'command' entry)")
     if config.get("command") != name:
         raise NaspError(f"--resume: {given['out']} is a {config.get('command')!r} run, not {name!r}")
     saved = config.get("options")
@@ -384,12 +408,15 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
         if not isinstance(saved, dict) or saved.get("command") != command:
             raise NaspError(f"--resume: {out} is not a {command!r} run")
         check_world_size(saved, world.size, run.file(CONFIG))
+        check_data(saved, run.file(CONFIG))
         changed = {k: v for k, v in config["options"].items() if k in RESUME_CHANGEABLE and saved.get("options", {}).get(k) != v}
         resumes = list(saved.get("resumes", [])) + [{
             "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "argv": sys.argv[1:], "device": str(device), "changed": changed}]
         config = {**saved, "options": {**saved.get("options", {}), **{k: config["options"][k] for k in RESUME_CHANGEABLE if k in config["options"]}},
                   "resumes": resumes}
+    else:
+        config["data_files"] = data_fingerprints(options)
     run.write_config(config)
     return run, options, device
 
@@ -406,6 +433,30 @@ def join_world(device: torch.device) -> distributed.World:
     return world
 
 
+DATA_OPTIONS = ("data", "valid_data", "test_data")
+"""The options that name data a run reads (a path, or a known name under ``--data-dir``)."""
+
+
+def data_fingerprints(options: dict) -> dict:
+    """``data_files`` of config.json: the size and digest of every file the data options read."""
+    paths = [p for key in DATA_OPTIONS if options.get(key) is not None for p in data_files(options[key], options.get("data_dir"))]
+    return {str(p.resolve()): fingerprint(p) for p in paths}
+
+
+def check_data(saved: dict, path: Path) -> None:
+    """A NaspError unless every data file recorded when the run started (``data_files``) is
+    unchanged: a resume on other data would mix the results of two data sets."""
+    recorded = saved.get("data_files", {})  # runs started before fingerprints were recorded have none
+    if not isinstance(recorded, dict) or not all(isinstance(v, dict) for v in recorded.values()):
+        raise NaspError(f"{path}: 'data_files' is not an object of file fingerprints")
+    for name, before in recorded.items():
+        if not Path(name).exists():
+            raise NaspError(f"--resume: {name}, read when the run started, is gone; put it back or start a new run")
+        if fingerprint(name) != before:
+            raise NaspError(f"--resume: {name} changed since the run started (other size or contents); resume on the "
+                            "same data or start a new run")
+
+
 def check_world_size(saved: dict, size: int, path: Path) -> None:
     """A NaspError unless a resumed run continues on as many processes as it started on (the
     batches each rank sees, hence the run, depend on it)."""
@@ -419,8 +470,7 @@ def finish_run(run: RunDir, summary: dict, as_json: bool) -> None:
     """Write ``summary.json`` last (with ``world_size``: the processes of the run), then print it
     (JSON on stdout with ``--json``; rank 0 only in a data-parallel run)."""
     world = distributed.world()
-    summary = {**summary, "world_size": world.size, "run_dir": str(run.path)}
-    run.finish(summary)
+    summary = run.finish({**summary, "world_size": world.size, "run_dir": str(run.path)})
     if not world.main:
         return
     if as_json:

@@ -157,6 +157,49 @@ def checksum(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def data_files(spec: object, data_dir: Optional[os.PathLike | str] = None) -> list[Path]:
+    """What ``--data spec`` reads: the file or folder given, else a known data set's files (when
+    present), else nothing (a data set that ships with a library, such as digits)."""
+    path = Path(str(spec)).expanduser()
+    if path.exists():
+        return [path]
+    if str(spec) in DATASETS and is_present(str(spec), data_dir):
+        return [dataset_path(str(spec), data_dir) / f for f in DATASETS.get(str(spec)).files]
+    return []
+
+
+FINGERPRINT_CHUNK = 1 << 20
+"""Bytes read at a time by ``fingerprint``."""
+
+
+def _data_files_under(folder: Path) -> list[Path]:
+    """The files under ``folder``, sorted, without hidden ones and without run directories (a
+    folder holding a ``.lock``: ``--data .`` beside ``runs/``)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (Path(root) / d / ".lock").exists()]
+        found += [Path(root) / f for f in files if not f.startswith(".") and (Path(root) / f).is_file()]
+    return sorted(found)
+
+
+def fingerprint(path: os.PathLike | str) -> dict:
+    """The size and blake2b digest of a data file, or of every file under a data folder (their
+    names included; ``_data_files_under``), read in chunks; ``{}`` for anything else (a FIFO)."""
+    path = Path(path)
+    files = _data_files_under(path) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return {}
+    digest, size = hashlib.blake2b(digest_size=16), 0
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as fh:
+            while chunk := fh.read(FINGERPRINT_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"size": size, "blake2b": digest.hexdigest()}
+
+
 def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: bool = True) -> Path:
     """The folder of known data set ``name``, downloading and unpacking it first if needed.
 

@@ -125,3 +125,30 @@ def nondeterministic_op(exc: BaseException) -> Optional[str]:
         return None
     return (f"--deterministic: {match.group(1).strip()} has no deterministic implementation on this device; "
             "run without --deterministic (or on the CPU)")
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes an allocation on ``device`` can still get: free CUDA memory, else the host's
+    ``MemAvailable`` (Linux) or free physical pages; None when the system does not say."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str, device: torch.device) -> None:
+    """A NaspError naming ``what`` (an option and what it sizes) when ``nbytes`` exceed the memory
+    ``device`` has available, before anything that large is allocated."""
+    free = available_memory(device)
+    if free is not None and nbytes > free:
+        raise NaspError(f"{what} need about {nbytes / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB of "
+                        f"{device.type} memory available; choose a smaller value")

@@ -18,10 +18,13 @@ What a data-parallel run does (docs/ARCHITECTURE.md, "Data-parallel runs"):
   whole batch and every rank takes the same one;
 - evaluation is sharded and its sums are added over the ranks (``sum``);
 - after every epoch the ranks check that they hold the same architecture and weights (``agree``);
-- only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere).
+- only rank 0 writes files (``is_main``; ``nasp.runs`` skips every write elsewhere);
+- a rank waits at most ``$NASP_DIST_TIMEOUT`` seconds (default 300) for the others in a
+  collective, so a stopped or frozen rank ends the run instead of hanging it.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -37,6 +40,8 @@ from .errors import NaspError
 
 #: what torchrun sets for every worker
 ENV_WORLD_SIZE, ENV_RANK, ENV_LOCAL_RANK = "WORLD_SIZE", "RANK", "LOCAL_RANK"
+#: seconds a rank waits for the others in a collective before the run stops (``process_group_timeout``)
+ENV_TIMEOUT, DEFAULT_TIMEOUT = "NASP_DIST_TIMEOUT", 300
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,21 @@ def local_device(device: torch.device) -> torch.device:
     return torch.device("cuda", local)
 
 
+def process_group_timeout() -> int:
+    """Seconds a rank of a data-parallel run waits for the others in a collective before it stops
+    with an error (a rank stopped or frozen): ``$NASP_DIST_TIMEOUT``, else 300."""
+    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise NaspError(f"${ENV_TIMEOUT} = {raw!r}: not a whole number of seconds >= 1")
+    return seconds
+
+
 def init(device: torch.device) -> World:
     """Join torchrun's process group (gloo on CPU, NCCL on CUDA) when this process was started by
     torchrun with more than one process; returns the world (one process: nothing to join)."""
@@ -255,9 +275,10 @@ def init(device: torch.device) -> World:
         if not dist.is_available():
             raise NaspError("this build of torch has no torch.distributed: run one process")
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = datetime.timedelta(seconds=process_group_timeout())
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=timeout)
     return world()
 
 
@@ -270,7 +291,8 @@ def lost_peer(exc: BaseException) -> Optional[str]:
     if not (isinstance(exc, dist.DistError) or "gloo" in text or "NCCL" in text or "Connection" in text):
         return None
     rank = os.environ.get(ENV_RANK, "?")
-    return f"rank {rank}: another process of this run stopped, so this one stops too (its own message says why)"
+    return (f"rank {rank}: another process of this run stopped or did not answer within {process_group_timeout()} s "
+            f"(${ENV_TIMEOUT}), so this one stops too (its own message says why)")
 
 
 def shutdown() -> None:

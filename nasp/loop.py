@@ -33,7 +33,7 @@ import torch
 
 from .distributed import World, world as current_world
 from .errors import NaspError
-from .network import SearchNetwork
+from .network import SearchNetwork, check_state
 
 log = logging.getLogger("nasp")
 
@@ -261,7 +261,9 @@ class RunLoop:
         # onto the network's device, so that optimizer moments, averages and best states live there
         device = next(iter(self.network.parameters()), torch.zeros(())).device
         state = run.load_checkpoint(map_location=device, required=SEARCH_CHECKPOINT)
+        self._check_counts(state, run.file(CHECKPOINT))
         try:
+            check_state(self.network, state["network"])
             self.network.load_state_dict(state["network"])
             self.stepper.load_state_dict(state["strategy"])
             set_rng_state(state["rng"])
@@ -273,13 +275,27 @@ class RunLoop:
                     hook.load_state_dict(saved[key])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise NaspError(f"{run.file(CHECKPOINT)}: does not fit this run ({_short(exc)})") from None
-        self.start_epoch = int(state["epoch"]) + 1
-        self.stopped = bool(state.get("stopped", False))
+        self.start_epoch = state["epoch"] + 1
+        self.stopped = state.get("stopped", False)
         self.failure = state.get("failure")
         # a checkpoint of the first rounds has no count: they began epoch e's passes at e * 1000
-        self.valid_passes = int(state.get("valid_passes", self.start_epoch * 1_000))
+        self.valid_passes = state.get("valid_passes", self.start_epoch * 1_000)
         run.truncate_metrics(self.start_epoch)
         log.info("resuming %s at epoch %d", run.path, self.start_epoch + 1)
+
+    def _check_counts(self, state: dict, path: Any) -> None:
+        """A NaspError naming ``path`` unless the checkpoint's epoch is one of this run's, ``stopped``
+        true or false and ``valid_passes`` a count."""
+        def count(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+        epoch, passes = state["epoch"], state.get("valid_passes", 0)
+        if not count(epoch) or epoch >= self.epochs:
+            raise NaspError(f"{path}: entry 'epoch' is {epoch!r}, not an epoch of this run (0..{self.epochs - 1})")
+        if not isinstance(state.get("stopped", False), bool):
+            raise NaspError(f"{path}: entry 'stopped' is {state['stopped']!r}, expected true or false")
+        if not count(passes):
+            raise NaspError(f"{path}: entry 'valid_passes' is {passes!r}, not a count")
 
     # the loop -------------------------------------------------------------------------------
     def _valid_stream(self) -> Iterator:

@@ -96,3 +96,17 @@ class SearchNetwork(nn.Module):
 
     def iter_arch(self) -> Iterator[tuple[nn.Parameter, Callable[[Tensor], Tensor]]]:
         return zip(self.arch_parameters(), self.discretizers())
+
+
+def check_state(module: nn.Module, state: dict, finite: bool = False) -> None:
+    """A TypeError unless every tensor of ``state`` that ``module`` holds has the module's dtype
+    (``load_state_dict`` would convert an int64 table silently); ``finite``: a ValueError for a
+    NaN or infinite parameter (a saved model never holds one; buffers may hold bounds of +-inf)."""
+    own, params = module.state_dict(), dict(module.named_parameters())
+    for key, value in state.items():
+        if key not in own or not isinstance(value, Tensor):
+            continue
+        if value.dtype != own[key].dtype:
+            raise TypeError(f"{key!r} is {value.dtype}, expected {own[key].dtype}")
+        if finite and key in params and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{key!r} holds NaN or infinite values")

@@ -17,6 +17,7 @@ import resource
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -219,10 +220,13 @@ class RunLock:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / LOCK
-        try:
-            self._fh = open(self.path, "a+")
+        try:  # never through a link: a .lock replaced by a link to a user file must not be written into
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as exc:
+            if exc.errno == errno.ELOOP or self.path.is_symlink():
+                raise NaspError(f"{self.path}: is a symbolic link, not this run's lock file; remove it") from None
             raise io_error(folder, exc) from None
+        self._fh = os.fdopen(fd, "r+")
         try:
             if fcntl is not None:
                 fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -249,6 +253,29 @@ class RunLock:
             self._fh.close()
 
 
+class RunClock:
+    """A run's time across resumes: the seconds of the earlier processes, as the last checkpoint
+    this process read recorded them (``RUN_SECONDS``), plus this process's own."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.before = 0.0
+
+    def this_process(self) -> float:
+        return time.perf_counter() - self.started
+
+    def total(self) -> float:
+        return self.before + self.this_process()
+
+    def saw(self, seconds: float) -> None:
+        """A checkpoint of an earlier process recorded ``seconds`` of the run."""
+        self.before = max(self.before, seconds)
+
+
+RUN_SECONDS = "run_seconds"
+"""The checkpoint entry with the run's seconds so far (every process of it; ``RunClock``)."""
+
+
 class RunDir:
     """One run's directory.
 
@@ -256,9 +283,10 @@ class RunDir:
     checkpoint. Either way the mistake is reported before anything is written.
     """
 
-    def __init__(self, path: os.PathLike | str, resume: bool = False) -> None:
+    def __init__(self, path: os.PathLike | str, resume: bool = False, clock: Optional[RunClock] = None) -> None:
         self.path = Path(path)
         self.resume = resume
+        self.clock = clock or RunClock()  # a stage's sub-run shares its run's clock
         self._check()
         self.lock: Optional[RunLock] = None
         current = world()
@@ -332,8 +360,7 @@ class RunDir:
         path = self.file(METRICS)
         if not path.exists():
             return []
-        with open(path) as fh:
-            lines = [line for line in fh.read().split("\n") if line.strip()]
+        lines = [line for line in read_text(path, "metrics file").split("\n") if line.strip()]
         rows = []
         for number, line in enumerate(lines, 1):
             try:
@@ -344,6 +371,9 @@ class RunDir:
                 raise NaspError(f"{path}: line {number}: not valid JSON") from None
             if not isinstance(row, dict):
                 raise NaspError(f"{path}: line {number}: not a JSON object")
+            epoch = row.get("epoch", 0)
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+                raise NaspError(f"{path}: line {number}: 'epoch' is {json.dumps(epoch)}, not a count of epochs (0, 1, ...)")
             rows.append(row)
         return rows
 
@@ -358,8 +388,9 @@ class RunDir:
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
-        """Replace ``checkpoint.pt`` atomically; on a failed write the previous one stays intact."""
-        save_torch(self.file(CHECKPOINT), state)
+        """Replace ``checkpoint.pt`` atomically (with the run's seconds so far); on a failed write
+        the previous one stays intact."""
+        save_torch(self.file(CHECKPOINT), {**state, RUN_SECONDS: self.clock.total()})
 
     def has_checkpoint(self) -> bool:
         return self.file(CHECKPOINT).exists()
@@ -380,27 +411,47 @@ class RunDir:
                 raise NaspError(f"{path}: not a checkpoint of this run (no {key!r} entry)")
             if not isinstance(state[key], kind):
                 raise NaspError(f"{path}: entry {key!r} is a {type(state[key]).__name__}, expected {kind.__name__}")
+        seconds = state.get(RUN_SECONDS, 0.0)  # absent in checkpoints written before it was recorded
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
+            raise NaspError(f"{path}: entry {RUN_SECONDS!r} is {seconds!r}, not a number of seconds >= 0")
+        self.clock.saw(float(seconds))
         return state
 
     # results ----------------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
         write_json_atomic(self.file(name), obj)
 
-    def finish(self, summary: dict) -> None:
-        """Write ``summary.json`` — the last file of a finished run."""
+    def finish(self, summary: dict) -> dict:
+        """Write ``summary.json`` — the last file of a finished run — with ``seconds`` (the whole
+        run, across resumes) and ``seconds_this_process``; returns what was written."""
+        summary = {**summary, "seconds": round(self.clock.total(), 3),
+                   "seconds_this_process": round(self.clock.this_process(), 3)}
         write_json_atomic(self.file(SUMMARY), summary)
+        return summary
+
+
+def read_text(path: os.PathLike | str, what: str = "file") -> str:
+    """The UTF-8 text of a run file; a missing, unreadable or non-UTF-8 one raises NaspError naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise NaspError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise NaspError(f"{path}: is a directory, expected a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise NaspError(f"{path}: not a {what} (not UTF-8 text: byte {exc.start})") from None
+    except OSError as exc:
+        raise io_error(path, exc, "cannot read") from None
 
 
 def read_json(path: os.PathLike | str, what: str = "JSON file") -> Any:
     """Load a JSON file; a missing or malformed one raises NaspError naming it."""
     path = Path(path)
+    text = read_text(path, what)
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise NaspError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise NaspError(f"{path}: is a directory, expected a {what}") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise NaspError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
 

@@ -20,7 +20,7 @@ from . import pipeline
 from .data import SPLITS, kfold
 from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
-from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
+from .model import HISTORY_REFRESHES, LEGACY, MAX_DIM, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
 
@@ -51,7 +51,8 @@ def sif() -> None:
 
 def data_options(f: Callable) -> Callable:
     f = click.option("--negatives", type=int, default=None,
-                     help="Ranking: sampled negatives per positive, uniform over items the user has not interacted with in training [default: 4].")(f)
+                     help="Ranking: sampled negatives per positive (1 to 1000), uniform over items the user has not interacted with in "
+                          "training [default: 4].")(f)
     f = click.option("--loss", type=click.Choice(["bpr", "bce"]), default=None, help="Ranking loss [default: bpr].")(f)
     f = click.option("--topk", default=None, metavar="K[,K...]",
                      help="Ranking cut-offs of the metrics; the first selects (valid_ndcg@K) [default: 10,20].")(f)
@@ -151,7 +152,8 @@ def _run(command: str, opts: dict) -> None:
                    "autocf: input encoding and element-wise function of each side, vector-wise op and prediction head searched "
                    "jointly (3,024 architectures; docs/sif.md).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Search epochs, warm-up included.")
-@click.option("--dim", type=click.IntRange(min=1), default=64, show_default=True, help="Embedding dimension.")
+@click.option("--dim", type=click.IntRange(min=1, max=MAX_DIM), default=64, show_default=True,
+              help="Embedding dimension (the tables must fit in the device's available memory).")
 @model_options
 @click.option("--arch-lr", type=LEARNING_RATE, default=None,
               help=f"Adam learning rate of alpha and the element-wise MLPs {_both('arch_lr')}.")
@@ -215,7 +217,8 @@ def _headline_first(summary: dict) -> dict:
                    "(e.g. item_input=both+op=max; rows: user_input, item_input, user_function, item_function, op, head), "
                    "the --baselines syntax; the summary's choices name the whole model.")
 @data_options
-@click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding dimension (default: the arch's, else 64).")
+@click.option("--dim", type=click.IntRange(min=1, max=MAX_DIM), default=None,
+              help="Embedding dimension (default: the arch's, else 64; the tables must fit in the device's available memory).")
 @model_options
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Training epochs at most.")
 @click.option("--folds", type=int, default=None, metavar="K",

@@ -360,7 +360,7 @@ class SIF:
         if self.searches and not self.options.retrain:
             self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
             if owned:
-                run.finish(self.summary_)
+                self.summary_ = run.finish(self.summary_)
             return self
         init = None
         if self.searches and self.options.warm_start:
@@ -375,7 +375,7 @@ class SIF:
         self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
         self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
         if owned:  # the CLI writes its own summary (with the run directory's path)
-            run.finish(self.summary_)
+            self.summary_ = run.finish(self.summary_)
         return self
 
     def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:
@@ -681,7 +681,7 @@ def _source(data: Optional[Data]) -> Any:
 def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:
     """RUN/<name>/, resumed when it was started before (its lock released with the command)."""
     out = run.file(name)
-    rdir = release_with_command(RunDir(out, resume=(out / CONFIG).exists()))
+    rdir = release_with_command(RunDir(out, resume=(out / CONFIG).exists(), clock=run.clock))
     if not rdir.resume:
         rdir.write_config({"command": name, "model": config.to_dict(), "settings": settings.to_dict()})
     return rdir

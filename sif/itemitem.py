@@ -19,7 +19,6 @@ not fit before anything is allocated.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence
@@ -29,6 +28,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from nasp.devices import available_memory
 from nasp.errors import NaspError
 from nasp.loop import improves
 from nasp.registry import Registry
@@ -155,21 +155,6 @@ ITEM_MODELS.register("ease")(ease)
 ITEM_MODELS.register("itemknn")(itemknn)
 
 
-def available_memory() -> Optional[int]:
-    """Bytes of memory available to new allocations (Linux' MemAvailable), None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def memory_needed(model: str, num_items: int) -> int:
     """Bytes of the item x item matrices ``model`` holds at once for ``num_items`` items."""
     return MATRICES[model] * num_items * num_items * 4
@@ -178,7 +163,7 @@ def memory_needed(model: str, num_items: int) -> int:
 def memory_shortfall(model: str, num_items: int, available: Optional[int] = None) -> Optional[str]:
     """Why ``model`` does not fit in the memory available for ``num_items`` items (None: it fits)."""
     need = memory_needed(model, num_items)
-    available = available_memory() if available is None else available
+    available = available_memory(torch.device("cpu")) if available is None else available  # computed on the CPU
     if available is None or need <= available:
         return None
     return (f"{model} on {num_items:,} items needs {need / 2**30:.1f} GiB ({MATRICES[model]} item x item float32 "
@@ -215,9 +200,16 @@ class ItemItemNetwork(nn.Module):
         self.indices = torch.as_tensor(x.indices.astype(np.int64), device=self.B.device)
 
     def load_model_state(self, state: dict) -> None:
-        """Load a saved state (the CSR buffers may differ in length from a fresh network's)."""
+        """Load a saved state (the CSR buffers may differ in length from a fresh network's); a
+        ValueError for a matrix with NaN or infinite values or interactions out of range."""
         self.indices = torch.empty_like(state["indices"])
         self.load_state_dict(state)
+        if not bool(torch.isfinite(self.B).all()):
+            raise ValueError("'B' holds NaN or infinite values")
+        ptr, idx = self.indptr, self.indices
+        if (int(ptr[0]) != 0 or int(ptr[-1]) != len(idx) or bool((ptr[1:] < ptr[:-1]).any())
+                or (idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.num_items))):
+            raise ValueError("the saved interactions ('indptr', 'indices') are out of range")
 
     def arch_parameters(self) -> list:
         return []

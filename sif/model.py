@@ -79,6 +79,20 @@ class HistoryEncoder(nn.Module):
         self.pending_lookups = 0
         self.step_share = 1.0  # this rank's share of the current step's looked-up rows (``_count``)
         self.reset_parameters()
+        self.register_load_state_dict_post_hook(lambda module, keys: module.check_history())
+
+    def check_history(self) -> None:
+        """A ValueError unless ``indptr``/``neighbours`` form a history of this encoder's rows
+        (checked after every ``load_state_dict``: a tampered file would index out of range)."""
+        indptr, neighbours = self.indptr, self.neighbours
+        if indptr.dtype != torch.long or neighbours.dtype != torch.long:
+            raise ValueError("history buffers are not int64")
+        if indptr.numel() == 0 or int(indptr[0]) != 0 or int(indptr[-1]) != neighbours.numel() \
+                or bool((indptr[1:] < indptr[:-1]).any()):
+            raise ValueError("history offsets out of range")
+        if neighbours.numel() and (int(neighbours.min()) < 0 or int(neighbours.max()) >= self.factors.num_embeddings):
+            raise ValueError("history ids out of range")
+        self._cached_version = self._transposed_of = None
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.factors.weight)  # starts as the plain id embedding
@@ -299,6 +313,11 @@ RENAMED_KEYS = {"implicit_emb.weight": "user_history.factors.weight", "history_i
 #: implicit term, the box head and ``--mlp`` existed had biases, no implicit term, the ball head
 #: and the residual element-wise MLP
 LEGACY = {"biases": True, "implicit": False, "head": "ball", "mlp": "residual"}
+
+
+MAX_DIM = 65_536
+"""The largest embedding dimension (``--dim``, ``model.dim`` of arch.json); the memory the tables
+need is checked too, before they are allocated (``pipeline.build_network``)."""
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -15,23 +16,27 @@ import torch
 from torch import Tensor
 
 from nasp.data import read_small_file
+from nasp.devices import check_memory
 from nasp.errors import NaspError
+from nasp.network import check_state
 from nasp.plots import plot_alphas, plot_curves
 from nasp.registry import Registry
-from nasp.runs import EarlyStopping, RunDir, read_json, run_search, save_torch
+from nasp.runs import EarlyStopping, RunDir, _short, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
 from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path,
                    split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
+from .model import DATA_BUFFERS, LEGACY, MAX_DIM, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
 log = logging.getLogger("nasp.sif")
 
 ARCH_FORMAT = "nasp-sif-arch/1"
+TABLE_COPIES = 3
+"""Float32 copies of every embedding table a training holds: weights, gradients, optimizer state."""
 MODEL_FILE = "model.pt"
 
 
@@ -135,7 +140,11 @@ def data_summary(splits: Splits, task: Optional[Task] = None) -> dict:
 
 def build_network(splits: Splits, config: ModelConfig, device: torch.device, task: Optional[Task] = None) -> SIFNetwork:
     """A network sized for ``splits``, knowing which users/items training has seen; a rating
-    model clips to the training rating range, a ranking model's scores are left as they are."""
+    model clips to the training rating range, a ranking model's scores are left as they are.
+    Tables larger than the device's available memory are refused before they are allocated."""
+    tables = (config.num_users + config.num_items) * config.dim * (2 if getattr(config, "implicit", True) else 1)
+    check_memory(tables * 4 * TABLE_COPIES, f"--dim {config.dim}: the embedding tables of {config.num_users} users and "
+                 f"{config.num_items} items", device)
     net = network_for(config)
     with torch.no_grad():
         net.known_users.zero_()
@@ -277,17 +286,16 @@ def load_arch(path: Path) -> dict:
     name = arch["interaction"]
     if not isinstance(name, str) or name not in INTERACTIONS:
         raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
-    try:
-        check_head((arch.get("model") or {}).get("head", LEGACY["head"]))
-    except NaspError as exc:
-        raise NaspError(f"{path}: {exc}") from None
-    try:
-        check_mlp((arch.get("model") or {}).get("mlp", LEGACY["mlp"]))
-    except NaspError as exc:
-        raise NaspError(f"{path}: {exc}") from None
-    model = arch.get("model") or {}
+    if arch.get("format", ARCH_FORMAT) != ARCH_FORMAT:  # files of the first rounds have none
+        raise NaspError(f"{path}: unknown format {arch['format']!r}; this version reads {ARCH_FORMAT!r}")
+    model = arch.get("model")
     if not isinstance(model, dict):
-        raise NaspError(f"{path}: malformed 'model' (not an object)")
+        raise NaspError(f"{path}: {'no' if model is None else 'malformed'} 'model' (an object with the model's shape)")
+    try:
+        check_head(model.get("head", LEGACY["head"]))
+        check_mlp(model.get("mlp", LEGACY["mlp"]))
+    except NaspError as exc:
+        raise NaspError(f"{path}: {exc}") from None
     if model.get("space", "sif") != "sif" or "choices" in arch:
         try:
             if model.get("space") != "autocf":
@@ -301,6 +309,10 @@ def load_arch(path: Path) -> dict:
             raise NaspError(f"{path}: {exc}") from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise NaspError(f"{path}: malformed 'model' ({exc})") from None
+    dim = model.get("dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
+        raise NaspError(f"{path}: 'model.dim' is {'missing' if dim is None else json.dumps(dim)}, "
+                        f"not an embedding dimension (1..{MAX_DIM})")
     mlp = arch.get("elementwise_mlp")
     if mlp is not None:
         try:
@@ -312,8 +324,9 @@ def load_arch(path: Path) -> dict:
                 hidden = len(mlp[side]["inner.weight"])
                 shapes = {"inner.weight": [hidden, 1], "inner.bias": [hidden], "outer.weight": [1, hidden], "outer.bias": [1]}
                 for key, shape in shapes.items():
-                    if list(torch.tensor(mlp[side][key]).shape) != shape:
-                        raise ValueError(key)
+                    values = torch.tensor(mlp[side][key], dtype=torch.float32)
+                    if list(values.shape) != shape or not bool(torch.isfinite(values).all()):
+                        raise ValueError(f"{side}.{key}")
         except (KeyError, TypeError, ValueError) as exc:
             raise NaspError(f"{path}: malformed 'elementwise_mlp' ({exc})") from None
     arch["_path"] = str(path)
@@ -439,6 +452,18 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Option
 
 
 # recommend --------------------------------------------------------------------------------------
+def _check_ids(net: SIFNetwork, user_ids: list, item_ids: list, seen_users: Tensor, seen_items: Tensor) -> None:
+    """A ValueError unless a saved model's id lists match its tables and its rated pairs index them."""
+    for what, ids, rows, seen in (("user", user_ids, net.config.num_users, seen_users),
+                                  ("item", item_ids, net.config.num_items, seen_items)):
+        if len(ids) != rows:
+            raise ValueError(f"{len(ids)} {what} ids for a table of {rows} {what}s")
+        if seen.numel() and (int(seen.min()) < 0 or int(seen.max()) >= rows):
+            raise ValueError(f"seen_{what}s out of range (0..{rows - 1})")
+    if len(seen_users) != len(seen_items):
+        raise ValueError("seen_users and seen_items differ in length")
+
+
 class Recommender:
     """A saved SIF model, loaded once, that ranks for any number of users the items they have
     not interacted with anywhere in the data the model was given (train, validation and test)."""
@@ -451,13 +476,17 @@ class Recommender:
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             net = network_for(config_from_dict(saved["config"]))
+            check_state(net, saved["state"], finite=True)
             net.load_model_state(saved["state"])
             self.task = task_from_dict(saved.get("task"))
             self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])
             seen_users, seen_items = saved["seen_users"].long(), saved["seen_items"].long()
             seen_split = saved.get("seen_split")
+            _check_ids(net, self.user_ids, self.item_ids, seen_users, seen_items)
         except NaspError:
             raise
+        except (TypeError, ValueError) as exc:
+            raise NaspError(f"{path}: not a valid SIF model ({_short(exc)})") from None
         except Exception as exc:
             raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
         self.device = device

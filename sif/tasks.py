@@ -24,6 +24,10 @@ from .data import Interactions, RatingTable, Splits
 from .engine import Batch, TrainSettings, batches, evaluate, make_loss
 from .model import SIFNetwork
 
+MAX_NEGATIVES = 1_000
+"""The most sampled negatives per positive (``--negatives``): a batch holds that many items per
+positive, and the literature uses 1 to 100."""
+
 TASKS: Registry = Registry("task")
 
 
@@ -161,6 +165,8 @@ class RankingTask(Task):
         ranking.LOSSES.get(self.loss_name)  # unknown names raise a clear NaspError
         if self.negatives < 1:
             raise NaspError(f"--negatives {self.negatives}: must be at least 1 (each positive is trained against sampled negatives)")
+        if self.negatives > MAX_NEGATIVES:
+            raise NaspError(f"--negatives {self.negatives}: at most {MAX_NEGATIVES} (every batch holds that many items per positive)")
 
     @property
     def metric(self) -> str:  # type: ignore[override]

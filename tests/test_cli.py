@@ -198,3 +198,41 @@ def test_a_domain_that_fails_to_load_is_one_warning_and_the_others_still_mount(m
     cli._mount()
     assert "extra" in group.commands and "foo" not in group.commands
     assert capsys.readouterr().err.strip() == "Warning: domain 'foo' not loaded (ImportError: no module named 'foo')"
+
+
+def test_threads_above_the_cpu_count_are_lowered_to_it_with_one_warning(tmp_path):
+    from nasp.commands import cpu_count
+
+    cpus = cpu_count()
+    r = _search(tmp_path, "--threads", "100000", "-q")
+    assert r.exit_code == 0, r.output
+    assert f"--threads 100000: this process may use {cpus} CPU(s); using {cpus} threads" in r.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["threads"] == cpus
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999999", str(2**32)])
+def test_a_seed_outside_0_to_2_32_is_refused_before_the_run(tmp_path, seed):
+    r = _search(tmp_path, "--seed", seed)
+    assert r.exit_code == 2 and "Invalid value for '--seed'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_process_group_timeout_comes_from_the_environment_and_is_named_in_the_error(monkeypatch):
+    import torch.distributed as dist
+
+    from nasp import distributed
+    from nasp.errors import NaspError
+
+    monkeypatch.delenv("NASP_DIST_TIMEOUT", raising=False)
+    assert distributed.process_group_timeout() == distributed.DEFAULT_TIMEOUT
+    monkeypatch.setenv("NASP_DIST_TIMEOUT", "7")
+    assert distributed.process_group_timeout() == 7
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    message = distributed.lost_peer(dist.DistError("Timed out waiting 7000ms for recv operation (gloo)"))
+    assert message == ("rank 1: another process of this run stopped or did not answer within 7 s ($NASP_DIST_TIMEOUT), "
+                       "so this one stops too (its own message says why)")
+    for bad in ("0", "-3", "soon"):
+        monkeypatch.setenv("NASP_DIST_TIMEOUT", bad)
+        with pytest.raises(NaspError, match=r"\$NASP_DIST_TIMEOUT = .*: not a whole number of seconds >= 1"):
+            distributed.process_group_timeout()

@@ -243,3 +243,29 @@ def test_an_rnn_training_on_two_processes_matches_one_process(data, tmp_path):
     for a, b in zip(_rows(tmp_path / "one"), _rows(tmp_path / "two")):
         _close(a, b, 1e-4)
     assert json.loads(two.stdout)["test_ppl"] == pytest.approx(json.loads(one.stdout)["test_ppl"], rel=1e-4)
+
+
+FROZEN = """
+import time
+import torch
+from nasp import distributed
+world = distributed.init(torch.device("cpu"))
+if world.rank == 1:
+    time.sleep(120)  # a rank that stopped answering
+try:
+    world.barrier()
+except RuntimeError as exc:
+    print("lost:", distributed.lost_peer(exc), flush=True)
+    raise SystemExit(1)
+"""
+
+
+def test_a_frozen_rank_stops_the_other_after_the_process_group_timeout(tmp_path):
+    script = tmp_path / "frozen.py"
+    script.write_text(FROZEN)
+    env = {**os.environ, "NASP_DIST_TIMEOUT": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    start = time.monotonic()
+    result = subprocess.run([*TORCHRUN, str(script)], capture_output=True, text=True, timeout=100, env=env)
+    assert result.returncode != 0 and time.monotonic() - start < 60
+    assert ("lost: rank 0: another process of this run stopped or did not answer within 3 s ($NASP_DIST_TIMEOUT)"
+            in result.stdout), result.stdout + result.stderr

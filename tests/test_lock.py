@@ -96,3 +96,16 @@ def test_the_lock_file_alone_does_not_make_a_directory_a_run(tmp_path):
     out.mkdir()
     (out / LOCK).write_text("pid 1 on gone (started long ago)\n")  # left by a run killed before its config
     RunDir(out).close()  # a new run may use it
+
+
+def test_a_lock_replaced_by_a_link_is_refused_and_its_target_untouched(tmp_path):
+    out = tmp_path / "run"
+    RunDir(out).close()
+    victim = tmp_path / "notes.txt"
+    victim.write_text("the user's own file\n")
+    (out / LOCK).unlink()
+    (out / LOCK).symlink_to(victim)
+    (out / "config.json").write_text('{"command": "sif-search", "options": {}}')
+    with pytest.raises(NaspError, match=r"\.lock: is a symbolic link, not this run's lock file; remove it$"):
+        RunDir(out, resume=True)
+    assert victim.read_text() == "the user's own file\n"

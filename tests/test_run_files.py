@@ -62,7 +62,9 @@ def test_metrics_and_summaries_are_strict_json(tmp_path):
         return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
 
     assert strict((tmp_path / "r" / "metrics.jsonl").read_text()) == {"epoch": 0, "loss": None, "x": None, "ok": 1.5}
-    assert strict((tmp_path / "r" / "summary.json").read_text()) == {"valid_rmse": None, "nested": {"a": [None, 2.0]}}
+    summary = strict((tmp_path / "r" / "summary.json").read_text())
+    assert summary.pop("seconds") >= 0 and summary.pop("seconds_this_process") >= 0
+    assert summary == {"valid_rmse": None, "nested": {"a": [None, 2.0]}}
     assert run.read_metrics() == [{"epoch": 0, "loss": None, "x": None, "ok": 1.5}]
 
 
@@ -189,3 +191,132 @@ def test_a_full_disk_when_the_sif_model_is_saved_is_one_line(tmp_path, monkeypat
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [f"Error: {tmp_path / 'run' / 'model.pt'}: cannot write: No space left on device (the disk is full)"]
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# tampered or changed run files: one line naming the file --------------------------------------
+def _unfinished(tmp_path: Path) -> tuple[Path, Path]:
+    """A 2-epoch search (no retraining) made to look killed after its last checkpoint."""
+    data = _ratings(tmp_path / "u.data")
+    out = tmp_path / "run"
+    args = ["sif", "search", "--data", data, "--epochs", "2", "--warmup-epochs", "1", "--no-retrain", "--dim", "4",
+            "--batch-size", "128", "--out", out]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    for name in ("summary.json", "search.json"):
+        (out / name).unlink()
+    return data, out
+
+
+def _resume(out: Path):
+    return CliRunner().invoke(main, ["sif", "search", "--resume", "--out", str(out), "--json", "-q"])
+
+
+def _error(r) -> str:
+    """The one ``Error:`` line of a failed command (no traceback)."""
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in r.output, r.output
+    return lines[0]
+
+
+def _tamper(path: Path, change) -> None:
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("epoch", -1, "entry 'epoch' is -1, not an epoch of this run (0..1)"),
+    ("epoch", 10**9, "entry 'epoch' is 1000000000"),
+    ("stopped", "yes", "entry 'stopped' is 'yes', expected true or false"),
+    ("run_seconds", -5.0, "entry 'run_seconds' is -5.0"),
+])
+def test_a_checkpoint_with_counts_out_of_range_is_one_line(tmp_path, key, value, says):
+    _, out = _unfinished(tmp_path)
+    _tamper(out / "checkpoint.pt", lambda s: s.__setitem__(key, value))
+    assert _error(_resume(out)).startswith(f"Error: {out / 'checkpoint.pt'}: {says}")
+
+
+def test_a_checkpoint_with_int64_embeddings_or_history_out_of_range_is_one_line(tmp_path):
+    _, out = _unfinished(tmp_path)
+    path = out / "checkpoint.pt"
+    original = torch.load(path, weights_only=True)
+    _tamper(path, lambda s: s["network"].__setitem__("item_emb.weight", s["network"]["item_emb.weight"].long()))
+    assert f"{path}: does not fit this run ('item_emb.weight' is torch.int64, expected torch.float32)" in _error(_resume(out))
+    assert "user_history.neighbours" in original["network"]
+    torch.save(original, path)
+    _tamper(path, lambda s: s["network"]["user_history.neighbours"].add_(10**6))
+    assert f"{path}: does not fit this run (history ids out of range)" in _error(_resume(out))
+    torch.save(original, path)
+    _tamper(path, lambda s: s["network"]["user_history.indptr"].__setitem__(1, 10**6))
+    assert "history offsets out of range" in _error(_resume(out))
+
+
+@pytest.mark.parametrize("content, says", [
+    (b'{"epoch": "one", "train_loss": 1.0}\n', "line 1: 'epoch' is \"one\", not a count of epochs (0, 1, ...)"),
+    (b'{"epoch": 1}\n\xff\xfe\n', "not a metrics file (not UTF-8 text: byte 13)"),
+])
+def test_a_tampered_metrics_file_is_one_line(tmp_path, content, says):
+    _, out = _unfinished(tmp_path)
+    (out / "metrics.jsonl").write_bytes(content)
+    assert _error(_resume(out)) == f"Error: {out / 'metrics.jsonl'}: {says}"
+
+
+@pytest.mark.parametrize("content, says", [
+    (b'{"command": "sif-search\xff"}', "not a run config (not UTF-8 text: byte 23)"),
+    (b"{}", "not a nasp run config (no 'command' entry)"),
+])
+def test_a_config_that_is_not_utf8_or_not_a_run_config_is_one_line(tmp_path, content, says):
+    _, out = _unfinished(tmp_path)
+    (out / "config.json").write_bytes(content)
+    assert _error(_resume(out)) == f"Error: {out / 'config.json'}: {says}"
+
+
+def test_a_resume_on_changed_data_is_refused_and_the_same_data_resumes(tmp_path):
+    data, out = _unfinished(tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_files"][str(data.resolve())]["size"] == data.stat().st_size
+    original = data.read_text()
+    lines = [line.split("\t") for line in original.splitlines()]
+    data.write_text("".join("\t".join([u, i, str(6 - int(r)), t]) + "\n" for u, i, r, t in lines))  # same ids, other values
+    assert _error(_resume(out)) == (f"Error: --resume: {data.resolve()} changed since the run started (other size or "
+                                    "contents); resume on the same data or start a new run")
+    data.unlink()
+    assert "is gone" in _error(_resume(out))
+    data.write_text(original)
+    r = _resume(out)
+    assert r.exit_code == 0, r.output
+
+
+def test_known_data_set_names_resolve_to_their_files(tmp_path):
+    import sif.data  # noqa: F401  (registers the MovieLens names)
+    from nasp.data import data_files, fingerprint
+
+    assert data_files("ml-100k", tmp_path) == []  # absent: nothing to fingerprint
+    ratings = _ratings((tmp_path / "ml-100k").mkdir() or tmp_path / "ml-100k" / "u.data")
+    assert data_files("ml-100k", tmp_path) == [ratings]
+    assert fingerprint(ratings)["size"] == ratings.stat().st_size
+    assert fingerprint(tmp_path / "ml-100k") != fingerprint(ratings)  # a folder: names and contents
+
+
+def test_seconds_cover_every_process_of_a_resumed_run(tmp_path):
+    _, out = _unfinished(tmp_path)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["run_seconds"] > 0
+    _tamper(out / "checkpoint.pt", lambda s: s.__setitem__("run_seconds", 1000.0))  # as if earlier processes took 1000 s
+    r = _resume(out)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["seconds"] >= 1000 > summary["seconds_this_process"] > 0
+    assert json.loads((out / "summary.json").read_text())["seconds"] == summary["seconds"]
+
+
+def test_a_data_folder_is_fingerprinted_without_hidden_files_or_run_directories(tmp_path):
+    from nasp.data import fingerprint
+
+    _ratings(tmp_path / "u.data")
+    before = fingerprint(tmp_path)
+    RunDir(tmp_path / "runs" / "r").write_config({"command": "sif-search"})  # --data . beside its own runs
+    (tmp_path / ".cache").write_text("x")
+    assert fingerprint(tmp_path) == before
+    (tmp_path / "u.item").write_text("1|Movie\n")
+    assert fingerprint(tmp_path) != before

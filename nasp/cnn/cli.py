@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,6 +184,7 @@ def train(**opts) -> None:
 @threads_option()
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N: the device that will serve the model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The latency table to write (JSON), for cnn search --latency-table.")
+@click.option("--force", is_flag=True, help="Overwrite --out even when it exists and is not a latency table.")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object.")
 def profile_ops(**opts) -> None:
     """Measure each op's forward time at each position's shape.
@@ -194,7 +196,7 @@ def profile_ops(**opts) -> None:
     import torch
 
     from ..runs import resolve_device
-    from .costs import CostNetwork, image_shape, network_costs, profile_ops as measure, write_latency_table
+    from .costs import CostNetwork, image_shape, is_latency_table, network_costs, profile_ops as measure, write_latency_table
     from .defaults import profile
 
     space = SPACES.get(opts["space"])
@@ -211,6 +213,8 @@ def profile_ops(**opts) -> None:
         raise NaspError(f"--channels {channels}: the imagenet network needs an even number")
     if not Path(opts["out"]).parent.is_dir():
         raise NaspError(f"--out {opts['out']}: the folder {Path(opts['out']).parent} does not exist")
+    if os.path.lexists(opts["out"]) and not opts["force"] and not is_latency_table(opts["out"]):
+        raise NaspError(f"--out {opts['out']}: exists and is not a latency table; choose another file (or pass --force)")
     device = resolve_device(opts["device"])
     torch.set_num_threads(int(opts["threads"]))
     network = CostNetwork(kind, model, layers, channels, shape.in_channels, shape.num_classes, shape.image_size, opts["nodes"])

@@ -373,6 +373,25 @@ def read_latency_table(path: Path) -> LatencyTable:
     return LatencyTable.from_json(read_json(path, "latency table"), str(path))
 
 
+MAX_TABLE_BYTES = 64 * 2**20
+"""A file larger than this is never taken for a latency table (``is_latency_table``)."""
+
+
+def is_latency_table(path: Path) -> bool:
+    """Whether ``path`` is a latency table file (``profile-ops --out`` overwrites only those)."""
+    from ..errors import NaspError
+    from ..runs import read_json
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size > MAX_TABLE_BYTES:
+        return False
+    try:
+        obj = read_json(path, "latency table")
+    except NaspError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") == LATENCY_TABLE_TYPE
+
+
 def write_latency_table(table: LatencyTable, path: Path) -> None:
     from ..runs import write_json_atomic
 

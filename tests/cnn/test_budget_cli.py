@@ -152,3 +152,19 @@ def test_profile_ops_bad_input_is_one_line(extra, message, tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_profile_ops_overwrites_a_latency_table_but_no_other_file_unless_forced(tmp_path):
+    args = ["profile-ops", "--data", "digits", "--layers", 2, "--channels", 4, "--repeats", 1, "--warmup", 0,
+            "--device", "cpu", "--json", "--out"]
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}\n')
+    result = _invoke(*args, notes)
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        f"Error: --out {notes}: exists and is not a latency table; choose another file (or pass --force)"]
+    assert notes.read_text() == '{"mine": true}\n'
+    table = tmp_path / "ops.json"
+    assert _invoke(*args, table).exit_code == 0
+    assert _invoke(*args, table).exit_code == 0  # a latency table is replaced
+    assert _invoke(*args, notes, "--force").exit_code == 0
+    assert json.loads(notes.read_text())["type"] == json.loads(table.read_text())["type"]

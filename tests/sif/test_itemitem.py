@@ -106,7 +106,7 @@ def test_refit_recomputes_on_train_and_validation(tiny_ratings):
 def test_ease_is_a_default_ranking_baseline_left_out_where_it_does_not_fit(tiny_ratings, monkeypatch, caplog):
     fitted = SIF(task="ranking", epochs=2, max_epochs=2, dim=8, verbose=False).fit(tiny_ratings).summary_
     assert set(fitted["baseline_valid_ndcg@10"]) == {"multiply", "ease"}
-    monkeypatch.setattr(itemitem, "available_memory", lambda: 1000)
+    monkeypatch.setattr(itemitem, "available_memory", lambda device: 1000)
     fitted = SIF(task="ranking", epochs=2, max_epochs=2, dim=8, verbose=False).fit(tiny_ratings).summary_
     assert set(fitted["baseline_valid_ndcg@10"]) == {"multiply"}
     assert "the default baseline ease is left out: ease on 40 items needs" in caplog.text
