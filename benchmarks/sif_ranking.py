@@ -62,8 +62,9 @@ def sif_row(label: str, paths: dict, seed: int, **options) -> dict:
     row = {"model": label, **{k: s.get(f"test_{k}") for k in KEYS}, "valid_ndcg@10": s.get("valid_ndcg@10"),
            "seconds": round(time.perf_counter() - t0, 1), "interaction": s.get("interaction"),
            "epochs": s.get("epochs_trained")}
-    if "search_seconds" in s:
-        row["search_seconds"] = s["search_seconds"]
+    for key in ("search_seconds", "memory_bytes"):  # a search's own time; an item-item model's matrices
+        if key in s:
+            row[key] = s[key]
     print(f"  {label}: test NDCG@10 {row['ndcg@10']:.4f}, {row['seconds']} s", file=sys.stderr, flush=True)
     return row
 

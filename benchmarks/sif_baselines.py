@@ -1,0 +1,123 @@
+"""The strongest simple recommenders beside SIF, on the same files, seeds and metrics.
+
+For each seed, one per-user random 8:1:1 split of the data (RecBole's ``RS`` grouped by user,
+made by ``sif.data``'s splitter) is written as RecBole atomic files, and every row reads those
+files and ranks all items (the user's training items excluded; validation ones too when testing):
+
+* EASE^R and ItemKNN (``--ifc ease|itemknn``: closed form, lambda / k chosen on validation),
+  popularity, SVD++-style BPR (``multiply``) and plain BPR-MF (``multiply`` without history);
+* SIF's default ranking command (``nasp sif search --task ranking``: search, retrain, and the
+  default baselines multiply and EASE^R compared on validation, the best kept) and the searched
+  model itself (``--baselines none``);
+* RecBole 1.2.1's BPR, NeuMF and LightGCN with their default settings, when its environment
+  exists (``benchmarks/recbole_setup.sh``; ``--no-recbole`` skips them).
+
+Reports test NDCG@10, Recall@10, MRR@10 and seconds per row, mean ± std over the seeds, and for
+the item-item models the bytes of their matrices. Writes ``benchmarks/results/sif_baselines.json``.
+
+Usage: python benchmarks/sif_baselines.py [--data PATH] [--seeds 0 1 2 3 4] [--quick] [--no-recbole]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recbole_files import recbole_python, split_paths  # noqa: E402
+from sif_ranking import KEYS, recbole_row, sif_row, write_files  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
+ROWS = [
+    ("EASE^R", {"ifc": "ease"}),
+    ("ItemKNN", {"ifc": "itemknn"}),
+    ("pop", {"ifc": "pop"}),
+    ("BPR-MF + history (multiply)", {"ifc": "multiply"}),
+    ("BPR-MF (multiply, no history)", {"ifc": "multiply", "implicit": False}),
+    ("SIF default command (keep best)", {}),
+    ("SIF searched model", {"baselines": "none"}),
+]
+
+
+def one_seed(data: str, seed: int, quick: bool, python) -> tuple[list[dict], dict]:
+    """Every row on one seed's files."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        sizes = write_files(data, seed, folder)
+        paths = split_paths(folder, "ml-100k")
+        for label, options in ROWS:
+            budget = ({"epochs": 2, "max_epochs": 2} if not options.get("ifc") else {"max_epochs": 2}) if quick else {}
+            if options.get("ifc") in ("ease", "itemknn", "pop"):
+                budget = {}
+            row = sif_row(label, paths, seed, **options, **budget)
+            rows.append(row)
+        for model in ("BPR", "NeuMF", "LightGCN") if python else ():
+            row = recbole_row(model, folder, seed, python, 2 if quick else None)
+            if row is not None:
+                rows.append(row)
+    return rows, sizes
+
+
+def summarise(per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Mean and standard deviation (sample; 0 for one seed) of every metric and the time, per row."""
+    out = []
+    for label in dict.fromkeys(r["model"] for rows in per_seed.values() for r in rows):
+        rows = [r for rs in per_seed.values() for r in rs if r["model"] == label]
+        entry = {"model": label, "seeds": len(rows)}
+        for key in (*KEYS, "valid_ndcg@10", "seconds"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                entry[key] = statistics.fmean(values)
+                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        entry["kept"] = sorted({r["interaction"] for r in rows if r.get("interaction")})
+        out.append(entry)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--quick", action="store_true", help="few epochs everywhere (a smoke run, not a result)")
+    ap.add_argument("--no-recbole", action="store_true")
+    ap.add_argument("--recbole-python", default=None, help="default: $RECBOLE_PYTHON, else .venv-recbole/bin/python")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_baselines.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    python = None if args.no_recbole else recbole_python(args.recbole_python)
+    if python is None:
+        print("RecBole rows skipped", file=sys.stderr)
+    out = Path(args.out)
+    done = json.loads(out.read_text()) if out.exists() and not args.quick else {}
+    per_seed = {int(k): v for k, v in done.get("per_seed", {}).items() if done.get("data") == args.data}
+    for seed in args.seeds:
+        if seed in per_seed:
+            continue
+        per_seed[seed], sizes = one_seed(args.data, seed, args.quick, python)
+        result = {"benchmark": "sif_baselines", "data": args.data, "quick": args.quick, "torch": torch.__version__,
+                  "python": platform.python_version(), "threads": 1, "load_average_end": os.getloadavg(),
+                  "per_seed": per_seed, "rows": summarise(per_seed)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")  # after every seed: a long run can stop and go on
+    table = summarise(per_seed)
+    print(f"\n{Path(args.data).name}, per-user random 8:1:1 split, seeds {sorted(per_seed)}: test metrics, full ranking")
+    print(f"{'model':34s} {'NDCG@10':>15s} {'Recall@10':>15s} {'MRR@10':>15s} {'seconds':>8s}")
+    for r in sorted(table, key=lambda r: -r.get("ndcg@10", 0)):
+        cells = [f"{r[k]:.4f} ± {r[k + '_std']:.4f}" if k in r else "-" for k in ("ndcg@10", "recall@10", "mrr@10")]
+        print(f"{r['model']:34s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {r.get('seconds', 0):8.1f}")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
