@@ -218,6 +218,7 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
     if not download:
         raise NaspError(f"data set {name!r} not found: place {where} {roots}, from {ds.url}, or pass --data PATH")
     archive = root / Path(ds.url).name
+    created = [p for p in (root, *root.parents) if not p.exists()]  # removed again if the fetch fails
     try:
         root.mkdir(parents=True, exist_ok=True)
         downloaded = not archive.exists()
@@ -227,6 +228,7 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
         _unpack(archive, root)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        _remove_empty(created)
         raise NaspError(
             f"data set {name!r} is not under {root} and could not be downloaded ({reason}); "
             f"download {ds.url} and unpack it so that {where} exist(s) {roots}, or pass --data PATH"
@@ -234,6 +236,15 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
     if not is_present(name, data_dir):
         raise NaspError(f"{archive}: unpacked, but {where} is still missing")
     return folder
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders of ``folders`` (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _check_archive(archive: Path, ds: KnownDataset, downloaded: bool) -> None:

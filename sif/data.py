@@ -42,6 +42,8 @@ for _name, _folder, _file, _md5, _desc in [
 
 RATINGS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
 ITEM_NAMES = ("u.item", "movies.dat", "movies.csv")
+#: the ratings files of MovieLens releases, which come with one of ``ITEM_NAMES`` beside them
+MOVIELENS_RATINGS = ("u.data", "ratings.dat", "ratings.csv")
 
 
 @dataclass(frozen=True)
@@ -1006,8 +1008,16 @@ def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, see
 # item metadata ----------------------------------------------------------------------------------
 def read_titles(ratings_path: Union[str, Path]) -> dict[str, str]:
     """Item titles from ``u.item``/``movies.dat``/``movies.csv`` beside the ratings (or inside
-    the same zip); empty when there is none."""
-    path = Path(ratings_path)
+    the same zip); empty when there is none, with a warning for a MovieLens ratings file (whose
+    title file belongs beside it)."""
+    titles = _find_titles(Path(ratings_path)) if str(ratings_path) else {}
+    if not titles and Path(ratings_path).name in MOVIELENS_RATINGS:
+        log.warning("no %s beside %s: recommendations come without titles", " / ".join(ITEM_NAMES), ratings_path)
+    return titles
+
+
+def _find_titles(path: Path) -> dict[str, str]:
+    """The titles of ``read_titles``, or {} when no title file is found."""
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as zf:

@@ -76,6 +76,22 @@ def test_the_offline_error_names_the_data_root_options(tmp_path, monkeypatch):
         assert "NASP_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value) and "toy/u.data" in str(err.value)
 
 
+def test_a_failed_download_leaves_no_new_data_dir(tmp_path, monkeypatch):
+    """--data-dir folders the fetch created are removed again when the download fails; a folder
+    that was there before stays."""
+    import nasp.data
+
+    _toy(tmp_path, monkeypatch)
+    monkeypatch.setattr(nasp.data, "_download", lambda url, target: (_ for _ in ()).throw(OSError("no network")))
+    with pytest.raises(NaspError, match="could not be downloaded"):
+        fetch("toy", tmp_path / "new" / "root")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(NaspError):
+        fetch("toy", tmp_path / "kept" / "root")
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "root").exists()
+
+
 def test_make_data_links_links_shared_data_sets_into_datasets_never_over_an_entry(tmp_path, monkeypatch):
     import shutil
     import subprocess

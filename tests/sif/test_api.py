@@ -256,3 +256,11 @@ def test_train_choices_bad_input(tiny_ratings, tmp_path, spec, message):
     assert not (tmp_path / "x").exists()
     with pytest.raises(NaspError, match="--space applies to a search"):
         SIF(choices="op=max", space="autocf")
+
+
+def test_a_movielens_file_without_titles_is_said(trained, tiny_ratings, caplog):
+    """u.data without its u.item: recommendations work, and one warning says titles are missing."""
+    out, _ = trained
+    (tiny_ratings.parent / "u.item").unlink()
+    SIF.load(out)
+    assert "no u.item / movies.dat / movies.csv beside" in caplog.text
