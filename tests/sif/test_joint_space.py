@@ -213,7 +213,7 @@ def test_the_default_baselines_are_the_tasks():
     from sif import SIF
 
     assert SIF().baseline_names() == ("multiply", "item_input=both")
-    assert SIF(task="ranking").baseline_names() == ("multiply",)
+    assert SIF(task="ranking").baseline_names() == ("multiply", "ease")
     assert SIF(baselines="none").baseline_names() == ()
 
 
