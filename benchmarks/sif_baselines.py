@@ -19,7 +19,6 @@ Usage: python benchmarks/sif_baselines.py [--data PATH] [--seeds 0 1 2 3 4] [--q
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -35,9 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recbole_files import recbole_python, split_paths  # noqa: E402
-from sif_ranking import KEYS, recbole_row, sif_row, write_files  # noqa: E402
+from sif_ranking import KEYS, arguments, recbole_row, sif_row, write_files  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 ROWS = [
     ("EASE^R", {"ifc": "ease"}),
     ("ItemKNN", {"ifc": "itemknn"}),
@@ -86,13 +84,8 @@ def summarise(per_seed: dict[int, list[dict]]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap = arguments(__doc__, "sif_baselines.json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--quick", action="store_true", help="few epochs everywhere (a smoke run, not a result)")
-    ap.add_argument("--no-recbole", action="store_true")
-    ap.add_argument("--recbole-python", default=None, help="default: $RECBOLE_PYTHON, else .venv-recbole/bin/python")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_baselines.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     python = None if args.no_recbole else recbole_python(args.recbole_python)

@@ -82,14 +82,20 @@ def recbole_row(model: str, folder: Path, seed: int, python: str, epochs: int | 
             "recbole_version": r.get("recbole_version")}
 
 
-def main_() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options this script and ``sif_baselines.py`` share (``--seed(s)`` is each one's own)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="few epochs everywhere (a smoke run, not a result)")
     ap.add_argument("--no-recbole", action="store_true")
     ap.add_argument("--recbole-python", default=None, help="default: $RECBOLE_PYTHON, else .venv-recbole/bin/python")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_ranking.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / out))
+    return ap
+
+
+def main_() -> None:
+    ap = arguments(__doc__, "sif_ranking.json")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
     quick = {"epochs": 2, "max_epochs": 2} if args.quick else {}

@@ -252,24 +252,16 @@ def test_a_checkpoint_with_int64_embeddings_or_history_out_of_range_is_one_line(
     assert "history offsets out of range" in _error(_resume(out))
 
 
-@pytest.mark.parametrize("content, says", [
-    (b'{"epoch": "one", "train_loss": 1.0}\n', "line 1: 'epoch' is \"one\", not a count of epochs (0, 1, ...)"),
-    (b'{"epoch": 1}\n\xff\xfe\n', "not a metrics file (not UTF-8 text: byte 13)"),
+@pytest.mark.parametrize("name, content, says", [
+    ("metrics.jsonl", b'{"epoch": "one", "train_loss": 1.0}\n', "line 1: 'epoch' is \"one\", not a count of epochs (0, 1, ...)"),
+    ("metrics.jsonl", b'{"epoch": 1}\n\xff\xfe\n', "not a metrics file (not UTF-8 text: byte 13)"),
+    ("config.json", b'{"command": "sif-search\xff"}', "not a run config (not UTF-8 text: byte 23)"),
+    ("config.json", b"{}", "not a nasp run config (no 'command' entry)"),
 ])
-def test_a_tampered_metrics_file_is_one_line(tmp_path, content, says):
+def test_a_tampered_metrics_or_config_file_is_one_line(tmp_path, name, content, says):
     _, out = _unfinished(tmp_path)
-    (out / "metrics.jsonl").write_bytes(content)
-    assert _error(_resume(out)) == f"Error: {out / 'metrics.jsonl'}: {says}"
-
-
-@pytest.mark.parametrize("content, says", [
-    (b'{"command": "sif-search\xff"}', "not a run config (not UTF-8 text: byte 23)"),
-    (b"{}", "not a nasp run config (no 'command' entry)"),
-])
-def test_a_config_that_is_not_utf8_or_not_a_run_config_is_one_line(tmp_path, content, says):
-    _, out = _unfinished(tmp_path)
-    (out / "config.json").write_bytes(content)
-    assert _error(_resume(out)) == f"Error: {out / 'config.json'}: {says}"
+    (out / name).write_bytes(content)
+    assert _error(_resume(out)) == f"Error: {out / name}: {says}"
 
 
 def test_a_resume_on_changed_data_is_refused_and_the_same_data_resumes(tmp_path):
