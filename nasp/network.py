@@ -44,6 +44,11 @@ class SearchNetwork(nn.Module):
         (SIF's element-wise MLPs). Strategies without an architecture step train them as weights."""
         return []
 
+    def exported_weights(self) -> list[nn.Parameter]:
+        """Weights exported with the architecture (SIF's searched element-wise MLPs): a strategy
+        that trains candidates in turn keeps the best candidate's. Default: the architecture extras."""
+        return self.arch_extra_parameters()
+
     def weights(self) -> list[nn.Parameter]:
         """Every trainable parameter that is neither architecture nor architecture extra."""
         skip = {id(p) for p in self.arch_parameters()} | {id(p) for p in self.arch_extra_parameters()}

@@ -156,10 +156,14 @@ def _run(command: str, opts: dict) -> None:
               help="Embedding dimension (the tables must fit in the device's available memory).")
 @model_options
 @click.option("--arch-lr", type=LEARNING_RATE, default=None,
-              help=f"Adam learning rate of alpha and the element-wise MLPs {_both('arch_lr')}.")
+              help=f"Adam learning rate of alpha (and, with --mlp-on-valid, the element-wise MLPs) {_both('arch_lr')}.")
 @click.option("--mlp", type=click.Choice(list(MLP_FORMS)), default=ModelConfig.mlp, show_default=True,
               help="Element-wise MLP g: residual (x + MLP(x), starts as the identity) or paper (the paper's "
                    "Linear(1,8)-tanh-Linear(8,1), random start). Saved in arch.json.")
+@click.option("--mlp-on-valid", is_flag=True,
+              help="Train the element-wise MLPs with the architecture on validation batches, as the paper does "
+                   "(validation data then enter these weights and the searched model's validation score flatters it). "
+                   "Default: they are weights, trained on training data only.")
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
               help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
                    "'auto': until the validation metric stops improving "

@@ -123,6 +123,10 @@ class SIFOptions(RunConfig):
     #: CPU threads of torch during ``fit`` (``--threads``; 1, as the commands: more threads than
     #: cores shared with other work make training several times slower)
     threads: int = 1
+    #: train the searched element-wise MLPs with the architecture on validation batches, as the
+    #: paper does (``--mlp-on-valid``; validation data then enter these weights); off: they are
+    #: weights, trained on training data only
+    mlp_on_valid: bool = False
     #: cross-validation folds of ``cross_validate`` (``nasp sif train --folds``); None: ``fit`` trains once
     folds: Optional[int] = None
     #: deterministic algorithms, so that a CUDA run repeats exactly (``--deterministic``)
@@ -401,7 +405,7 @@ class SIF:
         mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
         return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
                            biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean,
-                           history_refreshes=self._history_refreshes())
+                           history_refreshes=self._history_refreshes(), mlp_on_valid=bool(o.mlp_on_valid) and searched)
 
     def _history_refreshes(self) -> Optional[int]:
         """``ModelConfig.history_refreshes`` of the options (a training setting: a searched

@@ -114,7 +114,8 @@ class JointConfig(ModelConfig):
         """The whole autocf space with the sizes (users, items, dim, biases, mean) of ``base``."""
         rows = {ROWS[row]: names for row, names in SPACES["autocf"].items()}
         return cls(num_users=base.num_users, num_items=base.num_items, dim=base.dim, mlp_hidden=base.mlp_hidden, mlp=mlp,
-                   biases=base.biases, global_mean=base.global_mean, history_refreshes=base.history_refreshes, **rows)
+                   biases=base.biases, global_mean=base.global_mean, history_refreshes=base.history_refreshes,
+                   mlp_on_valid=base.mlp_on_valid, **rows)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -201,8 +202,13 @@ class JointNetwork(SIFNetwork):
         return [self.alphas[row] for row in ROWS]
 
     def arch_extra_parameters(self) -> list[nn.Parameter]:
-        """The element-wise MLPs of the sides whose function row is searched (trained on
-        validation data with alpha, as in the paper's space); a fixed ``mlp`` is a weight."""
+        """With ``mlp_on_valid``, the searched element-wise MLPs (trained on validation data with
+        alpha, as in the paper's space); else none: they are weights."""
+        return self.exported_weights() if self.config.mlp_on_valid else []
+
+    def exported_weights(self) -> list[nn.Parameter]:
+        """The element-wise MLPs of the sides whose function row is searched (a fixed ``mlp`` is
+        a plain weight)."""
         searched = {"user": len(self.config.user_functions) > 1, "item": len(self.config.item_functions) > 1}
         return [w for side, mlp in (("user", self.mlp_u), ("item", self.mlp_v)) if mlp is not None and searched[side]
                 for w in mlp.parameters()]

@@ -337,6 +337,10 @@ class ModelConfig:
     global_mean: float = 0.0
     #: ``HistoryEncoder.refreshes`` of the implicit term (None: exact at every step)
     history_refreshes: Optional[int] = HISTORY_REFRESHES
+    #: the paper's training of the searched element-wise MLPs: with the architecture, on validation
+    #: batches (``--mlp-on-valid``). Off: they are weights, trained on training data only, so no
+    #: validation row ever enters a trained weight
+    mlp_on_valid: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -386,8 +390,9 @@ DATA_BUFFERS = ("known_users", "known_items", "rating_range", "user_history.indp
 class SIFNetwork(SearchNetwork):
     """prediction = mu + b_u + b_i + sum_m alpha_m * w_m . op_m(g_u(u), g_v(v)).
 
-    ``alpha`` (1 x len(ops)) is the architecture; the element-wise MLPs g_u, g_v are searched
-    with it on validation data (``arch_extra_parameters``); everything else is a weight.
+    ``alpha`` (1 x len(ops)) is the architecture; everything else is a weight, the element-wise
+    MLPs g_u, g_v included, unless ``mlp_on_valid`` searches them with alpha on validation data
+    as the paper does (``arch_extra_parameters``).
     With ``implicit`` the user vector is SVD++'s (Koren, KDD 2008):
     u = p_u + |N(u)|^-1/2 * sum_{j in N(u)} y_j, N(u) the items u rated in training
     (``set_history``). Users/items flagged unknown (never seen in training) get only the
@@ -481,6 +486,11 @@ class SIFNetwork(SearchNetwork):
         return [self.alpha]
 
     def arch_extra_parameters(self) -> list[nn.Parameter]:
+        """The element-wise MLPs with ``mlp_on_valid`` (the paper's), else none: they are weights."""
+        return self.exported_weights() if self.config.mlp_on_valid else []
+
+    def exported_weights(self) -> list[nn.Parameter]:
+        """The element-wise MLPs (saved in arch.json with the chosen op)."""
         if self.mlp_u is None:
             return []
         return list(self.mlp_u.parameters()) + list(self.mlp_v.parameters())

@@ -33,7 +33,7 @@ class RandomSearch(Strategy):
         self.candidate = -1
         self.history: list[dict] = []
         self.best_alphas: Optional[list[Tensor]] = None
-        #: the best candidate's ``arch_extra_parameters`` (trained with it; later candidates reset them)
+        #: the best candidate's ``exported_weights`` (trained with it; later candidates reset them)
         self.best_extra: Optional[list[Tensor]] = None
         self.best_score: Optional[float] = None
 
@@ -67,10 +67,10 @@ class RandomSearch(Strategy):
             self.history.append({"candidate": self.candidate, "score": score, "architecture": self.network.derive(arch)})
             if self.problem.better(score, self.best_score):
                 self.best_score, self.best_alphas = score, arch
-                self.best_extra = [w.detach().clone() for w in self.network.arch_extra_parameters()]
+                self.best_extra = [w.detach().clone() for w in self.network.exported_weights()]
             if epoch + 1 == self.total_epochs and self.best_extra is not None:
                 with torch.no_grad():  # the network ends holding what the kept candidate trained
-                    for w, best in zip(self.network.arch_extra_parameters(), self.best_extra):
+                    for w, best in zip(self.network.exported_weights(), self.best_extra):
                         w.copy_(best)
 
     def derive_alphas(self) -> list[Tensor]:

@@ -264,3 +264,45 @@ def test_a_movielens_file_without_titles_is_said(trained, tiny_ratings, caplog):
     (tiny_ratings.parent / "u.item").unlink()
     SIF.load(out)
     assert "no u.item / movies.dat / movies.csv beside" in caplog.text
+
+
+# no validation row in a trained weight ------------------------------------------------------------
+def _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, **options) -> list[str]:
+    """Runs a short search and returns the names of the weights (element-wise MLPs included)
+    that changed between two weight steps, i.e. in the architecture's steps on validation data."""
+    from nasp.strategies.base import Strategy
+
+    moved: set = set()
+    last: dict = {}
+    real = Strategy.weight_step
+
+    def watched(self, batch, rule):
+        net = self.network
+        skip = {id(p) for p in net.arch_parameters()}
+        now = {name: p.detach().clone() for name, p in net.named_parameters() if id(p) not in skip}
+        if last.get("net") is net:
+            moved.update(name for name, value in now.items() if not torch.equal(value, last["weights"][name]))
+        out = real(self, batch, rule)
+        last.update(net=net, weights={name: p.detach().clone() for name, p in net.named_parameters() if id(p) not in skip})
+        return out
+
+    monkeypatch.setattr(Strategy, "weight_step", watched)
+    SIF(epochs=2, warmup_epochs=0, max_epochs=1, baselines="none", verbose=False, **FAST, **options).fit(tiny_ratings)
+    return sorted(moved)
+
+
+@pytest.mark.parametrize("strategy", ["nasp", "no-auto", "darts", "darts2", "gdas"])
+@pytest.mark.parametrize("space", ["sif", "autocf"])
+def test_no_validation_row_trains_a_weight(monkeypatch, tiny_ratings, strategy, space):
+    """Every strategy with an architecture step, both spaces: between two weight steps (on
+    training batches) no weight moves, the element-wise MLPs included: validation data only steer
+    the architecture. (Random search has no architecture step: it trains each candidate on
+    training batches and only scores it on validation; its weights change between steps when a
+    candidate starts afresh or the best one is restored.)"""
+    assert _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, strategy=strategy, space=space) == []
+
+
+def test_the_papers_mlp_training_on_validation_is_an_option(monkeypatch, tiny_ratings):
+    """--mlp-on-valid (the paper's): the element-wise MLPs move in the architecture steps."""
+    moved = _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, mlp_on_valid=True)
+    assert moved and all(name.startswith(("mlp_u.", "mlp_v.")) for name in moved)

@@ -174,8 +174,13 @@ def test_a_broken_arch_file_of_the_larger_space_is_one_line(tiny_ratings, tmp_pa
 
 
 def test_a_searched_mlp_function_is_an_architecture_weight_and_a_fixed_one_a_weight():
+    """A searched mlp function is exported with the architecture; a weight trained on training
+    data by default, an architecture extra (trained on validation) with the paper's mlp_on_valid."""
     search = JointNetwork(_space())
-    assert {id(w) for w in search.mlp_u.parameters()} <= {id(w) for w in search.arch_extra_parameters()}
+    assert {id(w) for w in search.mlp_u.parameters()} <= {id(w) for w in search.exported_weights()}
+    assert search.arch_extra_parameters() == [] and {id(w) for w in search.mlp_u.parameters()} <= {id(w) for w in search.weights()}
+    paper = JointNetwork(JointConfig.from_dict({**_space().to_dict(), "mlp_on_valid": True}))
+    assert {id(w) for w in paper.mlp_u.parameters()} <= {id(w) for w in paper.arch_extra_parameters()}
     fixed = JointNetwork(_space().fixed({**DEFAULT, "user_function": "mlp"}))
     assert fixed.arch_extra_parameters() == []
     assert {id(w) for w in fixed.mlp_u.parameters()} <= {id(w) for w in fixed.weights()}
