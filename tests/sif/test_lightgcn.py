@@ -132,3 +132,34 @@ def test_bad_input_is_one_line(tiny_ratings, tmp_path, args, message):
     r = _cli("sif", "search", "--baselines", "lightgcn", "--data", tiny_ratings, "--out", tmp_path / "y")
     assert r.exit_code == 1 and r.output.startswith("Error: lightgcn is a ranking model"), r.output
     assert not (tmp_path / "y").exists()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_training_resumes_to_the_same_model(tiny_ratings, tmp_path, monkeypatch):
+    """Checkpoints hold the table, the graph's pairs and Adam's state: killed after its second
+    epoch, a run resumed with --resume ends as the uninterrupted one."""
+    from nasp.runs import RunDir
+
+    args = ["sif", "train", "--ifc", "lightgcn", "--task", "ranking", "--data", tiny_ratings, "--max-epochs", "4",
+            "--patience", "4", "--dim", "8", "--lr", "0.01", "--json"]
+    whole = json.loads(_cli(*args, "--out", tmp_path / "whole").output)
+    real_save, saved = RunDir.save_checkpoint, []
+
+    def killing(self, state):
+        real_save(self, state)
+        saved.append(1)
+        if len(saved) == 2:
+            raise Killed
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    with pytest.raises(Killed):
+        _cli(*args, "--out", tmp_path / "killed")
+    monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
+    again = _cli("sif", "train", "--resume", "--out", tmp_path / "killed", "--json")
+    assert again.exit_code == 0, again.output
+    resumed = json.loads(again.output)
+    for key in ("valid_ndcg@10", "test_ndcg@10", "test_recall@10", "best_epoch", "epochs_trained"):
+        assert resumed[key] == whole[key], key
