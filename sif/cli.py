@@ -173,9 +173,10 @@ def _run(command: str, opts: dict) -> None:
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--baselines", default=None, metavar="none|all|IFC[,IFC...]",
               help="Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "
-                   "IFC names, or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its default SVD++ model "
-                   "(e.g. item_input=both); 'all': every op of the paper's space "
-                   "[default: multiply,item_input=both (rating), multiply (ranking)].")
+                   "--ifc names (ranking: also ease, itemknn, lightgcn, the last with its own defaults of --lr, --reg and "
+                   "--batch-size where not given), or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its "
+                   "default SVD++ model (e.g. item_input=both); 'all': every op of the paper's space "
+                   "[default: multiply,item_input=both (rating), multiply,ease (ranking)].")
 @click.option("--keep", type=click.Choice(["best", "searched"]), default="best", show_default=True,
               help="The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
                    "The summary says which won and by how much (searched_margin).")

@@ -35,7 +35,7 @@ from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
-from . import itemitem, pipeline
+from . import itemitem, lightgcn, pipeline
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
@@ -49,7 +49,7 @@ from .tasks import TASKS, Task, build_task
 Data = Union[str, Path, pd.DataFrame]
 #: the fixed models that only rank, and why (``--task rating`` refuses them)
 RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name in ITEM_MODELS.names()},
-                  "lightgcn": "it is trained by BPR on interactions and scores them"}
+                  lightgcn.NAME: "it is trained by BPR on interactions and scores them"}
 log = logging.getLogger("nasp.sif")
 
 
@@ -401,7 +401,7 @@ class SIF:
 
         if name in ITEM_MODELS:
             return o.item_item_config(name, splits.ids.num_users, splits.ids.num_items)
-        if name == "lightgcn":
+        if name == lightgcn.NAME:
             return LightGCNConfig(splits.ids.num_users, splits.ids.num_items, dim=o.dim or 64,
                                   layers=DEFAULT_LAYERS if o.gcn_layers is None else o.gcn_layers)
         if name == "pop":
@@ -640,7 +640,7 @@ def _as_the_command(options: SIFOptions) -> Iterator[None]:
 
 
 def check_model_name(name: str) -> str:
-    """``name`` if it is a fixed model (an interaction function or an item-item model)."""
+    """``name`` if it is a fixed model (an interaction function, an item-item model or LightGCN)."""
     if name not in model_names():
         raise NaspError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
     return name
@@ -648,7 +648,7 @@ def check_model_name(name: str) -> str:
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), "lightgcn"]
+    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME]
 
 
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:

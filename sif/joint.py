@@ -24,7 +24,7 @@ from nasp import SearchNetwork, mix, plan
 from nasp.errors import NaspError
 
 from .itemitem import ItemItemConfig, ItemItemNetwork
-from .lightgcn import LightGCNConfig, LightGCNNetwork
+from .lightgcn import NAME as LIGHTGCN, LightGCNConfig, LightGCNNetwork
 from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
                     item_chunks)
@@ -138,7 +138,7 @@ def config_from_dict(d: dict) -> ModelConfig:
         return JointConfig.from_dict(d)
     if space == "itemitem":
         return ItemItemConfig.from_dict(d)
-    if space == "lightgcn":
+    if space == LIGHTGCN:
         return LightGCNConfig.from_dict(d)
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")

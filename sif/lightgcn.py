@@ -28,6 +28,8 @@ from nasp.errors import NaspError
 
 from .engine import TrainSettings
 
+#: the model's name (``--ifc``, ``--baselines``, the summary's ``interaction``)
+NAME = "lightgcn"
 #: propagation layers K when ``--gcn-layers`` is not given: RecBole 1.2.1's ``n_layers`` (the paper's tuned value is 3)
 DEFAULT_LAYERS = 2
 #: the most layers ``--gcn-layers`` takes (each is one sparse product per step; the paper uses 1 to 4)
@@ -50,9 +52,9 @@ class LightGCNConfig:
     num_items: int
     dim: int = 64
     layers: int = DEFAULT_LAYERS
-    space: str = field(default="lightgcn", init=False)
+    space: str = field(default=NAME, init=False)
     #: what the pipeline reads of a config: the model's name is its "interaction"; no implicit term
-    ops: tuple = field(default=("lightgcn",), init=False)
+    ops: tuple = field(default=(NAME,), init=False)
     implicit: bool = field(default=False, init=False)
     #: Adam on batches of 2,048 positives (RecBole's ``train_batch_size``), L2 weight 1e-4 (the
     #: paper's code), lr 1e-2 where RecBole has 1e-3: on ml-100k (docs/sif.md) 1e-3 first lowers
