@@ -20,6 +20,7 @@ from . import pipeline
 from .data import SPLITS, kfold
 from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
+from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
 from .model import HISTORY_REFRESHES, LEGACY, MAX_DIM, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
@@ -82,11 +83,13 @@ def data_options(f: Callable) -> Callable:
 
 
 def model_options(f: Callable) -> Callable:
-    f = click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Rows per step {_both('batch_size')}.")(f)
+    f = click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Rows per step {_both('batch_size')}; lightgcn: {LightGCNConfig.defaults.batch_size}.")(f)
     f = click.option("--lr", type=LEARNING_RATE, default=None,
-                     help=f"Adagrad learning rate of embeddings, biases, heads {_both('lr')}.")(f)
+                     help=f"Adagrad learning rate of embeddings, biases, heads {_both('lr')}; "
+                          f"lightgcn: Adam's [default: {LightGCNConfig.defaults.lr:g}].")(f)
     f = click.option("--reg", type=WEIGHT, default=None,
-                     help=f"L2 weight on each row's embeddings and biases {_both('reg')}.")(f)
+                     help=f"L2 weight on each row's embeddings and biases {_both('reg')}; lightgcn: "
+                          f"{LightGCNConfig.defaults.reg:g}, on the rows' layer-0 embeddings.")(f)
     f = click.option("--implicit-reg", type=WEIGHT, default=None,
                      help=f"L2 weight on each row's implicit item factor (with --implicit) {_both('implicit_reg')}.")(f)
     f = click.option("--implicit/--no-implicit", default=None,
@@ -98,6 +101,8 @@ def model_options(f: Callable) -> Callable:
     f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf and neumf).")(f)
+    f = click.option("--gcn-layers", type=int, default=None, metavar="K",
+                     help=f"lightgcn: propagation layers over the user-item graph (1 to 10) [default: {DEFAULT_LAYERS}, RecBole's].")(f)
     f = click.option("--knn-shrink", type=click.FloatRange(min=0), default=None,
                      help=f"itemknn: shrinkage added to the cosine similarity's denominator [default: {DEFAULT_SHRINK:g}].")(f)
     f = click.option("--knn-neighbours", default=None, metavar="K[,K...]",
@@ -172,9 +177,10 @@ def _run(command: str, opts: dict) -> None:
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--baselines", default=None, metavar="none|all|IFC[,IFC...]",
               help="Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "
-                   "IFC names, or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its default SVD++ model "
-                   "(e.g. item_input=both); 'all': every op of the paper's space "
-                   "[default: multiply,item_input=both (rating), multiply (ranking)].")
+                   "--ifc names (ranking: also ease, itemknn, lightgcn, the last with its own defaults of --lr, --reg and "
+                   "--batch-size where not given), or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its "
+                   "default SVD++ model (e.g. item_input=both); 'all': every op of the paper's space "
+                   "[default: multiply,item_input=both (rating), multiply,ease (ranking)].")
 @click.option("--keep", type=click.Choice(["best", "searched"]), default="best", show_default=True,
               help="The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
                    "The summary says which won and by how much (searched_margin).")
@@ -215,7 +221,8 @@ def _headline_first(summary: dict) -> dict:
 @click.option("--ifc", type=click.Choice(model_names()), default=None,
               help="A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, BPR-MF when ranking; "
                    "gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an item-item model in closed form "
-                   "(ease = EASE^R, itemknn = cosine ItemKNN; ranking only).")
+                   "(ease = EASE^R, itemknn = cosine ItemKNN; ranking only), or lightgcn = LightGCN (graph-propagated "
+                   "embeddings, BPR, Adam; ranking only; --gcn-layers).")
 @click.option("--choices", default=None, metavar="ROW=NAME[+ROW=NAME...]",
               help="A fixed model of the autocf space instead: these changes of its default SVD++ model "
                    "(e.g. item_input=both+op=max; rows: user_input, item_input, user_function, item_function, op, head), "

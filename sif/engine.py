@@ -95,10 +95,11 @@ def make_problem(net: SIFNetwork, settings: TrainSettings, options: dict | None 
     task: squared error, selection on validation RMSE)."""
     loss = task.loss(settings) if task is not None else make_loss(settings.reg, settings.implicit_reg)
     device = next(net.parameters()).device
+    optimizer = getattr(net, "optimizer", torch.optim.Adagrad)  # Adagrad, unless the network names its own (LightGCN: Adam)
     return SearchProblem(
         network=net,
         loss=autocast_loss(loss, device, settings.amp),
-        weight_optimizer=lambda params: torch.optim.Adagrad(params, lr=settings.lr),
+        weight_optimizer=lambda params: optimizer(params, lr=settings.lr),
         metric=task.metric if task is not None else "valid_rmse",
         higher_is_better=task.higher_is_better if task is not None else False,
         grad_clip=settings.grad_clip,

@@ -35,17 +35,21 @@ from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 
-from . import itemitem, pipeline
+from . import itemitem, lightgcn, pipeline
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
 from .groundtruth import arch_key
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import JointConfig, check_choices, parse_choices
+from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
 from .space import INTERACTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
+#: the fixed models that only rank, and why (``--task rating`` refuses them)
+RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name in ITEM_MODELS.names()},
+                  lightgcn.NAME: "it is trained by BPR on interactions and scores them"}
 log = logging.getLogger("nasp.sif")
 
 
@@ -67,6 +71,8 @@ class SIFOptions(RunConfig):
     knn_neighbours: Optional[Union[str, int, Sequence[int]]] = None
     #: ItemKNN's shrinkage of the cosine similarity (``--knn-shrink``)
     knn_shrink: Optional[float] = None
+    #: LightGCN's propagation layers K (``--gcn-layers``); None: ``lightgcn.DEFAULT_LAYERS``
+    gcn_layers: Optional[int] = None
     #: train this fixed model of the autocf space instead: ``ROW=NAME[+ROW=NAME...]`` changes of
     #: its default SVD++ model, the ``baselines`` syntax (``nasp sif train --choices``)
     choices: Optional[str] = None
@@ -185,6 +191,8 @@ class SIFOptions(RunConfig):
         if self.ifc is not None:
             check_model_name(self.ifc)
         self.item_item_config("ease", 1, 1)  # the item-item settings, checked
+        if self.gcn_layers is not None:
+            check_layers(self.gcn_layers)
         if self.choices is not None:
             check_choices(self.choices)
         if self.space not in SPACES:
@@ -224,10 +232,10 @@ class SIF:
                                      negatives=self.options.negatives, min_rating=self.options.min_rating)
         if self.options.ifc == "pop" and self.task.name != "ranking":
             raise NaspError("pop (popularity) is a ranking baseline: use it with --task ranking")
-        item_models = [n for n in (self.options.ifc, *self.baseline_names()) if n in ITEM_MODELS]
-        if item_models and self.task.name != "ranking":
-            raise NaspError(f"{item_models[0]} is a ranking model (it scores items from a user's interactions, not "
-                            "ratings): use it with --task ranking")
+        ranking_only = [n for n in (self.options.ifc, *self.baseline_names()) if n in RANKING_MODELS]
+        if ranking_only and self.task.name != "ranking":
+            raise NaspError(f"{ranking_only[0]} is a ranking model ({RANKING_MODELS[ranking_only[0]]}, not ratings): "
+                            "use it with --task ranking")
         self.arch_in: Optional[dict] = pipeline.load_arch(self.options.arch) if self.options.arch is not None else None
         if self.arch_in is not None:
             self._check_arch_task(self.arch_in)
@@ -259,9 +267,10 @@ class SIF:
         """Whether ``fit`` searches (no fixed ``ifc``, ``arch`` or ``choices`` given)."""
         return self.options.ifc is None and self.options.arch is None and self.options.choices is None
 
-    def settings(self, search: bool = True) -> TrainSettings:
-        """The optimisation settings: the options given, else the task's defaults."""
-        d, o = self.task.defaults, self.options
+    def settings(self, search: bool = True, config: Any = None) -> TrainSettings:
+        """The optimisation settings: the options given, else the defaults of ``config``'s model
+        where it has its own (LightGCN's), else the task's."""
+        d, o = getattr(config, "defaults", self.task.defaults), self.options
         pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
         return TrainSettings(lr=pick("lr"), reg=pick("reg"), implicit_reg=pick("implicit_reg"), batch_size=pick("batch_size"),
                              arch_lr=pick("arch_lr") if search else d.arch_lr, amp=bool(o.amp))
@@ -396,6 +405,9 @@ class SIF:
 
         if name in ITEM_MODELS:
             return o.item_item_config(name, splits.ids.num_users, splits.ids.num_items)
+        if name == lightgcn.NAME:
+            return LightGCNConfig(splits.ids.num_users, splits.ids.num_items, dim=o.dim or 64,
+                                  layers=DEFAULT_LAYERS if o.gcn_layers is None else o.gcn_layers)
         if name == "pop":
             return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
                                implicit=False)
@@ -453,7 +465,7 @@ class SIF:
                    mlp_state: Optional[dict], init_state: Optional[dict], stage: str = "") -> tuple[Any, dict]:
         """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only;
         ``stage`` names it in the log (default: ``name``, else ``train``)."""
-        o, settings = self.options, self.settings(search=False)
+        o, settings = self.options, self.settings(search=False, config=config)
         rdir = _subrun(run, name, config, settings) if name else run
         if isinstance(config, ItemItemConfig):
             return itemitem.fit(splits, config, self.task, device)
@@ -516,7 +528,7 @@ class SIF:
                   mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
         """The kept model's test metrics (the one look at the test split): after a refit on
         train+valid (in RUN/refit/) when asked, else of the early-stopped model."""
-        o, settings = self.options, self.settings(search=False)
+        o, settings = self.options, self.settings(search=False, config=config)
         summary = dict(summary)
         refit = self.task.refit_by_default if o.refit is None else o.refit
         test_keys = self.task.test_keys()
@@ -632,15 +644,15 @@ def _as_the_command(options: SIFOptions) -> Iterator[None]:
 
 
 def check_model_name(name: str) -> str:
-    """``name`` if it is a fixed model (an interaction function or an item-item model)."""
-    if name not in INTERACTIONS and name not in ITEM_MODELS:
+    """``name`` if it is a fixed model (an interaction function, an item-item model or LightGCN)."""
+    if name not in model_names():
         raise NaspError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
     return name
 
 
 def model_names() -> list[str]:
-    """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, then item-item models."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names()]
+    """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
+    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME]
 
 
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:

@@ -24,6 +24,7 @@ from nasp import SearchNetwork, mix, plan
 from nasp.errors import NaspError
 
 from .itemitem import ItemItemConfig, ItemItemNetwork
+from .lightgcn import NAME as LIGHTGCN, LightGCNConfig, LightGCNNetwork
 from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
                     item_chunks)
@@ -138,6 +139,8 @@ def config_from_dict(d: dict) -> ModelConfig:
         return JointConfig.from_dict(d)
     if space == "itemitem":
         return ItemItemConfig.from_dict(d)
+    if space == LIGHTGCN:
+        return LightGCNConfig.from_dict(d)
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     return ModelConfig.from_dict(d)
@@ -147,6 +150,8 @@ def network_for(config: ModelConfig) -> SIFNetwork:
     """The network of a config's space."""
     if isinstance(config, ItemItemConfig):
         return ItemItemNetwork(config)
+    if isinstance(config, LightGCNConfig):
+        return LightGCNNetwork(config)
     return JointNetwork(config) if isinstance(config, JointConfig) else SIFNetwork(config)
 
 

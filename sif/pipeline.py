@@ -153,11 +153,18 @@ def build_network(splits: Splits, config: ModelConfig, device: torch.device, tas
         net.known_items[splits.train.items] = True
         if (task or RatingTask()).name == "rating":
             net.rating_range.copy_(torch.tensor(splits.rating_range))
-        if not getattr(INTERACTIONS.get(config.ops[0]), "trains", True):  # popularity: item scores are training counts
+        if not trains(config):  # popularity: item scores are training counts
             net.item_bias.weight.copy_(torch.bincount(splits.train.items, minlength=config.num_items).float().unsqueeze(1))
     net.set_history(splits.train.users, splits.train.items)  # of the history encoders it has
     dense_gradients_off_cpu(net, device)
     return net.to(device)
+
+
+def trains(config: ModelConfig) -> bool:
+    """Whether the model of ``config`` has weights to train (not ``pop``, whose scores are counts);
+    a model outside the interaction functions (LightGCN) trains."""
+    name = config.ops[0]
+    return name not in INTERACTIONS or getattr(INTERACTIONS.get(name), "trains", True)
 
 
 def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float]:
@@ -372,11 +379,11 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             mlp.load_state_dict({k: torch.tensor(v) for k, v in mlp_state[side].items()})
             mlp.requires_grad_(tune_mlp)
     on_device = splits.to(device)
-    trains = getattr(INTERACTIONS.get(config.ops[0]), "trains", True)
-    stopper = EarlyStopping(task.metric, task.higher_is_better, patience) if len(splits.valid) and trains else None
+    steps = trains(config)
+    stopper = EarlyStopping(task.metric, task.higher_is_better, patience) if len(splits.valid) and steps else None
     t0 = time.perf_counter()
     rows = []
-    if trains:
+    if steps:
         strat = build_strategy("fixed", make_problem(net, settings, task=task), max_epochs)
         rows = run_search(
             strat,
