@@ -39,6 +39,7 @@ from sif_ranking import KEYS, arguments, recbole_row, sif_row, write_files  # no
 ROWS = [
     ("EASE^R", {"ifc": "ease"}),
     ("ItemKNN", {"ifc": "itemknn"}),
+    ("LightGCN (same code)", {"ifc": "lightgcn"}),
     ("pop", {"ifc": "pop"}),
     ("BPR-MF + history (multiply)", {"ifc": "multiply"}),
     ("BPR-MF (multiply, no history)", {"ifc": "multiply", "implicit": False}),
@@ -47,24 +48,28 @@ ROWS = [
 ]
 
 
-def one_seed(data: str, seed: int, quick: bool, python) -> tuple[list[dict], dict]:
-    """Every row on one seed's files."""
-    rows = []
+def one_seed(data: str, seed: int, quick: bool, python, done: list[dict]) -> list[dict]:
+    """Every row on one seed's files that ``done`` (this seed's rows so far) lacks, after them."""
+    rows, have = list(done), {r["model"] for r in done}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        sizes = write_files(data, seed, folder)
+        write_files(data, seed, folder)
         paths = split_paths(folder, "ml-100k")
         for label, options in ROWS:
+            if label in have:
+                continue
             budget = ({"epochs": 2, "max_epochs": 2} if not options.get("ifc") else {"max_epochs": 2}) if quick else {}
             if options.get("ifc") in ("ease", "itemknn", "pop"):
                 budget = {}
             row = sif_row(label, paths, seed, **options, **budget)
             rows.append(row)
         for model in ("BPR", "NeuMF", "LightGCN") if python else ():
+            if f"RecBole {model}" in have:
+                continue
             row = recbole_row(model, folder, seed, python, 2 if quick else None)
             if row is not None:
                 rows.append(row)
-    return rows, sizes
+    return rows
 
 
 def summarise(per_seed: dict[int, list[dict]]) -> list[dict]:
@@ -94,10 +99,8 @@ def main() -> None:
     out = Path(args.out)
     done = json.loads(out.read_text()) if out.exists() and not args.quick else {}
     per_seed = {int(k): v for k, v in done.get("per_seed", {}).items() if done.get("data") == args.data}
-    for seed in args.seeds:
-        if seed in per_seed:
-            continue
-        per_seed[seed], sizes = one_seed(args.data, seed, args.quick, python)
+    for seed in args.seeds:  # a seed's missing rows only: a stopped run, or rows added since, go on
+        per_seed[seed] = one_seed(args.data, seed, args.quick, python, per_seed.get(seed, []))
         result = {"benchmark": "sif_baselines", "data": args.data, "quick": args.quick, "torch": torch.__version__,
                   "python": platform.python_version(), "threads": 1, "load_average_end": os.getloadavg(),
                   "per_seed": per_seed, "rows": summarise(per_seed)}
