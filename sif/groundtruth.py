@@ -6,7 +6,7 @@ defaults and early stopping, and appends one JSON line per (task, seed, architec
 results file. This module enumerates those architectures and reads the file back:
 
 >>> truth = GroundTruth.read("benchmarks/results/sif_bench.jsonl")
->>> truth.score("rating", {"item_input": "both"})      # mean valid/test over the seeds measured
+>>> truth.score("rating", {"item_input": "both"})      # mean valid/test, and paired to the default
 >>> truth.rank("rating", {"item_input": "both"})       # its place among all measured, by validation
 """
 from __future__ import annotations
@@ -114,14 +114,22 @@ class GroundTruth:
         return cls(pd.DataFrame(records, columns=list(cls.COLUMNS)))
 
     def table(self, task: str) -> pd.DataFrame:
-        """Per architecture: mean valid and test metric over the seeds measured, seeds, seconds;
-        sorted best first by validation."""
+        """Per architecture: mean valid and test metric over the seeds measured, and the paired
+        differences to the default model on the same seeds (``valid_vs_default``,
+        ``test_vs_default``: seeds differ in their splits, so architectures measured on different
+        seeds compare only through these); sorted best first by ``valid_vs_default``. Rows of a
+        seed whose default is not measured yet are left out."""
         if task not in METRICS:
             raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(METRICS)}")
         rows = self.rows[self.rows.task == task]
-        table = rows.groupby("arch").agg(valid=("valid", "mean"), test=("test", "mean"), test_std=("test", "std"),
-                                         seeds=("seed", "nunique"), seconds=("seconds", "mean"), group=("group", "first"))
-        return table.sort_values("valid", ascending=not METRICS[task][1])
+        default = rows[rows.arch == "default"].groupby("seed")[["valid", "test"]].mean()
+        rows = rows[rows.seed.isin(default.index)].copy()
+        rows["valid_vs_default"] = rows.valid - default.valid.reindex(rows.seed).to_numpy()
+        rows["test_vs_default"] = rows.test - default.test.reindex(rows.seed).to_numpy()
+        table = rows.groupby("arch").agg(valid=("valid", "mean"), test=("test", "mean"), valid_vs_default=("valid_vs_default", "mean"),
+                                         test_vs_default=("test_vs_default", "mean"), seeds=("seed", "nunique"),
+                                         seconds=("seconds", "mean"), group=("group", "first"))
+        return table.sort_values("valid_vs_default", ascending=not METRICS[task][1])
 
     def score(self, task: str, changes: Union[dict, str]) -> dict:
         """Mean valid and test metric of one architecture (choices, or changes to the default,
@@ -131,16 +139,19 @@ class GroundTruth:
         if key not in table.index:
             raise NaspError(f"{key!r} is not in the {task} ground truth ({len(table)} architectures measured)")
         row = table.loc[key]
-        return {"arch": key, "valid": float(row.valid), "test": float(row.test), "seeds": int(row.seeds)}
+        return {"arch": key, "valid": float(row.valid), "test": float(row.test), "seeds": int(row.seeds),
+                "valid_vs_default": float(row.valid_vs_default), "test_vs_default": float(row.test_vs_default)}
 
     def rank(self, task: str, changes: Union[dict, str], by: str = "valid") -> dict:
-        """The place of one architecture among all measured (1 = best) by ``by`` (valid or test),
-        its percentile (0 = best) and its regret against the best."""
+        """The place of one architecture among all measured (1 = best) by ``by`` (valid or test,
+        as the paired difference to the default), its percentile (0 = best) and its regret
+        against the best."""
         found = self.score(task, changes)
         table = self.table(task)
         larger = METRICS[task][1]
-        values = table[by]
-        better = int((values > found[by]).sum() if larger else (values < found[by]).sum())
+        values = table[f"{by}_vs_default"]
+        found_value = found[f"{by}_vs_default"]
+        better = int((values > found_value).sum() if larger else (values < found_value).sum())
         best = float(values.max() if larger else values.min())
         return {**found, "rank": better + 1, "of": len(table), "percentile": 100.0 * better / len(table),
-                "regret": abs(best - found[by])}
+                "regret": abs(best - found_value)}

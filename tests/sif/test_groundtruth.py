@@ -1,0 +1,69 @@
+"""The autocf ground truth: the architectures benchmarked and the reader of the results file."""
+import json
+
+import pytest
+
+from nasp.errors import NaspError
+from sif.groundtruth import GroundTruth, all_architectures, arch_key, bench_architectures, full_choices, neighbours
+from sif.joint import DEFAULT_CHOICES
+from sif.space import SPACES
+
+
+def test_the_benchmarked_architectures():
+    space = SPACES["autocf"]
+    assert len(all_architectures()) == 3024 == len({arch_key(c) for c in all_architectures()})
+    archs = bench_architectures(samples=300, seed=0)
+    groups = [g for g, _ in archs]
+    keys = [arch_key(c) for _, c in archs]
+    assert len(keys) == len(set(keys)) and keys[0] == "default"
+    alternatives = [len(names) - 1 for names in space.values()]
+    assert groups.count("one-change") == sum(alternatives) == len(list(neighbours(DEFAULT_CHOICES)))
+    pairs = sum(a * b for i, a in enumerate(alternatives) for b in alternatives[i + 1:])
+    assert groups.count("two-change") == pairs
+    assert 0 < groups.count("random") <= 300  # the sample's neighbours of the default are measured once
+    assert archs == bench_architectures(samples=300, seed=0)
+
+
+def _record(task, seed, changes, valid, test, group="one-change"):
+    return {"task": task, "seed": seed, "arch": arch_key(full_choices(changes)), "group": group, "valid": valid, "test": test,
+            "epochs": 5, "seconds": 1.0}
+
+
+def test_the_reader_round_trips_and_ranks_paired_to_the_default(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    rows = [_record("rating", 0, {}, 0.90, 0.91, "default"), _record("rating", 1, {}, 0.80, 0.81, "default"),
+            _record("rating", 0, {"item_input": "both"}, 0.89, 0.90), _record("rating", 1, {"item_input": "both"}, 0.79, 0.80),
+            _record("rating", 1, {"op": "max"}, 0.795, 0.81),  # seed 1 only: its raw mean flatters it
+            _record("ranking", 0, {}, 0.25, 0.30, "default")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    truth = GroundTruth.read(path)
+    assert len(truth.rows) == 6
+    table = truth.table("rating")
+    assert list(table.index) == ["item_input=both", "op=max", "default"]  # by paired difference, not raw mean
+    assert truth.score("rating", {"op": "max"})["valid_vs_default"] == pytest.approx(-0.005)
+    ranked = truth.rank("rating", "default")
+    assert ranked["rank"] == 3 and ranked["of"] == 3 and ranked["regret"] == pytest.approx(0.01)
+    assert truth.rank("rating", {"item_input": "both"}, by="test")["rank"] == 1
+    assert truth.score("ranking", {})["valid"] == 0.25
+
+
+def test_bad_queries_and_files_are_one_line(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps(_record("rating", 0, {}, 0.9, 0.9, "default")) + "\n")
+    truth = GroundTruth.read(path)
+    with pytest.raises(NaspError, match="'op=max' is not in the rating ground truth"):
+        truth.score("rating", {"op": "max"})
+    with pytest.raises(NaspError, match="op='dot' is not in the autocf space"):
+        truth.score("rating", {"op": "dot"})
+    with pytest.raises(NaspError, match="unknown row 'ops'"):
+        truth.score("rating", {"ops": "max"})
+    with pytest.raises(NaspError, match="unknown task 'ratings'"):
+        truth.table("ratings")
+    with pytest.raises(NaspError, match="no such ground-truth file"):
+        GroundTruth.read(tmp_path / "none.jsonl")
+    path.write_text('{"task": "rating"}\n')
+    with pytest.raises(NaspError, match=r"bench.jsonl:1: a ground-truth record needs"):
+        GroundTruth.read(path)
+    path.write_text("not json\n")
+    with pytest.raises(NaspError, match=r"bench.jsonl:1: not a JSON line"):
+        GroundTruth.read(path)
