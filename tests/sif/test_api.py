@@ -306,3 +306,15 @@ def test_the_papers_mlp_training_on_validation_is_an_option(monkeypatch, tiny_ra
     """--mlp-on-valid (the paper's): the element-wise MLPs move in the architecture steps."""
     moved = _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, mlp_on_valid=True)
     assert moved and all(name.startswith(("mlp_u.", "mlp_v.")) for name in moved)
+
+
+def test_every_command_option_is_a_keyword():
+    """Each option of `nasp sif search` and `train` is a SIF keyword, except the data (fit's
+    arguments) and what belongs to one invocation of a command."""
+    from sif import SIFOptions
+
+    fit_arguments = {"data", "valid_data", "test_data"}
+    invocation = {"out", "as_json", "resume", "quiet"}
+    for name in ("search", "train"):
+        command = main.commands["sif"].commands[name]
+        assert {p.name for p in command.params} - set(SIFOptions.field_names()) == fit_arguments | invocation, name
