@@ -996,6 +996,10 @@ def kfold(table: RatingTable, folds: int, seed: int) -> np.ndarray:
     dealt = (np.arange(len(order)) - start[su] + offset[su]) % folds
     fold = np.empty(len(table), dtype=np.int64)
     fold[order] = np.where(counts[su] > 1, dealt, -1)
+    empty = [k + 1 for k in range(folds) if not (fold == k).any()]
+    if empty:
+        raise NaspError(f"--folds {folds}: fold(s) {', '.join(map(str, empty))} would test no row of {table.source} "
+                        "(too few users with two or more rows); use fewer folds")
     return fold
 
 

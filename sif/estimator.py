@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasp.commands import configure_logging, release_with_command
+from nasp.commands import configure_logging, release_with_command, usable_threads
 from nasp.config import MAX_SEED, RunConfig, check_rate
 from nasp.errors import NaspError
 from nasp.loop import improves
@@ -153,11 +153,12 @@ class SIFOptions(RunConfig):
 
     @classmethod
     def of(cls, options: dict) -> "SIFOptions":
-        """Options from keyword arguments; an unknown name is a clear error."""
+        """Options from keyword arguments (NumPy scalars as the Python numbers they hold); an
+        unknown name is a clear error."""
         unknown = sorted(set(options) - set(cls.field_names()))
         if unknown:
             raise NaspError(f"unknown SIF option(s) {', '.join(unknown)}; known: {', '.join(sorted(cls.field_names()))}")
-        return cls(**options)
+        return cls(**{name: _plain(value) for name, value in options.items()})
 
     def validate(self, *context: Any) -> None:
         self.check_types()
@@ -336,18 +337,19 @@ class SIF:
                 summaries.append(est.summary_)
                 continue
             out = run.file(f"fold-{k + 1}")
-            sub = release_with_command(RunDir(out, resume=(out / CONFIG).exists()))
+            if (out / "summary.json").exists():  # finished by an earlier process: read back
+                summaries.append(read_json(out / "summary.json"))
+                run.clock.saw(float(summaries[-1].get("seconds", 0.0)))  # the run's time when it finished
+                continue
+            sub = release_with_command(RunDir(out, resume=(out / CONFIG).exists(), clock=run.clock))
             if not sub.resume:
                 sub.write_config({"command": f"fold-{k + 1}", "rows": int((fold != k).sum()), "test_rows": int((fold == k).sum())})
-            if sub.file("summary.json").exists():
-                summaries.append(read_json(sub.file("summary.json")))
-                continue
             seed_everything(self.options.seed)  # each fold starts as a Python fit does
             est.fit(run=sub)
-            sub.finish(est.summary_)
-            summaries.append(est.summary_)
+            summaries.append(sub.finish({**est.summary_, "fold_seconds": est.summary_["seconds"]}))
+        seconds = run.clock.total() if run is not None else time.perf_counter() - t0  # across resumes
         self.cv_results_ = {"task": self.task.name, "folds": folds, **_fold_statistics(summaries, self.task),
-                            "seconds": round(time.perf_counter() - t0, 3)}
+                            "seconds": round(seconds, 3)}
         return self.cv_results_
 
     def _fit(self, run: RunDir, splits: Splits, path: Any, owned: bool) -> "SIF":
@@ -575,8 +577,9 @@ class SIF:
         column first. A user the model does not know gets ``fallback``'s list ("pop": the most
         popular items, scored by their interaction count; "none": none, and an error for a single
         user), reported in one warning."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
             raise NaspError(f"-k {k!r}: must be an integer >= 1")
+        k = int(k)
         pipeline.FALLBACKS.get(fallback)
         many = not isinstance(users, (str, int, np.integer))
         ids = _id_list(users, "users") if many else [str(users)]
@@ -626,18 +629,22 @@ class SIF:
 @contextlib.contextmanager
 def _as_the_command(options: SIFOptions) -> Iterator[None]:
     """What ``start_run`` does for a command, for the length of a Python ``fit``: the seed, the
-    threads, determinism, and one log line per epoch on stderr (``verbose``); the caller's thread
-    count and log level are restored after."""
+    threads (at most the CPUs this process may use), determinism, and one log line per epoch on
+    stderr (``verbose``); the caller's threads, determinism and log set-up are restored after."""
     threads, logger = torch.get_num_threads(), logging.getLogger("nasp")
     level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
-    torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
-    set_deterministic(options.deterministic)
-    configure_logging(logging.INFO if options.verbose else logging.WARNING)
+    deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark)
     try:
+        configure_logging(logging.INFO if options.verbose else logging.WARNING)
+        torch.set_num_threads(usable_threads(options.threads))
+        seed_everything(options.seed)
+        set_deterministic(options.deterministic)
         yield
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic[1:]
         logger.setLevel(level)
         logger.handlers[:] = handlers
         logger.propagate = propagate
@@ -667,13 +674,24 @@ def _fold_statistics(summaries: list[dict], task: Task) -> dict:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (or array, or list of them) as Python numbers; anything else as it is."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, np.generic) for v in value):
+        return type(value)(v.item() if isinstance(v, np.generic) else v for v in value)
+    return value
+
+
 def _id_list(ids: Any, name: str) -> list[str]:
     """Raw ids as strings, from a list, array or Series of str or int; anything else is an error."""
     if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple, np.ndarray, pd.Series, pd.Index)):
         raise NaspError(f"{name}: give a list of raw ids, got {type(ids).__name__}")
     out = []
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)  # 196.0 is the id 196, as DataFrames and files read it
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, np.integer)):
             raise NaspError(f"{name}: {value!r} is not a raw id (a string or an integer)")
         out.append(str(value))
     return out

@@ -140,6 +140,7 @@ def itemknn(x: sp.csr_matrix, k: int, shrink: float) -> Tensor:
     co = torch.from_numpy((x.T @ x).toarray().astype(np.float32))
     norms = co.diagonal().clone().sqrt_()
     sim = co.div_(norms[:, None] * norms[None, :] + shrink)
+    sim.nan_to_num_(0.0)  # an item without training interactions (0 / 0 when shrink is 0) has no neighbours
     sim.fill_diagonal_(0.0)
     k = min(k, sim.shape[0] - 1)
     if k < sim.shape[0] - 1:
@@ -233,12 +234,16 @@ class ItemItemNetwork(nn.Module):
         return scores if items is None else scores[:, items]
 
     @torch.no_grad()
-    def predict(self, users: Tensor, items: Tensor) -> Tensor:
-        """Scores of (user, item) pairs (each distinct user's row computed once); 0 where the
-        user or the item is unknown."""
+    def predict(self, users: Tensor, items: Tensor, chunk: int = 1024) -> Tensor:
+        """Scores of (user, item) pairs; 0 where the user or the item is unknown. The distinct
+        users are scored ``chunk`` at a time (a dense [chunk, items] block each)."""
         known = (users >= 0) & (items >= 0)
         distinct, row = torch.unique(users.clamp_min(0), return_inverse=True)
-        scores = (self.user_rows(distinct) @ self.B)[row, items.clamp_min(0)]
+        scores = torch.zeros(len(users), device=self.B.device)
+        for start in range(0, len(distinct), chunk):
+            pairs = ((row >= start) & (row < start + chunk)).nonzero().squeeze(1)
+            block = self.user_rows(distinct[start:start + chunk]) @ self.B
+            scores[pairs] = block[row[pairs] - start, items[pairs].clamp_min(0)]
         return torch.where(known, scores, torch.zeros_like(scores))
 
 
@@ -261,7 +266,11 @@ def fit(splits: Splits, config: ItemItemConfig, task, device: torch.device, test
     net.set_interactions(x)
     on_device = splits.to(device)
     metric, scores, best = task.metric, {}, None
-    for setting in config.grid():
+    grid = config.grid()
+    if not len(splits.valid) and len(grid) > 1:  # nothing to choose on: the first value, said
+        log.warning("%s: no validation data to choose a setting on; using the first of the grid, %s", config.model, grid[0])
+        grid = grid[:1]
+    for setting in grid:
         net.B = ITEM_MODELS.get(config.model)(x, **setting).to(device)
         valid = task.evaluate(net, on_device, "valid") if len(splits.valid) else {}
         label = ",".join(f"{v:g}" for v in setting.values())

@@ -68,8 +68,8 @@ class DataOptions:
             test_ratio if self.test_ratio is None else self.test_ratio,
             valid_ratio if self.valid_ratio is None else self.valid_ratio,
             self.seed,
-            read(self.test_data) if self.test_data else None,
-            read(self.valid_data) if self.valid_data else None,
+            read(self.test_data) if self.test_data is not None else None,
+            read(self.valid_data) if self.valid_data is not None else None,
         )
 
 
@@ -508,6 +508,8 @@ class Recommender:
         self._seen = (seen_users, seen_items, seen_split.long())
         self._seen_ptr, self._seen_items = group_rows(seen_users, seen_items, len(self.user_ids))
         self._candidates = self.net.known_items.cpu().clone()
+        self._known_users = self.net.known_users.cpu().clone()
+        self._popularity: Optional[Tensor] = None  # the pop fallback's counts, once needed
 
     def _rated_in(self, ratings_path: str, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         """``users``/``items`` plus every pair of the ratings file (models saved before the test
@@ -531,8 +533,10 @@ class Recommender:
         return self._seen_items[self._seen_ptr[u] : self._seen_ptr[u + 1]]
 
     def knows(self, user: str) -> bool:
-        """Whether ``user`` is in the data the model was trained on."""
-        return str(user) in self._index
+        """Whether ``user`` has training interactions in the model's data (a user whose rows all
+        went to validation or test is in the id map, but the model learned nothing of them)."""
+        index = self._index.get(str(user))
+        return index is not None and bool(self._known_users[index])
 
     def top(self, user: str, k: int, fallback: str = "none") -> list[dict]:
         """Top-``k`` items ``user`` has not rated, highest predicted rating first (fewer, or
@@ -541,9 +545,11 @@ class Recommender:
         if k < 1:
             raise NaspError(f"-k must be at least 1, got {k}")
         if not self.knows(user):
-            if FALLBACKS.get(fallback) is None:
-                self.user_index(user)  # the error naming the user
-            return FALLBACKS.get(fallback)(self, k)
+            serve = FALLBACKS.get(fallback)
+            if serve is None:
+                raise NaspError(f"unknown user {user!r}: no training interactions of this user in the model's data "
+                                "(--fallback pop serves the most popular items)")
+            return serve(self, k)
         u = self.user_index(user)
         items = torch.arange(len(self.item_ids), device=self.device)
         scores = self.net.predict(torch.full_like(items, u), items).cpu()
@@ -564,10 +570,11 @@ class Recommender:
     def popular(self, k: int) -> list[dict]:
         """The ``k`` items with the most interactions in the data the model was fitted on
         (training and validation), each scored by that count: the ``pop`` fallback."""
-        users, items, split = self._seen
-        counts = torch.bincount(items[split <= 1], minlength=len(self.item_ids)).double()
-        counts[counts == 0] = -float("inf")
-        return self._listed(counts, k)
+        if self._popularity is None:
+            _, items, split = self._seen
+            self._popularity = torch.bincount(items[split <= 1], minlength=len(self.item_ids)).double()
+            self._popularity[self._popularity == 0] = -float("inf")
+        return self._listed(self._popularity, k)
 
     def serve(self, users: Sequence[str], k: int, fallback: str) -> list[tuple[str, list[dict]]]:
         """Each user's top-``k``, in order. Users the model does not know get ``fallback``'s list
@@ -577,9 +584,9 @@ class Recommender:
             served = FALLBACKS.get(fallback) is not None
             if not served and len(unknown) == len(set(users)):
                 raise NaspError(f"unknown user{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown[:5]))}"
-                                f"{', ...' if len(unknown) > 5 else ''}: not in the ratings this model was trained on "
+                                f"{', ...' if len(unknown) > 5 else ''}: no training interactions in the model's data "
                                 "(--fallback pop serves the most popular items)")
-            log.warning("%d user(s) not in the ratings this model was trained on (%s%s): %s", len(unknown),
+            log.warning("%d user(s) without training interactions in the model's data (%s%s): %s", len(unknown),
                         ", ".join(map(repr, unknown[:5])), ", ..." if len(unknown) > 5 else "",
                         "served the most popular items (--fallback pop)" if served else "left out (--fallback none)")
             users = users if served else [u for u in users if self.knows(u)]
@@ -599,11 +606,13 @@ class Recommender:
     def evaluate(self, table: RatingTable, task: Task) -> dict[str, float]:
         """``task``'s metrics (without a prefix) on held-out interactions ``table``, with
         ``rows`` (given) and ``rows_scored``; ranking excludes the pairs the model trained and was
-        validated on, except those in ``table``, and scores only rows of known users and items
-        (rating: unknown ids are predicted by the biases, as ``predict``)."""
+        validated on, except those in ``table``, and scores the rows of users with training
+        interactions and items the model knows (an item unseen in training counts but is never a
+        hit, as in the test split); rating scores every row (unknown ids by the biases, as ``predict``)."""
         ids = IdMap(self.user_ids, self.item_ids)
         held = ids.encode(table)
         known = (held.users >= 0) & (held.items >= 0)
+        known &= self._known_users[held.users.clamp_min(0)]  # items unseen in training stay: they count, never hit
         counts = {"rows": len(held), "rows_scored": len(held) if task.name == "rating" else int(known.sum())}
         self._warn_overlap(held.known())
         if counts["rows_scored"] == 0:
@@ -615,7 +624,7 @@ class Recommender:
         if task.name == "rating":
             out = task.evaluate(self.net, _single_part(held, ids), "test")
             return {**{k[len("test_"):]: v for k, v in out.items()}, **counts}
-        held = held.known()
+        held = held.subset(known.nonzero().squeeze(1).numpy())
         users, items, split_code = (t.to(self.device) for t in self._seen)
         fitted = split_code <= 1
         n = len(ids.item_ids)

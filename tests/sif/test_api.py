@@ -92,7 +92,7 @@ def test_recommend_many_users_serves_the_known_and_falls_back(trained, tmp_path,
     assert r.exit_code == 0, r.output
     rows = [line.split(",") for line in r.stdout.splitlines()[1:]]
     assert [row[0] for row in rows] == ["1"] * 3 + ["nosuch"] * 3 + ["2"] * 3
-    assert "1 user(s) not in the ratings this model was trained on ('nosuch'): served the most popular" in r.stderr
+    assert "1 user(s) without training interactions in the model's data ('nosuch'): served the most popular" in r.stderr
     popular = model.model.popular(3)
     assert [row[2] for row in rows[3:6]] == [p["item"] for p in popular]
     counts = np.bincount(model.model._seen[1][model.model._seen[2] <= 1].numpy())
@@ -318,3 +318,62 @@ def test_every_command_option_is_a_keyword():
     for name in ("search", "train"):
         command = main.commands["sif"].commands[name]
         assert {p.name for p in command.params} - set(SIFOptions.field_names()) == fit_arguments | invocation, name
+
+
+def test_a_user_without_training_rows_is_served_by_the_fallback(tmp_path, tiny_ratings):
+    """A user whose only rating went to validation or test is in the id map, but the model knows
+    nothing of them: recommend falls back (and says so), predict marks them unknown."""
+    data = tmp_path / "u.data"
+    data.write_text(tiny_ratings.read_text() + "".join(f"lonely{k}\t{k % 40 + 1}\t4\t881250949\n" for k in range(30)))
+    model = SIF(ifc="multiply", max_epochs=1, verbose=False, **FAST).fit(data)
+    lonely = [u for u in model.model.user_ids if u.startswith("lonely") and not model.model.knows(u)]
+    assert lonely  # some single ratings fell into validation or test
+    assert model.recommend(lonely[0], k=3).item.tolist() == [p["item"] for p in model.model.popular(3)]
+    assert not model.predict([lonely[0]], ["1"]).known[0]
+    with pytest.raises(NaspError, match=f"unknown user '{lonely[0]}': no training interactions"):
+        model.recommend(lonely[0], fallback="none")
+
+
+def test_numpy_values_are_the_numbers_they_hold(tiny_ratings):
+    """Options from NumPy loops (np.int64 seeds, np.float32 rates, arrays of cut-offs) and NumPy
+    ids and k are accepted, as their Python values; the caller's determinism is restored."""
+    model = SIF(task="ranking", ifc="multiply", seed=np.int64(3), lr=np.float32(0.05), max_epochs=np.int32(1),
+                topk=np.array([10, 20]), deterministic=True, verbose=False, **FAST).fit(tiny_ratings)
+    assert model.options.seed == 3 and type(model.options.seed) is int and model.options.topk == [10, 20]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert len(model.recommend(np.int64(1), k=np.int64(2))) == 2
+    assert model.predict([1.0], [np.int64(2)]).user.tolist() == ["1"]
+
+
+def test_a_cross_validation_resumes_with_its_finished_folds(tiny_ratings, tmp_path, monkeypatch):
+    """Killed in its second fold, `--folds 3 --resume` keeps the first fold's summary, finishes
+    the rest and reports what an uninterrupted run reports."""
+    from nasp.runs import RunDir
+
+    args = ["sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "3", "--dim", "8", "--batch-size",
+            "128", "--folds", "3", "--json"]
+    whole = json.loads(_cli(*args, "--out", tmp_path / "whole").output)
+    real, saves = RunDir.save_checkpoint, []
+
+    def dies_in_fold_two(self, *a, **k):
+        real(self, *a, **k)
+        if self.path.name == "fold-2":
+            saves.append(1)
+            if len(saves) == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", dies_in_fold_two)
+    _cli(*args, "--out", tmp_path / "cv")
+    assert (tmp_path / "cv" / "fold-1" / "summary.json").exists() and not (tmp_path / "cv" / "summary.json").exists()
+    monkeypatch.setattr(RunDir, "save_checkpoint", real)
+    r = _cli("sif", "train", "--resume", "--out", tmp_path / "cv", "--json")
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.output)
+    assert again["fold_test_rmse"] == whole["fold_test_rmse"] and again["test_rmse"] == whole["test_rmse"]
+
+
+def test_a_fold_without_test_rows_is_refused(tmp_path):
+    data = tmp_path / "u.data"
+    data.write_text("1\t1\t4\t1\n1\t2\t3\t2\n" + "".join(f"{u}\t1\t4\t3\n" for u in range(2, 30)))  # one user with 2 rows
+    r = _cli("sif", "train", "--ifc", "multiply", "--data", data, "--folds", "3", "--out", tmp_path / "cv")
+    assert r.exit_code == 1 and "would test no row" in r.output and not (tmp_path / "cv").exists()

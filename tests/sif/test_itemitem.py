@@ -141,3 +141,19 @@ def test_parse_grid():
     assert parse_grid("10, 20,10", "--x", integer=True) == (10, 20)
     assert parse_grid(5.0, "--x", integer=False) == (5.0,)
     assert parse_grid([1, 2], "--x", integer=True) == (1, 2)
+
+
+def test_itemknn_without_shrink_gives_an_untrained_item_no_neighbours():
+    x = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], dtype=np.float32))  # item 2: no interaction
+    b = itemknn(x, 2, 0.0)
+    assert torch.isfinite(b).all() and (b[:, 2] == 0).all() and (b[2] == 0).all()
+
+
+def test_predict_in_chunks_equals_the_whole_block():
+    x = _random_matrix(users=50, items=9, seed=4)
+    net = ItemItemNetwork(ItemItemConfig("ease", 50, 9, lambdas=(3.0,)))
+    net.B = ease(x, 3.0)
+    net.set_interactions(x)
+    users, items = torch.randint(0, 50, (200,)), torch.randint(0, 9, (200,))
+    whole = (net.user_rows(torch.arange(50)) @ net.B)[users, items]
+    assert torch.allclose(net.predict(users, items, chunk=7), whole, atol=1e-6)
