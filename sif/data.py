@@ -1012,12 +1012,15 @@ def split_ratings(table: RatingTable, test_ratio: float, valid_ratio: float, see
 # item metadata ----------------------------------------------------------------------------------
 def read_titles(ratings_path: Union[str, Path]) -> dict[str, str]:
     """Item titles from ``u.item``/``movies.dat``/``movies.csv`` beside the ratings (or inside
-    the same zip); empty when there is none, with a warning for a MovieLens ratings file (whose
-    title file belongs beside it)."""
-    titles = _find_titles(Path(ratings_path)) if str(ratings_path) else {}
-    if not titles and Path(ratings_path).name in MOVIELENS_RATINGS:
-        log.warning("no %s beside %s: recommendations come without titles", " / ".join(ITEM_NAMES), ratings_path)
-    return titles
+    the same zip); empty when there is none."""
+    return _find_titles(Path(ratings_path)) if str(ratings_path) else {}
+
+
+def titles_missing(ratings_path: Union[str, Path], titles: dict) -> Optional[str]:
+    """The warning for a MovieLens ratings file read without the title file that belongs beside it."""
+    if titles or Path(ratings_path).name not in MOVIELENS_RATINGS:
+        return None
+    return f"no {' / '.join(ITEM_NAMES)} beside {ratings_path}: recommendations come without titles"
 
 
 def _find_titles(path: Path) -> dict[str, str]:

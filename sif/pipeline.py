@@ -24,7 +24,7 @@ from nasp.registry import Registry
 from nasp.runs import EarlyStopping, RunDir, _short, read_json, run_search, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
-from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path,
+from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, titles_missing,
                    split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
@@ -499,6 +499,7 @@ class Recommender:
         self.device = device
         self.net = net.to(device).eval()
         self.titles = read_titles(saved.get("ratings_path", ""))
+        self._untitled = titles_missing(saved.get("ratings_path", ""), self.titles)  # said at the first recommendation
         self._index = {u: k for k, u in enumerate(self.user_ids)}
         self._user_pos, self._item_index = pd.Index(self.user_ids), pd.Index(self.item_ids)
         if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
@@ -579,6 +580,9 @@ class Recommender:
     def serve(self, users: Sequence[str], k: int, fallback: str) -> list[tuple[str, list[dict]]]:
         """Each user's top-``k``, in order. Users the model does not know get ``fallback``'s list
         (with "none": no list, and an error when no user is known), reported in one warning."""
+        if self._untitled:
+            log.warning(self._untitled)
+            self._untitled = None
         unknown = [u for u in dict.fromkeys(users) if not self.knows(u)]
         if unknown:
             served = FALLBACKS.get(fallback) is not None
