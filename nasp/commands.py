@@ -37,7 +37,7 @@ RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""
 INVOCATION_ONLY = ("out", "resume", "as_json")
 """Options that belong to one invocation, never to the saved run."""
-ADDED_LATER = {"deterministic": False, "amp": False, "history_refreshes": None}
+ADDED_LATER = {"deterministic": False, "amp": False, "history_refreshes": None, "margin": None}
 """Flags added after runs were first saved, with the value a saved run without one ran with."""
 RUN_META = "nasp.run"
 """``ctx.meta`` key: the run directory the current command opened (for the Ctrl-C message)."""

@@ -528,6 +528,22 @@ class MLPHead(nn.Module):
         return self.outer(torch.relu(self.inner(z))).squeeze(-1)
 
 
+@torch.no_grad()
+def inherit(src: nn.Module, dst: nn.Module) -> None:
+    """Start ``dst`` from the weights of ``src``, which it replaces (a local search's swap): a
+    linear head takes the other's (bounded) output vector, so a free head starts as the box head
+    it replaces; any other parameter takes the one of the same name and shape (an op's bounded
+    output vector). Parameters without a counterpart keep their values."""
+    if isinstance(src, LinearHead) and isinstance(dst, LinearHead):
+        if src.weight.shape == dst.weight.shape:
+            dst.weight.copy_(src.vector())
+        return
+    theirs = dict(src.named_parameters())
+    for name, w in dst.named_parameters():
+        if name in theirs and theirs[name].shape == w.shape:
+            w.copy_(theirs[name])
+
+
 #: the element-wise functions of the larger space, applied to every coordinate of a side's
 #: vector: ``FUNCTIONS.get(name)(hidden, residual)``; "mlp" is ``ElementwiseMLP`` (its weights
 #: searched on validation data, as in the paper's space), the others have no parameters
