@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from nasp.errors import NaspError
-from nasp.runs import RunDir
 from nasp.strategies import SearchProblem, build_strategy
 from sif import SIF
 from sif.joint import DEFAULT_CHOICES, FUNCTION_PRESERVING, ROWS, JointConfig, JointNetwork
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import SEARCH_SPACE, SPACES
 
-from .conftest import planted_joint
+from .conftest import Killed, kill_at_checkpoint, planted_joint
 from .test_cli import FAST, _invoke
 
 HISTORY = (torch.tensor([0, 0, 1, 2, 2, 2, 3, 5]), torch.tensor([1, 4, 0, 2, 3, 8, 8, 6]))
@@ -108,27 +107,15 @@ def test_local_search_recovers_a_planted_one_row_change(seed):
     assert m.arch_["strategy"] == "local"
 
 
-class Killed(Exception):
-    pass
-
-
 def test_a_killed_local_search_resumes_to_the_uninterrupted_result(tiny_ratings, tmp_path, monkeypatch):
     args = ["sif", "search", "--space", "autocf", "--strategy", "local", "--data", tiny_ratings, "--epochs", "9",
             "--warmup-epochs", "2", "--max-epochs", "2", *FAST, "--baselines", "none", "--json"]
     first = _invoke(*args, "--out", tmp_path / "whole")
     assert first.exit_code == 0, first.output
-    real_save, count = RunDir.save_checkpoint, []
-
-    def killing(self, state):
-        real_save(self, state)
-        count.append(1)
-        if len(count) == 5:  # in the middle of the second row step
-            raise Killed
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    revive = kill_at_checkpoint(monkeypatch, 5)  # in the middle of the second row step
     with pytest.raises(Killed):
         _invoke(*args, "--out", tmp_path / "killed")
-    monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
+    revive()
     again = _invoke("sif", "search", "--resume", "--out", tmp_path / "killed", "--json")
     assert again.exit_code == 0, again.output
     volatile = ("seconds", "per_second", "run_dir")
