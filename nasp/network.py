@@ -87,11 +87,15 @@ class SearchNetwork(nn.Module):
         default: the projection of the current alphas."""
         return self.project()
 
-    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int, column: int) -> None:
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
         """Called by a local search before candidate ``column`` replaces the choice of ``row``
         of architecture tensor ``tensor`` in the discrete ``architecture``: set the weights of
         the candidate so that it starts computing what the replaced one computed, where the
-        space allows. Default: nothing (right where initial weights already do, or nothing can)."""
+        space allows. Returns the (source, destination) parameters whose values it copied (the
+        strategy copies their optimizer state too). Default: nothing (right where initial
+        weights already do, or where nothing can)."""
+        return []
 
     def reset_weights(self) -> None:
         """Re-initialise every weight (random search trains each candidate from scratch)."""

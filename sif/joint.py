@@ -222,17 +222,18 @@ class JointNetwork(SIFNetwork):
     def search_rows(self) -> dict[str, tuple[str, ...]]:
         return self.config.rows()
 
-    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int, column: int) -> None:
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
         """A new op takes the heads of the op it replaces, a new head the head it replaces (of the
         chosen op), where their shapes match (``inherit``); the other rows' candidates start as
         their initial weights make them (``FUNCTION_PRESERVING``)."""
         names = list(ROWS)
         chosen = {r: int(a[0].argmax()) for r, a in zip(names, architecture)}
         if names[tensor] == "op":
-            for src, dst in zip(self.heads[chosen["op"]], self.heads[column]):
-                inherit(src, dst)
-        elif names[tensor] == "head":
-            inherit(self.heads[chosen["op"]][chosen["head"]], self.heads[chosen["op"]][column])
+            return [pair for src, dst in zip(self.heads[chosen["op"]], self.heads[column]) for pair in inherit(src, dst)]
+        if names[tensor] == "head":
+            return inherit(self.heads[chosen["op"]][chosen["head"]], self.heads[chosen["op"]][column])
+        return []
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
         return self._report(alphas or self.arch_parameters(), alphas or self.arch_parameters())

@@ -519,10 +519,11 @@ class SIFNetwork(SearchNetwork):
             out.append(value)
         return out
 
-    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int, column: int) -> None:
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
         """A new op takes the output vector of the op it replaces (``inherit``): ops compute
         different functions of the same vectors, so none preserves the function."""
-        inherit(self.ops[int(architecture[0][0].argmax())], self.ops[column])
+        return inherit(self.ops[int(architecture[0][0].argmax())], self.ops[column])
 
     def logged_alphas(self, logged: dict) -> list[Tensor]:
         """The alphas of a metrics row's ``architecture``, whose arg-max is its logged interaction."""

@@ -529,19 +529,20 @@ class MLPHead(nn.Module):
 
 
 @torch.no_grad()
-def inherit(src: nn.Module, dst: nn.Module) -> None:
+def inherit(src: nn.Module, dst: nn.Module) -> list[tuple[nn.Parameter, nn.Parameter]]:
     """Start ``dst`` from the weights of ``src``, which it replaces (a local search's swap): a
     linear head takes the other's (bounded) output vector, so a free head starts as the box head
     it replaces; any other parameter takes the one of the same name and shape (an op's bounded
-    output vector). Parameters without a counterpart keep their values."""
+    output vector). Parameters without a counterpart keep their values. Returns the (source,
+    destination) pairs copied."""
     if isinstance(src, LinearHead) and isinstance(dst, LinearHead):
-        if src.weight.shape == dst.weight.shape:
-            dst.weight.copy_(src.vector())
-        return
-    theirs = dict(src.named_parameters())
-    for name, w in dst.named_parameters():
-        if name in theirs and theirs[name].shape == w.shape:
-            w.copy_(theirs[name])
+        pairs = [(src.weight, dst.weight)] if src.weight.shape == dst.weight.shape else []
+    else:
+        theirs = dict(src.named_parameters())
+        pairs = [(theirs[name], w) for name, w in dst.named_parameters() if name in theirs and theirs[name].shape == w.shape]
+    for source, w in pairs:
+        w.copy_(src.vector() if isinstance(src, LinearHead) else source)
+    return pairs
 
 
 #: the element-wise functions of the larger space, applied to every coordinate of a side's

@@ -97,9 +97,14 @@ class LocalSearch(WarmingUp, Strategy):
 
     def move(self, row: Row, column: Optional[int]) -> None:
         """Set the network to the incumbent with ``row`` changed to ``column``, the candidate
-        swapped in (``SearchNetwork.swap_in``); None: the incumbent itself."""
+        swapped in (``SearchNetwork.swap_in``; the weights it copies bring their optimizer
+        state along, so that their next steps are as small as the replaced one's); None: the
+        incumbent itself."""
         if column is not None:
-            self.network.swap_in(self.incumbent, row[0], row[1], column)
+            state = self.weight_optimizer.state
+            for src, dst in self.network.swap_in(self.incumbent, row[0], row[1], column):
+                if src in state:
+                    state[dst] = copy.deepcopy(state[src])
         self.network.set_architecture(self.changed(row, column))
         self.forget_selection()
 
