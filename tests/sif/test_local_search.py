@@ -17,6 +17,7 @@ from sif.space import SEARCH_SPACE, SPACES
 
 from .conftest import Killed, kill_at_checkpoint, planted_joint
 from .test_cli import FAST, _invoke
+from .test_ranking_task import log_file  # noqa: F401 (a fixture)
 
 HISTORY = (torch.tensor([0, 0, 1, 2, 2, 2, 3, 5]), torch.tensor([1, 4, 0, 2, 3, 8, 8, 6]))
 PAIRS = (torch.tensor([0, 1, 2, 3, 4, 5, 0, 3]), torch.tensor([0, 2, 4, 6, 8, 1, 3, 5]))
@@ -146,6 +147,17 @@ def test_a_killed_local_search_resumes_to_the_uninterrupted_result(tiny_ratings,
     assert rows[0] == rows[1] and [r.get("trial") for r in rows[0][2:5]] == ["stay", "row 0 candidate 0", "row 0 candidate 1"]
     arch = [json.loads((out / "arch.json").read_text()) for out in (tmp_path / "whole", tmp_path / "killed")]
     assert arch[0] == arch[1] and arch[0]["strategy"] == "local"
+
+
+def test_local_search_in_the_papers_space_on_the_ranking_task(log_file, tmp_path):  # noqa: F811
+    out = tmp_path / "s"
+    r = _invoke("sif", "search", "--task", "ranking", "--strategy", "local", "--data", log_file, "--epochs", "6",
+                "--warmup-epochs", "1", "--max-epochs", "2", *FAST, "--baselines", "none", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row.get("trial") for row in rows] == [None, "stay"] + [f"row 0 candidate {k}" for k in range(1, 5)]
+    assert [row["architecture"]["interaction"] for row in rows] == ["multiply", "multiply", *SEARCH_SPACE[1:]]
+    assert rows[-1]["kept"] and json.loads((out / "arch.json").read_text())["strategy"] == "local"
 
 
 def test_local_search_warns_about_options_it_ignores_and_refuses_a_bad_margin(tiny_ratings, tmp_path, caplog):
