@@ -34,6 +34,11 @@ from .registry import STRATEGIES
 #: the default of ``margin``: a replacement must beat the incumbent by 0.1% of its score
 DEFAULT_MARGIN = 1e-3
 
+#: each trial ramps the learning rate up linearly over this fraction of an epoch's steps (the
+#: previous epoch's count), the stay's too: a swapped-in parameter without optimizer state then
+#: gathers some before its steps reach full size (Adagrad's first step is as large as the rate)
+RAMP = 0.25
+
 #: a row of the architecture: (architecture tensor, row of that tensor)
 Row = tuple[int, int]
 
@@ -73,6 +78,8 @@ class LocalSearch(WarmingUp, Strategy):
         self.best: Optional[dict] = None          # this row step's best trial: column, score, state
         self.stay_score: Optional[float] = None
         self.history: list[dict] = []             # one entry per row step
+        self.steps = 0                            # this epoch's steps so far
+        self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
         self.label: Optional[str] = None          # the trial this epoch trains, for its metrics row
         self.kept: Optional[str] = None           # the decision of the row step this epoch ended
 
@@ -140,6 +147,7 @@ class LocalSearch(WarmingUp, Strategy):
     # lifecycle --------------------------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> None:
         self.kept = self.label = None
+        self.steps = 0
         if self.begin_warmup(epoch) or self.finished or not self.rows:
             return  # the incumbent trains on
         if self.saved is None:  # the first trial: the warm-up is over
@@ -152,10 +160,23 @@ class LocalSearch(WarmingUp, Strategy):
         self.label = self._name(self.trials[self.trial])
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
-        return {"train_loss": self.weight_step(train_batch, self.single_path())}
+        groups = self.weight_optimizer.param_groups
+        rates = [g["lr"] for g in groups]
+        ramp = RAMP * self.epoch_steps if self.label is not None else 0
+        scale = min(1.0, (self.steps + 1) / ramp) if ramp >= 1 else 1.0
+        for g, rate in zip(groups, rates):
+            g["lr"] = rate * scale
+        try:
+            loss = self.weight_step(train_batch, self.single_path())
+        finally:
+            for g, rate in zip(groups, rates):
+                g["lr"] = rate
+        self.steps += 1
+        return {"train_loss": loss}
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)
+        self.epoch_steps = self.steps
         if self.warming:
             self.end_warmup(metrics)
             return
@@ -191,7 +212,8 @@ class LocalSearch(WarmingUp, Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
-                "best": self.best, "stay_score": self.stay_score, "history": self.history, "finished": self.finished}
+                "best": self.best, "stay_score": self.stay_score, "history": self.history, "finished": self.finished,
+                "epoch_steps": self.epoch_steps}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -200,3 +222,4 @@ class LocalSearch(WarmingUp, Strategy):
         self.row, self.unchanged, self.trial = int(state["row"]), int(state["unchanged"]), int(state["trial"])
         self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
         self.stay_score, self.history, self.finished = state["stay_score"], list(state["history"]), bool(state["finished"])
+        self.epoch_steps = int(state["epoch_steps"])
