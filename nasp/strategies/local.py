@@ -6,8 +6,9 @@ architecture tensor with more than one candidate) and run one *row step*: a tria
 of that row, each trial one epoch of the run loop. Every trial starts from the incumbent's
 weights and optimizer state; the row's first trial keeps the incumbent ("stay"), every other one
 swaps another candidate in (``SearchNetwork.swap_in``: where the space allows, it starts computing
-the function of the candidate it replaces). A trial trains one epoch on the training data and is
-scored on the whole validation set (the run loop's evaluation). The best trial that beats the
+the function of the candidate it replaces). A trial trains one epoch on the training data, its
+learning rate ramped up over the first ``RAMP`` of it, and is scored on the whole validation set
+(the run loop's evaluation). The best trial that beats the
 stay by the relative ``margin`` becomes the incumbent, with the weights it trained; otherwise the
 stay does. So every replacement is compared with the incumbent trained as long, the network is
 discrete at every step, only chosen candidates train, and the validation data only decide.
