@@ -163,6 +163,7 @@ class LocalSearch(WarmingUp, Strategy):
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         groups = self.weight_optimizer.param_groups
         rates = [g["lr"] for g in groups]
+        # trials only; the very first epoch of a search without warm-up has no length to go by
         ramp = RAMP * self.epoch_steps if self.label is not None else 0
         scale = min(1.0, (self.steps + 1) / ramp) if ramp >= 1 else 1.0
         for g, rate in zip(groups, rates):
