@@ -46,7 +46,10 @@ Row = tuple[int, int]
 
 def check_margin(value: Any) -> float:
     """``value`` as a relative margin (a finite number >= 0), else a NaspError."""
-    margin = float(value)
+    try:
+        margin = float(value)
+    except (TypeError, ValueError):
+        margin = float("nan")
     if not 0 <= margin < float("inf"):
         raise NaspError(f"--margin {value!r}: must be a number >= 0 (a fraction of the incumbent's score)")
     return margin
@@ -76,9 +79,8 @@ class LocalSearch(WarmingUp, Strategy):
         self.trials: list[Optional[int]] = []     # this row step's candidates (None: stay)
         self.trial = -1                           # the trial this epoch trains
         self.saved: Optional[dict] = None         # the incumbent's weights and optimizer state
-        self.best: Optional[dict] = None          # this row step's best trial: column, score, state
+        self.best: Optional[dict] = None          # this row step's best trial: its column, score and state
         self.stay_score: Optional[float] = None
-        self.history: list[dict] = []             # one entry per row step
         self.steps = 0                            # this epoch's steps so far
         self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
         self.label: Optional[str] = None          # the trial this epoch trains, for its metrics row
@@ -138,7 +140,6 @@ class LocalSearch(WarmingUp, Strategy):
         """The row step's best trial becomes the incumbent; the next row is next."""
         column = self.best["column"]
         self.kept = self._name(column)
-        self.history.append({"row": self.row, "scores": self.best["scores"], "kept": self.kept})
         self.incumbent = self.changed(self.rows[self.row], column)
         self.saved, self.best, self.trials = self.best["state"], None, []
         self.unchanged = self.unchanged + 1 if column is None else 0
@@ -186,13 +187,11 @@ class LocalSearch(WarmingUp, Strategy):
             self.finished = True
             return
         score, column = float(metrics[self.problem.metric]), self.trials[self.trial]
-        scores = (self.best["scores"] if self.best is not None else []) + [score]
         if column is None:
             self.stay_score = score
             self.best = {"column": None, "score": score, "state": self._snapshot()}
         elif self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"]):
             self.best = {"column": column, "score": score, "state": self._snapshot()}
-        self.best["scores"] = scores
         if self.trial == len(self.trials) - 1 or epoch == self.epochs - 1:
             self._end_row_step()
         if self.finished or epoch == self.epochs - 1:  # the run ends holding the incumbent
@@ -214,7 +213,7 @@ class LocalSearch(WarmingUp, Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
-                "best": self.best, "stay_score": self.stay_score, "history": self.history, "finished": self.finished,
+                "best": self.best, "stay_score": self.stay_score, "finished": self.finished,
                 "epoch_steps": self.epoch_steps}
 
     def load_state_dict(self, state: dict) -> None:
@@ -223,5 +222,5 @@ class LocalSearch(WarmingUp, Strategy):
         self.incumbent = [a.clone() for a in state["incumbent"]]
         self.row, self.unchanged, self.trial = int(state["row"]), int(state["unchanged"]), int(state["trial"])
         self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
-        self.stay_score, self.history, self.finished = state["stay_score"], list(state["history"]), bool(state["finished"])
+        self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
         self.epoch_steps = int(state["epoch_steps"])
