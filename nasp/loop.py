@@ -14,7 +14,7 @@ Order within an epoch::
     for train_batch (and valid_batch): stepper.step(...)
     with stepper.evaluation(): metrics = evaluate(network)
     row = {epoch (from 1), mean step stats, metrics, stepper.describe(), architecture, seconds}
-    stepper.end_epoch(e, metrics); stop = any(hook.end_epoch(e, row))
+    stepper.end_epoch(e, metrics); stop = stepper.finished or any(hook.end_epoch(e, row))
     append row; save checkpoint; hooks.after_checkpoint(e, row); stop or next epoch
     (at the end) hooks.on_end()
 
@@ -351,7 +351,7 @@ class RunLoop:
         row.update(stepper.describe())  # after end_epoch: e.g. the RNN's switch to averaging
         row["seconds"] = round(time.perf_counter() - t0, 4)
         row["train_seconds"] = round(train_seconds, 4)
-        stop = False
+        stop = bool(getattr(stepper, "finished", False))  # a search with nothing left to try
         for hook in self.hooks:
             try:
                 stop = bool(hook.end_epoch(epoch, row)) or stop

@@ -87,6 +87,21 @@ class SearchNetwork(nn.Module):
         alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]
         return self.projection()(alphas)
 
+    def default_architecture(self) -> list[Tensor]:
+        """The discrete architecture a local search starts from (a domain's default model);
+        default: the projection of the current alphas."""
+        return self.project()
+
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """Called by a local search before candidate ``column`` replaces the choice of ``row``
+        of architecture tensor ``tensor`` in the discrete ``architecture``: set the weights of
+        the candidate so that it starts computing what the replaced one computed, where the
+        space allows. Returns the (source, destination) parameters whose values it copied (the
+        strategy copies their optimizer state too). Default: nothing (right where initial
+        weights already do, or where nothing can)."""
+        return []
+
     def reset_weights(self) -> None:
         """Re-initialise every weight (random search trains each candidate from scratch)."""
         for module in self.modules():

@@ -151,7 +151,10 @@ def _run(command: str, opts: dict) -> None:
 @sif.command(cls=RunCommand)
 @data_options
 @click.option("--strategy", type=click.Choice(SEARCH_STRATEGIES), default="nasp", show_default=True,
-              help="nasp (proximal), no-auto (single level), darts, darts2, gdas, random.")
+              help="nasp (proximal), no-auto (single level), darts, darts2, gdas, random, local (warm-started local "
+                   "search: train the default model, then try each one-row change, one epoch each from the incumbent's "
+                   "weights, and keep the best that beats the incumbent by --margin on the whole validation set; "
+                   "--epochs is its budget, about one epoch per candidate of each row per pass; docs/sif.md).")
 @click.option("--space", type=click.Choice(list(SPACES)), default="sif", show_default=True,
               help="sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and box head fixed). "
                    "autocf: input encoding and element-wise function of each side, vector-wise op and prediction head searched "
@@ -170,10 +173,14 @@ def _run(command: str, opts: dict) -> None:
                    "(validation data then enter these weights and the searched model's validation score flatters it). "
                    "Default: they are weights, trained on training data only.")
 @click.option("--warmup-epochs", type=WARMUP_EPOCHS, default=None,
-              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; "
+              help="nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; local: "
+                   "epochs that train the default model before the first change is tried; "
                    "'auto': until the validation metric stops improving "
-                   "[default: auto (rating), 2 (ranking)].")
+                   "[default: auto (rating), 2 (ranking); local: 3].")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Architectures tried by --strategy random (default: 10).")
+@click.option("--margin", type=click.FloatRange(min=0), default=None,
+              help="local: a one-row change replaces the incumbent when its validation metric beats the incumbent's, "
+                   "trained as long, by this fraction of it (default: 0.001).")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain the found IFC to convergence and report test metrics.")
 @click.option("--baselines", default=None, metavar="none|all|IFC[,IFC...]",
               help="Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "

@@ -33,6 +33,7 @@ from nasp.devices import check_amp, set_deterministic
 from nasp.distributed import check_shards
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
+from nasp.strategies.local import check_margin
 from nasp.strategies.proximal import check_warmup
 
 from . import itemitem, lightgcn, pipeline
@@ -112,6 +113,8 @@ class SIFOptions(RunConfig):
     arch_lr: Optional[float] = None
     warmup_epochs: Union[int, str, None] = None
     candidates: Optional[int] = None
+    #: local search: the relative margin by which a replacement must beat the incumbent (``--margin``)
+    margin: Optional[float] = None
     retrain: bool = True
     warm_start: bool = False
     max_epochs: int = 100
@@ -178,6 +181,8 @@ class SIFOptions(RunConfig):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
+        if self.margin is not None:
+            check_margin(self.margin)
         if self.batch_size is not None:
             check_shards(self.batch_size, "--batch-size")
         if self.implicit is False:
@@ -219,7 +224,7 @@ class SIF:
     """Search (or train) an interaction function for collaborative filtering.
 
     ``task``: "rating" (explicit ratings, RMSE) or "ranking" (implicit feedback, top-K).
-    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random); ``space="autocf"``
+    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random, local); ``space="autocf"``
     searches the larger space (docs/sif.md), the default "sif" the paper's. Give
     ``ifc="multiply"`` (or another fixed interaction) to train a baseline instead, or
     ``arch=PATH`` to retrain a searched architecture. Every other option is a ``SIFOptions``
@@ -256,11 +261,13 @@ class SIF:
             raise NaspError(f"{arch['_path']}: an architecture searched for the {saved} task; this is --task {self.task.name}")
 
     def _check_warmup(self) -> Union[int, str, None]:
-        """--warmup-epochs, defaulting to ``auto`` (no warm-up for a one-epoch search), checked
-        against --epochs; as given for strategies without a warm-up (which warn that they ignore it)."""
-        given = self.options.warmup_epochs
-        if self.searches and STRATEGIES.get(self.options.strategy).uses_warmup:
-            return check_warmup(self.task.warmup(self.options.epochs) if given is None else given, self.options.epochs)
+        """--warmup-epochs, defaulting to the strategy's (``default_warmup``) or else the task's
+        (no warm-up for a one-epoch search), checked against --epochs; as given for strategies
+        without a warm-up (which warn that they ignore it)."""
+        given, strategy, epochs = self.options.warmup_epochs, STRATEGIES.get(self.options.strategy), self.options.epochs
+        if self.searches and strategy.uses_warmup:
+            default = self.task.warmup(epochs) if strategy.default_warmup is None else min(strategy.default_warmup, epochs - 1)
+            return check_warmup(default if given is None else given, epochs)
         return given
 
     @property
@@ -459,7 +466,7 @@ class SIF:
         else:
             config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), o.strategy, o.epochs, o.seed, device,
-                                            o.candidates, self._check_warmup(), self.task)
+                                            o.candidates, self._check_warmup(), self.task, o.margin)
         run.write_json("search.json", found)
         return found
 

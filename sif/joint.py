@@ -27,7 +27,7 @@ from .itemitem import ItemItemConfig, ItemItemNetwork
 from .lightgcn import NAME as LIGHTGCN, LightGCNConfig, LightGCNNetwork
 from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
-                    item_chunks)
+                    inherit, item_chunks)
 
 #: the rows of the space in the order of ``arch_parameters``, row name -> ``JointConfig`` field
 ROWS = {"user_input": "user_inputs", "item_input": "item_inputs", "user_function": "user_functions",
@@ -38,6 +38,16 @@ ROWS = {"user_input": "user_inputs", "item_input": "item_inputs", "user_function
 #: baseline, the same model)
 DEFAULT_CHOICES = {"user_input": "both", "item_input": "id", "user_function": "identity", "item_function": "identity",
                    "op": "multiply", "head": "box"}
+
+
+#: the candidates that a local search swaps in computing what the candidate they replace computed
+#: (``JointNetwork.swap_in`` at their initial weights): (row, candidate) -> the replaced candidate.
+#: History factors start at zero, the residual element-wise MLP as the identity (``--mlp residual``),
+#: ``weighted`` as the identity matrix with the replaced op's heads, a ``free`` head with the box
+#: head's bounded vector. Every other swap changes the function (docs/sif.md, "Local search").
+FUNCTION_PRESERVING = {("user_input", "both"): "id", ("item_input", "both"): "id",
+                       ("user_function", "mlp"): "identity", ("item_function", "mlp"): "identity",
+                       ("op", "weighted"): "multiply", ("head", "free"): "box"}
 
 
 def parse_choices(spec: str) -> dict[str, str]:
@@ -160,6 +170,8 @@ class JointNetwork(SIFNetwork):
     not built: id embeddings without an ``id``/``both`` candidate on that side, history encoders
     without a ``history``/``both`` candidate, element-wise MLPs without ``mlp``."""
 
+    default_choices = DEFAULT_CHOICES
+
     def __init__(self, config: JointConfig) -> None:
         SearchNetwork.__init__(self)
         self.config = config
@@ -217,6 +229,22 @@ class JointNetwork(SIFNetwork):
         searched = {"user": len(self.config.user_functions) > 1, "item": len(self.config.item_functions) > 1}
         return [w for side, mlp in (("user", self.mlp_u), ("item", self.mlp_v)) if mlp is not None and searched[side]
                 for w in mlp.parameters()]
+
+    def search_rows(self) -> dict[str, tuple[str, ...]]:
+        return self.config.rows()
+
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """A new op takes the heads of the op it replaces, a new head the head it replaces (of the
+        chosen op), where their shapes match (``inherit``); the other rows' candidates start as
+        their initial weights make them (``FUNCTION_PRESERVING``)."""
+        names = list(ROWS)
+        chosen = {r: int(a[0].argmax()) for r, a in zip(names, architecture)}
+        if names[tensor] == "op":
+            return [pair for src, dst in zip(self.heads[chosen["op"]], self.heads[column]) for pair in inherit(src, dst)]
+        if names[tensor] == "head":
+            return inherit(self.heads[chosen["op"]][chosen["head"]], self.heads[chosen["op"]][column])
+        return []
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
         return self._report(alphas or self.arch_parameters(), alphas or self.arch_parameters())

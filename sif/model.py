@@ -11,7 +11,8 @@ from nasp import SearchNetwork, mix, plan
 from nasp.distributed import world
 from nasp.loop import Hook
 
-from .space import BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp
+from .space import (BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp,
+                    inherit)
 
 
 #: how many times per epoch (per training lookups of as many rows as the history holds) a
@@ -399,6 +400,9 @@ class SIFNetwork(SearchNetwork):
     biases that exist.
     """
 
+    #: the default model a local search starts from: row name -> candidate (``search_rows``)
+    default_choices = {"op": "multiply"}
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         for name in config.ops:
@@ -511,6 +515,25 @@ class SIFNetwork(SearchNetwork):
         out = self.derive(continuous if continuous is not None else discrete)
         out["interaction"] = self.config.ops[int(discrete[0].detach()[0].argmax())]
         return out
+
+    def search_rows(self) -> dict[str, tuple[str, ...]]:
+        """Row name -> candidates, in the order of ``arch_parameters``."""
+        return {"op": tuple(self.config.ops)}
+
+    def default_architecture(self) -> list[Tensor]:
+        """One-hot rows of ``default_choices`` (a row without its default: its first candidate)."""
+        out = []
+        for (row, names), a in zip(self.search_rows().items(), self.arch_parameters()):
+            value = torch.zeros_like(a.detach())
+            value[0, names.index(self.default_choices[row]) if self.default_choices.get(row) in names else 0] = 1
+            out.append(value)
+        return out
+
+    def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
+                column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """A new op takes the output vector of the op it replaces (``inherit``): ops compute
+        different functions of the same vectors, so none preserves the function."""
+        return inherit(self.ops[int(architecture[0][0].argmax())], self.ops[column])
 
     def logged_alphas(self, logged: dict) -> list[Tensor]:
         """The alphas of a metrics row's ``architecture``, whose arg-max is its logged interaction."""

@@ -179,7 +179,8 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
            epochs: int, seed: int, device: torch.device, candidates: Optional[int] = None,
-           warmup_epochs: Union[int, str, None] = None, task: Optional[Task] = None) -> tuple[dict, dict]:
+           warmup_epochs: Union[int, str, None] = None, task: Optional[Task] = None,
+           margin: Optional[float] = None) -> tuple[dict, dict]:
     """Search the interaction function; writes ``arch.json``. Returns (arch, search summary)."""
     task = task or RatingTask()
     if len(splits.valid) == 0:
@@ -187,7 +188,8 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     if STRATEGIES.get(strategy).unrolls_weights:  # darts2: no gradients gathered across steps
         config = dataclasses.replace(config, history_refreshes=None)
     net = build_network(splits, config, device, task)
-    problem = make_problem(net, settings, {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs}, task)
+    options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin}
+    problem = make_problem(net, settings, options, task)
     strat = build_strategy(strategy, problem, epochs)
     on_device = splits.to(device)
     t0 = time.perf_counter()

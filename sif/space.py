@@ -528,6 +528,23 @@ class MLPHead(nn.Module):
         return self.outer(torch.relu(self.inner(z))).squeeze(-1)
 
 
+@torch.no_grad()
+def inherit(src: nn.Module, dst: nn.Module) -> list[tuple[nn.Parameter, nn.Parameter]]:
+    """Start ``dst`` from the weights of ``src``, which it replaces (a local search's swap): a
+    linear head takes the other's (bounded) output vector, so a free head starts as the box head
+    it replaces; any other parameter takes the one of the same name and shape (an op's bounded
+    output vector). Parameters without a counterpart keep their values. Returns the (source,
+    destination) pairs copied."""
+    if isinstance(src, LinearHead) and isinstance(dst, LinearHead):
+        pairs = [(src.weight, dst.weight)] if src.weight.shape == dst.weight.shape else []
+    else:
+        theirs = dict(src.named_parameters())
+        pairs = [(theirs[name], w) for name, w in dst.named_parameters() if name in theirs and theirs[name].shape == w.shape]
+    for source, w in pairs:
+        w.copy_(src.vector() if isinstance(src, LinearHead) else source)
+    return pairs
+
+
 #: the element-wise functions of the larger space, applied to every coordinate of a side's
 #: vector: ``FUNCTIONS.get(name)(hidden, residual)``; "mlp" is ``ElementwiseMLP`` (its weights
 #: searched on validation data, as in the paper's space), the others have no parameters

@@ -52,12 +52,14 @@ class SearchOptions:
         warmup_epochs: NASP warm-up epochs before the architecture moves (a count or "auto").
         candidates: random search: architectures tried.
         unrolled: DARTS second order: how the unrolled weight step is taken.
+        margin: local search: the relative margin by which a replacement must beat the incumbent.
     """
 
     seed: int = 0
     warmup_epochs: Union[int, str, None] = None
     candidates: Optional[int] = None
     unrolled: Optional[str] = None
+    margin: Optional[float] = None
 
     @classmethod
     def of(cls, value: Union["SearchOptions", dict, None]) -> "SearchOptions":
@@ -129,6 +131,11 @@ class SearchProblem:
             return True
         return a > b if self.higher_is_better else a < b
 
+    def beats(self, a: float, b: float, tolerance: float) -> bool:
+        """Whether score ``a`` beats ``b`` by more than the fraction ``tolerance`` of ``|b|``."""
+        margin = tolerance * abs(b)
+        return self.better(a, b + margin if self.higher_is_better else b - margin)
+
 
 class Strategy(ABC):
     """Base of every search method. Subclasses implement ``step`` (and maybe more hooks)."""
@@ -151,6 +158,11 @@ class Strategy(ABC):
     #: what the validation metrics of an epoch score: "discrete architecture" (the exported
     #: one) or "supernet" (DARTS: the softmax mixture, not the derived cell)
     validates: ClassVar[str] = "discrete architecture"
+    #: the warm-up epochs (``warmup_epochs``) a domain gives this strategy when none is given;
+    #: None: the domain's own default
+    default_warmup: ClassVar[Optional[int]] = None
+    #: set by a strategy that has nothing left to search: the run loop stops after this epoch
+    finished: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -34,8 +34,50 @@ def check_warmup(warmup_epochs: Union[int, str], epochs: int) -> Union[int, str]
     return warmup_epochs
 
 
+class WarmingUp:
+    """The warm-up of a strategy that reads ``warmup_epochs`` (NASP, local search): the first
+    epochs train without searching; ``"auto"`` warms up until the validation metric improves on
+    its best by less than ``AUTO_WARMUP_TOLERANCE`` (at most ``epochs - 1``). Checkpointed."""
+
+    problem: SearchProblem
+    epochs: int
+
+    def init_warmup(self, problem: SearchProblem, epochs: int) -> None:
+        self.warmup_epochs = check_warmup(problem.options.get("warmup_epochs", 0), epochs)
+        self.warming = False
+        self.warmup_over = False           # "auto": the metric has stopped improving
+        self.warmup_best: Optional[float] = None
+
+    def begin_warmup(self, epoch: int) -> bool:
+        """Whether ``epoch`` warms up (also held in ``warming``)."""
+        if self.warmup_epochs == AUTO:
+            self.warming = not self.warmup_over and epoch < self.epochs - 1
+        else:
+            self.warming = epoch < self.warmup_epochs
+        return self.warming
+
+    def end_warmup(self, metrics: dict[str, float]) -> None:
+        """After a warm-up epoch's evaluation: ``"auto"`` ends at the first epoch that does not improve enough."""
+        if self.warming and self.warmup_epochs == AUTO:
+            value, best = float(metrics[self.problem.metric]), self.warmup_best
+            if best is None or self.problem.beats(value, best, AUTO_WARMUP_TOLERANCE):
+                self.warmup_best = value
+            else:
+                self.warmup_over = True
+
+    def describe(self) -> dict:
+        return {"warmup": self.warming}
+
+    def warmup_state(self) -> dict:
+        return {"over": self.warmup_over, "best": self.warmup_best}
+
+    def load_warmup_state(self, state: dict) -> None:
+        if "warmup" in state:
+            self.warmup_over, self.warmup_best = state["warmup"]["over"], state["warmup"]["best"]
+
+
 @STRATEGIES.register("nasp")
-class NASP(Strategy):
+class NASP(WarmingUp, Strategy):
     """Per iteration: discretize; architecture step on a validation batch at the discrete point
     (every op evaluated, only selected ones with autograd), then Adam + clamp on the continuous
     values; discretize again; weight step running only the selected op of every kept edge.
@@ -52,10 +94,7 @@ class NASP(Strategy):
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)
-        self.warmup_epochs = check_warmup(problem.options.get("warmup_epochs", 0), epochs)
-        self.warming = False
-        self.warmup_over = False           # "auto": the metric has stopped improving
-        self.warmup_best: Optional[float] = None
+        self.init_warmup(problem, epochs)
         self.generator = torch.Generator().manual_seed(int(problem.options.seed))
         net = self.network
         extras = net.arch_extra_parameters()
@@ -73,27 +112,11 @@ class NASP(Strategy):
 
     def begin_epoch(self, epoch: int) -> None:
         self.architect.forget()  # each epoch's first step projects afresh
-        if self.warmup_epochs == AUTO:
-            self.warming = not self.warmup_over and epoch < self.epochs - 1
-        else:
-            self.warming = epoch < self.warmup_epochs
+        self.begin_warmup(epoch)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)
-        if self.warming and self.warmup_epochs == AUTO:
-            value, best = float(metrics[self.problem.metric]), self.warmup_best
-            if best is None:
-                self.warmup_best = value
-                return
-            margin = AUTO_WARMUP_TOLERANCE * abs(best)
-            target = best + margin if self.problem.higher_is_better else best - margin
-            if self.problem.better(value, target):
-                self.warmup_best = value
-            else:
-                self.warmup_over = True
-
-    def describe(self) -> dict:
-        return {"warmup": self.warming}
+        self.end_warmup(metrics)
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         if self.warming:
@@ -122,15 +145,14 @@ class NASP(Strategy):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "architect": self.architect.state_dict(), "generator": self.generator.get_state(),
-                "warmup": {"over": self.warmup_over, "best": self.warmup_best}}
+                "warmup": self.warmup_state()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.architect.load_state_dict(state["architect"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
-        if "warmup" in state:
-            self.warmup_over, self.warmup_best = state["warmup"]["over"], state["warmup"]["best"]
+        self.load_warmup_state(state)
 
 
 @STRATEGIES.register("no-auto")

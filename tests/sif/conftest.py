@@ -1,8 +1,11 @@
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+
+from nasp.runs import RunDir
 
 from sif.space import INTERACTIONS
 
@@ -69,3 +72,22 @@ def planted_joint(choices: dict, users: int = 150, items: int = 100, n: int = 90
     g = torch.Generator().manual_seed(seed)
     r = 3.0 + 2.0 * (score - score.mean()) / score.std() + noise * torch.randn(n, generator=g)
     return np.stack([uu.numpy() + 1, ii.numpy() + 1, r.numpy()], axis=1)
+
+
+class Killed(Exception):
+    """Raised by ``kill_at_checkpoint``'s patched ``RunDir.save_checkpoint``."""
+
+
+def kill_at_checkpoint(monkeypatch, n: int) -> Callable[[], None]:
+    """Make the run die right after writing its ``n``-th checkpoint (raises ``Killed``);
+    returns what ends it."""
+    real_save, count = RunDir.save_checkpoint, []
+
+    def killing(self, state):
+        real_save(self, state)
+        count.append(1)
+        if len(count) == n:
+            raise Killed
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    return lambda: monkeypatch.setattr(RunDir, "save_checkpoint", real_save)

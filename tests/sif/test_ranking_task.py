@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from cli import main
 from nasp.errors import NaspError
-from nasp.runs import RunDir
 from sif import SIF
 from sif.data import SplitSpec, per_user_counts, read_ratings, split
 from sif.space import INTERACTIONS
+
+from .conftest import Killed, kill_at_checkpoint
 
 FAST = ["--dim", "8", "--batch-size", "128"]
 
@@ -184,26 +185,14 @@ def test_given_validation_and_test_files(log_file, tmp_path):
 
 
 # resume ----------------------------------------------------------------------------------------
-class Killed(Exception):
-    pass
-
-
 def test_a_ranking_search_killed_in_the_middle_resumes_to_the_same_summary(log_file, tmp_path, monkeypatch):
     args = ["sif", "search", "--data", log_file, "--task", "ranking", "--epochs", "4", "--max-epochs", "3", *FAST, "--json"]
     first = _invoke(*args, "--out", tmp_path / "whole")
     assert first.exit_code == 0, first.output
-    real_save, count = RunDir.save_checkpoint, []
-
-    def killing(self, state):
-        real_save(self, state)
-        count.append(1)
-        if len(count) == 2:  # the second search epoch's checkpoint
-            raise Killed
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", killing)
+    revive = kill_at_checkpoint(monkeypatch, 2)  # the second search epoch's checkpoint
     with pytest.raises(Killed):
         _invoke(*args, "--out", tmp_path / "killed")
-    monkeypatch.setattr(RunDir, "save_checkpoint", real_save)
+    revive()
     again = _invoke("sif", "search", "--resume", "--out", tmp_path / "killed", "--json")
     assert again.exit_code == 0, again.output
     volatile = ("seconds", "per_second", "run_dir")  # timings vary

@@ -1,0 +1,226 @@
+"""``local``: a warm-started, function-preserving local search over discrete architectures.
+
+Train the network's default architecture (``SearchNetwork.default_architecture``) for the
+warm-up epochs. Then take the rows of the architecture one after the other (every row of every
+architecture tensor with more than one candidate) and run one *row step*: a trial per candidate
+of that row, each trial one epoch of the run loop. Every trial starts from the incumbent's
+weights and optimizer state; the row's first trial keeps the incumbent ("stay"), every other one
+swaps another candidate in (``SearchNetwork.swap_in``: where the space allows, it starts computing
+the function of the candidate it replaces). A trial trains one epoch on the training data, its
+learning rate ramped up over the first ``RAMP`` of it, and is scored on the whole validation set
+(the run loop's evaluation). The best trial that beats the
+stay by the relative ``margin`` becomes the incumbent, with the weights it trained; otherwise the
+stay does. So every replacement is compared with the incumbent trained as long, the network is
+discrete at every step, only chosen candidates train, and the validation data only decide.
+
+The search ends when a whole pass over the rows changes nothing (``finished``: the run loop
+stops) or when the epochs are spent (a row step cut short decides among the trials it ran); the
+network then holds the incumbent. Cost: one epoch per candidate of every row per pass, and two
+more copies of the network's state and optimizer state (the incumbent's and the row step's best
+trial's), which the checkpoint holds too.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import NaspError
+from .base import SearchProblem, Strategy
+from .proximal import WarmingUp
+from .registry import STRATEGIES
+
+#: the default of ``margin``: a replacement must beat the incumbent by 0.1% of its score
+DEFAULT_MARGIN = 1e-3
+
+#: each trial ramps the learning rate up linearly over this fraction of an epoch's steps (the
+#: previous epoch's count), the stay's too: a swapped-in parameter without optimizer state then
+#: gathers some before its steps reach full size (Adagrad's first step is as large as the rate)
+RAMP = 0.25
+
+#: a row of the architecture: (architecture tensor, row of that tensor)
+Row = tuple[int, int]
+
+
+def check_margin(value: Any) -> float:
+    """``value`` as a relative margin (a finite number >= 0), else a NaspError."""
+    try:
+        margin = float(value)
+    except (TypeError, ValueError):
+        margin = float("nan")
+    if not 0 <= margin < float("inf"):
+        raise NaspError(f"--margin {value!r}: must be a number >= 0 (a fraction of the incumbent's score)")
+    return margin
+
+
+@STRATEGIES.register("local")
+class LocalSearch(WarmingUp, Strategy):
+    """See the module docstring. Options: ``warmup_epochs`` (a count or ``"auto"``; 0 when not
+    given, ``default_warmup`` in the domains' commands) and ``margin`` (default ``DEFAULT_MARGIN``)."""
+
+    reads = frozenset({"warmup_epochs", "margin"})
+    #: a few epochs of the default model: the row steps' stay trials keep training it anyway
+    default_warmup = 3
+    selects_on_validation = True
+    uses_valid_batch = False
+
+    def __init__(self, problem: SearchProblem, epochs: int) -> None:
+        super().__init__(problem, epochs)
+        self.init_warmup(problem, epochs)
+        self.margin = check_margin(problem.options.get("margin", DEFAULT_MARGIN))
+        self.incumbent: list[Tensor] = [a.detach().clone() for a in self.network.default_architecture()]
+        self.network.set_architecture(self.incumbent)
+        self.rows: list[Row] = [(t, r) for t, a in enumerate(self.incumbent) for r in range(a.shape[0])
+                                if a.shape[1] > 1 and int(a[r].count_nonzero()) == 1]
+        self.row = 0                              # the row of the current (or next) row step
+        self.unchanged = 0                        # row steps in a row that kept the incumbent
+        self.trials: list[Optional[int]] = []     # this row step's candidates (None: stay)
+        self.trial = -1                           # the trial this epoch trains
+        self.saved: Optional[dict] = None         # the incumbent's weights and optimizer state
+        self.best: Optional[dict] = None          # this row step's best trial: its column, score and state
+        self.stay_score: Optional[float] = None
+        self.steps = 0                            # this epoch's steps so far
+        self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
+        self.label: Optional[str] = None          # the trial this epoch trains, for its metrics row
+        self.kept: Optional[str] = None           # the decision of the row step this epoch ended
+
+    def _weight_params(self) -> list[nn.Parameter]:
+        # every parameter a chosen candidate has trains on training data (element-wise MLPs too)
+        return self.network.weights() + self.network.arch_extra_parameters()
+
+    # trials -----------------------------------------------------------------------------------
+    def changed(self, row: Row, column: Optional[int]) -> list[Tensor]:
+        """The incumbent with ``row`` set to candidate ``column`` (None: the incumbent)."""
+        out = [a.clone() for a in self.incumbent]
+        if column is not None:
+            t, r = row
+            out[t][r] = 0
+            out[t][r, column] = 1
+        return out
+
+    def allowed(self, row: Row, column: int) -> bool:
+        """Whether the one-row change is an architecture of the network's projection (a budget may forbid it)."""
+        arch = self.changed(row, column)
+        return all(bool(((p != 0) == (a != 0)).all()) for p, a in zip(self.network.project(arch), arch))
+
+    def move(self, row: Row, column: Optional[int]) -> None:
+        """Set the network to the incumbent with ``row`` changed to ``column``, the candidate
+        swapped in (``SearchNetwork.swap_in``; the weights it copies bring their optimizer
+        state along, so that their next steps are as small as the replaced one's); None: the
+        incumbent itself."""
+        if column is not None:
+            state = self.weight_optimizer.state
+            for src, dst in self.network.swap_in(self.incumbent, row[0], row[1], column):
+                if src in state:
+                    state[dst] = copy.deepcopy(state[src])
+        self.network.set_architecture(self.changed(row, column))
+        self.forget_selection()
+
+    def _snapshot(self) -> dict:
+        """The network's state and the optimizer's, copied."""
+        return {"network": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
+                "optimizer": copy.deepcopy(Strategy.state_dict(self))}
+
+    def _restore(self, snapshot: dict) -> None:
+        self.network.load_state_dict(snapshot["network"])
+        Strategy.load_state_dict(self, copy.deepcopy(snapshot["optimizer"]))  # the snapshot stays as it is
+
+    def _start_row_step(self) -> None:
+        t, r = row = self.rows[self.row]
+        current = int(self.incumbent[t][r].argmax())
+        self.trials = [None] + [c for c in range(self.incumbent[t].shape[1]) if c != current and self.allowed(row, c)]
+        self.trial = -1
+
+    def _name(self, column: Optional[int]) -> str:
+        return "stay" if column is None else f"row {self.row} candidate {column}"
+
+    def _end_row_step(self) -> None:
+        """The row step's best trial becomes the incumbent; the next row is next."""
+        column = self.best["column"]
+        self.kept = self._name(column)
+        self.incumbent = self.changed(self.rows[self.row], column)
+        self.saved, self.best, self.trials = self.best["state"], None, []
+        self.unchanged = self.unchanged + 1 if column is None else 0
+        self.row = (self.row + 1) % len(self.rows)
+        self.finished = self.unchanged >= len(self.rows)
+
+    # lifecycle --------------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> None:
+        self.kept = self.label = None
+        self.steps = 0
+        if self.begin_warmup(epoch) or self.finished or not self.rows:
+            return  # the incumbent trains on
+        if self.saved is None:  # the first trial: the warm-up is over
+            self.saved = self._snapshot()
+        if not self.trials:
+            self._start_row_step()
+        self.trial += 1
+        self._restore(self.saved)
+        self.move(self.rows[self.row], self.trials[self.trial])
+        self.label = self._name(self.trials[self.trial])
+
+    def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
+        groups = self.weight_optimizer.param_groups
+        rates = [g["lr"] for g in groups]
+        # trials only; the very first epoch of a search without warm-up has no length to go by
+        ramp = RAMP * self.epoch_steps if self.label is not None else 0
+        scale = min(1.0, (self.steps + 1) / ramp) if ramp >= 1 else 1.0
+        for g, rate in zip(groups, rates):
+            g["lr"] = rate * scale
+        try:
+            loss = self.weight_step(train_batch, self.single_path())
+        finally:
+            for g, rate in zip(groups, rates):
+                g["lr"] = rate
+        self.steps += 1
+        return {"train_loss": loss}
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().end_epoch(epoch, metrics)
+        self.epoch_steps = self.steps
+        if self.warming:
+            self.end_warmup(metrics)
+            return
+        if self.finished or not self.rows:  # nothing (left) to try
+            self.finished = True
+            return
+        score, column = float(metrics[self.problem.metric]), self.trials[self.trial]
+        if column is None:
+            self.stay_score = score
+            self.best = {"column": None, "score": score, "state": self._snapshot()}
+        elif self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"]):
+            self.best = {"column": column, "score": score, "state": self._snapshot()}
+        if self.trial == len(self.trials) - 1 or epoch == self.epochs - 1:
+            self._end_row_step()
+        if self.finished or epoch == self.epochs - 1:  # the run ends holding the incumbent
+            self._restore(self.saved)
+            self.network.set_architecture(self.incumbent)
+            self.forget_selection()
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.label is not None:
+            out["trial"] = self.label
+        if self.kept is not None:
+            out["kept"] = self.kept
+        return out
+
+    def derive_alphas(self) -> list[Tensor]:
+        return [a.clone() for a in self.incumbent]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
+                "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
+                "best": self.best, "stay_score": self.stay_score, "finished": self.finished,
+                "epoch_steps": self.epoch_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.load_warmup_state(state)
+        self.incumbent = [a.clone() for a in state["incumbent"]]
+        self.row, self.unchanged, self.trial = int(state["row"]), int(state["unchanged"]), int(state["trial"])
+        self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
+        self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
+        self.epoch_steps = int(state["epoch_steps"])
