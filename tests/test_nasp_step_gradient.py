@@ -52,7 +52,7 @@ def test_sif_step_with_elementwise_mlps_and_implicit_term():
     from sif.model import ModelConfig, SIFNetwork
 
     torch.manual_seed(0)
-    net = SIFNetwork(ModelConfig(6, 5, dim=3, elementwise=True)).double()
+    net = SIFNetwork(ModelConfig(6, 5, dim=3, elementwise=True, mlp_on_valid=True)).double()  # the paper's MLPs
     with torch.no_grad():
         for emb in (net.user_emb, net.item_emb):
             emb.weight.normal_()
@@ -62,7 +62,7 @@ def test_sif_step_with_elementwise_mlps_and_implicit_term():
     grads = _step_gradient_matches_full_autograd(problem, batch(torch.Generator().manual_seed(1)),
                                                  batch(torch.Generator().manual_seed(2)))
     assert (grads[0] != 0).sum() == len(net.config.ops)  # every vector-wise op
-    assert any(p.grad is not None for p in net.arch_extra_parameters())  # the MLPs are searched too
+    assert any(p.grad is not None for p in net.arch_extra_parameters())  # the MLPs are searched too (--mlp-on-valid)
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5])
