@@ -146,12 +146,18 @@ def load(data: Path | str, valid_data: Optional[Path | str] = None, test_data: O
 
 
 # ops and the searched space ---------------------------------------------------------------------
+def concat(x: Tensor, y: Tensor) -> Tensor:
+    """``[x, y]`` along the last dimension, the leading ones broadcast."""
+    lead = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    return torch.cat([x.expand(*lead, x.shape[-1]), y.expand(*lead, y.shape[-1])], dim=-1)
+
+
 OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "plus": torch.add,
     "multiply": torch.mul,
     "max": torch.maximum,
     "min": torch.minimum,
-    "concat": lambda x, y: torch.cat(torch.broadcast_tensors(x, y), dim=-1),
+    "concat": lambda x, y: concat(x, y),
 }
 INNER_OPS = ("plus", "multiply", "max", "min")
 #: (first, second, third): op2(op1(first, second), third); a head, b relation, c tail
@@ -586,3 +592,35 @@ def _subrun(run: RunDir, name: str) -> RunDir:
     if not rdir.resume:
         rdir.write_config({"command": name})
     return rdir
+
+
+# the estimator's options ------------------------------------------------------------------------
+def check_options(o: Any) -> None:
+    """What ``--ways`` allows of the other ``SIFOptions``: one clear error otherwise."""
+    ways = check_ways(o.ways)
+    if ways == 2:
+        if o.ifc in BASELINES:
+            raise NaspError(f"--ifc {o.ifc} is a 3-way model: use --ways 3")
+        return
+    if o.task != "ranking":
+        raise NaspError("--ways 3 supports --task ranking (the knowledge-graph completion protocol) in this version")
+    if o.ifc is not None and o.ifc not in BASELINES:
+        raise NaspError(f"--ifc {o.ifc} is a 2-way model; with --ways 3 use one of {', '.join(BASELINES)} (or --arch)")
+    given = [name for name in ("choices", "folds") if getattr(o, name) is not None] + (["space"] if o.space != "sif" else [])
+    if given:
+        raise NaspError(f"--{given[0]} is not available with --ways 3")
+
+
+def settings_of(o: Any) -> TensorSettings:
+    """The optimisation settings of ``SIFOptions`` (``None``: ``TensorSettings``' defaults)."""
+    d = TensorSettings()
+    pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
+    return TensorSettings(lr=float(pick("lr")), reg=float(pick("reg")), batch_size=int(pick("batch_size")),
+                          arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs, patience=o.patience)
+
+
+def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any) -> dict:
+    """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
+    options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {})}
+    dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
+    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options)
