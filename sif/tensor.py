@@ -36,6 +36,8 @@ from nasp.loop import EarlyStopping
 from nasp.runs import RunDir, read_json, run_search
 from nasp.strategies import SearchProblem, build_strategy
 
+from .pipeline import best_search_epoch
+
 log = logging.getLogger("nasp.sif")
 
 WAYS = (2, 3)
@@ -493,7 +495,12 @@ def search(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSet
                       query_batches(splits.valid, known_valid, splits.num_entities, s.batch_size, seed + 1),
                       lambda model: evaluate(model, splits, "valid"), epochs, run, stage="search")
     derived = net.derive(strat.derive_alphas())
+    # as the 2-way search: the architecture of the best validated search epoch (warm-up excluded)
+    best = best_search_epoch(rows, "valid_mrr", True) if not strat.selects_on_validation else None
+    if best is not None:
+        derived["interaction"] = best["architecture"]["interaction"]
     arch = {"format": ARCH_FORMAT, "ways": 3, "task": "ranking", "strategy": strategy, **derived,
+            "chosen_at_epoch": best["epoch"] if best is not None else len(rows),
             "model": {**config.to_dict(), "model": derived["interaction"]},
             "search_seconds": round(time.perf_counter() - t0, 3), "search_epochs": len(rows)}
     run.write_json("arch.json", arch)
