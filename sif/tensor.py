@@ -295,12 +295,14 @@ BASELINES: dict[str, type] = {"cp": CP, "distmult": DistMult, "complex": ComplEx
 class CompositionNetwork(SearchNetwork):
     """The searched space: one row of alphas over ``candidates`` (names of ``SPACE``), each
     scored as ``w_m . m(a, b, c)`` with its own output vector ``w_m`` (ones at the start, so
-    ``multiply(a,b,c)`` starts as CP with one entity table); the core's rule mixes the row."""
+    ``multiply(a,b,c)`` starts as CP); the core's rule mixes the row. Heads and tails share the
+    entity ids but have a table each (a = head, c = tail roles), as CP."""
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, candidates: Sequence[str]) -> None:
         super().__init__()
         self.entity = _table(num_entities, dim)
         self.relation = _table(num_relations, dim)
+        self.tail = _table(num_entities, dim)
         self.candidates = [check_candidate(name) for name in candidates]
         self.alpha = nn.Parameter(torch.full((1, len(self.candidates)), 1.0 / len(self.candidates)))
         self.outputs = nn.ParameterList([nn.Parameter(torch.ones(SPACE[n].width(dim))) for n in self.candidates])
@@ -309,7 +311,7 @@ class CompositionNetwork(SearchNetwork):
         return [self.alpha]
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
-        a, b, c = vectors(self.entity, self.relation, self.entity, q, d)
+        a, b, c = vectors(self.entity, self.relation, self.tail, q, d)
         p = plan(self.alpha, self.mixing)
         fns = [lambda m=SPACE[n], w=w: (m(a, b, c) * w).sum(-1) for n, w in zip(self.candidates, self.outputs)]
         out = mix(fns, p, 0)
