@@ -452,7 +452,7 @@ class TensorSettings:
     """Optimisation of a 3-way run: Adam with ``lr``, L2 ``reg`` (weight decay), ``batch_size``
     queries per step, early stopping after ``patience`` epochs without a better validation MRR."""
 
-    lr: float = 0.005
+    lr: float = 0.02
     reg: float = 0.0
     batch_size: int = 128
     arch_lr: float = 3e-3
@@ -505,6 +505,8 @@ def search(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSet
             "chosen_at_epoch": best["epoch"] if best is not None else len(rows),
             "model": {**config.to_dict(), "model": derived["interaction"]},
             "search_seconds": round(time.perf_counter() - t0, 3), "search_epochs": len(rows)}
+    if strategy == "random":
+        arch["candidates"] = strat.history
     run.write_json("arch.json", arch)
     return arch
 
