@@ -364,7 +364,7 @@ class SIF:
         device = resolve_device(self.options.device)
         check_amp(self.options.amp, device)
         if self.options.ways == 3:
-            self.summary_ = tensor.fit_options(run, splits, self.options, self.arch_in, self._check_warmup())
+            self.summary_ = tensor.fit_options(run, splits, self.options, self.arch_in, self._check_warmup(), device)
             self.summary_ = run.finish(self.summary_) if owned else self.summary_
             return self
         t0 = time.perf_counter()

@@ -404,7 +404,8 @@ def query_batches(triples: Tensor, known: Tensor, num_entities: int, batch_size:
 def loss_fn(model: TripleModel, batch: tuple) -> Tensor:
     """Binary cross-entropy of the 1-N scores against the 0/1 targets."""
     q, d, targets = batch
-    return nn.functional.binary_cross_entropy_with_logits(model.score_all(q, d), targets)
+    device = next(model.parameters()).device
+    return nn.functional.binary_cross_entropy_with_logits(model.score_all(q.to(device), d), targets.to(device))
 
 
 def filtered_ranks(model: TripleModel, triples: Tensor, every_known: Tensor, batch_size: int = 512) -> Tensor:
@@ -412,13 +413,14 @@ def filtered_ranks(model: TripleModel, triples: Tensor, every_known: Tensor, bat
     relation, tail): 1 + entities scored higher + half the others scored equal, after removing
     every other answer the query has in ``every_known``."""
     ranks = []
+    device = next(model.parameters(), torch.zeros(0)).device
     with torch.no_grad():
         for d in (0, 1):
             answers = known_answers(every_known, d)
             for rows in triples.split(batch_size):
                 q = rows[:, :2] if d == 0 else rows[:, 1:]
                 target = rows[:, 2] if d == 0 else rows[:, 0]
-                scores = model.score_all(q, d).float()
+                scores = model.score_all(q.to(device), d).float().cpu()
                 mask = torch.zeros_like(scores, dtype=torch.bool)
                 for i, key in enumerate(q.tolist()):
                     mask[i, answers.get(tuple(key), [])] = True
@@ -467,11 +469,11 @@ def _problem(net: nn.Module, s: TensorSettings, options: Optional[dict] = None) 
 
 
 def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, seed: int,
-          stage: str = "train") -> tuple[TripleModel, dict]:
+          stage: str = "train", device: Optional[torch.device] = None) -> tuple[TripleModel, dict]:
     """Train one fixed model with early stopping on validation MRR (best epoch restored)."""
     if config.model == "search":
         raise NaspError("train a fixed model: a baseline or one composition")
-    net = config.build()
+    net = config.build().to(device or "cpu")
     stopper = EarlyStopping("valid_mrr", True, s.patience) if len(splits.valid) else None
     strat = build_strategy("fixed", _problem(net, s), s.max_epochs)
     t0 = time.perf_counter()
@@ -485,11 +487,11 @@ def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSett
 
 
 def search(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, strategy: str, epochs: int,
-           seed: int, options: Optional[dict] = None) -> dict:
+           seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None) -> dict:
     """Search the composition by ``strategy`` (the core's); returns the arch (written to arch.json)."""
     if not len(splits.valid):
         raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
-    net = config.build()
+    net = config.build().to(device or "cpu")
     strat = build_strategy(strategy, _problem(net, s, {"seed": seed, **(options or {})}), epochs)
     known_valid = torch.cat([splits.train, splits.valid])
     t0 = time.perf_counter()
@@ -578,7 +580,7 @@ class TripleRecommender:
 
 
 def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[dict], s: TensorSettings, dim: int,
-        strategy: str, epochs: int, seed: int, options: Optional[dict] = None) -> dict:
+        strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None) -> dict:
     """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain, or train
     ``model`` / the composition of ``arch``; writes model.pt; returns the summary."""
     t0 = time.perf_counter()
@@ -586,13 +588,13 @@ def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[
                      "train_triples": len(splits.train), "valid_triples": len(splits.valid), "test_triples": len(splits.test)}
     base = TensorConfig("search", splits.num_entities, splits.num_relations, dim)
     if model is None and arch is None:
-        arch = search(run, splits, base, s, strategy, epochs, seed, options)
+        arch = search(run, splits, base, s, strategy, epochs, seed, options, device)
         summary.update({"searched_interaction": arch["interaction"], "search_seconds": arch["search_seconds"]})
     name = model if model is not None else arch["interaction"]
     config = TensorConfig(name, splits.num_entities, splits.num_relations, dim)
     sub = run if model is not None or "searched_interaction" not in summary else _subrun(run, "retrain")
-    net, trained = train(sub, splits, config, s, seed)
-    save(run.file(MODEL_FILE), net, config, splits)
+    net, trained = train(sub, splits, config, s, seed, device=device)
+    save(run.file(MODEL_FILE), net.cpu(), config, splits)
     return {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -630,8 +632,9 @@ def settings_of(o: Any) -> TensorSettings:
                           arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs, patience=o.patience)
 
 
-def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any) -> dict:
+def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any,
+                device: Optional[torch.device] = None) -> dict:
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {})}
     dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
-    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options)
+    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options, device)
