@@ -310,6 +310,14 @@ class CompositionNetwork(SearchNetwork):
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
 
+    @torch.no_grad()
+    def reset_weights(self) -> None:
+        """The weights as built (random search trains each candidate from this start)."""
+        for table in (self.entity, self.relation, self.tail):
+            nn.init.normal_(table.weight, std=0.1)
+        for w in self.outputs:
+            w.fill_(1.0)
+
     def score_all(self, q: Tensor, d: int) -> Tensor:
         a, b, c = vectors(self.entity, self.relation, self.tail, q, d)
         p = plan(self.alpha, self.mixing)

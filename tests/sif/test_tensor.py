@@ -72,6 +72,18 @@ def test_the_product_composition_is_cp():
         assert torch.allclose(net.score_all(q, d), cp.score_all(q, d), atol=1e-6)
 
 
+def test_reset_weights_restores_the_start_of_a_built_network():
+    """Random search trains each candidate from ``reset_weights``: the scale a network is built
+    with (not nn.Embedding's N(0, 1)), output vectors of ones."""
+    torch.manual_seed(0)
+    net = T.CompositionNetwork(50, 5, 16, ["multiply(a,b,c)", "concat(a,b,c)"])
+    with torch.no_grad():
+        net.outputs[1].mul_(3)
+    net.reset_weights()
+    assert all(abs(t.weight.std().item() - 0.1) < 0.03 for t in (net.entity, net.relation, net.tail))
+    assert all(bool((w == 1).all()) for w in net.outputs)
+
+
 @pytest.mark.parametrize("name", list(T.BASELINES))
 def test_baselines_score_every_entity_with_gradients(name):
     torch.manual_seed(0)
