@@ -588,9 +588,11 @@ class TripleRecommender:
 
 
 def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[dict], s: TensorSettings, dim: int,
-        strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None) -> dict:
-    """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain, or train
-    ``model`` / the composition of ``arch``; writes model.pt; returns the summary."""
+        strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None,
+        retrain: bool = True) -> dict:
+    """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain (unless
+    ``retrain`` is off), or train ``model`` / the composition of ``arch``; writes model.pt
+    (when it trains); returns the summary."""
     t0 = time.perf_counter()
     summary: dict = {"task": "ranking", "ways": 3, "entities": splits.num_entities, "relations": splits.num_relations,
                      "train_triples": len(splits.train), "valid_triples": len(splits.valid), "test_triples": len(splits.test)}
@@ -598,6 +600,8 @@ def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[
     if model is None and arch is None:
         arch = search(run, splits, base, s, strategy, epochs, seed, options, device)
         summary.update({"searched_interaction": arch["interaction"], "search_seconds": arch["search_seconds"]})
+        if not retrain:
+            return {**summary, "seconds": round(time.perf_counter() - t0, 3)}
     name = model if model is not None else arch["interaction"]
     config = TensorConfig(name, splits.num_entities, splits.num_relations, dim)
     sub = run if model is not None or "searched_interaction" not in summary else _subrun(run, "retrain")
@@ -645,4 +649,4 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {})}
     dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
-    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options, device)
+    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options, device, o.retrain)

@@ -194,6 +194,23 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
     assert r.exit_code == 1 and r.output.strip().splitlines() == ["Error: unknown pair (nobody, r0): the model knows 12 heads and 2 relations"]
 
 
+def test_resume_of_an_unfinished_search_keeps_its_choice(tiny_kg, tmp_path):
+    """A search whose summary was never written (as if killed at the end) resumes from its saved
+    options (--no-retrain included) and checkpoint: the same composition, and the run finishes."""
+    out = tmp_path / "run"
+    r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 2,
+             "--no-retrain", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    chosen = json.loads((out / "arch.json").read_text())["interaction"]
+    assert not (out / T.MODEL_FILE).exists()
+    (out / "summary.json").unlink()
+    r = _cli("sif", "search", "--resume", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["searched_interaction"] == chosen and "test_mrr" not in summary
+    assert json.loads((out / "arch.json").read_text())["interaction"] == chosen
+
+
 @pytest.mark.parametrize("name", list(T.BASELINES))
 def test_api_trains_each_baseline(tiny_kg, name):
     est = SIF(ways=3, ifc=name, task="ranking", dim=4, max_epochs=2, verbose=False).fit(*tiny_kg)
