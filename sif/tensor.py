@@ -18,8 +18,6 @@
 """
 from __future__ import annotations
 
-import json
-import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -31,14 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
+from nasp.commands import release_with_command
 from nasp.errors import NaspError
 from nasp.loop import EarlyStopping
 from nasp.runs import RunDir, read_json, run_search
 from nasp.strategies import SearchProblem, build_strategy
 
 from .pipeline import best_search_epoch
-
-log = logging.getLogger("nasp.sif")
 
 WAYS = (2, 3)
 ARCH_FORMAT = "nasp-sif-tensor-arch/1"
@@ -611,7 +608,7 @@ def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[
 
 
 def _subrun(run: RunDir, name: str) -> RunDir:
-    from nasp.commands import release_with_command
+    """RUN/<name>/, resumed when it was started before (its lock released with the command)."""
     out = run.file(name)
     rdir = release_with_command(RunDir(out, resume=(out / "config.json").exists(), clock=run.clock))
     if not rdir.resume:
