@@ -281,9 +281,11 @@ def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k
     training, validation and test ratings alike. Titles come from u.item, movies.dat or
     movies.csv beside the ratings when there is one. Give --user ID, or --users FILE|all.
     """
-    if tensor.check_ways(ways) == 3 or pair is not None:
+    if tensor.check_ways(ways) == 3:
         _recommend_pair(model_dir, pair, k, as_json)
         return
+    if pair is not None:
+        raise NaspError("--pair names a (head, relation) pair of a three-way model: add --ways 3")
     if (user is None) == (users_from is None):
         raise click.UsageError("give exactly one of --user ID or --users FILE|all")
     model = pipeline.Recommender(model_dir, resolve_device(device))
@@ -328,7 +330,9 @@ def predict(model_dir: Path, pairs_from: str, device: str) -> None:
 
 def _recommend_pair(model_dir: Path, pair: Optional[str], k: int, as_json: bool) -> None:
     """``recommend --ways 3 --pair HEAD,RELATION``: the top tails, one CSV row (or JSON object) each."""
-    parts = (pair or "").split(",")
+    if pair is None:
+        raise NaspError("--ways 3 recommends the tails of one pair: give --pair HEAD,RELATION")
+    parts = pair.split(",")
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise NaspError(f"--pair {pair!r}: give HEAD,RELATION (two ids of the model's data)")
     rows = tensor.TripleRecommender(model_dir).recommend(parts[0].strip(), parts[1].strip(), k)

@@ -192,6 +192,12 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
     assert lines[0] == "rank,item,score" and len(tails) == 12 - len(known) and not set(tails) & known
     r = _cli("sif", "recommend", "--ways", 3, "--model", out2, "--pair", "nobody,r0")
     assert r.exit_code == 1 and r.output.strip().splitlines() == ["Error: unknown pair (nobody, r0): the model knows 12 heads and 2 relations"]
+    for args, message in ((["--ways", 3, "--pair", "e0"], "Error: --pair 'e0': give HEAD,RELATION (two ids of the model's data)"),
+                          (["--ways", 3], "Error: --ways 3 recommends the tails of one pair: give --pair HEAD,RELATION"),
+                          (["--pair", "e0,r0"], "Error: --pair names a (head, relation) pair of a three-way model: add --ways 3"),
+                          (["--user", "e0"], "Error: a model of three-way data (sif/tensor.py): use --ways 3")):
+        r = _cli("sif", "recommend", "--model", out2, *args)
+        assert r.exit_code == 1 and r.output.strip() == message
 
 
 def test_resume_of_an_unfinished_search_keeps_its_choice(tiny_kg, tmp_path):
