@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -617,6 +617,12 @@ def _subrun(run: RunDir, name: str) -> RunDir:
 
 
 # the estimator's options ------------------------------------------------------------------------
+#: ``SIFOptions`` of the two-way models that a three-way run has no use for (given: an error)
+UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head", "biases",
+          "history_refreshes", "implicit_reg", "baselines", "warm_start", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
+          "knn_neighbours", "knn_shrink", "refit")
+
+
 def check_options(o: Any) -> None:
     """What ``--ways`` allows of the other ``SIFOptions``: one clear error otherwise."""
     ways = check_ways(o.ways)
@@ -628,9 +634,10 @@ def check_options(o: Any) -> None:
         raise NaspError("--ways 3 supports --task ranking (the knowledge-graph completion protocol) in this version")
     if o.ifc is not None and o.ifc not in BASELINES:
         raise NaspError(f"--ifc {o.ifc} is a 2-way model; with --ways 3 use one of {', '.join(BASELINES)} (or --arch)")
-    given = [name for name in ("choices", "folds") if getattr(o, name) is not None] + (["space"] if o.space != "sif" else [])
+    defaults = {f.name: f.default for f in fields(o)}
+    given = [name for name in (*UNUSED, "space") if getattr(o, name) != defaults[name]]
     if given:
-        raise NaspError(f"--{given[0]} is not available with --ways 3")
+        raise NaspError(f"--{given[0].replace('_', '-')} does not apply to --ways 3")
 
 
 def settings_of(o: Any) -> TensorSettings:
