@@ -38,7 +38,7 @@ RESUME_CHANGEABLE = ("threads", "device")
 INVOCATION_ONLY = ("out", "resume", "as_json")
 """Options that belong to one invocation, never to the saved run."""
 ADDED_LATER = {"deterministic": False, "amp": False, "history_refreshes": None, "sep": None, "columns": None, "folds": None,
-               "choices": None, "ease_lambda": None, "knn_neighbours": None, "knn_shrink": None, "margin": None,
+               "choices": None, "ways": 2, "ease_lambda": None, "knn_neighbours": None, "knn_shrink": None, "margin": None,
                "gcn_layers": None,
                # a search saved before --mlp-on-valid trained its element-wise MLPs on validation batches
                "mlp_on_valid": True}

@@ -16,7 +16,7 @@ from nasp.errors import NaspError
 from nasp.runs import resolve_device
 from nasp.strategies import search_strategy_names
 
-from . import pipeline
+from . import pipeline, tensor
 from .data import SPLITS, kfold
 from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
@@ -51,6 +51,9 @@ def sif() -> None:
 
 
 def data_options(f: Callable) -> Callable:
+    f = click.option("--ways", type=int, default=2, show_default=True,
+                     help="Id columns of the data: 2 (user, item) or 3 (head, relation, tail; optionally a value; --task ranking: "
+                          "filtered MRR and Hits@1/3/10 of knowledge-graph completion; docs/sif.md 'Three-way data').")(f)
     f = click.option("--negatives", type=int, default=None,
                      help="Ranking: sampled negatives per positive (1 to 1000), uniform over items the user has not interacted with in "
                           "training [default: 4].")(f)
@@ -275,14 +278,21 @@ def train(**opts) -> None:
                    "They are named in one warning.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per user, one a line.")
+@click.option("--ways", type=int, default=2, show_default=True, help="3: a model of three-way data (give --pair).")
+@click.option("--pair", default=None, metavar="HEAD,RELATION", help="--ways 3: the top tails (third-column ids) of this pair.")
 def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, fallback: str, device: str,
-              as_json: bool) -> None:
+              as_json: bool, ways: int, pair: Optional[str]) -> None:
     """Top-K items a user has not interacted with, by predicted rating (rating task) or score (ranking).
 
     Never offers an item the user rated anywhere in the data the model was given: the
     training, validation and test ratings alike. Titles come from u.item, movies.dat or
     movies.csv beside the ratings when there is one. Give --user ID, or --users FILE|all.
     """
+    if tensor.check_ways(ways) == 3:
+        _recommend_pair(model_dir, pair, k, as_json)
+        return
+    if pair is not None:
+        raise NaspError("--pair names a (head, relation) pair of a three-way model: add --ways 3")
     if (user is None) == (users_from is None):
         raise click.UsageError("give exactly one of --user ID or --users FILE|all")
     model = pipeline.Recommender(model_dir, resolve_device(device))
@@ -323,6 +333,22 @@ def predict(model_dir: Path, pairs_from: str, device: str) -> None:
     click.echo("user,item,prediction,known")
     for u, i, p, kn in zip(users, items, predictions.tolist(), known.tolist()):
         click.echo(_csv_row([u, i, f"{p:.4f}", "true" if kn else "false"]))
+
+
+def _recommend_pair(model_dir: Path, pair: Optional[str], k: int, as_json: bool) -> None:
+    """``recommend --ways 3 --pair HEAD,RELATION``: the top tails, one CSV row (or JSON object) each."""
+    if pair is None:
+        raise NaspError("--ways 3 recommends the tails of one pair: give --pair HEAD,RELATION")
+    parts = pair.split(",")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise NaspError(f"--pair {pair!r}: give HEAD,RELATION (two ids of the model's data)")
+    rows = tensor.TripleRecommender(model_dir).recommend(parts[0].strip(), parts[1].strip(), k)
+    if as_json:
+        click.echo(json.dumps({"pair": [p.strip() for p in parts], "items": rows}))
+        return
+    click.echo("rank,item,score")
+    for row in rows:
+        click.echo(_csv_row([str(row["rank"]), row["item"], f"{row['score']:.4f}"]))
 
 
 def _print_single(user: str, items: list[dict], as_json: bool) -> None:

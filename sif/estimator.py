@@ -36,7 +36,7 @@ from nasp.strategies import STRATEGIES
 from nasp.strategies.local import check_margin
 from nasp.strategies.proximal import check_warmup
 
-from . import itemitem, lightgcn, pipeline
+from . import itemitem, lightgcn, pipeline, tensor
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
 from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
@@ -62,6 +62,8 @@ class SIFOptions(RunConfig):
 
     task: str = "rating"
     strategy: str = "nasp"
+    #: id columns of the data: 2 (user, item) or 3 (head, relation, tail: ``sif.tensor``, ranking only)
+    ways: int = 2
     #: the search space: "sif" (the paper's: vector-wise ops) or "autocf" (every choice searched jointly)
     space: str = "sif"
     #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
@@ -169,6 +171,7 @@ class SIFOptions(RunConfig):
             raise NaspError(f"--seed {self.seed}: must be in [0, {MAX_SEED}]")
         TASKS.get(self.task)
         self.line_format()
+        tensor.check_options(self)
         STRATEGIES.get(self.strategy)
         for name in ("lr", "arch_lr"):
             if getattr(self, name) is not None:
@@ -242,7 +245,10 @@ class SIF:
         if ranking_only and self.task.name != "ranking":
             raise NaspError(f"{ranking_only[0]} is a ranking model ({RANKING_MODELS[ranking_only[0]]}, not ratings): "
                             "use it with --task ranking")
-        self.arch_in: Optional[dict] = pipeline.load_arch(self.options.arch) if self.options.arch is not None else None
+        if self.options.arch is not None:
+            tensor.check_arch_ways(self.options.arch, self.options.ways)
+        self.arch_in: Optional[dict] = ((tensor.load_arch if self.options.ways == 3 else pipeline.load_arch)(self.options.arch)
+                                        if self.options.arch is not None else None)
         if self.arch_in is not None:
             self._check_arch_task(self.arch_in)
         self._check_warmup()
@@ -288,6 +294,9 @@ class SIF:
         """Read and split the data as the options say; every check of the input happens here,
         so the CLI calls it before any run directory exists."""
         o = self.options
+        if o.ways == 3:
+            self._loaded = (tensor.load(data, valid_data, test_data, o.valid_ratio, o.test_ratio, o.seed, o.sep), Path(str(data)))
+            return self._loaded
         opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.test_ratio, o.valid_ratio, o.seed,
                                     _source(valid_data), o.split, o.line_format())
         self._loaded = pipeline.load_splits(opts, self.task)
@@ -363,6 +372,10 @@ class SIF:
         """``fit``'s work in ``run``: search (if asked), retrain, compare, test, keep the model."""
         device = resolve_device(self.options.device)
         check_amp(self.options.amp, device)
+        if self.options.ways == 3:
+            self.summary_ = tensor.fit_options(run, splits, self.options, self.arch_in, self._check_warmup(), device)
+            self.summary_ = run.finish(self.summary_) if owned else self.summary_
+            return self
         t0 = time.perf_counter()
         summary: dict = {"task": self.task.name}
         if self.searches:
@@ -666,7 +679,7 @@ def check_model_name(name: str) -> str:
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME]
+    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
 
 
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:

@@ -151,6 +151,8 @@ def config_from_dict(d: dict) -> ModelConfig:
         return ItemItemConfig.from_dict(d)
     if space == LIGHTGCN:
         return LightGCNConfig.from_dict(d)
+    if space == "tensor":
+        raise NaspError("a model of three-way data (sif/tensor.py): use --ways 3")
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     return ModelConfig.from_dict(d)
