@@ -19,7 +19,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .errors import NaspError
 from .registry import Registry
@@ -82,6 +82,15 @@ MAX_SMALL_FILE_BYTES = 16 << 20
 #: the most an archive member may inflate, uncompressed over compressed size (ratings text
 #: compresses 3-6x; a zip bomb inflates hundreds or thousands of times)
 MAX_INFLATE_RATIO = 100
+
+
+def text_lines(path: os.PathLike | str, what: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a regular text file (``regular_file``) with their 1-based numbers,
+    line ends stripped; undecodable bytes replaced."""
+    with open(regular_file(path, what), encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                yield number, line.rstrip("\r\n")
 
 
 def regular_file(path: os.PathLike | str, what: str) -> Path:

@@ -19,6 +19,7 @@ from typing import Iterator, Union
 
 import pandas as pd
 
+from nasp.data import text_lines
 from nasp.errors import NaspError
 
 from .joint import DEFAULT_CHOICES, ROWS
@@ -97,20 +98,17 @@ class GroundTruth:
     def read(cls, path: Union[str, Path]) -> "GroundTruth":
         """Read a results file (JSON lines); a missing or malformed file is a clear error."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise NaspError(f"{path}: no such ground-truth file (benchmarks/sif_bench.py writes it)")
         records = []
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    raise NaspError(f"{path}:{number}: not a JSON line") from None
-                if not isinstance(record, dict) or any(key not in record for key in cls.COLUMNS):
-                    raise NaspError(f"{path}:{number}: a ground-truth record needs {', '.join(cls.COLUMNS)}")
-                records.append({key: record[key] for key in cls.COLUMNS})
+        for number, line in text_lines(path, "ground truth"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise NaspError(f"{path}:{number}: not a JSON line") from None
+            if not isinstance(record, dict) or any(key not in record for key in cls.COLUMNS):
+                raise NaspError(f"{path}:{number}: a ground-truth record needs {', '.join(cls.COLUMNS)}")
+            records.append({key: record[key] for key in cls.COLUMNS})
         return cls(pd.DataFrame(records, columns=list(cls.COLUMNS)))
 
     def table(self, task: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
 from nasp.commands import release_with_command
+from nasp.data import text_lines
 from nasp.errors import NaspError
 from nasp.loop import EarlyStopping
 from nasp.runs import RunDir, read_json, run_search
@@ -58,25 +59,19 @@ def read_triples(path: Path | str, sep: Optional[str] = None) -> list[tuple[str,
     (ignored by ranking); tab-separated, else ``sep``, else whitespace. A row with another number
     of columns is one clear error naming the line."""
     path = Path(path)
-    if not path.is_file():
-        raise NaspError(f"{path}: no such file")
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            split_on = sep if sep is not None else ("\t" if "\t" in line else None)
-            fields = [x.strip() for x in line.split(split_on)]
-            if len(fields) not in (3, 4):
-                raise NaspError(f"{path}:{number}: {len(fields)} columns; --ways 3 reads head, relation, tail "
-                                "(and optionally a value)")
-            if len(fields) == 4:
-                try:
-                    float(fields[3])
-                except ValueError:
-                    raise NaspError(f"{path}:{number}: the fourth column {fields[3]!r} is not a number") from None
-            rows.append((fields[0], fields[1], fields[2]))
+    for number, line in text_lines(path, "--data"):
+        split_on = sep if sep is not None else ("\t" if "\t" in line else None)
+        fields = [x.strip() for x in line.split(split_on)]
+        if len(fields) not in (3, 4):
+            raise NaspError(f"{path}:{number}: {len(fields)} columns; --ways 3 reads head, relation, tail "
+                            "(and optionally a value)")
+        if len(fields) == 4:
+            try:
+                float(fields[3])
+            except ValueError:
+                raise NaspError(f"{path}:{number}: the fourth column {fields[3]!r} is not a number") from None
+        rows.append((fields[0], fields[1], fields[2]))
     if not rows:
         raise NaspError(f"{path}: no triples")
     return rows
