@@ -50,6 +50,11 @@ def sif() -> None:
     """
 
 
+def run_command_options(f: Callable) -> Callable:
+    """``--threads``, ``--amp``, the run options and ``--resume``: every command that trains."""
+    return threads_option(1)(amp_option(run_options(resume_option(f))))
+
+
 def data_options(f: Callable) -> Callable:
     f = click.option("--ways", type=int, default=2, show_default=True,
                      help="Id columns of the data: 2 (user, item) or 3 (head, relation, tail; optionally a value; --task ranking: "
@@ -198,10 +203,7 @@ def _run(command: str, opts: dict) -> None:
               help="Retrain from the searched weights of the chosen op, or from fresh embeddings as in the paper (more accurate, see docs/sif.md).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Retraining epochs at most (early stopping on validation).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Retraining stops after this many epochs without a better validation score.")
-@threads_option(1)
-@amp_option
-@run_options
-@resume_option
+@run_command_options
 def search(**opts) -> None:
     """Search the interaction function on --data, then retrain it.
 
@@ -247,10 +249,7 @@ def _headline_first(summary: dict) -> dict:
                    "(validation split off them), folds fixed by --seed; the summary gives every metric's mean, _std and "
                    "per-fold values (fold-K/ holds each fold's run; no model.pt).")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Stop after this many epochs without a better validation score.")
-@threads_option(1)
-@amp_option
-@run_options
-@resume_option
+@run_command_options
 def train(**opts) -> None:
     """Train one interaction function (a searched one or a baseline).
 
