@@ -116,3 +116,20 @@ def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path)
     _run("sif_planted.py", "--out", out)
     result = json.loads(out.read_text())
     assert len(result["rows"]) == 3 and all(r["of"] == 1 for r in result["rows"])
+
+
+def test_search_benchmark_places_the_found_architectures_in_the_ground_truth(tiny_ratings, tmp_path):
+    """sif_search.py: one row per strategy with the found architecture, its time as a multiple of
+    one fixed training, and its place in a ground-truth file (or measured: false)."""
+    from sif.groundtruth import all_architectures, arch_key
+
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text("".join(json.dumps({"task": "rating", "seed": 0, "arch": arch_key(c), "group": "all", "valid": 1.0 + k / 1e4,
+                                         "test": 1.0, "epochs": 1, "seconds": 1.0}) + "\n" for k, c in enumerate(all_architectures())))
+    out = tmp_path / "search.json"
+    _run("sif_search.py", "--data", tiny_ratings, "--tasks", "rating", "--seeds", "0", "--strategies", "local", "nasp",
+         "--truth", truth, "--out", out)
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["strategy"] for r in runs] == ["local", "nasp"]
+    for r in runs:
+        assert r["measured"] and r["of"] == 3024 and 1 <= r["valid_rank"] <= 3024 and r["x_one_fixed_training"] > 0
