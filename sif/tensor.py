@@ -33,7 +33,7 @@ from nasp.commands import release_with_command
 from nasp.data import text_lines
 from nasp.errors import NaspError
 from nasp.loop import EarlyStopping
-from nasp.runs import RunDir, read_json, run_search
+from nasp.runs import RunDir, read_json, run_search, save_torch
 from nasp.strategies import SearchProblem, build_strategy
 
 from .pipeline import best_search_epoch
@@ -542,8 +542,8 @@ def load_arch(path: Path | str) -> dict:
 # saved models -----------------------------------------------------------------------------------
 def save(path: Path, net: TripleModel, config: TensorConfig, splits: TripleSplits) -> None:
     """model.pt: the config, the weights and the raw ids (and every known triple, never recommended)."""
-    torch.save({"ways": 3, "config": config.to_dict(), "state": net.state_dict(), "entities": splits.entities,
-                "relations": splits.relations, "known": splits.all_triples()}, path)
+    save_torch(path, {"ways": 3, "config": config.to_dict(), "state": {k: v.cpu() for k, v in net.state_dict().items()},
+                      "entities": splits.entities, "relations": splits.relations, "known": splits.all_triples().cpu()})
 
 
 class TripleRecommender:
@@ -554,15 +554,27 @@ class TripleRecommender:
         file = path / MODEL_FILE if path.is_dir() else path
         if not file.is_file():
             raise NaspError(f"{file}: no such model file")
-        saved = torch.load(file, map_location="cpu", weights_only=False)
+        try:  # tensors, lists and dicts only: nothing in the file can run code
+            saved = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise NaspError(f"{file}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
         if not isinstance(saved, dict) or saved.get("ways") != 3:
             raise NaspError(f"{file}: not a 3-way model (use --ways 2)")
-        self.config = TensorConfig.from_dict(saved["config"])
-        self.net = self.config.build()
-        self.net.load_state_dict(saved["state"])
+        try:
+            self.config = TensorConfig.from_dict(saved["config"])
+            self.net = self.config.build()
+            self.net.load_state_dict(saved["state"])
+            self.entities, self.relations = list(saved["entities"]), list(saved["relations"])
+            known = saved["known"].long()
+            if known.numel() and (int(known.min()) < 0 or int(known[:, [0, 2]].max()) >= len(self.entities)
+                                  or int(known[:, 1].max()) >= len(self.relations)):
+                raise ValueError("known triples out of range")
+        except NaspError:
+            raise
+        except Exception as exc:
+            raise NaspError(f"{file}: not a valid 3-way SIF model ({exc.__class__.__name__}: {exc})") from None
         self.net.eval()
-        self.entities, self.relations = saved["entities"], saved["relations"]
-        self.known = known_answers(saved["known"], 0)
+        self.known = known_answers(known, 0)
 
     def recommend(self, head: str, relation: str, k: int = 10) -> list[dict]:
         """The ``k`` best tails of (head, relation) never seen with it."""

@@ -275,3 +275,35 @@ def test_kinships_cp_learns_in_a_few_epochs():
     est = SIF(ways=3, ifc="cp", task="ranking", max_epochs=5, verbose=False)
     s = est.fit(KINSHIPS / "train.txt", KINSHIPS / "valid.txt", KINSHIPS / "test.txt").summary_
     assert s["test_mrr"] > 0.4 and s["test_hits@10"] > 0.8
+
+
+def test_a_saved_3way_model_loads_without_pickle_and_refuses_tampering(tmp_path):
+    """model.pt of a 3-way run loads with weights_only (no code in the file can run); a file that
+    is not one, or whose known triples are out of range, is one line naming it."""
+    import pickle
+
+    import torch as _torch
+
+    from sif.tensor import TripleRecommender
+
+    out = tmp_path / "run"
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    rows = [f"e{h}\tr{h % 3}\te{(h * 7) % 20}\n" for h in range(60)]
+    (folder / "train.txt").write_text("".join(rows))
+    from click.testing import CliRunner
+
+    from cli import main
+    r = CliRunner().invoke(main, ["sif", "train", "--ways", "3", "--task", "ranking", "--ifc", "cp", "--data",
+                                  str(folder / "train.txt"), "--max-epochs", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = TripleRecommender(out)
+    assert model.recommend("e1", "r1", 3)
+    saved = _torch.load(out / "model.pt", weights_only=True)
+    saved["known"] = saved["known"] + 1000
+    _torch.save(saved, out / "model.pt")
+    with pytest.raises(NaspError, match="not a valid 3-way SIF model .*out of range"):
+        TripleRecommender(out)
+    (out / "model.pt").write_bytes(pickle.dumps({"ways": 3, "payload": object()}, protocol=2))
+    with pytest.raises(NaspError, match="cannot be read as a SIF model"):
+        TripleRecommender(out)
