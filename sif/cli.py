@@ -17,7 +17,7 @@ from nasp.runs import resolve_device
 from nasp.strategies import search_strategy_names
 
 from . import pipeline, tensor
-from .data import SPLITS, kfold
+from .data import SPLITS
 from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
@@ -138,8 +138,7 @@ def _estimator(opts: dict) -> SIF:
         return est
     if opts.get("valid_data") or opts.get("test_data"):
         raise NaspError("--folds makes the test parts and splits validation off the rest: leave out --valid-data and --test-data")
-    est.cv_table = est.task.read(pipeline.read_table(opts["data"], options.data_dir, options.line_format()))  # read (and checked) before the run
-    kfold(est.cv_table, options.folds, options.seed)
+    est.load_folds(opts["data"])
     return est
 
 
@@ -150,7 +149,7 @@ def _run(command: str, opts: dict) -> None:
     run, opts, _ = start_run(command, opts)
     est = est or _estimator(opts)
     if opts.get("folds") is not None:
-        finish_run(run, est.cross_validate(est.cv_table, run=run), opts["as_json"])
+        finish_run(run, est.cross_validate(run=run), opts["as_json"])
         return
     est.fit(run=run)
     finish_run(run, _headline_first(est.summary_), opts["as_json"])

@@ -259,6 +259,7 @@ class SIF:
         self._run_path: Optional[Path] = None
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._loaded: Optional[tuple[Splits, Path]] = None
+        self._folds: Optional[tuple[RatingTable, np.ndarray, int]] = None  # load_folds
 
     # checks --------------------------------------------------------------------------------------
     def _check_arch_task(self, arch: dict) -> None:
@@ -331,7 +332,17 @@ class SIF:
             finally:  # also when the fit fails: the temporary run's lock is not left open
                 run.close()
 
-    def cross_validate(self, data: Data, folds: Optional[int] = None, run: Optional[RunDir] = None) -> dict:
+    def load_folds(self, data: Data, folds: Optional[int] = None) -> None:
+        """Read ``data`` as the task reads it and deal its rows into ``folds`` (else the option's)
+        test parts; every check happens here, so the CLI calls it before any run directory exists."""
+        if data is None:
+            raise NaspError("cross_validate needs data: a file, a known name or a DataFrame")
+        folds = self.options.folds if folds is None else folds
+        SIFOptions.of({**dataclasses.asdict(self.options), "folds": folds}).validate()
+        table = self.task.read(pipeline.read_table(_source(data), self.options.data_dir, self.options.line_format()))
+        self._folds = (table, kfold(table, folds, self.options.seed), folds)
+
+    def cross_validate(self, data: Optional[Data] = None, folds: Optional[int] = None, run: Optional[RunDir] = None) -> dict:
         """K-fold cross-validation, as Surprise's ``cross_validate``: the rows of ``data`` dealt
         into ``folds`` test parts by the seed (``sif.data.kfold``: every user with two or more rows
         trains in every fold); each fold fits a fresh model on the other rows (validation split off
@@ -339,10 +350,9 @@ class SIF:
         metric's mean over the folds, its standard deviation (``_std``, NumPy's) and the per-fold
         values (``fold_``), with ``folds`` and ``seconds``. ``run``: fold K's files go to
         RUN/fold-K/ (a finished fold is read back on resume)."""
-        folds = self.options.folds if folds is None else folds
-        SIFOptions.of({**dataclasses.asdict(self.options), "folds": folds}).validate()
-        table = self.task.read(pipeline.read_table(_source(data), self.options.data_dir, self.options.line_format()))
-        fold = kfold(table, folds, self.options.seed)
+        if data is not None or self._folds is None:
+            self.load_folds(data, folds)
+        table, fold, folds = self._folds
         t0, summaries = time.perf_counter(), []
         options = {**dataclasses.asdict(self.options), "folds": None}
         for k in range(folds):
