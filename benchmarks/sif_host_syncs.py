@@ -65,7 +65,7 @@ def main() -> None:
     from nasp.errors import NaspError
     from nasp.runs import resolve_device
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
-    from sif.engine import TrainSettings
+    from sif.options import SIFOptions
     from sif.tasks import RatingTask
 
     try:
@@ -74,7 +74,7 @@ def main() -> None:
     except NaspError as exc:
         sys.exit(f"Error: {exc}")
     cuda = device.type == "cuda"
-    task, settings = RatingTask(), TrainSettings()
+    task, settings = RatingTask(), SIFOptions().train_settings()
     torch.manual_seed(0)
     train = task.train_batches(splits, settings.batch_size, 0)(0)
     valid = task.valid_batches(splits, settings.batch_size, 0)(0)

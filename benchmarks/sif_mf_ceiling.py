@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from nasp.runs import RunDir  # noqa: E402
 from sif import pipeline  # noqa: E402
 from sif.data import Interactions, Splits  # noqa: E402
-from sif.engine import TrainSettings, evaluate  # noqa: E402
+from sif.engine import evaluate  # noqa: E402
+from sif.options import SIFOptions  # noqa: E402
 from sif.model import ModelConfig  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
@@ -92,7 +93,7 @@ def cornac_recipe(splits: Splits, epochs: int, report_every: int, seed: int) -> 
 
 def biased_mf(splits: Splits, seed: int, max_epochs: int, patience: int, work: Path) -> tuple:
     torch.manual_seed(seed)
-    return pipeline.train(RunDir(work), splits, mf_config(splits), TrainSettings(), max_epochs, patience, seed, torch.device("cpu"))
+    return pipeline.train(RunDir(work), splits, mf_config(splits), SIFOptions().train_settings(), max_epochs, patience, seed, torch.device("cpu"))
 
 
 def main() -> None:
@@ -125,7 +126,7 @@ def main() -> None:
     empty = Interactions(*(t[:0] for t in (splits.valid.users, splits.valid.items, splits.valid.ratings)))
     full = dataclasses.replace(splits, train=train_plus_valid(splits), valid=empty)
     torch.manual_seed(args.seed * 1000)
-    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, mf_config(full), TrainSettings(), best_epoch, best_epoch + 1,
+    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, mf_config(full), SIFOptions().train_settings(), best_epoch, best_epoch + 1,
                                   args.seed, torch.device("cpu"))
     refit = evaluate(refit_net, test, "test")["test_rmse"]
 

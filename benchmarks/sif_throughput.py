@@ -206,7 +206,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     # as the nasp command of the timed checkout does (older checkouts had no such call)
     tuned = nasp.devices.tune_host_allocator() if hasattr(nasp.devices, "tune_host_allocator") else False
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
-    from sif.engine import TrainSettings
+    from sif.options import SIFOptions
     from sif.tasks import RatingTask
 
     path = resolve_ratings_path("ml-100k", data_dir) if size == "100k" else synthetic_file(synthetic_dir, size)
@@ -217,7 +217,7 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
     splits = split_ratings(table, 0.2, 0.1, 0)
     split_cpu = time.process_time() - c0
     del table
-    task, settings, device = RatingTask(), TrainSettings(), torch.device("cpu")
+    task, settings, device = RatingTask(), SIFOptions().train_settings(), torch.device("cpu")
     mean = float(splits.train.ratings.mean())
     n_users, n_items = splits.ids.num_users, splits.ids.num_items
     torch.manual_seed(0)

@@ -1,4 +1,10 @@
-"""Typed settings of a command, and the one pre-run validation every command follows.
+"""Typed settings of a command, declared once, and the one pre-run validation every command follows.
+
+A setting is one dataclass field made by ``setting``: its default, its help text, its Click type
+(range, choices), the commands that offer it and, where it depends on the task, its default per
+task. The Click options are generated from these fields (``nasp.commands.options_from``), the
+Python APIs take the same fields as keywords and check them with the same Click types
+(``RunConfig.checked``), and ``--resume`` checks the saved values with the same options.
 
 A command that trains does, in this order::
 
@@ -19,7 +25,7 @@ import dataclasses
 import math
 from pathlib import Path
 import typing
-from typing import Any, Mapping, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 from .errors import NaspError
 
@@ -44,6 +50,38 @@ def check_rate(name: str, value: float, positive: bool = True) -> float:
     if not (math.isfinite(value) and low_ok and value <= MAX_RATE):
         raise NaspError(f"{name} {value!r}: must be a number in {'(0' if positive else '[0'}, {MAX_RATE:g}]")
     return value
+
+
+def setting(default: Any = None, help: str = "", *, type: Any = None, metavar: Optional[str] = None,
+            commands: Optional[tuple[str, ...]] = None, by_task: Optional[Mapping[str, Any]] = None,
+            secondary: Optional[str] = None, callback: Optional[Callable] = None, option: Optional[str] = None,
+            cli: bool = True) -> Any:
+    """A settings field declared once.
+
+    ``default``: the value when not given (``None``: decided later, by ``by_task`` or the model);
+    ``help``: the option's help text (``[default: ...]`` is added from ``default`` or ``by_task``);
+    ``type``: a Click type (a range, a choice; the field's annotation otherwise); ``commands``: the
+    commands that offer it (None: every command of the config); ``by_task``: the default of each
+    task where it differs; ``secondary``: the off switch of a boolean (``--fresh`` for
+    ``--warm-start``); ``option``: the flag when it is not ``--field-name``; ``cli=False``: Python only."""
+    meta = {"help": help, "type": type, "metavar": metavar, "commands": commands, "by_task": dict(by_task or {}),
+            "secondary": secondary, "callback": callback, "option": option, "cli": cli}
+    return dataclasses.field(default=default, metadata={SETTING: meta})
+
+
+SETTING = "nasp.setting"
+"""The field metadata key of ``setting``."""
+
+
+def setting_meta(field: dataclasses.Field) -> dict:
+    """What ``setting`` declared for ``field`` ({} for a plain field)."""
+    return dict(field.metadata.get(SETTING, {}))
+
+
+def task_default(cls: type, name: str, task: str) -> Any:
+    """The default of setting ``name`` of ``cls`` for ``task`` (its ``by_task`` entry, else its default)."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return setting_meta(field).get("by_task", {}).get(task, field.default)
 
 
 class RunConfig:

@@ -18,14 +18,15 @@ from .model import SIFNetwork
 
 @dataclass
 class TrainSettings:
-    """Optimisation settings (defaults tuned on MovieLens-100K validation data, see docs/sif.md)."""
+    """The resolved optimisation settings of one training (``SIFOptions.train_settings``: the
+    settings, their help and their defaults per task are declared there)."""
 
-    lr: float = 0.1              # Adagrad on embeddings, biases and op heads
-    reg: float = 0.0125          # L2 on the batch's embeddings and biases (per rating)
-    implicit_reg: float = 0.1    # L2 on the batch items' implicit factors y (with implicit feedback)
-    batch_size: int = 512        # authors' value
-    arch_lr: float = 3e-4        # Adam on alpha and the element-wise MLPs (authors' value)
-    grad_clip: float = 5.0       # authors' value
+    lr: float                    # Adagrad on embeddings, biases and op heads
+    reg: float                   # L2 on the batch's embeddings and biases (per rating)
+    implicit_reg: float          # L2 on the batch items' implicit factors y (with implicit feedback)
+    batch_size: int
+    arch_lr: float               # Adam on alpha (and, with mlp_on_valid, the element-wise MLPs)
+    grad_clip: float = 5.0       # the SIF authors' value
     amp: bool = False            # bfloat16 autocast of the training forward passes (CUDA only)
 
     def to_dict(self) -> dict:

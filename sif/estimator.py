@@ -26,201 +26,28 @@ import pandas as pd
 import torch
 
 from nasp.commands import configure_logging, release_with_command, usable_threads
-from nasp.config import MAX_SEED, RunConfig, check_rate
+from nasp.config import task_default
 from nasp.errors import NaspError
 from nasp.loop import improves
 from nasp.devices import check_amp, set_deterministic
-from nasp.distributed import check_shards
 from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
-from nasp.strategies.local import check_margin
 from nasp.strategies.proximal import check_warmup
 
 from . import itemitem, lightgcn, pipeline, tensor
-from .data import LineFormat, RatingTable, Splits, check_folds, kfold
+from .data import RatingTable, Splits, kfold
 from .engine import TrainSettings
-from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
+from .model import HISTORY_REFRESHES, ModelConfig
 from .groundtruth import arch_key
-from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
+from .itemitem import ITEM_MODELS, ItemItemConfig
 from .joint import JointConfig, check_choices, parse_choices
-from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
-from .space import INTERACTIONS, SEARCH_SPACE, SPACES
-from .tasks import TASKS, Task, build_task
+from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
+from .options import RANKING_MODELS, SIFOptions, check_model_name
+from .space import SEARCH_SPACE
+from .tasks import Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
-#: the fixed models that only rank, and why (``--task rating`` refuses them)
-RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name in ITEM_MODELS.names()},
-                  lightgcn.NAME: "it is trained by BPR on interactions and scores them"}
 log = logging.getLogger("nasp.sif")
-
-
-@dataclass
-class SIFOptions(RunConfig):
-    """Every option of a SIF job, named as the ``nasp sif`` options (``None``: the default of
-    the task, the strategy or the searched architecture). See ``nasp sif search --help``.
-    ``validate`` checks what Click's types check on the command line, for Python callers."""
-
-    task: str = "rating"
-    strategy: str = "nasp"
-    #: id columns of the data: 2 (user, item) or 3 (head, relation, tail: ``sif.tensor``, ranking only)
-    ways: int = 2
-    #: the search space: "sif" (the paper's: vector-wise ops) or "autocf" (every choice searched jointly)
-    space: str = "sif"
-    #: train this fixed interaction function instead of searching (``nasp sif train --ifc``)
-    ifc: Optional[str] = None
-    #: EASE^R's L2 weight lambda: a value or a list chosen from on validation (``--ease-lambda``)
-    ease_lambda: Optional[Union[str, float, Sequence[float]]] = None
-    #: ItemKNN's neighbourhood size k: a value or a list chosen from on validation (``--knn-neighbours``)
-    knn_neighbours: Optional[Union[str, int, Sequence[int]]] = None
-    #: ItemKNN's shrinkage of the cosine similarity (``--knn-shrink``)
-    knn_shrink: Optional[float] = None
-    #: LightGCN's propagation layers K (``--gcn-layers``); None: ``lightgcn.DEFAULT_LAYERS``
-    gcn_layers: Optional[int] = None
-    #: train this fixed model of the autocf space instead: ``ROW=NAME[+ROW=NAME...]`` changes of
-    #: its default SVD++ model, the ``baselines`` syntax (``nasp sif train --choices``)
-    choices: Optional[str] = None
-    #: retrain this searched architecture (an arch.json or a search run directory) instead
-    arch: Optional[Union[str, Path]] = None
-    # data
-    split: Optional[str] = None
-    test_ratio: Optional[float] = None
-    valid_ratio: Optional[float] = None
-    data_dir: Optional[Union[str, Path]] = None
-    seed: int = 0
-    #: files: the separator of the fields (``--sep``; "tab" for a tab); None: sniffed
-    sep: Optional[str] = None
-    #: files: the role of each column in order (``--columns user,item,rating``; "-" skips one);
-    #: None: the header's names, else user, item[, rating][, timestamp]
-    columns: Optional[Union[str, Sequence[str]]] = None
-    # ranking
-    min_rating: Optional[float] = None
-    topk: Optional[Union[str, Sequence[int]]] = None
-    loss: Optional[str] = None
-    negatives: Optional[int] = None
-    # model
-    dim: Optional[int] = None
-    mlp: str = ModelConfig.mlp
-    head: Optional[str] = None
-    biases: Optional[bool] = None
-    implicit: Optional[bool] = None
-    #: times per epoch the cached history sums of the implicit term hand their gradient to the
-    #: item factors (``HistoryEncoder``); 0: exact sums at every step; None: ``HISTORY_REFRESHES``
-    history_refreshes: Optional[int] = None
-    # optimisation
-    epochs: int = 10
-    lr: Optional[float] = None
-    reg: Optional[float] = None
-    implicit_reg: Optional[float] = None
-    batch_size: Optional[int] = None
-    arch_lr: Optional[float] = None
-    warmup_epochs: Union[int, str, None] = None
-    candidates: Optional[int] = None
-    #: local search: the relative margin by which a replacement must beat the incumbent (``--margin``)
-    margin: Optional[float] = None
-    retrain: bool = True
-    warm_start: bool = False
-    max_epochs: int = 100
-    patience: int = 3
-    refit: Optional[bool] = None
-    #: fixed models a search is compared with on validation: "none", "all" (the paper's space) or a
-    #: list of IFC names and ROW=NAME changes of the larger space's default model; None: the
-    #: task's (``Task.default_baselines``)
-    baselines: Optional[Union[str, Sequence[str]]] = None
-    #: "best": keep whichever of the searched model and the baselines validates best; "searched": the searched one
-    keep: str = "best"
-    device: str = "auto"
-    #: bfloat16 autocast of the training forward passes (CUDA only: ``--amp``)
-    amp: bool = False
-    #: CPU threads of torch during ``fit`` (``--threads``; 1, as the commands: more threads than
-    #: cores shared with other work make training several times slower)
-    threads: int = 1
-    #: train the searched element-wise MLPs with the architecture on validation batches, as the
-    #: paper does (``--mlp-on-valid``; validation data then enter these weights); off: they are
-    #: weights, trained on training data only
-    mlp_on_valid: bool = False
-    #: cross-validation folds of ``cross_validate`` (``nasp sif train --folds``); None: ``fit`` trains once
-    folds: Optional[int] = None
-    #: deterministic algorithms, so that a CUDA run repeats exactly (``--deterministic``)
-    deterministic: bool = False
-    #: one log line per epoch on stderr during ``fit`` (the commands' default; ``-q`` there)
-    verbose: bool = True
-
-    def line_format(self) -> LineFormat:
-        """How the data files' lines are read (``sep`` and ``columns``, checked)."""
-        return LineFormat.of(self.sep, self.columns)
-
-    def item_item_config(self, name: str, num_users: int, num_items: int) -> ItemItemConfig:
-        """The ``ItemItemConfig`` of item-item model ``name`` with these options' grids."""
-        return ItemItemConfig(name, num_users, num_items,
-                              lambdas=DEFAULT_LAMBDAS if self.ease_lambda is None else self.ease_lambda,
-                              neighbours=DEFAULT_NEIGHBOURS if self.knn_neighbours is None else self.knn_neighbours,
-                              shrink=DEFAULT_SHRINK if self.knn_shrink is None else float(self.knn_shrink))
-
-    @classmethod
-    def of(cls, options: dict) -> "SIFOptions":
-        """Options from keyword arguments (NumPy scalars as the Python numbers they hold); an
-        unknown name is a clear error."""
-        unknown = sorted(set(options) - set(cls.field_names()))
-        if unknown:
-            raise NaspError(f"unknown SIF option(s) {', '.join(unknown)}; known: {', '.join(sorted(cls.field_names()))}")
-        return cls(**{name: _plain(value) for name, value in options.items()})
-
-    def validate(self, *context: Any) -> None:
-        self.check_types()
-        if not 0 <= self.seed <= MAX_SEED:
-            raise NaspError(f"--seed {self.seed}: must be in [0, {MAX_SEED}]")
-        TASKS.get(self.task)
-        self.line_format()
-        tensor.check_options(self)
-        STRATEGIES.get(self.strategy)
-        for name in ("lr", "arch_lr"):
-            if getattr(self, name) is not None:
-                check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)))
-        for name in ("reg", "implicit_reg"):
-            if getattr(self, name) is not None:
-                check_rate(f"--{name.replace('_', '-')}", float(getattr(self, name)), positive=False)
-        lowest = {name: 1 for name in ("dim", "batch_size", "epochs", "max_epochs", "patience", "candidates", "threads")}
-        for name, low in {**lowest, "history_refreshes": 0}.items():
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise NaspError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
-        if self.margin is not None:
-            check_margin(self.margin)
-        if self.batch_size is not None:
-            check_shards(self.batch_size, "--batch-size")
-        if self.implicit is False:
-            given = [f"--{name.replace('_', '-')}" for name in ("history_refreshes", "implicit_reg") if getattr(self, name) is not None]
-            if given:
-                raise NaspError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the implicit term, which "
-                                f"--no-implicit turns off: drop one or the other")
-        given = [name for name in ("ifc", "arch", "choices") if getattr(self, name) is not None]
-        if len(given) > 1:
-            raise NaspError(f"give at most one of ifc= (a fixed interaction), arch= (a searched architecture) or choices= "
-                            f"(a fixed model of the autocf space); got {' and '.join(given)}")
-        if self.ifc is not None:
-            check_model_name(self.ifc)
-        self.item_item_config("ease", 1, 1)  # the item-item settings, checked
-        if self.gcn_layers is not None:
-            check_layers(self.gcn_layers)
-        if self.choices is not None:
-            check_choices(self.choices)
-        if self.space not in SPACES:
-            raise NaspError(f"--space {self.space!r}: use one of {', '.join(SPACES)}")
-        if self.space != "sif" and (self.ifc is not None or self.arch is not None or self.choices is not None):
-            raise NaspError("--space applies to a search; --ifc, --arch and --choices name the model to train")
-        if self.space != "sif":
-            given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
-            if self.warm_start:
-                given.append("--warm-start")
-            if given:
-                raise NaspError(f"{' and '.join(given)}: the {self.space} space searches the input encodings and heads; "
-                                "leave them out (or use --space sif)")
-        if self.folds is not None:
-            check_folds(self.folds)
-            if self.test_ratio is not None:
-                raise NaspError("--test-ratio with --folds: the folds make the test parts; leave it out")
-        if self.keep not in ("best", "searched"):
-            raise NaspError(f"--keep {self.keep!r}: use best or searched")
 
 
 class SIF:
@@ -273,9 +100,16 @@ class SIF:
         without a warm-up (which warn that they ignore it)."""
         given, strategy, epochs = self.options.warmup_epochs, STRATEGIES.get(self.options.strategy), self.options.epochs
         if self.searches and strategy.uses_warmup:
-            default = self.task.warmup(epochs) if strategy.default_warmup is None else min(strategy.default_warmup, epochs - 1)
+            default = self._task_warmup() if strategy.default_warmup is None else min(strategy.default_warmup, epochs - 1)
             return check_warmup(default if given is None else given, epochs)
         return given
+
+    def _task_warmup(self) -> Union[int, str]:
+        """The task's warm-up for a search of ``epochs`` (none for a one-epoch search)."""
+        epochs, default = self.options.epochs, task_default(SIFOptions, "warmup_epochs", self.task.name)
+        if epochs < 2:
+            return 0
+        return default if isinstance(default, str) else min(default, epochs - 1)
 
     @property
     def searches(self) -> bool:
@@ -283,12 +117,8 @@ class SIF:
         return self.options.ifc is None and self.options.arch is None and self.options.choices is None
 
     def settings(self, search: bool = True, config: Any = None) -> TrainSettings:
-        """The optimisation settings: the options given, else the defaults of ``config``'s model
-        where it has its own (LightGCN's), else the task's."""
-        d, o = getattr(config, "defaults", self.task.defaults), self.options
-        pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
-        return TrainSettings(lr=pick("lr"), reg=pick("reg"), implicit_reg=pick("implicit_reg"), batch_size=pick("batch_size"),
-                             arch_lr=pick("arch_lr") if search else d.arch_lr, amp=bool(o.amp))
+        """The optimisation settings of training ``config`` (``SIFOptions.train_settings``)."""
+        return self.options.train_settings(search, getattr(config, "defaults", None))
 
     # data ----------------------------------------------------------------------------------------
     def load_data(self, data: Data, valid_data: Optional[Data] = None, test_data: Optional[Data] = None) -> tuple[Splits, Path]:
@@ -298,8 +128,8 @@ class SIF:
         if o.ways == 3:
             self._loaded = (tensor.load(data, valid_data, test_data, o.valid_ratio, o.test_ratio, o.seed, o.sep), Path(str(data)))
             return self._loaded
-        opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.test_ratio, o.valid_ratio, o.seed,
-                                    _source(valid_data), o.split, o.line_format())
+        opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.get("test_ratio"), o.get("valid_ratio"),
+                                    o.seed, _source(valid_data), o.get("split"), o.line_format())
         self._loaded = pipeline.load_splits(opts, self.task)
         return self._loaded
 
@@ -432,7 +262,7 @@ class SIF:
             if getattr(o, key) is not None:
                 return bool(getattr(o, key))
             if saved is not None:
-                return bool(saved.get(key, LEGACY[key]))
+                return bool(saved[key])
             return name not in ("gmf", "neumf")
 
         if name in ITEM_MODELS:
@@ -444,8 +274,8 @@ class SIF:
             return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
                                implicit=False)
         dim = o.dim or (saved["dim"] if saved else 64)
-        head = o.head or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head)
-        mlp = saved.get("mlp", LEGACY["mlp"]) if saved else o.mlp
+        head = o.head or (saved["head"] if saved else ModelConfig.head)
+        mlp = saved["mlp"] if saved else o.mlp
         mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
         return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
                            biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean,
@@ -506,7 +336,7 @@ class SIF:
 
     def baseline_names(self) -> tuple[str, ...]:
         """The fixed IFCs a search is compared with (``--baselines``: none, all or a list)."""
-        given = self.options.baselines if self.options.baselines is not None else self.task.default_baselines
+        given = self.options.get("baselines")
         if given == "":
             return ()
         names = SEARCH_SPACE if given == "all" else () if given == "none" else tuple(
@@ -562,7 +392,7 @@ class SIF:
         train+valid (in RUN/refit/) when asked, else of the early-stopped model."""
         o, settings = self.options, self.settings(search=False, config=config)
         summary = dict(summary)
-        refit = self.task.refit_by_default if o.refit is None else o.refit
+        refit = o.get("refit")
         test_keys = self.task.test_keys()
         # nothing to stop on without validation; a closed-form model has no epochs
         source = "closed form" if isinstance(config, ItemItemConfig) else "early-stopped" if len(splits.valid) else "last epoch"
@@ -680,18 +510,6 @@ def _as_the_command(options: SIFOptions) -> Iterator[None]:
         logger.propagate = propagate
 
 
-def check_model_name(name: str) -> str:
-    """``name`` if it is a fixed model (an interaction function, an item-item model or LightGCN)."""
-    if name not in model_names():
-        raise NaspError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
-    return name
-
-
-def model_names() -> list[str]:
-    """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
-
-
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:
     """Mean, standard deviation and per-fold values of every validation and test metric."""
     metrics = [k[len("test_"):] for k in task.test_keys()]
@@ -702,15 +520,6 @@ def _fold_statistics(summaries: list[dict], task: Task) -> dict:
         values = np.array([s[key] for s in summaries], dtype=np.float64)
         out.update({key: float(values.mean()), f"{key}_std": float(values.std()), f"fold_{key}": values.tolist()})
     return out
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar (or array, or list of them) as Python numbers; anything else as it is."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, (list, tuple)) and any(isinstance(v, np.generic) for v in value):
-        return type(value)(v.item() if isinstance(v, np.generic) else v for v in value)
-    return value
 
 
 def _id_list(ids: Any, name: str) -> list[str]:

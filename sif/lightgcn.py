@@ -60,8 +60,8 @@ class LightGCNConfig:
     #: paper's code), lr 1e-2 where RecBole has 1e-3: on ml-100k (docs/sif.md) 1e-3 first lowers
     #: validation NDCG@10 for 3 epochs (0.146 to 0.128; early stopping ends the run there) and
     #: climbs for ~200 epochs (RecBole ran 201), while 1e-2 validates best at epoch ~21 at the
-    #: same level (0.261; RecBole's 0.259). ``SIF.settings`` reads these where the task's apply.
-    defaults: ClassVar[TrainSettings] = TrainSettings(lr=1e-2, reg=1e-4, implicit_reg=0.0, batch_size=2048)
+    #: same level (0.261; RecBole's 0.259). ``SIFOptions.train_settings`` reads these where the task's apply.
+    defaults: ClassVar[dict] = {"lr": 1e-2, "reg": 1e-4, "implicit_reg": 0.0, "batch_size": 2048}
 
     def __post_init__(self) -> None:
         self.layers = check_layers(self.layers)

@@ -28,7 +28,7 @@ from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Spli
                    split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, MAX_DIM, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
+from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
@@ -40,33 +40,28 @@ TABLE_COPIES = 3
 MODEL_FILE = "model.pt"
 
 
-#: the split and its fractions when not given, per task: the SIF paper's random 7:1:2 split of
-#: all ratings, and RecBole's per-user 8:1:1 random split for ranking
-SPLIT_DEFAULTS = {"rating": ("global", 0.2, 0.1), "ranking": ("random", 0.1, 0.1)}
-
-
 @dataclass
 class DataOptions:
-    """Where the interactions come from and how they are split (None: the task's default)."""
+    """Where the interactions come from and how they are split (the defaults: the SIF paper's
+    random 7:1:2 split of all ratings; ``SIFOptions`` gives each task's)."""
 
     data: str
     test_data: Optional[str] = None
     data_dir: Optional[str] = None
-    test_ratio: Optional[float] = None
-    valid_ratio: Optional[float] = None
+    test_ratio: float = 0.2
+    valid_ratio: float = 0.1
     seed: int = 0
     valid_data: Optional[str] = None
-    split: Optional[str] = None
+    split: str = "global"
     #: how the files' lines are read (``--sep``, ``--columns``); None: sniffed
     line_format: Optional[LineFormat] = None
 
     def spec(self, task: Task, read: callable) -> SplitSpec:
         """The split to make, the given files read with ``read``."""
-        kind, test_ratio, valid_ratio = SPLIT_DEFAULTS[task.name]
         return SplitSpec(
-            self.split or kind,
-            test_ratio if self.test_ratio is None else self.test_ratio,
-            valid_ratio if self.valid_ratio is None else self.valid_ratio,
+            self.split,
+            self.test_ratio,
+            self.valid_ratio,
             self.seed,
             read(self.test_data) if self.test_data is not None else None,
             read(self.valid_data) if self.valid_data is not None else None,
@@ -300,9 +295,12 @@ def load_arch(path: Path) -> dict:
     model = arch.get("model")
     if not isinstance(model, dict):
         raise NaspError(f"{path}: {'no' if model is None else 'malformed'} 'model' (an object with the model's shape)")
+    missing = [key for key in ("head", "mlp", "biases", "implicit") if key not in model]
+    if missing:
+        raise NaspError(f"{path}: 'model' has no {missing[0]!r} (an arch.json of nasp sif search has every key)")
     try:
-        check_head(model.get("head", LEGACY["head"]))
-        check_mlp(model.get("mlp", LEGACY["mlp"]))
+        check_head(model["head"])
+        check_mlp(model["mlp"])
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
     if model.get("space", "sif") != "sif" or "choices" in arch:

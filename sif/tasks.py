@@ -38,22 +38,8 @@ class Task:
     #: the ``evaluate`` key that selects epochs, architectures and early stopping, and its direction
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
-    #: per-task defaults of the optimisation settings (tuned on MovieLens-100K validation data)
-    defaults: ClassVar[TrainSettings]
-    #: whether ``train`` refits on train + validation by default before testing
-    refit_by_default: ClassVar[bool]
-    #: NASP's warm-up when ``--warmup-epochs`` is not given (with more than one search epoch)
-    default_warmup: ClassVar[Union[int, str]] = "auto"
-    #: the fixed models a search is compared with when ``--baselines`` is not given: SVD++'s
-    #: multiply, and for ratings the larger space's best fixed model on ml-100k (the item side's
-    #: history added), which in ranking validated below multiply (benchmarks/sif_space.py)
-    default_baselines: ClassVar[str] = "multiply"
-
-    def warmup(self, epochs: int) -> Union[int, str]:
-        """The default warm-up of a search of ``epochs`` (none for a one-epoch search)."""
-        if epochs < 2:
-            return 0
-        return self.default_warmup if isinstance(self.default_warmup, str) else min(self.default_warmup, epochs - 1)
+    # the defaults of the settings per task (learning rates, warm-up, baselines, refit) are
+    # declared with each setting: ``sif.options.SIFOptions``
 
     def read(self, table: RatingTable) -> RatingTable:
         """``table`` as this task uses it (or a clear error)."""
@@ -92,9 +78,6 @@ class RatingTask(Task):
     name: ClassVar[str] = "rating"
     metric: ClassVar[str] = "valid_rmse"
     higher_is_better: ClassVar[bool] = False
-    defaults: ClassVar[TrainSettings] = TrainSettings()
-    refit_by_default: ClassVar[bool] = True
-    default_baselines: ClassVar[str] = "multiply,item_input=both"
 
     def read(self, table: RatingTable) -> RatingTable:
         return table.need_ratings()
@@ -148,17 +131,6 @@ class RankingTask(Task):
 
     name: ClassVar[str] = "ranking"
     higher_is_better: ClassVar[bool] = True
-    #: tuned on ml-100k validation NDCG@10 (docs/sif.md): lr 0.1, reg 1e-3, 4 negatives (fixed multiply);
-    #: for the search, arch lr 1e-3 and a 2-epoch warm-up: with "auto" the validation NDCG kept
-    #: rising for 7 of 10 epochs, and in the 3 left the alphas moved by 0.07 at most, so the
-    #: initial noise chose the op
-    defaults: ClassVar[TrainSettings] = TrainSettings(lr=0.1, reg=1e-3, implicit_reg=1e-4, batch_size=512, arch_lr=1e-3)
-    refit_by_default: ClassVar[bool] = False
-    default_warmup: ClassVar[Union[int, str]] = 2
-    #: SVD++'s multiply and EASE^R, which ranks better than every trained model on ml-100k
-    #: (docs/sif.md); ``--keep best`` then never hands back less (EASE^R is skipped, with a
-    #: warning, where its item x item matrices do not fit in memory)
-    default_baselines: ClassVar[str] = "multiply,ease"
 
     def __post_init__(self) -> None:
         self.topk = parse_topk(self.topk)

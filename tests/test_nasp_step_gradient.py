@@ -1,6 +1,8 @@
 """The architecture gradient of a whole ``NASP.step`` (projection, backward at the discrete point,
 model-size penalty) equals full autograd through every candidate, in every domain: the
 no-autograd shortcut for unselected ops changes no gradient (REFERENCE §1)."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,8 @@ def _step_gradient_matches_full_autograd(problem, train_batch, valid_batch, seed
 
 
 def test_sif_step_with_elementwise_mlps_and_implicit_term():
-    from sif.engine import TrainSettings, make_problem
+    from sif.options import SIFOptions
+from sif.engine import make_problem
     from sif.model import ModelConfig, SIFNetwork
 
     torch.manual_seed(0)
@@ -56,7 +59,7 @@ def test_sif_step_with_elementwise_mlps_and_implicit_term():
     with torch.no_grad():
         for emb in (net.user_emb, net.item_emb):
             emb.weight.normal_()
-    problem = make_problem(net, TrainSettings(lr=0.05, batch_size=8, arch_lr=1e-2, reg=1e-3))
+    problem = make_problem(net, dataclasses.replace(SIFOptions().train_settings(), lr=0.05, batch_size=8, arch_lr=1e-2, reg=1e-3))
     batch = lambda g: (torch.randint(0, 6, (8,), generator=g), torch.randint(0, 5, (8,), generator=g),
                        1 + 4 * torch.rand(8, generator=g, dtype=torch.float64))
     grads = _step_gradient_matches_full_autograd(problem, batch(torch.Generator().manual_seed(1)),

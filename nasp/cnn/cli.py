@@ -53,7 +53,7 @@ def _run(command: str, opts: dict, config_class: type, body: Callable[..., dict]
 
 def _common(f: Callable) -> Callable:
     """Options shared by search and train (beyond --seed --device --out --json)."""
-    f = threads_option()(f)
+    f = threads_option(f)
     f = amp_option(f)
     f = click.option("--image-size", type=click.IntRange(min=1), default=None, help="Image side for ImageFolder data (default 224).")(f)
     f = click.option("--eval-batch-size", type=click.IntRange(min=1), default=None, help="Batch size of evaluation passes (default 2 x --batch-size).")(f)
@@ -181,7 +181,7 @@ def train(**opts) -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed runs before the timed ones.")
 @click.option("--image-size", type=click.IntRange(min=1), default=None, help="Image side for ImageFolder data (default 224).")
 @data_dir_option
-@threads_option()
+@threads_option
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N: the device that will serve the model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The latency table to write (JSON), for cnn search --latency-table.")
 @click.option("--force", is_flag=True, help="Overwrite --out even when it exists and is not a latency table.")

@@ -77,7 +77,7 @@ def common_options(defaults: Any, dropouts: Dropouts) -> Callable[[Callable], Ca
         ]
         for option in extra:
             f = option(f)
-        return run_options(amp_option(threads_option()(f)))
+        return run_options(amp_option(threads_option(f)))
 
     return decorate
 

@@ -66,7 +66,7 @@ def test_api_logs_epochs_by_default(tiny_ratings, capfd):
     ({"seed": "x"}, "--seed 'x': must be an integer"),
     ({"test_ratio": "0.5"}, "--test-ratio '0.5': must be"),
     ({"epochs": True}, "--epochs True: must be an integer"),
-    ({"threads": 0}, "--threads 0: must be an integer >= 1"),
+    ({"threads": 0}, "--threads 0: must be in the range x>=1"),
     ({"verbose": "yes"}, "--verbose 'yes': must be True or False"),
 ])
 def test_api_option_types(options, message):

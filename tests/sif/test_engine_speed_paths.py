@@ -1,9 +1,12 @@
 """The fast paths of SIF's training loop give the same numbers as the plain ones."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from sif.data import Interactions
+from sif.options import SIFOptions
 from sif.engine import batches
 
 
@@ -56,14 +59,14 @@ def _net(monkeypatch, sparse: bool):
 def test_sparse_embedding_gradients_take_the_dense_steps(monkeypatch, strategy):
     """Tables from SPARSE_GRAD_MIN_ROWS rows on have sparse gradients; every strategy's steps
     (clip, Adagrad, DARTS' unrolled step) move the weights as with dense gradients."""
-    from sif.engine import TrainSettings, make_problem
+    from sif.engine import make_problem
 
     nets = []
     for sparse in (True, False):
         net = _net(monkeypatch, sparse)
         assert net.user_emb.sparse == net.item_emb.sparse == net.user_bias.sparse == sparse
         assert not net.user_history.factors.sparse
-        problem = make_problem(net, TrainSettings(lr=0.05, grad_clip=0.5), {"seed": 0, "candidates": 2} if strategy == "random" else {})
+        problem = make_problem(net, dataclasses.replace(SIFOptions().train_settings(), lr=0.05, grad_clip=0.5), {"seed": 0, "candidates": 2} if strategy == "random" else {})
         strat = build_strategy(strategy, problem, 3)
         strat.begin_epoch(0)
         g = torch.Generator().manual_seed(2)

@@ -1,3 +1,4 @@
+import dataclasses
 
 import pytest
 import torch
@@ -5,7 +6,8 @@ import torch
 from nasp.mixing import Mixing
 from nasp.runs import RunDir
 from sif import pipeline
-from sif.engine import TrainSettings
+
+from sif.options import SIFOptions
 from sif.model import RENAMED_KEYS, ModelConfig, SIFNetwork
 from sif.space import INTERACTIONS, SEARCH_SPACE
 
@@ -51,7 +53,7 @@ def _search(tmp_path, op):
     splits, _ = pipeline.load_splits(pipeline.DataOptions(str(folder / "u.data")))
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, elementwise=False,
                          global_mean=float(splits.train.ratings.mean()))
-    settings = TrainSettings(lr=0.05, batch_size=512, arch_lr=1e-3, reg=0.0)
+    settings = dataclasses.replace(SIFOptions().train_settings(), lr=0.05, batch_size=512, arch_lr=1e-3, reg=0.0)
     arch, _ = pipeline.search(RunDir(folder / "run"), splits, config, settings, "nasp", 10, 0, torch.device("cpu"),
                               warmup_epochs=3)
     return arch
@@ -73,7 +75,7 @@ def test_short_real_run_beats_the_global_mean(ml100k_path, tmp_path):
                          global_mean=float(mean))
     run = RunDir(tmp_path / "r")
     run.write_config({})
-    _, summary = pipeline.train(run, splits, config, TrainSettings(), 3, 3, 0, torch.device("cpu"))
+    _, summary = pipeline.train(run, splits, config, SIFOptions().train_settings(), 3, 3, 0, torch.device("cpu"))
     assert summary["test_rmse"] < global_rmse - 0.1, (summary["test_rmse"], global_rmse)
     assert (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 3
 
@@ -220,7 +222,7 @@ def test_freezing_what_a_step_does_not_differentiate_changes_no_result(monkeypat
         with torch.no_grad():
             for p in net.mlp_u.parameters():
                 p.normal_(0, 0.5)
-        problem = make_problem(net, TrainSettings(batch_size=100), {"seed": 0, "warmup_epochs": 0})
+        problem = make_problem(net, dataclasses.replace(SIFOptions().train_settings(), batch_size=100), {"seed": 0, "warmup_epochs": 0})
         stepper = build_strategy(strategy, problem, 2)
         stepper.begin_epoch(1)
         for k in range(5):
