@@ -93,7 +93,8 @@ def cornac_recipe(splits: Splits, epochs: int, report_every: int, seed: int) -> 
 
 def biased_mf(splits: Splits, seed: int, max_epochs: int, patience: int, work: Path) -> tuple:
     torch.manual_seed(seed)
-    return pipeline.train(RunDir(work), splits, mf_config(splits), SIFOptions().train_settings(), max_epochs, patience, seed, torch.device("cpu"))
+    settings = SIFOptions(max_epochs=max_epochs, patience=patience, seed=seed).train_settings()
+    return pipeline.train(RunDir(work), splits, mf_config(splits), settings, torch.device("cpu"))
 
 
 def main() -> None:
@@ -126,8 +127,8 @@ def main() -> None:
     empty = Interactions(*(t[:0] for t in (splits.valid.users, splits.valid.items, splits.valid.ratings)))
     full = dataclasses.replace(splits, train=train_plus_valid(splits), valid=empty)
     torch.manual_seed(args.seed * 1000)
-    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, mf_config(full), SIFOptions().train_settings(), best_epoch, best_epoch + 1,
-                                  args.seed, torch.device("cpu"))
+    settings = SIFOptions(max_epochs=best_epoch, patience=best_epoch + 1, seed=args.seed).train_settings()
+    refit_net, _ = pipeline.train(RunDir(work / "refit"), full, mf_config(full), settings, torch.device("cpu"))
     refit = evaluate(refit_net, test, "test")["test_rmse"]
 
     best_sgd = min(sgd, key=lambda r: r["test_rmse"])

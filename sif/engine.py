@@ -26,6 +26,9 @@ class TrainSettings:
     implicit_reg: float          # L2 on the batch items' implicit factors y (with implicit feedback)
     batch_size: int
     arch_lr: float               # Adam on alpha (and, with mlp_on_valid, the element-wise MLPs)
+    max_epochs: int              # training epochs at most (early stopping on validation)
+    patience: int                # epochs without a better validation score before stopping
+    seed: int                    # the order of the batches (and the sampled negatives)
     grad_clip: float = 5.0       # the SIF authors' value
     amp: bool = False            # bfloat16 autocast of the training forward passes (CUDA only)
 

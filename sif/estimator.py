@@ -17,7 +17,6 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -26,27 +25,19 @@ import pandas as pd
 import torch
 
 from nasp.commands import configure_logging, release_with_command, usable_threads
-from nasp.config import task_default
-from nasp.errors import NaspError
-from nasp.loop import improves
 from nasp.devices import check_amp, set_deterministic
-from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
-from nasp.strategies import STRATEGIES
-from nasp.strategies.proximal import check_warmup
+from nasp.errors import NaspError
+from nasp.runs import CONFIG, RunDir, io_error, read_json, resolve_device, seed_everything, write_bytes_atomic
 
-from . import itemitem, lightgcn, pipeline, tensor
+from . import pipeline, tensor
 from .data import RatingTable, Splits, kfold
-from .engine import TrainSettings
-from .model import HISTORY_REFRESHES, ModelConfig
-from .groundtruth import arch_key
-from .itemitem import ITEM_MODELS, ItemItemConfig
-from .joint import JointConfig, check_choices, parse_choices
-from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
-from .options import RANKING_MODELS, SIFOptions, check_model_name
-from .space import SEARCH_SPACE
+from .job import Job, baseline_names, warmup
+from .options import RANKING_MODELS, SIFOptions
 from .tasks import Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
+SAVED = (pipeline.MODEL_FILE, "arch.json", "summary.json")
+"""What ``save`` writes of a fit without a run directory: enough for ``load`` and ``nasp sif recommend``."""
 log = logging.getLogger("nasp.sif")
 
 
@@ -68,62 +59,39 @@ class SIF:
                                      negatives=self.options.negatives, min_rating=self.options.min_rating)
         if self.options.ifc == "pop" and self.task.name != "ranking":
             raise NaspError("pop (popularity) is a ranking baseline: use it with --task ranking")
-        ranking_only = [n for n in (self.options.ifc, *self.baseline_names()) if n in RANKING_MODELS]
+        ranking_only = [n for n in (self.options.ifc, *baseline_names(self.options)) if n in RANKING_MODELS]
         if ranking_only and self.task.name != "ranking":
             raise NaspError(f"{ranking_only[0]} is a ranking model ({RANKING_MODELS[ranking_only[0]]}, not ratings): "
                             "use it with --task ranking")
-        if self.options.arch is not None:
-            tensor.check_arch_ways(self.options.arch, self.options.ways)
-        self.arch_in: Optional[dict] = ((tensor.load_arch if self.options.ways == 3 else pipeline.load_arch)(self.options.arch)
-                                        if self.options.arch is not None else None)
-        if self.arch_in is not None:
-            self._check_arch_task(self.arch_in)
-        self._check_warmup()
-        self.baseline_names()
+        warmup(self.options, self.task)
+        self._arch: Optional[dict] = None  # the architecture of ``arch``, read by ``_arch_in``
         self.summary_: dict = {}
         self.arch_: Optional[dict] = None
         self._model: Optional[pipeline.Recommender] = None
-        self._run_path: Optional[Path] = None
-        self._tmp: Optional[tempfile.TemporaryDirectory] = None
+        self._run_path: Optional[Path] = None  # the run directory of fit(run_dir=...), a command or load
+        self._kept: dict[str, bytes] = {}  # the files save writes, after a fit without a run directory
         self._loaded: Optional[tuple[Splits, Path]] = None
         self._folds: Optional[tuple[RatingTable, np.ndarray, int]] = None  # load_folds
 
     # checks --------------------------------------------------------------------------------------
-    def _check_arch_task(self, arch: dict) -> None:
+    def _arch_in(self) -> Optional[dict]:
+        """The architecture file ``arch`` names, read and checked once (None without one)."""
+        o = self.options
+        if o.arch is None or self._arch is not None:
+            return self._arch
+        tensor.check_arch_ways(o.arch, o.ways)
+        arch = (tensor.load_arch if o.ways == 3 else pipeline.load_arch)(o.arch)
         saved = arch.get("task", "rating")
         if saved != self.task.name:
             raise NaspError(f"{arch['_path']}: an architecture searched for the {saved} task; this is --task {self.task.name}")
-
-    def _check_warmup(self) -> Union[int, str, None]:
-        """--warmup-epochs, defaulting to the strategy's (``default_warmup``) or else the task's
-        (no warm-up for a one-epoch search), checked against --epochs; as given for strategies
-        without a warm-up (which warn that they ignore it)."""
-        given, strategy, epochs = self.options.warmup_epochs, STRATEGIES.get(self.options.strategy), self.options.epochs
-        if self.searches and strategy.uses_warmup:
-            default = self._task_warmup() if strategy.default_warmup is None else min(strategy.default_warmup, epochs - 1)
-            return check_warmup(default if given is None else given, epochs)
-        return given
-
-    def _task_warmup(self) -> Union[int, str]:
-        """The task's warm-up for a search of ``epochs`` (none for a one-epoch search)."""
-        epochs, default = self.options.epochs, task_default(SIFOptions, "warmup_epochs", self.task.name)
-        if epochs < 2:
-            return 0
-        return default if isinstance(default, str) else min(default, epochs - 1)
-
-    @property
-    def searches(self) -> bool:
-        """Whether ``fit`` searches (no fixed ``ifc``, ``arch`` or ``choices`` given)."""
-        return self.options.ifc is None and self.options.arch is None and self.options.choices is None
-
-    def settings(self, search: bool = True, config: Any = None) -> TrainSettings:
-        """The optimisation settings of training ``config`` (``SIFOptions.train_settings``)."""
-        return self.options.train_settings(search, getattr(config, "defaults", None))
+        self._arch = arch
+        return arch
 
     # data ----------------------------------------------------------------------------------------
     def load_data(self, data: Data, valid_data: Optional[Data] = None, test_data: Optional[Data] = None) -> tuple[Splits, Path]:
         """Read and split the data as the options say; every check of the input happens here,
         so the CLI calls it before any run directory exists."""
+        self._arch_in()
         o = self.options
         if o.ways == 3:
             self._loaded = (tensor.load(data, valid_data, test_data, o.valid_ratio, o.test_ratio, o.seed, o.sep), Path(str(data)))
@@ -135,32 +103,44 @@ class SIF:
 
     # fit -----------------------------------------------------------------------------------------
     def fit(self, data: Optional[Data] = None, valid_data: Optional[Data] = None, test_data: Optional[Data] = None,
-            run: Optional[RunDir] = None) -> "SIF":
+            run_dir: Optional[Union[str, Path]] = None, run: Optional[RunDir] = None) -> "SIF":
         """Search and retrain (or train the fixed ``ifc`` / the searched ``arch``) on ``data``: a
         ratings or interaction file, a known name (ml-100k, ...), or a DataFrame with user, item
         (and rating, timestamp) columns. Validation (selection, early stopping) comes out of
-        ``data`` unless ``valid_data`` is given; test likewise. The run's files go to ``run``
-        (a ``RunDir``), else to a temporary folder that ``save`` copies."""
+        ``data`` unless ``valid_data`` is given; test likewise. Returns self.
+
+        Files are written only when asked: ``run_dir`` (a new folder) receives the run directory
+        of the commands (config.json, metrics, checkpoints, plots, model.pt, summary.json); else
+        the job works in a temporary folder that is gone when ``fit`` returns, and the model
+        stays in memory (``save`` writes it). ``run``: an open ``RunDir`` (the commands')."""
         if self.options.folds is not None:
             raise NaspError(f"folds={self.options.folds}: call cross_validate(data), which fits one model per fold; fit trains one")
         if data is not None:
             self.load_data(data, valid_data, test_data)
         if self._loaded is None:
             raise NaspError("fit needs data: a file, a known name or a DataFrame")
-        splits, path = self._loaded
+        splits, source = self._loaded
+        self._kept = {}
         if run is not None:  # a command: start_run has seeded and set the threads and the log level
             self._run_path = run.path
-            return self._fit(run, splits, path, owned=False)
-        self._tmp = tempfile.TemporaryDirectory(prefix="sif-")
-        run = RunDir(Path(self._tmp.name) / "run")
-        self._run_path = run.path
-        with _as_the_command(self.options):
-            try:
-                run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
-                                                                    for k, v in dataclasses.asdict(self.options).items()}})
-                return self._fit(run, splits, path, owned=True)
-            finally:  # also when the fit fails: the temporary run's lock is not left open
-                run.close()
+            return self._fit(run, splits, source, owned=False)
+        with contextlib.ExitStack() as stack:
+            if run_dir is None:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sif-"))) / "run"
+            else:
+                folder = Path(run_dir)
+                if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+                    raise NaspError(f"run_dir={str(folder)!r}: exists and is not an empty folder; give a new one")
+            run = RunDir(folder)
+            stack.callback(run.close)  # also when the fit fails: the run's lock is not left open
+            stack.enter_context(_as_the_command(self.options))
+            run.write_config({"command": "SIF.fit", "options": {k: (str(v) if isinstance(v, Path) else v)
+                                                                for k, v in dataclasses.asdict(self.options).items()}})
+            self._fit(run, splits, source, owned=True, plots=run_dir is not None)
+            if run_dir is None:  # the folder goes: keep what ``save`` writes
+                self._kept = {name: run.file(name).read_bytes() for name in SAVED if run.file(name).exists()}
+            self._run_path = None if run_dir is None else folder
+        return self
 
     def load_folds(self, data: Data, folds: Optional[int] = None) -> None:
         """Read ``data`` as the task reads it and deal its rows into ``folds`` (else the option's)
@@ -208,213 +188,19 @@ class SIF:
                             "seconds": round(seconds, 3)}
         return self.cv_results_
 
-    def _fit(self, run: RunDir, splits: Splits, path: Any, owned: bool) -> "SIF":
-        """``fit``'s work in ``run``: search (if asked), retrain, compare, test, keep the model."""
+    def _fit(self, run: RunDir, splits: Splits, source: Any, owned: bool, plots: bool = True) -> "SIF":
+        """``fit``'s work in ``run`` (``sif.job.Job``); ``owned``: the run is this estimator's, so
+        it writes the summary too (the CLI writes its own, with the run directory's path)."""
         device = resolve_device(self.options.device)
         check_amp(self.options.amp, device)
-        if self.options.ways == 3:
-            self.summary_ = tensor.fit_options(run, splits, self.options, self.arch_in, self._check_warmup(), device)
-            self.summary_ = run.finish(self.summary_) if owned else self.summary_
-            return self
-        t0 = time.perf_counter()
-        summary: dict = {"task": self.task.name}
-        if self.searches:
-            found = self._search(run, splits, device)
-            summary.update(found)
-            config = self._arch_config(splits, self.arch_)
-            mlp_state = self.arch_.get("elementwise_mlp")
-        else:
-            mlp_state = self.arch_in.get("elementwise_mlp") if self.arch_in else None
-            config = (self._arch_config(splits, self.arch_in) if self.arch_in
-                      else self._baseline_config(splits, self.options.choices) if self.options.choices is not None
-                      else self._config(splits, self.options.ifc, None, searched=False, elementwise=False))
-            if self.options.choices is not None:
-                summary["choices"] = parse_choices(self.options.choices)
-                summary["fixed_model"] = arch_key(summary["choices"])
-        summary.update(pipeline.data_summary(splits, self.task))
-        if self.searches and not self.options.retrain:
-            self.summary_ = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
-            if owned:
-                self.summary_ = run.finish(self.summary_)
-            return self
-        init = None
-        if self.searches and self.options.warm_start:
-            init = pipeline.chosen_op_state(run.load_checkpoint()["network"], SEARCH_SPACE, config.ops[0])
-        net, trained = self._train_one(run, "retrain" if self.searches else None, splits, config, device, mlp_state, init)
-        if self.searches:
-            net, trained, config, mlp_state, init, compared = self._against_baselines(run, splits, device, net, trained,
-                                                                                     config, mlp_state, init)
-            summary.update(compared)
-        net, trained = self._test_one(run, net, trained, splits, config, device, mlp_state, init)
-        pipeline.save_model(run.file(pipeline.MODEL_FILE), net, splits, path, self.task)
-        self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
-        self.summary_ = {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
-        if owned:  # the CLI writes its own summary (with the run directory's path)
+        job = Job(self.options, self.task, device, self._arch_in(), plots=plots)
+        self.summary_ = job.run(run, splits, source)
+        self.arch_ = job.arch_
+        if self.options.ways == 2 and run.file(pipeline.MODEL_FILE).exists():
+            self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
+        if owned:
             self.summary_ = run.finish(self.summary_)
         return self
-
-    def _config(self, splits: Splits, name: str, saved: Optional[dict], searched: bool, elementwise: bool = True) -> ModelConfig:
-        """The model of a run: the options given, else the searched architecture's, else the defaults
-        (biases and the implicit term on, except for NCF's gmf and neumf; pop has only item biases)."""
-        o = self.options
-
-        def switch(key: str) -> bool:
-            if getattr(o, key) is not None:
-                return bool(getattr(o, key))
-            if saved is not None:
-                return bool(saved[key])
-            return name not in ("gmf", "neumf")
-
-        if name in ITEM_MODELS:
-            return o.item_item_config(name, splits.ids.num_users, splits.ids.num_items)
-        if name == lightgcn.NAME:
-            return LightGCNConfig(splits.ids.num_users, splits.ids.num_items, dim=o.dim or 64,
-                                  layers=DEFAULT_LAYERS if o.gcn_layers is None else o.gcn_layers)
-        if name == "pop":
-            return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
-                               implicit=False)
-        dim = o.dim or (saved["dim"] if saved else 64)
-        head = o.head or (saved["head"] if saved else ModelConfig.head)
-        mlp = saved["mlp"] if saved else o.mlp
-        mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
-        return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
-                           biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean,
-                           history_refreshes=self._history_refreshes(), mlp_on_valid=bool(o.mlp_on_valid) and searched)
-
-    def _history_refreshes(self) -> Optional[int]:
-        """``ModelConfig.history_refreshes`` of the options (a training setting: a searched
-        architecture's saved value is not reused)."""
-        given = self.options.history_refreshes
-        return HISTORY_REFRESHES if given is None else (given or None)
-
-    def _arch_config(self, splits: Splits, arch: dict) -> ModelConfig:
-        """The fixed model of a searched architecture, sized for ``splits``: its space's config
-        with one candidate per row (the larger space), or its interaction (the paper's)."""
-        saved = arch["model"]
-        if "choices" not in arch:
-            return self._config(splits, arch["interaction"], saved, searched=True,
-                                elementwise=arch.get("elementwise_mlp") is not None)
-        base = self._config(splits, arch["interaction"], saved, searched=True)
-        sizes = {"num_users": base.num_users, "num_items": base.num_items, "dim": base.dim, "global_mean": base.global_mean,
-                 "biases": base.biases, "history_refreshes": base.history_refreshes}
-        return JointConfig.from_dict({**saved, **sizes}).fixed(arch["choices"])
-
-    def _baseline_config(self, splits: Splits, name: str) -> ModelConfig:
-        """The fixed model a ``--baselines`` entry names: an IFC with plain embeddings, or
-        (``row=name+...``) a fixed model of the larger space."""
-        base = self._config(splits, "multiply" if "=" in name else name, None, searched=False, elementwise=False)
-        return JointConfig.search_space(base, self.options.mlp).fixed(parse_choices(name)) if "=" in name else base
-
-    def _search(self, run: RunDir, splits: Splits, device: torch.device) -> dict:
-        """The search stage (skipped on resume when it finished): writes arch.json and search.json."""
-        if run.resume and run.file("search.json").exists():
-            self.arch_ = pipeline.load_arch(run.file("arch.json"))
-            # the retraining starts from the random state the finished search left, as uninterrupted
-            set_rng_state(run.load_checkpoint()["rng"])
-            return read_json(run.file("search.json"))
-        o = self.options
-        base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
-        if o.space == "autocf":
-            config = JointConfig.search_space(base, o.mlp)
-        else:
-            config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
-        self.arch_, found = pipeline.search(run, splits, config, self.settings(), o.strategy, o.epochs, o.seed, device,
-                                            o.candidates, self._check_warmup(), self.task, o.margin)
-        run.write_json("search.json", found)
-        return found
-
-    def _train_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
-                   mlp_state: Optional[dict], init_state: Optional[dict], stage: str = "") -> tuple[Any, dict]:
-        """Train with early stopping (in RUN/<name>/, or RUN itself), scored on validation only;
-        ``stage`` names it in the log (default: ``name``, else ``train``)."""
-        o, settings = self.options, self.settings(search=False, config=config)
-        rdir = _subrun(run, name, config, settings) if name else run
-        if isinstance(config, ItemItemConfig):
-            return itemitem.fit(splits, config, self.task, device)
-        return pipeline.train(rdir, splits, config, settings, o.max_epochs, o.patience, o.seed, device, mlp_state,
-                              init_state=init_state, task=self.task, test=False, stage=stage or name or "train")
-
-    def baseline_names(self) -> tuple[str, ...]:
-        """The fixed IFCs a search is compared with (``--baselines``: none, all or a list)."""
-        given = self.options.get("baselines")
-        if given == "":
-            return ()
-        names = SEARCH_SPACE if given == "all" else () if given == "none" else tuple(
-            n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip())
-        for name in names:
-            if "=" in name:  # a fixed model of the larger space: an unknown row or name is a clear NaspError
-                check_choices(name)
-            else:
-                check_model_name(name)
-        return tuple(dict.fromkeys(names))
-
-    def _against_baselines(self, run: RunDir, splits: Splits, device: torch.device, net: Any, trained: dict,
-                           config: ModelConfig, mlp_state: Optional[dict], init: Optional[dict]) -> tuple:
-        """Train each fixed baseline (plain embeddings, the same settings) and score it on
-        validation beside the searched model; with ``--keep best`` the better one is kept (the
-        test split is scored only for the kept model). Returns the kept (net, summary, config,
-        mlp_state, init) and the comparison for the summary."""
-        metric, higher = self.task.metric, self.task.higher_is_better
-        searched = trained.get(metric)
-        out: dict = {"searched_interaction": config.ops[0], f"searched_{metric}": searched}
-        names = self.baseline_names()
-        if not names or searched is None:  # nothing to compare on without validation data
-            return net, trained, config, mlp_state, init, out
-        scores, best = {}, None
-        for name in names:
-            fixed = self._baseline_config(splits, name)
-            shortfall = isinstance(fixed, ItemItemConfig) and itemitem.memory_shortfall(fixed.model, fixed.num_items)
-            if shortfall and self.options.baselines is None:  # asked for by name, it is an error (itemitem.fit)
-                log.warning("the default baseline %s is left out: %s", name, shortfall)
-                continue
-            folder = "baseline-" + name.replace("=", "-").replace("+", "_")
-            b_net, b_summary = self._train_one(run, folder, splits, fixed, device, None, None, f"baseline {name}")
-            scores[name] = b_summary.get(metric)
-            if best is None or improves(scores[name], best[1], higher):
-                best = (name, scores[name], b_net, b_summary, fixed)
-        if best is None:  # every default baseline was left out
-            return net, trained, config, mlp_state, init, out
-        keep_baseline = self.options.keep == "best" and improves(best[1], searched, higher)
-        out.update({
-            f"baseline_{metric}": scores,
-            "best_baseline": best[0],
-            # positive: the searched model validates better than the best baseline
-            "searched_margin": (searched - best[1]) if higher else (best[1] - searched),
-            "kept": f"{best[0]} (baseline)" if keep_baseline else f"{config.ops[0]} (searched)",
-        })
-        if keep_baseline:
-            return best[2], best[3], best[4], None, None, out
-        return net, trained, config, mlp_state, init, out
-
-    def _test_one(self, run: RunDir, net: Any, summary: dict, splits: Splits, config: ModelConfig, device: torch.device,
-                  mlp_state: Optional[dict], init_state: Optional[dict]) -> tuple[Any, dict]:
-        """The kept model's test metrics (the one look at the test split): after a refit on
-        train+valid (in RUN/refit/) when asked, else of the early-stopped model."""
-        o, settings = self.options, self.settings(search=False, config=config)
-        summary = dict(summary)
-        refit = o.get("refit")
-        test_keys = self.task.test_keys()
-        # nothing to stop on without validation; a closed-form model has no epochs
-        source = "closed form" if isinstance(config, ItemItemConfig) else "early-stopped" if len(splits.valid) else "last epoch"
-        early = self.task.evaluate(net, splits.to(device), "test")
-        closed_form = isinstance(config, ItemItemConfig)  # computed, not trained: refit with the chosen setting
-        if refit and len(splits.valid) and (summary["epochs_trained"] or closed_form):
-            if early:
-                summary[f"early_stopped_{test_keys[0]}"] = early[test_keys[0]]
-            if closed_form:
-                net, refitted = itemitem.fit(splits.with_valid_in_train(), net.config, self.task, device, test=True)
-                refitted = {k: v for k, v in refitted.items() if k in test_keys}
-            else:
-                net, refitted = pipeline.refit(_subrun(run, "refit", config, settings), splits, config, settings,
-                                               summary["best_epoch"], o.seed, device, mlp_state, init_state, self.task)
-            summary.update(refitted)
-            source = "refit"
-        else:
-            summary.update(early)
-        if test_keys[0] in summary:  # absent without a test split (--test-ratio 0)
-            summary[f"{test_keys[0]}_source"] = source
-        return net, summary
-
     # using the model -----------------------------------------------------------------------------
     @property
     def model(self) -> pipeline.Recommender:
@@ -459,16 +245,26 @@ class SIF:
         return self.model.evaluate(table, self.task)
 
     def save(self, path: Union[str, Path]) -> Path:
-        """Write the run directory (model.pt, arch.json, summary.json, ...) to ``path``."""
-        if self._run_path is None:
+        """Write the model (model.pt, arch.json, summary.json; after ``fit(run_dir=...)`` or
+        ``load``: the whole run directory) to ``path``, a new or empty folder."""
+        if self._run_path is None and not self._kept:
             raise NaspError("nothing to save: call fit first")
         path = Path(path)
-        if path.resolve() != self._run_path.resolve():
-            if path.exists() and not path.is_dir():
-                raise NaspError(f"{path}: exists and is not a folder; save into a new folder")
-            if path.exists() and any(path.iterdir()):
-                raise NaspError(f"{path}: exists and is not empty; save into a new folder")
+        if self._run_path is not None and path.resolve() == self._run_path.resolve():
+            return path
+        if path.exists() and not path.is_dir():
+            raise NaspError(f"{path}: exists and is not a folder; save into a new folder")
+        if path.exists() and any(path.iterdir()):
+            raise NaspError(f"{path}: exists and is not empty; save into a new folder")
+        if self._run_path is not None:
             shutil.copytree(self._run_path, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+            return path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise io_error(path, exc, "cannot create") from None
+        for name, data in self._kept.items():
+            write_bytes_atomic(path / name, data)
         return path
 
     @classmethod
@@ -550,11 +346,3 @@ def _source(data: Optional[Data]) -> Any:
         return data
     return str(data)
 
-
-def _subrun(run: RunDir, name: str, config: ModelConfig, settings: TrainSettings) -> RunDir:
-    """RUN/<name>/, resumed when it was started before (its lock released with the command)."""
-    out = run.file(name)
-    rdir = release_with_command(RunDir(out, resume=(out / CONFIG).exists(), clock=run.clock))
-    if not rdir.resume:
-        rdir.write_config({"command": name, "model": config.to_dict(), "settings": settings.to_dict()})
-    return rdir

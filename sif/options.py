@@ -208,7 +208,7 @@ class SIFOptions(RunOptions):
         pick = lambda name: own[name] if getattr(self, name) is None and name in own else self.get(name)  # noqa: E731
         return TrainSettings(lr=pick("lr"), reg=pick("reg"), implicit_reg=pick("implicit_reg"), batch_size=pick("batch_size"),
                              arch_lr=self.get("arch_lr") if search else task_default(type(self), "arch_lr", self.task),
-                             amp=bool(self.amp))
+                             max_epochs=self.max_epochs, patience=self.patience, seed=self.seed, amp=bool(self.amp))
 
     def line_format(self) -> LineFormat:
         """How the data files' lines are read (``sep`` and ``columns``, checked)."""

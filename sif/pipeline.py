@@ -172,12 +172,13 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 
 
 # search -----------------------------------------------------------------------------------------
-def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, strategy: str,
-           epochs: int, seed: int, device: torch.device, candidates: Optional[int] = None,
-           warmup_epochs: Union[int, str, None] = None, task: Optional[Task] = None,
-           margin: Optional[float] = None) -> tuple[dict, dict]:
-    """Search the interaction function; writes ``arch.json``. Returns (arch, search summary)."""
-    task = task or RatingTask()
+def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
+           strategy: str, epochs: int, candidates: Optional[int] = None, warmup_epochs: Union[int, str, None] = None,
+           margin: Optional[float] = None, task: Optional[Task] = None, plots: bool = True) -> tuple[dict, dict]:
+    """Search the interaction function with ``strategy`` for ``epochs`` (the strategy's own
+    options: ``candidates``, ``warmup_epochs``, ``margin``); writes ``arch.json`` (and, with
+    ``plots``, alphas.png and curves.png). Returns (arch, search summary)."""
+    task, seed = task or RatingTask(), settings.seed
     if len(splits.valid) == 0:
         raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
     if STRATEGIES.get(strategy).unrolls_weights:  # darts2: no gradients gathered across steps
@@ -219,8 +220,9 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     if strategy == "random":
         arch["candidates"] = strat.history
     run.write_json("arch.json", arch)
-    plot_alphas(rows, run.file("alphas.png"), f"SIF {strategy}: chose {arch['interaction']}")
-    plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", task.metric), f"SIF search ({strategy})")
+    if plots:
+        plot_alphas(rows, run.file("alphas.png"), f"SIF {strategy}: chose {arch['interaction']}")
+        plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", task.metric), f"SIF search ({strategy})")
     with strat.evaluation():
         valid_metrics = task.evaluate(net, on_device, "valid")
     summary = {
@@ -273,8 +275,9 @@ def fixed_arch(choices: dict, task: Optional[Task] = None, dim: int = 64, mlp: s
     """The arch.json of one fixed model of the larger space (``choices``: row -> candidate), for
     ``nasp sif train --arch FILE`` or ``SIF(arch=FILE)``; an ``mlp`` function is then trained
     with the weights (no searched state)."""
-    model = {"space": "autocf", "dim": dim, "mlp": mlp, "num_users": 1, "num_items": 1}
-    config_from_dict(model).fixed(choices)  # unknown or missing choices: a clear error
+    space = config_from_dict({"space": "autocf", "dim": dim, "mlp": mlp, "num_users": 1, "num_items": 1})
+    space.fixed(choices)  # unknown or missing choices: a clear error
+    model = space.to_dict()  # every key, as a search's arch.json records it
     return {"format": ARCH_FORMAT, "interaction": choices["op"], "choices": dict(choices), "strategy": "fixed",
             **(task or RatingTask()).to_dict(), "model": model}
 
@@ -295,14 +298,16 @@ def load_arch(path: Path) -> dict:
     model = arch.get("model")
     if not isinstance(model, dict):
         raise NaspError(f"{path}: {'no' if model is None else 'malformed'} 'model' (an object with the model's shape)")
+    try:
+        if "head" in model:
+            check_head(model["head"])
+        if "mlp" in model:
+            check_mlp(model["mlp"])
+    except NaspError as exc:
+        raise NaspError(f"{path}: {exc}") from None
     missing = [key for key in ("head", "mlp", "biases", "implicit") if key not in model]
     if missing:
         raise NaspError(f"{path}: 'model' has no {missing[0]!r} (an arch.json of nasp sif search has every key)")
-    try:
-        check_head(model["head"])
-        check_mlp(model["mlp"])
-    except NaspError as exc:
-        raise NaspError(f"{path}: {exc}") from None
     if model.get("space", "sif") != "sif" or "choices" in arch:
         try:
             if model.get("space") != "autocf":
@@ -358,17 +363,16 @@ def chosen_op_state(search_state: dict, ops: Sequence[str], chosen: str) -> dict
     return out
 
 
-def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, max_epochs: int,
-          patience: int, seed: int, device: torch.device, mlp_state: Optional[dict] = None,
-          tune_mlp: bool = False, init_state: Optional[dict] = None, task: Optional[Task] = None,
-          test: bool = True, stage: str = "train") -> tuple[SIFNetwork, dict]:
-    """Train one fixed IFC to convergence (early stopping on the task's validation metric);
-    restores the best epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless
+def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
+          mlp_state: Optional[dict] = None, tune_mlp: bool = False, init_state: Optional[dict] = None,
+          task: Optional[Task] = None, test: bool = True, stage: str = "train", plots: bool = True) -> tuple[SIFNetwork, dict]:
+    """Train one fixed IFC to convergence (``settings.max_epochs`` at most, early stopping on the
+    task's validation metric after ``settings.patience`` epochs without progress); restores the best epoch. ``mlp_state`` loads searched element-wise MLPs (frozen unless
     ``tune_mlp``); ``init_state`` (see ``chosen_op_state``) starts from searched weights instead
     of fresh ones. A baseline that does not train (``pop``) is only evaluated. ``test=False``
     leaves the test split untouched (a candidate that may not be kept). ``stage`` names the
     stage in the progress bar and the epoch log lines (``retrain``, ``baseline multiply``, ...)."""
-    task = task or RatingTask()
+    task, seed, max_epochs = task or RatingTask(), settings.seed, settings.max_epochs
     net = build_network(splits, config, device, task)
     if init_state is not None:
         missing, unexpected = net.load_state_dict(init_state, strict=False)
@@ -380,7 +384,7 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             mlp.requires_grad_(tune_mlp)
     on_device = splits.to(device)
     steps = trains(config)
-    stopper = EarlyStopping(task.metric, task.higher_is_better, patience) if len(splits.valid) and steps else None
+    stopper = EarlyStopping(task.metric, task.higher_is_better, settings.patience) if len(splits.valid) and steps else None
     t0 = time.perf_counter()
     rows = []
     if steps:
@@ -397,7 +401,8 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             stage=stage,
         )
         curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
-        plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
+        if plots:
+            plot_curves(rows, run.file("curves.png"), curves, f"training {config.ops[0]}")
     seconds = time.perf_counter() - t0
     net.eval()
     metrics = {**task.evaluate(net, on_device, "valid"), **(task.evaluate(net, on_device, "test") if test else {})}
@@ -415,15 +420,15 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     return net, summary
 
 
-def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, seed: int,
-          device: torch.device, mlp_state: Optional[dict] = None, init_state: Optional[dict] = None,
-          task: Optional[Task] = None) -> tuple[SIFNetwork, dict]:
+def refit(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, epochs: int, device: torch.device, *,
+          mlp_state: Optional[dict] = None, init_state: Optional[dict] = None, task: Optional[Task] = None,
+          plots: bool = True) -> tuple[SIFNetwork, dict]:
     """Train again from the same start on train + validation data for ``epochs`` (the count
     early stopping chose on validation), as is usual once model selection is done. Returns the
     refitted network and its summary (test metrics, epochs, seconds)."""
     task = task or RatingTask()
-    net, trained = train(run, splits.with_valid_in_train(), config, settings, epochs, epochs, seed, device,
-                         mlp_state, init_state=init_state, task=task, stage="refit")
+    net, trained = train(run, splits.with_valid_in_train(), config, dataclasses.replace(settings, max_epochs=epochs, patience=epochs),
+                         device, mlp_state=mlp_state, init_state=init_state, task=task, stage="refit", plots=plots)
     tested = {k: trained[k] for k in task.test_keys() if k in trained}  # none without a test split
     return net, {**tested, "refit_epochs": epochs, "refit_seconds": trained["train_seconds"],
                  "refit_train_ratings_per_second": trained["train_ratings_per_second"]}
@@ -440,6 +445,7 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Option
     known = (users >= 0) & (items >= 0)  # a separate --test-data may hold ids the model never saw
     # rated pairs as int32 where the ids fit (half the file: 160 MB at 20M ratings); read back as int64
     ids = torch.int32 if max(splits.ids.num_users, splits.ids.num_items) < 2 ** 31 else torch.int64
+    titles = read_titles(ratings_path or "")  # kept in the model: the data file may move or go
     save_torch(  # atomic; a full disk or read-only folder is one line naming the file
         path,
         {
@@ -454,6 +460,8 @@ def save_model(path: Path, net: SIFNetwork, splits: Splits, ratings_path: Option
             "seen_split": codes[known],
             "seen_splits": ["train", "valid", "test"],
             "ratings_path": str(Path(ratings_path).resolve()) if ratings_path is not None else "",
+            "titles": [titles.get(item, "") for item in splits.ids.item_ids],
+            "titles_note": titles_missing(ratings_path or "", titles) or "",
         },
     )
 
@@ -488,39 +496,29 @@ class Recommender:
             self.task = task_from_dict(saved.get("task"))
             self.user_ids, self.item_ids = list(saved["user_ids"]), list(saved["item_ids"])
             seen_users, seen_items = saved["seen_users"].long(), saved["seen_items"].long()
-            seen_split = saved.get("seen_split")
+            seen_split, titles = saved["seen_split"].long(), list(saved["titles"])
             _check_ids(net, self.user_ids, self.item_ids, seen_users, seen_items)
+            if len(titles) != len(self.item_ids) or len(seen_split) != len(seen_users):
+                raise ValueError("titles or seen_split do not match the ids")
         except NaspError:
             raise
+        except KeyError as exc:
+            raise NaspError(f"{path}: not a SIF model of this version (no {exc.args[0]!r}); train it again") from None
         except (TypeError, ValueError) as exc:
             raise NaspError(f"{path}: not a valid SIF model ({_short(exc)})") from None
         except Exception as exc:
             raise NaspError(f"{path}: cannot be read as a SIF model ({exc.__class__.__name__})") from None
         self.device = device
         self.net = net.to(device).eval()
-        self.titles = read_titles(saved.get("ratings_path", ""))
-        self._untitled = titles_missing(saved.get("ratings_path", ""), self.titles)  # said at the first recommendation
+        self.titles = {item: title for item, title in zip(self.item_ids, titles) if title}
+        self._untitled = saved.get("titles_note") or None  # said at the first recommendation
         self._index = {u: k for k, u in enumerate(self.user_ids)}
         self._user_pos, self._item_index = pd.Index(self.user_ids), pd.Index(self.item_ids)
-        if "seen_splits" not in saved:  # saved before test ratings were recorded: read them again
-            seen_users, seen_items = self._rated_in(saved.get("ratings_path", ""), seen_users, seen_items)
-        if seen_split is None:  # saved before the split of each pair was recorded: count all as training
-            seen_split = torch.zeros(len(seen_users), dtype=torch.int8)
-        self._seen = (seen_users, seen_items, seen_split.long())
+        self._seen = (seen_users, seen_items, seen_split)
         self._seen_ptr, self._seen_items = group_rows(seen_users, seen_items, len(self.user_ids))
         self._candidates = self.net.known_items.cpu().clone()
         self._known_users = self.net.known_users.cpu().clone()
         self._popularity: Optional[Tensor] = None  # the pop fallback's counts, once needed
-
-    def _rated_in(self, ratings_path: str, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        """``users``/``items`` plus every pair of the ratings file (models saved before the test
-        split was recorded); unchanged when the file is gone."""
-        if not ratings_path or not Path(ratings_path).exists():
-            log.warning("%s is gone: items rated in its test split cannot be excluded", ratings_path)
-            return users, items
-        rows = IdMap(self.user_ids, self.item_ids).encode(read_ratings(ratings_path))
-        keep = (rows.users >= 0) & (rows.items >= 0)
-        return torch.cat([users, rows.users[keep]]), torch.cat([items, rows.items[keep]])
 
     def user_index(self, user: str) -> int:
         try:

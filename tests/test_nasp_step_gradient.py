@@ -51,7 +51,7 @@ def _step_gradient_matches_full_autograd(problem, train_batch, valid_batch, seed
 
 def test_sif_step_with_elementwise_mlps_and_implicit_term():
     from sif.options import SIFOptions
-from sif.engine import make_problem
+    from sif.engine import make_problem
     from sif.model import ModelConfig, SIFNetwork
 
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -425,28 +426,33 @@ def test_mlp_form_is_saved_in_arch_json_and_used_by_train(tiny_ratings, tmp_path
     assert r.exit_code == 0, r.output
     saved = torch.load(tmp_path / "t" / "model.pt", weights_only=True)
     assert saved["config"]["mlp"] == "paper"
-    del arch["model"]["mlp"]  # an arch.json written before --mlp
+    del arch["model"]["mlp"]  # an arch.json without the element-wise MLP's form: a clear error, nothing written
     (out / "arch.json").write_text(json.dumps(arch))
-    assert _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
-                   "--no-refit", "--out", tmp_path / "old").exit_code == 0
-    assert torch.load(tmp_path / "old" / "model.pt", weights_only=True)["config"]["mlp"] == "residual"
+    r = _invoke("sif", "train", "--arch", out, "--data", tiny_ratings, "--max-epochs", "1", "--batch-size", "128",
+                "--no-refit", "--out", tmp_path / "old")
+    assert r.exit_code == 1 and "'model' has no 'mlp'" in _error(r) and not (tmp_path / "old").exists()
     assert "--mlp" in _invoke("sif", "search", "--data", tiny_ratings, "--mlp", "deep").output
 
 
-def test_recommend_with_a_model_saved_before_test_ratings_were_recorded_reads_them_again(tiny_ratings, tmp_path):
+def test_a_model_file_missing_a_key_is_one_line_and_titles_travel_in_the_model(tiny_ratings, tmp_path):
+    """Titles are saved in model.pt (the data file may move); a model.pt without a key of this
+    version is refused with one line naming it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "u.data").write_bytes(Path(tiny_ratings).read_bytes())
+    (data / "u.item").write_bytes(b"".join(f"{i}|Film {i} (1999)|x\n".encode("latin-1") for i in range(1, 200)))
     out = tmp_path / "m"
-    assert _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "1", *FAST,
-                   "--test-ratio", "0.3", "--out", out).exit_code == 0
+    assert _invoke("sif", "train", "--ifc", "multiply", "--data", data / "u.data", "--max-epochs", "1", *FAST,
+                   "--out", out).exit_code == 0
+    (data / "u.item").unlink()  # gone after training: the titles are in the model
+    user = _rated(tiny_ratings).popitem()[0]
+    r = _invoke("sif", "recommend", "--model", out, "--user", user, "--json")
+    assert r.exit_code == 0 and all(row["title"].startswith("Film ") for row in json.loads(r.output)["items"]), r.output
     saved = torch.load(out / "model.pt", weights_only=True)
-    train_part = len(saved["seen_users"]) - round(0.3 * 1500)  # train + valid come first, as older files held them
-    saved["seen_users"], saved["seen_items"] = saved["seen_users"][:train_part], saved["seen_items"][:train_part]
-    del saved["seen_splits"]
+    del saved["seen_split"]
     torch.save(saved, out / "model.pt")
-    rated = _rated(tiny_ratings)
-    r = _invoke("sif", "recommend", "--model", out, "--users", "all", "-k", "1000", "--json")
-    assert r.exit_code == 0, r.output
-    for line in map(json.loads, r.output.splitlines()):
-        assert not {row["item"] for row in line["items"]} & rated[line["user"]]
+    r = _invoke("sif", "recommend", "--model", out, "--user", user)
+    assert r.exit_code == 1 and "not a SIF model of this version (no 'seen_split')" in _error(r)
 
 
 def test_model_files_keep_rated_pairs_as_int32_and_read_older_int64_ones(tiny_ratings, tmp_path):

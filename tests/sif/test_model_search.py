@@ -54,8 +54,8 @@ def _search(tmp_path, op):
     config = ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, elementwise=False,
                          global_mean=float(splits.train.ratings.mean()))
     settings = dataclasses.replace(SIFOptions().train_settings(), lr=0.05, batch_size=512, arch_lr=1e-3, reg=0.0)
-    arch, _ = pipeline.search(RunDir(folder / "run"), splits, config, settings, "nasp", 10, 0, torch.device("cpu"),
-                              warmup_epochs=3)
+    arch, _ = pipeline.search(RunDir(folder / "run"), splits, config, dataclasses.replace(settings, seed=0),
+                              torch.device("cpu"), strategy="nasp", epochs=10, warmup_epochs=3)
     return arch
 
 
@@ -75,7 +75,8 @@ def test_short_real_run_beats_the_global_mean(ml100k_path, tmp_path):
                          global_mean=float(mean))
     run = RunDir(tmp_path / "r")
     run.write_config({})
-    _, summary = pipeline.train(run, splits, config, SIFOptions().train_settings(), 3, 3, 0, torch.device("cpu"))
+    _, summary = pipeline.train(run, splits, config, dataclasses.replace(SIFOptions().train_settings(), max_epochs=3, patience=3, seed=0),
+                                torch.device("cpu"))
     assert summary["test_rmse"] < global_rmse - 0.1, (summary["test_rmse"], global_rmse)
     assert (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 3
 
