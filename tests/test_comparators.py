@@ -1,0 +1,115 @@
+"""The comparators of the NASP paper in the same framework: SNAS, random search with weight
+sharing (rsws) and ASNG. Each solves the feature-transform example and resumes exactly
+(tests/test_strategies.py, tests/test_resume_kills.py); here, what makes each the method it is."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from nasp.mixing import Mixing, MixPlan
+from nasp.strategies import build_strategy
+from nasp.strategies.asng import LAMBDA
+from nasp.strategies.base import sample_architecture
+from nasp.strategies.rsws import RANK_BATCHES
+from nasp.strategies.snas import GumbelSoft
+
+from .test_strategies import TinyNet, _batches, _mse, _problem
+
+
+def _weights(net):
+    return {n: p.detach().clone() for n, p in net.named_parameters() if n != "alpha"}
+
+
+@pytest.mark.parametrize("name, steps", [("snas", 3), ("rsws", 3), ("asng", 1)])
+def test_no_validation_batch_trains_a_weight(name, steps):
+    """The same steps with two different validation batches leave the same weights (ASNG: one
+    step; later its sampled paths, hence which weights train, follow the validation ranking)."""
+    train, valid = _batches()
+    other = (valid[0].flip(0) * 3.0, -valid[1])
+    after = []
+    for batch in (valid, other):
+        torch.manual_seed(0)
+        net = TinyNet()
+        strategy = build_strategy(name, _problem(net), epochs=2)
+        strategy.begin_epoch(0)
+        for _ in range(steps):
+            strategy.step(train, batch)
+        after.append(_weights(net))
+    for key in after[0]:
+        assert torch.equal(after[0][key], after[1][key]), key
+
+
+def test_snas_mixes_every_candidate_with_a_soft_sample_and_moves_every_alpha():
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    p: MixPlan = GumbelSoft(0.5, g).plan(alpha)
+    assert p.dense and torch.allclose(p.weights.sum(-1), torch.ones(2, dtype=torch.float64))
+    assert (p.weights > 0).all() and not torch.allclose(p.weights, torch.full_like(p.weights, 1 / 3))  # noisy, soft
+    net = TinyNet()
+    before, weights = net.alpha.detach().clone(), _weights(net)
+    strategy = build_strategy("snas", _problem(net), epochs=3)
+    train, _ = _batches()
+    strategy.begin_epoch(0)
+    strategy.step(train, None)
+    assert (net.alpha.detach() != before).all()  # single level: every alpha descends the training loss
+    assert all(not torch.equal(weights[k], v) for k, v in _weights(net).items())  # every candidate trains
+    strategy.begin_epoch(2)
+    assert strategy.tau == pytest.approx(strategy.tau_min) and strategy.tau_min < strategy.tau_max
+
+
+def test_rsws_trains_only_the_sampled_path_and_keeps_the_best_ranked_sample():
+    net = TinyNet()
+    strategy = build_strategy("rsws", _problem(net, options={"candidates": 6, "seed": 3}), epochs=1)
+    train, valid = _batches()
+    strategy.begin_epoch(0)
+    weights = _weights(net)
+    strategy.step(train, valid)
+    chosen = net.alpha.detach().argmax(-1).tolist()  # the sample this step trained
+    for name, value in _weights(net).items():
+        edge, k = (0 if name.startswith("ops1") else 1), int(name.split(".")[1])
+        assert (not torch.equal(weights[name], value)) == (k == chosen[edge]), name
+    for _ in range(RANK_BATCHES + 2):
+        strategy.step(train, valid)
+    assert len(strategy.held) == RANK_BATCHES
+    rng = copy.deepcopy(strategy.generator.get_state())
+    with strategy.evaluation():
+        pass
+    assert len(strategy.ranking) == 6
+    # the kept architecture is the sample with the lowest mean loss on the held batches
+    g = torch.Generator()
+    g.set_state(rng)
+    losses = []
+    with torch.no_grad(), net.using(Mixing.SINGLE):
+        for _ in range(6):
+            sample = sample_architecture(net, g)
+            net.alpha.copy_(sample[0])
+            losses.append((sum(float(_mse(net, b)) for b in strategy.held) / RANK_BATCHES, sample[0].argmax(-1).tolist()))
+    assert strategy.export() == min(losses)[1]
+
+
+def test_asng_keeps_a_distribution_trains_sampled_paths_and_learns_the_better_op():
+    """theta stays a distribution above its floor; on data that only op 2 of the first edge can
+    fit, the probability of op 2 rises."""
+    torch.manual_seed(0)
+    net = TinyNet()
+    with torch.no_grad():  # op 2 of edge 1 the only useful one: the others output zeros
+        for k in (0, 1):
+            net.ops1[k].weight.zero_()
+            net.ops1[k].bias.zero_()
+            net.ops1[k].weight.requires_grad_(False)
+            net.ops1[k].bias.requires_grad_(False)
+    strategy = build_strategy("asng", _problem(net), epochs=1)
+    assert torch.allclose(net.alpha.detach(), torch.full((2, 3), 1 / 3, dtype=torch.float64))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    target = nn.Linear(3, 1).double()
+    y = (target(torch.tanh(x)).squeeze(-1) * 3).detach()
+    strategy.begin_epoch(0)
+    for _ in range(150):
+        strategy.step((x, y), (x, y))
+    theta = net.alpha.detach()
+    floor = 1.0 / (2 * (3 - 1))
+    assert torch.allclose(theta.sum(-1), torch.ones(2, dtype=torch.float64)) and (theta >= floor - 1e-9).all()
+    assert int(theta[0].argmax()) == 2 and strategy.export()[0] == 2
+    assert LAMBDA == 2
