@@ -24,7 +24,9 @@ def _weights(net):
 @pytest.mark.parametrize("name, steps", [("snas", 3), ("rsws", 3), ("asng", 1)])
 def test_no_validation_batch_trains_a_weight(name, steps):
     """The same steps with two different validation batches leave the same weights (ASNG: one
-    step; later its sampled paths, hence which weights train, follow the validation ranking)."""
+    step; later its sampled paths, hence which weights train, follow the validation ranking).
+    ASAP and DrNAS, whose weight steps follow an architecture step as DARTS', are checked with
+    the others in tests/sif/test_api.py: no weight moves outside their weight steps."""
     train, valid = _batches()
     other = (valid[0].flip(0) * 3.0, -valid[1])
     after = []
@@ -113,3 +115,42 @@ def test_asng_keeps_a_distribution_trains_sampled_paths_and_learns_the_better_op
     assert torch.allclose(theta.sum(-1), torch.ones(2, dtype=torch.float64)) and (theta >= floor - 1e-9).all()
     assert int(theta[0].argmax()) == 2 and strategy.export()[0] == 2
     assert LAMBDA == 2
+
+
+def test_drnas_mixes_with_dirichlet_samples_whose_gradient_reaches_the_alphas():
+    from nasp.strategies.drnas import DirichletSample, concentration
+
+    torch.manual_seed(0)
+    alpha = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    p = DirichletSample().plan(alpha)
+    assert p.dense and torch.allclose(p.weights.sum(-1), torch.ones(2, dtype=torch.float64)) and (p.weights > 0).all()
+    (p.weights[:, 0].sum()).backward()  # pathwise: the sample is differentiable in alpha
+    assert alpha.grad is not None and (alpha.grad != 0).any()
+    assert torch.allclose(concentration(torch.zeros(1)), torch.ones(1))
+    net = TinyNet()
+    strategy = build_strategy("drnas", _problem(net), epochs=2)
+    train, valid = _batches()
+    strategy.begin_epoch(0)
+    strategy.step(train, valid)
+    mean = strategy.projected_values(net.arch_parameters())[0]
+    assert strategy.export() == mean.argmax(-1).tolist()
+
+
+def test_asap_anneals_prunes_and_ends_with_one_candidate_per_row():
+    from nasp.strategies.asap import THETA_END, T_END, T_START
+
+    torch.manual_seed(0)
+    net = TinyNet()
+    strategy = build_strategy("asap", _problem(net, arch_lr=0.05), epochs=4)
+    train, valid = _batches()
+    alive = []
+    for epoch in range(4):
+        strategy.begin_epoch(epoch)
+        for _ in range(15):
+            strategy.step(train, valid)
+        alive.append(sum(int(m.sum()) for m in strategy.alive))
+    assert strategy.temperature == pytest.approx(T_END) and T_END < T_START
+    assert strategy.threshold(3) == pytest.approx(THETA_END)
+    assert alive == sorted(alive, reverse=True) and alive[-1] == 2  # pruned as it went, one op per row left
+    kept = [m.nonzero()[:, 1].tolist() for m in strategy.alive][0]
+    assert strategy.export() == kept
