@@ -27,7 +27,7 @@ setup(
         "tqdm>=4.64",
         "matplotlib>=3.6",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "optuna>=3"], "tpe": ["optuna>=3"]},
     entry_points={
         "console_scripts": ["nasp=cli:main"],
         # each domain mounts its Click group here; another package adds a domain the same way

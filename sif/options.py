@@ -66,7 +66,7 @@ class SIFOptions(RunOptions):
     task: str = setting("rating", "rating: predict explicit ratings (RMSE); ranking: implicit feedback, every row an "
                         "interaction (NDCG@K, Recall@K...).", type=click.Choice(list(TASKS.names())))
     strategy: str = setting("nasp", "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
-                            "asap, drnas, asng, random, rsws (docs/sif.md); local (warm-started "
+                            "asap, drnas, asng, random, rsws, reinforce, tpe (docs/sif.md); local (warm-started "
                             "local search: train the default model, then try each one-row change, one epoch each from the "
                             "incumbent's weights, and keep the best that beats the incumbent by --margin on the whole "
                             "validation set; --epochs is its budget, about one epoch per candidate of each row per pass; "

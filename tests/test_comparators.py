@@ -154,3 +154,49 @@ def test_asap_anneals_prunes_and_ends_with_one_candidate_per_row():
     assert alive == sorted(alive, reverse=True) and alive[-1] == 2  # pruned as it went, one op per row left
     kept = [m.nonzero()[:, 1].tolist() for m in strategy.alive][0]
     assert strategy.export() == kept
+
+
+def test_reinforce_learns_the_choice_of_the_better_candidates():
+    """The controller's probability of an op rises when the candidates using it score better."""
+    net = TinyNet()
+    strategy = build_strategy("reinforce", _problem(net, options={"candidates": 4, "seed": 0}), epochs=4)
+    before = torch.softmax(strategy.logits[0], -1).clone()
+    for score in (1.0, 0.2, 0.9, 0.1):  # lower is better (valid_loss): reward the second and the last
+        strategy.propose(0)
+        chosen = [c.clone() for c in strategy.chosen]
+        strategy.observe([], score)
+        if score < 0.5:
+            good = chosen
+    after = torch.softmax(strategy.logits[0], -1)
+    picked = good[0].bool()
+    assert (after[picked] > before[picked]).all()
+
+
+def test_tpe_proposals_depend_only_on_the_seed_and_the_finished_trials(monkeypatch):
+    pytest.importorskip("optuna")
+    from nasp.errors import NaspError
+
+    def proposals():
+        net = TinyNet()
+        strategy = build_strategy("tpe", _problem(net, options={"candidates": 6, "seed": 2}), epochs=6)
+        out = []
+        for index, score in enumerate([0.5, 0.4, 0.3, 0.9, 0.2, 0.1]):
+            arch = strategy.propose(index)
+            out.append([a.argmax(-1).tolist() for a in arch])
+            strategy.observe(arch, score)
+        return out, strategy
+
+    first, strategy = proposals()
+    again, _ = proposals()
+    assert first == again and len(strategy.trials) == 6
+    state = strategy.state_dict()
+    restored = build_strategy("tpe", _problem(TinyNet(), options={"candidates": 6, "seed": 2}), epochs=6)
+    restored.load_state_dict(state)
+    assert [a.argmax(-1).tolist() for a in restored.propose(6)] == [a.argmax(-1).tolist() for a in strategy.propose(6)]
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError())
+                        if name == "optuna" else real_import(name, *a, **k))
+    with pytest.raises(NaspError, match="needs Optuna: pip install optuna"):
+        build_strategy("tpe", _problem(TinyNet()), epochs=2)

@@ -13,7 +13,7 @@ from cli import main
 from nasp.cnn.data import write_synthetic_cifar
 from nasp.runs import RunDir
 
-STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random", "local", "snas", "rsws", "asng", "asap", "drnas"]
+STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random", "local", "snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe"]
 
 
 @pytest.fixture(scope="module")

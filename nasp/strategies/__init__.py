@@ -4,7 +4,7 @@ import logging
 from ..errors import NaspError
 from .base import SearchProblem, Strategy
 from .registry import STRATEGIES
-from . import asap, asng, darts, drnas, fixed, gdas, local, proximal, random_search, rsws, snas  # noqa: F401  (register the built-in strategies)
+from . import asap, asng, blackbox, darts, drnas, fixed, gdas, local, proximal, random_search, rsws, snas  # noqa: F401  (register the built-in strategies)
 
 log = logging.getLogger("nasp")
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..architect import assigned
 from ..mixing import Selection, SinglePath
-from .base import SearchProblem, Strategy, clip_grad_norm, differentiating_only
+from .base import SearchProblem, Strategy, clip_grad_norm, differentiating_only, sample_categorical
 from .registry import STRATEGIES
 
 LAMBDA = 2
@@ -57,20 +57,9 @@ class ASNG(Strategy):
 
     # sampling -------------------------------------------------------------------------------
     def _sample(self) -> tuple[list[Tensor], list[Tensor]]:
-        """(values to run: the projection of log theta + Gumbel noise; one-hot category per row)."""
+        """(values to run, one-hot category per row) drawn from theta."""
         theta = [a.detach().float().cpu() for a in self.network.arch_parameters()]
-        scores = []
-        for t in theta:
-            u = torch.rand(t.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-10)
-            scores.append(torch.log(t.clamp_min(1e-30)) - torch.log(-torch.log(u)))
-        values = self.network.project(scores)
-        chosen = []
-        for score, value in zip(scores, values):
-            onehot = torch.zeros_like(score).scatter_(-1, score.argmax(-1, keepdim=True), 1.0)
-            kept = value.detach().cpu().float()
-            chosen.append(torch.where(kept.sum(-1, keepdim=True) > 0, kept, onehot))
-        like = self.network.arch_parameters()
-        return [v.to(dtype=a.dtype) for v, a in zip(values, like)], chosen
+        return sample_categorical(self.network, [torch.log(t.clamp_min(1e-30)) for t in theta], self.generator)
 
     @contextmanager
     def _running(self, values: list[Tensor]) -> Iterator[None]:

@@ -392,6 +392,25 @@ def sample_architecture(network: SearchNetwork, generator: torch.Generator) -> l
     return [v.to(dtype=a.dtype) for v, a in zip(values, alphas)]
 
 
+def sample_categorical(network: SearchNetwork, log_probs: Sequence[Tensor],
+                       generator: torch.Generator) -> tuple[list[Tensor], list[Tensor]]:
+    """An architecture drawn from per-row categorical distributions (``log_probs``, the alphas'
+    shapes) by Gumbel-max through the network's projection, so cells keep their structure (the
+    edges kept are those whose draw scored highest) and budgets hold. Returns (the values to
+    run, in the alphas' dtypes; per row the one-hot category drawn, on the host)."""
+    scores = []
+    for lp in log_probs:
+        u = torch.rand(lp.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-10)
+        scores.append(lp.detach().float().cpu() - torch.log(-torch.log(u)))
+    values = network.project(scores)
+    chosen = []
+    for score, value in zip(scores, values):
+        onehot = torch.zeros_like(score).scatter_(-1, score.argmax(-1, keepdim=True), 1.0)
+        kept = value.detach().cpu().float()
+        chosen.append(torch.where(kept.sum(-1, keepdim=True) > 0, kept, onehot))
+    return [v.to(dtype=a.dtype) for v, a in zip(values, network.arch_parameters())], chosen
+
+
 def arch_optimizer(problem: SearchProblem, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
     """Adam with the problem's architecture settings."""
     return torch.optim.Adam(

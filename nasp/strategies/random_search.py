@@ -1,5 +1,9 @@
 """Random search: sample N discrete architectures, train each from scratch, keep the best on
-validation. The epoch budget is split evenly between the candidates."""
+validation. The epoch budget is split evenly between the candidates.
+
+``RandomSearch`` is also the base of the methods that train every candidate standalone and
+differ only in how they propose the next one (``propose``) from the scores seen (``observe``):
+REINFORCE and TPE (``nasp.strategies.blackbox``)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -49,12 +53,20 @@ class RandomSearch(Strategy):
     def begin_epoch(self, epoch: int) -> None:
         if epoch in self.starts and self.starts.index(epoch) != self.candidate:
             index = self.starts.index(epoch)
-            self.network.set_architecture(sample_architecture(self.network, self.generator))
+            self.network.set_architecture(self.propose(index))
             if index > 0:
                 self.network.reset_weights()
                 # the ranks of a data-parallel run start the candidate from rank 0's draw
                 self.world.broadcast_state(self.network)
             self._start_candidate(index)
+
+    def propose(self, index: int) -> list[Tensor]:
+        """The architecture of candidate ``index``: uniformly random (under a budget: among the
+        cells that fit)."""
+        return sample_architecture(self.network, self.generator)
+
+    def observe(self, architecture: list[Tensor], score: float) -> None:
+        """A candidate finished with validation ``score`` (random search learns nothing from it)."""
 
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         return {"train_loss": self.weight_step(train_batch, self.single_path())}
@@ -65,6 +77,7 @@ class RandomSearch(Strategy):
             score = float(metrics[self.problem.metric])
             arch = [a.detach().clone() for a in self.network.arch_parameters()]
             self.history.append({"candidate": self.candidate, "score": score, "architecture": self.network.derive(arch)})
+            self.observe(arch, score)
             if self.problem.better(score, self.best_score):
                 self.best_score, self.best_alphas = score, arch
                 self.best_extra = [w.detach().clone() for w in self.network.exported_weights()]
