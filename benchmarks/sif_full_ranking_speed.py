@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nasp.mixing import Mixing  # noqa: E402
-from nasp.runs import resolve_device  # noqa: E402
+from nasp.devices import resolve_device  # noqa: E402
 from sif.model import ModelConfig, SIFNetwork  # noqa: E402
 from sif.ranking import full_ranking  # noqa: E402
 from sif.space import INTERACTIONS, SEARCH_SPACE  # noqa: E402

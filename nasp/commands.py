@@ -29,9 +29,10 @@ from . import __version__
 from . import distributed
 from .config import MAX_RATE, MAX_SEED
 from .data import data_files, fingerprint
-from .devices import check_amp, set_deterministic
+from .devices import check_amp, resolve_device, set_deterministic
 from .errors import NaspError
-from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
+from .runs import CONFIG, RunDir, read_json
+from .seeding import seed_everything
 
 RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""

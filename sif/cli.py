@@ -13,7 +13,7 @@ import click
 from nasp.commands import (LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RequiredUnlessResume, RunCommand, amp_option, data_dir_option, finish_run,
                            resume_option, run_options, start_run, threads_option)
 from nasp.errors import NaspError
-from nasp.runs import resolve_device
+from nasp.devices import resolve_device
 from nasp.strategies import search_strategy_names
 
 from . import pipeline, tensor

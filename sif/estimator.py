@@ -31,7 +31,9 @@ from nasp.errors import NaspError
 from nasp.loop import improves
 from nasp.devices import check_amp, set_deterministic
 from nasp.distributed import check_shards
-from nasp.runs import CONFIG, RunDir, read_json, resolve_device, seed_everything, set_rng_state
+from nasp.devices import resolve_device
+from nasp.runs import CONFIG, RunDir, read_json
+from nasp.seeding import seed_everything, set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.local import check_margin
 from nasp.strategies.proximal import check_warmup

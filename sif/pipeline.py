@@ -21,7 +21,8 @@ from nasp.errors import NaspError
 from nasp.network import check_state
 from nasp.plots import plot_alphas, plot_curves
 from nasp.registry import Registry
-from nasp.runs import EarlyStopping, RunDir, _short, read_json, run_search, save_torch
+from nasp.loop import EarlyStopping, run_search
+from nasp.runs import RunDir, _short, read_json, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
 from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, titles_missing,

@@ -15,7 +15,9 @@ from ..errors import NaspError
 from ..plots import plot_pareto
 from ..prox import format_amount
 from ..regularizers import ModelSize
-from ..runs import RunDir, peak_memory_mb, run_search, write_bytes_atomic
+from ..devices import peak_memory_mb
+from ..loop import run_search
+from ..runs import RunDir, write_bytes_atomic
 from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
 from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)

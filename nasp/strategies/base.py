@@ -1,7 +1,7 @@
 """One lifecycle for every search method (NASLib style).
 
 A domain describes its search as a ``SearchProblem``; a strategy (NASP, DARTS, random, ...)
-drives it. The run loop (``nasp.runs.run_search``) only ever calls::
+drives it. The run loop (``nasp.loop.RunLoop``) only ever calls::
 
     strategy.begin_epoch(epoch)
     for train_batch, valid_batch in ...: strategy.step(train_batch, valid_batch)
