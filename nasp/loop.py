@@ -208,7 +208,8 @@ class RunLoop:
         valid_batches: ``valid_batches(i)``: the run's i-th pass over the validation batches (i = 0,
             1, 2, ... over the whole run, each epoch beginning a new pass), for steppers that read
             them; like ``train_batches`` its order must depend on ``i`` only.
-        hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
+        hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...); a search
+            network's own ``run_hooks()`` follow them.
         stage: the stage's name in the progress bar and the epoch log lines (``search``,
             ``retrain``, ``baseline multiply``, ``refit``, ...).
         world: the ranks of a data-parallel run (default: torch's process group, else one process):
@@ -222,7 +223,8 @@ class RunLoop:
         self.stepper, self.network = stepper, stepper.network
         self.world = world if world is not None else current_world()
         self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
-        self.epochs, self.run, self.hooks, self.stage = epochs, run, list(hooks), stage
+        own = self.network.run_hooks() if isinstance(self.network, SearchNetwork) else []
+        self.epochs, self.run, self.hooks, self.stage = epochs, run, [*hooks, *own], stage
         self.start_epoch = 0
         self.stopped = False  # a hook ended the run (restored on resume)
         self.failure: Optional[str] = None  # a hook's StopRun message (restored on resume)
@@ -338,7 +340,8 @@ class RunLoop:
         sums = self.world.mean_stats(sums)
         # every rank evaluates (and checkpoints) rank 0's running statistics (batch norm), as
         # DistributedDataParallel's broadcast_buffers: a resumed run then continues exactly.
-        # Only saved buffers: a non-persistent one is a rank's own cache (SIF's pending history gradient)
+        # Only saved buffers: a non-persistent one is a rank's own cache (the network checkpoints
+        # any of it that matters through its ``run_hooks``)
         saved = net.state_dict(keep_vars=True).values()
         self.world.broadcast([b for b in saved if not isinstance(b, torch.nn.Parameter) and b.is_floating_point()])
         train_seconds = time.perf_counter() - t0
