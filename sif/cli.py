@@ -21,7 +21,7 @@ from .data import SPLITS
 from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
-from .model import HISTORY_REFRESHES, LEGACY, MAX_DIM, ModelConfig
+from .model import HISTORY_REFRESHES, MAX_DIM, ModelConfig
 from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
 
@@ -131,7 +131,7 @@ def _estimator(opts: dict) -> SIF:
     (``nasp.config``). Runs started before ``--mlp`` existed saved none."""
     options = SIFOptions.of({k: v for k, v in opts.items() if k in SIFOptions.field_names()})
     if "epochs" in opts:
-        options.mlp = opts.get("mlp", LEGACY["mlp"])
+        options.mlp = opts.get("mlp", ModelConfig.mlp)
     est = SIF(**dataclasses.asdict(options))
     if options.folds is None:
         est.load_data(opts["data"], opts.get("valid_data"), opts.get("test_data"))

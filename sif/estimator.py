@@ -41,7 +41,7 @@ from nasp.strategies.proximal import check_warmup
 from . import itemitem, lightgcn, pipeline, tensor
 from .data import LineFormat, RatingTable, Splits, check_folds, kfold
 from .engine import TrainSettings
-from .model import HISTORY_REFRESHES, LEGACY, ModelConfig
+from .model import HISTORY_REFRESHES, ModelConfig
 from .groundtruth import arch_key
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import JointConfig, check_choices, parse_choices
@@ -434,7 +434,7 @@ class SIF:
             if getattr(o, key) is not None:
                 return bool(getattr(o, key))
             if saved is not None:
-                return bool(saved.get(key, LEGACY[key]))
+                return bool(saved.get(key, getattr(ModelConfig, key)))
             return name not in ("gmf", "neumf")
 
         if name in ITEM_MODELS:
@@ -446,8 +446,8 @@ class SIF:
             return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=1, ops=("pop",), elementwise=False, biases=True,
                                implicit=False)
         dim = o.dim or (saved["dim"] if saved else 64)
-        head = o.head or (saved.get("head", LEGACY["head"]) if saved else ModelConfig.head)
-        mlp = saved.get("mlp", LEGACY["mlp"]) if saved else o.mlp
+        head = o.head or (saved.get("head", ModelConfig.head) if saved else ModelConfig.head)
+        mlp = saved.get("mlp", ModelConfig.mlp) if saved else o.mlp
         mean = float(splits.train.ratings.mean()) if self.task.name == "rating" else 0.0
         return ModelConfig(splits.ids.num_users, splits.ids.num_items, dim=dim, ops=(name,), elementwise=elementwise,
                            biases=switch("biases"), implicit=switch("implicit"), head=head, mlp=mlp, global_mean=mean,

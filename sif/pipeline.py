@@ -29,7 +29,7 @@ from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Spli
                    split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, LEGACY, MAX_DIM, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
+from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, SIFNetwork, dense_gradients_off_cpu, group_rows
 from .space import INTERACTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
@@ -201,7 +201,6 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         lambda model: task.evaluate(model, on_device, "valid"),
         epochs,
         run,
-        hooks=[PendingHistory(net)],
         stage="search",
     )
     seconds = time.perf_counter() - t0
@@ -302,8 +301,8 @@ def load_arch(path: Path) -> dict:
     if not isinstance(model, dict):
         raise NaspError(f"{path}: {'no' if model is None else 'malformed'} 'model' (an object with the model's shape)")
     try:
-        check_head(model.get("head", LEGACY["head"]))
-        check_mlp(model.get("mlp", LEGACY["mlp"]))
+        check_head(model.get("head", ModelConfig.head))
+        check_mlp(model.get("mlp", ModelConfig.mlp))
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
     if model.get("space", "sif") != "sif" or "choices" in arch:
@@ -396,7 +395,6 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             max_epochs,
             run,
             early_stopping=stopper,
-            hooks=[PendingHistory(net)],
             stage=stage,
         )
         curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
@@ -659,11 +657,6 @@ class Recommender:
 FALLBACKS: Registry = Registry("fallback")
 FALLBACKS.register("pop")(Recommender.popular)
 FALLBACKS.register("none")(None)
-
-
-def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
-    """Top-``k`` items the user has not rated anywhere in the model's data, highest predicted first."""
-    return Recommender(model_dir, device).top(user, k)
 
 
 def read_user_list(path: Path) -> list[str]:

@@ -6,7 +6,7 @@ from nasp.mixing import Mixing
 from nasp.runs import RunDir
 from sif import pipeline
 from sif.engine import TrainSettings
-from sif.model import RENAMED_KEYS, ModelConfig, SIFNetwork
+from sif.model import ModelConfig, SIFNetwork
 from sif.space import INTERACTIONS, SEARCH_SPACE
 
 from .conftest import planted_ratings, write_udata
@@ -111,7 +111,7 @@ def test_saved_model_with_another_history_length_loads():
     assert torch.equal(fresh.user_history.neighbours, net.user_history.neighbours)
     pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
     assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
-    old = SIFNetwork(ModelConfig(4, 5, dim=3))  # saved before the history buffers existed
+    old = SIFNetwork(ModelConfig(4, 5, dim=3))  # no implicit term: no history buffers
     old_state = {k: v for k, v in old.state_dict().items() if not k.startswith(("history_", "user_history."))}
     SIFNetwork(ModelConfig(4, 5, dim=3)).load_model_state(old_state)
 
@@ -126,8 +126,8 @@ def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
         p = torch.ones(1, 4)
         assert torch.allclose(op(p, p), w.sum().reshape(1))
     assert SIFNetwork(ModelConfig(2, 2, dim=4)).ops[0].head.tolist() == [0.5] * 4  # both start as the plain sum / sqrt(k)
-    old = ModelConfig.from_dict({"num_users": 2, "num_items": 2, "dim": 4, "ops": ["multiply"]})
-    assert (old.head, old.implicit) == ("ball", False)  # files written before these options
+    saved = ModelConfig(2, 2, dim=4, ops=("multiply",), head="ball")
+    assert ModelConfig.from_dict(saved.to_dict()) == saved  # the saved form reads back as written
 
 
 def test_the_search_keeps_the_architecture_that_validated_best():
@@ -176,21 +176,6 @@ def test_ncf_baselines_take_no_head_argument():
     for name in ("gmf", "mlp"):
         assert list(inspect.signature(INTERACTIONS.get(name)).parameters) == ["dim"]
     assert SIFNetwork(ModelConfig(3, 3, dim=4, ops=("gmf",), head="ball")).ops[0].head.shape == (4,)
-
-
-def test_model_saved_under_the_old_implicit_names_loads():
-    """Models saved before HistoryEncoder named the implicit table implicit_emb and its index
-    history_indptr / history_items; they load into today's user_history."""
-    net, _, _ = _net_with_history()
-    old = {RENAMED_OLD.get(k, k): v.clone() for k, v in net.state_dict().items()}
-    assert "implicit_emb.weight" in old and "history_items" in old
-    fresh = SIFNetwork(net.config)
-    fresh.load_model_state(old)
-    pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
-    assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
-
-
-RENAMED_OLD = {new: old for old, new in RENAMED_KEYS.items()}
 
 
 @pytest.mark.parametrize("strategy", ["nasp", "darts", "gdas"])
