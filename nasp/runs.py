@@ -32,7 +32,7 @@ from .errors import NaspError
 
 log = logging.getLogger("nasp")
 
-CONFIG, METRICS, CHECKPOINT, ARCH, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json"
+CONFIG, METRICS_FILE, CHECKPOINT, ARCH, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json"
 LOCK = ".lock"  # holds the advisory lock of the process writing the run (pid, host, start time)
 
 
@@ -276,7 +276,7 @@ class RunDir:
         on_main(lambda: self._append(row))
 
     def _append(self, row: dict) -> None:
-        path = self.file(METRICS)
+        path = self.file(METRICS_FILE)
         data = (dumps(row) + "\n").encode()
         try:
             with open(path, "ab") as fh:
@@ -292,7 +292,7 @@ class RunDir:
 
     def read_metrics(self) -> list[dict]:
         """The rows written so far; a torn last line (a crash in the middle of a write) is dropped."""
-        path = self.file(METRICS)
+        path = self.file(METRICS_FILE)
         if not path.exists():
             return []
         lines = [line for line in read_text(path, "metrics file").split("\n") if line.strip()]
@@ -319,7 +319,7 @@ class RunDir:
         rows = self.read_metrics()
         first = int(rows[0].get("epoch", 1)) if rows else 1
         rows = [r for r in rows if int(r.get("epoch", first)) - first < epochs_done]
-        write_bytes_atomic(self.file(METRICS), "".join(dumps(r) + "\n" for r in rows).encode())
+        write_bytes_atomic(self.file(METRICS_FILE), "".join(dumps(r) + "\n" for r in rows).encode())
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:

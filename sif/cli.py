@@ -22,7 +22,7 @@ from .estimator import SIF, SIFOptions, model_names
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
 from .model import HISTORY_REFRESHES, MAX_DIM, ModelConfig
-from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
+from .space import OUTPUT_BOUNDS, INTERACTION_FUNCTIONS, MLP_FORMS, SPACES
 from .tasks import TASKS
 
 RATING, RANKING = TASKS.get("rating").defaults, TASKS.get("ranking").defaults
@@ -106,7 +106,7 @@ def model_options(f: Callable) -> Callable:
                      help=f"With --implicit: times per epoch the cached history sums hand their gradient to the item factors; "
                           f"0: exact sums at every step (slower; always so with --strategy darts2) "
                           f"[default: {HISTORY_REFRESHES}].")(f)
-    f = click.option("--head", type=click.Choice(list(HEADS)), default=None,
+    f = click.option("--head", type=click.Choice(list(OUTPUT_BOUNDS)), default=None,
                      help="Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit ball) or ball (the authors' unit L2 ball) [default: box].")(f)
     f = click.option("--biases/--no-biases", default=None, help="Global, user and item bias terms (default on; off for gmf and neumf).")(f)
     f = click.option("--gcn-layers", type=int, default=None, metavar="K",

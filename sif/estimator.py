@@ -46,7 +46,7 @@ from .groundtruth import arch_key
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import JointConfig, check_choices, parse_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
-from .space import INTERACTIONS, SEARCH_SPACE, SPACES
+from .space import INTERACTION_FUNCTIONS, SEARCH_SPACE, SPACES
 from .tasks import TASKS, Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
@@ -691,7 +691,7 @@ def check_model_name(name: str) -> str:
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
+    return [*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
 
 
 def _fold_statistics(summaries: list[dict], task: Task) -> dict:

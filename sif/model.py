@@ -11,7 +11,7 @@ from nasp import SearchNetwork, mix, plan
 from nasp.distributed import world
 from nasp.loop import Hook
 
-from .space import (BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp,
+from .space import (BROADCAST_ELEMENTS, INTERACTION_FUNCTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp,
                     inherit)
 
 
@@ -397,7 +397,7 @@ class SIFNetwork(SearchNetwork):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         for name in config.ops:
-            INTERACTIONS.get(name)  # unknown names raise a clear NaspError
+            INTERACTION_FUNCTIONS.get(name)  # unknown names raise a clear NaspError
         check_head(config.head)
         check_mlp(config.mlp)
         self.config = config
@@ -428,7 +428,7 @@ class SIFNetwork(SearchNetwork):
 
     @staticmethod
     def _op(name: str, dim: int, head: str) -> nn.Module:
-        op = INTERACTIONS.get(name)
+        op = INTERACTION_FUNCTIONS.get(name)
         return op(dim, head) if op.uses_head else op(dim)
 
     def reset_embeddings(self) -> None:

@@ -30,7 +30,7 @@ from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Spli
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
 from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, SIFNetwork, dense_gradients_off_cpu, group_rows
-from .space import INTERACTIONS, check_head, check_mlp
+from .space import INTERACTION_FUNCTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
 log = logging.getLogger("nasp.sif")
@@ -165,7 +165,7 @@ def trains(config: ModelConfig) -> bool:
     """Whether the model of ``config`` has weights to train (not ``pop``, whose scores are counts);
     a model outside the interaction functions (LightGCN) trains."""
     name = config.ops[0]
-    return name not in INTERACTIONS or getattr(INTERACTIONS.get(name), "trains", True)
+    return name not in INTERACTION_FUNCTIONS or getattr(INTERACTION_FUNCTIONS.get(name), "trains", True)
 
 
 def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float]:
@@ -293,8 +293,8 @@ def load_arch(path: Path) -> dict:
     if not isinstance(arch, dict) or "interaction" not in arch:
         raise NaspError(f"{path}: not a SIF architecture file (no 'interaction' key)")
     name = arch["interaction"]
-    if not isinstance(name, str) or name not in INTERACTIONS:
-        raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
+    if not isinstance(name, str) or name not in INTERACTION_FUNCTIONS:
+        raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTION_FUNCTIONS.names())}")
     if arch.get("format", ARCH_FORMAT) != ARCH_FORMAT:  # files of the first rounds have none
         raise NaspError(f"{path}: unknown format {arch['format']!r}; this version reads {ARCH_FORMAT!r}")
     model = arch.get("model")

@@ -7,14 +7,14 @@ from nasp.runs import RunDir
 from sif import pipeline
 from sif.engine import TrainSettings
 from sif.model import ModelConfig, SIFNetwork
-from sif.space import INTERACTIONS, SEARCH_SPACE
+from sif.space import INTERACTION_FUNCTIONS, SEARCH_SPACE
 
 from .conftest import planted_ratings, write_udata
 
 
-@pytest.mark.parametrize("name", INTERACTIONS.names())
+@pytest.mark.parametrize("name", INTERACTION_FUNCTIONS.names())
 def test_every_interaction_scores_one_value_per_pair(name):
-    op = INTERACTIONS.get(name)(8)
+    op = INTERACTION_FUNCTIONS.get(name)(8)
     p, q = torch.randn(5, 8), torch.randn(5, 8)
     assert op(p, q).shape == (5,)
 
@@ -118,7 +118,7 @@ def test_saved_model_with_another_history_length_loads():
 
 def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
     for head, check in (("box", lambda w: bool((w.abs() <= 0.5 + 1e-6).all())), ("ball", lambda w: float(w.norm()) <= 1 + 1e-6)):
-        op = INTERACTIONS.get("multiply")(4, head)
+        op = INTERACTION_FUNCTIONS.get("multiply")(4, head)
         with torch.no_grad():
             op.head.copy_(torch.tensor([3.0, -0.2, 0.1, 0.0]))
         w = op.bound(op.head).detach()
@@ -174,7 +174,7 @@ def test_ncf_baselines_take_no_head_argument():
     import inspect
 
     for name in ("gmf", "mlp"):
-        assert list(inspect.signature(INTERACTIONS.get(name)).parameters) == ["dim"]
+        assert list(inspect.signature(INTERACTION_FUNCTIONS.get(name)).parameters) == ["dim"]
     assert SIFNetwork(ModelConfig(3, 3, dim=4, ops=("gmf",), head="ball")).ops[0].head.shape == (4,)
 
 
