@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from . import distributed
 from .config import MAX_RATE, MAX_SEED
-from .data import data_files, fingerprint
+from .data import DATA_ROOT_DEFAULT, data_files, fingerprint
 from .devices import check_amp, resolve_device, set_deterministic
 from .errors import NaspError
 from .runs import CONFIG, RunDir, read_json
@@ -162,7 +162,7 @@ def threads_option(default: int = 1) -> Callable[[Callable], Callable]:
 
 def data_dir_option(f: Callable) -> Callable:
     return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Data root for known names (default: $NASP_DATA_DIR, else ./datasets).")(f)
+                        help=f"Data root for known names (default: {DATA_ROOT_DEFAULT}).")(f)
 
 
 class WarmupEpochs(click.ParamType):
