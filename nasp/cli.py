@@ -2,7 +2,7 @@
 
 Importing this module changes nothing in the process and loads neither torch nor a domain:
 ``main`` (the console script ``nasp``) installs its Ctrl-C guard, then loads the domains
-(``NaspGroup.load``), and tunes the host allocator only when a command line is run.
+(``RootGroup.load``), and tunes the host allocator only when a command line is run.
 """
 from __future__ import annotations
 
@@ -51,10 +51,46 @@ class _StartUpGuard:
 
 
 class NaspGroup(click.Group):
-    """The root group. Its domains and -v/-q are loaded on first use (``load``), so that
-    importing the module stays cheap and free of side effects. Turns library errors
-    (``NaspError``) into one ``Error: ...`` line and exit status 1, and Ctrl-C into one line
-    and exit status 130."""
+    """Turns library errors (``NaspError``) into one ``Error: ...`` line and exit status 1, and
+    Ctrl-C into one line and exit status 130; sets up logging and the host allocator when a
+    command line is run."""
+
+    def make_context(self, info_name: Optional[str], args: list[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
+        from .commands import configure_logging
+        from .devices import tune_host_allocator
+
+        configure_logging()  # the default (one line per epoch); -v/-q, before or after the subcommand, change it
+        tune_host_allocator()  # freed step memory stays with the process (nasp.devices)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's signature
+        from .commands import RUN_META
+
+        try:
+            return super().invoke(ctx)
+        except NaspError as exc:
+            raise click.ClickException(str(exc)) from None
+        except RuntimeError as exc:  # a peer of a data-parallel run stopped; an op --deterministic lacks
+            from .devices import nondeterministic_op
+            from .distributed import lost_peer
+
+            message = lost_peer(exc) or nondeterministic_op(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+        except KeyboardInterrupt:
+            run = ctx.meta.get(RUN_META)
+            if run is not None and (run / "checkpoint.pt").exists():
+                click.echo(f"Interrupted; continue the run with --resume --out {run}", err=True)
+            else:
+                click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+class RootGroup(NaspGroup):
+    """The ``nasp`` group. Its domains and -v/-q are loaded on first use (``load``), so that
+    importing this module stays cheap and free of side effects."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._loaded = False
@@ -88,39 +124,11 @@ class NaspGroup(click.Group):
 
     def make_context(self, info_name: Optional[str], args: list[str], parent: Optional[click.Context] = None,
                      **extra: Any) -> click.Context:
-        from .commands import configure_logging
-        from .devices import tune_host_allocator
-
-        self.load()
-        configure_logging()  # the default (one line per epoch); -v/-q, before or after the subcommand, change it
-        tune_host_allocator()  # freed step memory stays with the process (nasp.devices)
+        self.load()  # -v/-q are among the root's options
         return super().make_context(info_name, args, parent=parent, **extra)
 
-    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's signature
-        from .commands import RUN_META
 
-        try:
-            return super().invoke(ctx)
-        except NaspError as exc:
-            raise click.ClickException(str(exc)) from None
-        except RuntimeError as exc:  # a peer of a data-parallel run stopped; an op --deterministic lacks
-            from .devices import nondeterministic_op
-            from .distributed import lost_peer
-
-            message = lost_peer(exc) or nondeterministic_op(exc)
-            if message is None:
-                raise
-            raise click.ClickException(message) from None
-        except KeyboardInterrupt:
-            run = ctx.meta.get(RUN_META)
-            if run is not None and (run / "checkpoint.pt").exists():
-                click.echo(f"Interrupted; continue the run with --resume --out {run}", err=True)
-            else:
-                click.echo("Interrupted.", err=True)
-            ctx.exit(130)
-
-
-@click.group(cls=NaspGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="nasp")
 def main() -> None:
     """Neural architecture search by proximal iterations (NASP).
