@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch: a CPU/CUDA build of 2.13.0 by default; override e.g. `make test TORCH=torch==2.14.1`.
 TORCH  ?= torch==2.13.0
-# Data: the commands resolve known names under --data-dir, else $NASP_DATA_DIR, else ./datasets.
+# Data: the commands resolve known names under --data-dir, else $NASP_DATA_DIR, else this clone's
+# datasets/ (from any working directory), else ~/.cache/nasp/datasets.
 # `make setup` links every data set of a sibling ../shared/data into ./datasets (symlinks, never
 # copies, never over an existing entry), so that `nasp ... --data ml-100k` finds the same files
 # in and outside make. SHARED_DATA=DIR links from another folder.

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NASP = [sys.executable, "-c", "from cli import main; main()"]
+NASP = [sys.executable, "-c", "from nasp.cli import main; main()"]
 
 
 def run(args: list, threads: int) -> dict:

@@ -34,7 +34,7 @@ def worker(args: argparse.Namespace) -> dict:
     import torch.nn.functional as F
 
     from nasp.cnn.search_net import CNNSearchNetwork
-    from nasp.runs import resolve_device
+    from nasp.devices import resolve_device
     from nasp.strategies import SearchProblem, build_strategy
 
     torch.set_num_threads(args.threads)

@@ -64,7 +64,7 @@ def speed(amp: bool, result: dict) -> None:
 def end_to_end(result: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nasp-gpu-"))
     data = write_synthetic_cifar(tmp / "cifar-10-batches-py", per_batch=1000, noise=128, signal=12)
-    nasp = [sys.executable, "-c", "from cli import main; main()"]
+    nasp = [sys.executable, "-c", "from nasp.cli import main; main()"]
     runs = {
         "search": ["cnn", "search", "--data", data, "--epochs", 1, "--batch-size", 64, "--device", "cuda", "--amp",
                    "--out", tmp / "search", "--json"],

@@ -44,7 +44,7 @@ import time
 
 PARTS = ("train", "valid", "test")
 MODELS = ("BPR", "NeuMF", "LightGCN")
-METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
+RECBOLE_METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
 INTERNAL_NAME = "benchsplit"  # not one of RecBole's bundled data set names
 
 
@@ -115,7 +115,7 @@ def recbole_config(args, data_path: str, work: str) -> dict:
         "dataloaders_save_path": None,
         # evaluation: full ranking, early stopping on NDCG@10
         "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
-        "metrics": METRICS,
+        "metrics": RECBOLE_METRICS,
         "topk": args.topk,
         "valid_metric": "NDCG@10",
         "repeatable": False,

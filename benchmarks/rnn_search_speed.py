@@ -37,7 +37,7 @@ def worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     from nasp.rnn.corpus import Corpus, Vocabulary, batchify, segments
     from nasp.rnn.search import SearchConfig, build_search
-    from nasp.runs import resolve_device
+    from nasp.devices import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(0)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sif import SIF  # noqa: E402
-from sif.groundtruth import METRICS, GroundTruth, all_architectures, arch_key, bench_architectures  # noqa: E402
+from sif.groundtruth import TASK_METRICS, GroundTruth, all_architectures, arch_key, bench_architectures  # noqa: E402
 from sif.pipeline import fixed_arch  # noqa: E402
 from sif.tasks import build_task  # noqa: E402
 
@@ -52,7 +52,7 @@ def done_keys(path: Path) -> set[tuple]:
 
 def train_one(task: str, seed: int, choices: dict, data: str) -> dict:
     """One fixed model trained alone: its validation and test metric, epochs, seconds."""
-    metric, _ = METRICS[task]
+    metric, _ = TASK_METRICS[task]
     with tempfile.TemporaryDirectory() as tmp:
         arch = Path(tmp) / "arch.json"
         arch.write_text(json.dumps(fixed_arch(choices, build_task(task))))
@@ -90,7 +90,7 @@ def report(args: argparse.Namespace) -> dict:
         table = truth.table(task)
         if table.empty:
             continue
-        metric, larger = METRICS[task]
+        metric, larger = TASK_METRICS[task]
         best = table.iloc[0]
         rows = {label: truth.rank(task, key) for key, label in NAMED.items() if key in table.index}
         out[task] = {"metric": metric, "architectures": len(table), "best": {"arch": table.index[0], "valid": float(best.valid),
@@ -143,7 +143,7 @@ def plot(task: str, table, named: dict, path: Path) -> None:
     for label, r in named.items():
         ax.axvline(r["valid_vs_default"], linestyle="--", linewidth=1)
         ax.text(r["valid_vs_default"], ax.get_ylim()[1] * 0.9, label, rotation=90, fontsize=6, va="top")
-    ax.set_xlabel(f"valid {METRICS[task][0]} - the default's on the same seed (mean over seeds)")
+    ax.set_xlabel(f"valid {TASK_METRICS[task][0]} - the default's on the same seed (mean over seeds)")
     ax.set_ylabel("architectures")
     ax.set_title(f"autocf space, ml-100k, {task}: {len(table)} architectures")
     fig.tight_layout()
@@ -155,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--tasks", nargs="+", default=["rating", "ranking"], choices=list(METRICS))
+    parser.add_argument("--tasks", nargs="+", default=["rating", "ranking"], choices=list(TASK_METRICS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--all", action="store_true", help="every architecture of the space (3,024)")

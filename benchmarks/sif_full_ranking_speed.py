@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nasp.mixing import Mixing  # noqa: E402
-from nasp.runs import resolve_device  # noqa: E402
+from nasp.devices import resolve_device  # noqa: E402
 from sif.model import ModelConfig, SIFNetwork  # noqa: E402
 from sif.ranking import full_ranking  # noqa: E402
-from sif.space import INTERACTIONS, SEARCH_SPACE  # noqa: E402
+from sif.space import INTERACTION_FUNCTIONS, SEARCH_SPACE  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sif_full_ranking_speed.json"
 SUPERNET = "supernet (5 ops, softmax)"
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024, help="users scored at once")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--ops", nargs="+", default=INTERACTIONS.names() + ["supernet"],
+    ap.add_argument("--ops", nargs="+", default=INTERACTION_FUNCTIONS.names() + ["supernet"],
                     help="ops to time alone; 'supernet': the 5 searched ops mixed")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test of the script)")

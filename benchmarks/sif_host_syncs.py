@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sif_host_syncs.json")
     args = ap.parse_args()
     from nasp.errors import NaspError
-    from nasp.runs import resolve_device
+    from nasp.devices import resolve_device
     from sif.data import read_ratings, resolve_ratings_path, split_ratings
     from sif.options import SIFOptions
     from sif.tasks import RatingTask

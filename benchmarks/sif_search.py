@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from nasp.errors import NaspError  # noqa: E402
 from sif import SIF  # noqa: E402
-from sif.groundtruth import METRICS, GroundTruth, arch_key  # noqa: E402
+from sif.groundtruth import TASK_METRICS, GroundTruth, arch_key  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
@@ -56,7 +56,7 @@ def place(truth: GroundTruth, task: str, choices: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--tasks", nargs="+", default=["rating", "ranking"], choices=list(METRICS))
+    ap.add_argument("--tasks", nargs="+", default=["rating", "ranking"], choices=list(TASK_METRICS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--strategies", nargs="+", default=["local", "nasp", "random"])
     ap.add_argument("--epochs", type=int, default=30, help="search epochs (local search stops earlier when no row improves)")
@@ -72,7 +72,7 @@ def main() -> None:
     result.update({"data": args.data, "quick": args.quick, "torch": torch.__version__, "threads": 1})
     done = {(r["task"], r["seed"], r["strategy"]) for r in result["runs"]}
     for task in args.tasks:
-        metric, _ = METRICS[task]
+        metric, _ = TASK_METRICS[task]
         for seed in args.seeds:
             if all((task, seed, s) in done for s in args.strategies):
                 continue

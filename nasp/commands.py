@@ -31,10 +31,11 @@ import torch
 from . import __version__
 from . import distributed
 from .config import MAX_RATE, MAX_SEED, RunConfig, setting, setting_meta
-from .data import data_files, fingerprint
-from .devices import check_amp, set_deterministic
+from .data import DATA_ROOT_DEFAULT, data_files, fingerprint
+from .devices import check_amp, resolve_device, set_deterministic
 from .errors import NaspError
-from .runs import CONFIG, RunDir, read_json, resolve_device, seed_everything
+from .runs import CONFIG, RunDir, read_json
+from .seeding import seed_everything
 
 RESUME_CHANGEABLE = ("threads", "device")
 """Options a ``--resume`` may change (given: honoured and recorded in config.json; else the saved value)."""
@@ -168,7 +169,7 @@ class RunOptions(RunConfig):
                            callback=lambda ctx, param, value: None if value is None else usable_threads(value))
     amp: bool = setting(False, "bfloat16 autocast of the forward passes on CUDA (loss in float32, no gradient scaler); an error "
                         "on the CPU.")
-    data_dir: Optional[Union[str, Path]] = setting(None, "Data root for known names (default: $NASP_DATA_DIR, else ./datasets).",
+    data_dir: Optional[Union[str, Path]] = setting(None, f"Data root for known names (default: {DATA_ROOT_DEFAULT}).",
                                                    type=click.Path(file_okay=False, path_type=Path))
 
 

@@ -1,8 +1,10 @@
 """The data root and known data sets: resolve a name to files, download once with a checksum.
 
-``--data`` takes a path or a known name. Names resolve under the data root: ``--data-dir``, else
-``$NASP_DATA_DIR``, else ``./datasets`` (in a clone, ``make setup`` links a sibling
-``../shared/data/<name>`` there, so the commands and the Makefile find the same files).
+``--data`` takes a path or a known name. Names resolve under the data root (``data_root``):
+``--data-dir``, else ``$NASP_DATA_DIR``, else the clone's ``datasets/`` when nasp runs from a
+clone (whatever the working directory; ``make setup`` links a sibling ``../shared/data/<name>``
+there, so the commands and the Makefile find the same files), else a per-user cache,
+``${XDG_CACHE_HOME:-~/.cache}/nasp/datasets``.
 Domains register their data sets in ``DATASETS``; data sets that ship with a library (nothing
 to place or download) in ``BUNDLED``, so that ``nasp data list`` shows them too.
 """
@@ -142,9 +144,31 @@ def check_zip_member(info: zipfile.ZipInfo, where: str) -> None:
                         f"bytes), more than the {MAX_INFLATE_RATIO} a data file does; refused as a likely zip bomb")
 
 
+#: where the data root is when ``--data-dir`` is not given, in order (``data_root``; for help texts and errors)
+DATA_ROOT_DEFAULT = "$NASP_DATA_DIR, else the clone's datasets/, else ~/.cache/nasp/datasets"
+
+
 def data_root(data_dir: Optional[os.PathLike | str] = None) -> Path:
-    """``data_dir``, else ``$NASP_DATA_DIR``, else ``./datasets``."""
-    return Path(data_dir or os.environ.get("NASP_DATA_DIR") or "datasets").expanduser()
+    """The folder known data set names resolve under: ``data_dir`` (``--data-dir``), else
+    ``$NASP_DATA_DIR``, else the ``datasets/`` folder of the clone nasp runs from (an editable
+    install or a source tree; found from any working directory), else a per-user cache,
+    ``${XDG_CACHE_HOME:-~/.cache}/nasp/datasets``."""
+    given = data_dir or os.environ.get("NASP_DATA_DIR")
+    if given:
+        return Path(given).expanduser()
+    clone = clone_datasets()
+    if clone is not None:
+        return clone
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "nasp" / "datasets"
+
+
+def clone_datasets(package_parent: Optional[Path] = None) -> Optional[Path]:
+    """The ``datasets/`` folder beside the ``nasp`` package when the package lives in a clone
+    (its ``setup.py`` beside it too, so that a ``datasets`` package in site-packages never
+    counts), else None. ``package_parent``: the folder holding ``nasp/`` (default: this one's)."""
+    parent = package_parent if package_parent is not None else Path(__file__).resolve().parents[1]
+    folder = parent / "datasets"
+    return folder if folder.is_dir() and (parent / "setup.py").is_file() else None
 
 
 def dataset_path(name: str, data_dir: Optional[os.PathLike | str] = None) -> Path:
@@ -223,7 +247,7 @@ def fetch(name: str, data_dir: Optional[os.PathLike | str] = None, download: boo
     if is_present(name, data_dir):
         return folder
     where = ", ".join(str(folder / f) for f in ds.files)
-    roots = "(the data root: --data-dir, else $NASP_DATA_DIR, else ./datasets)"
+    roots = f"(the data root: --data-dir, else {DATA_ROOT_DEFAULT})"
     if not download:
         raise NaspError(f"data set {name!r} not found: place {where} {roots}, from {ds.url}, or pass --data PATH")
     archive = root / Path(ds.url).name

@@ -1,4 +1,8 @@
-"""Precision and determinism on a device: ``--amp`` and ``--deterministic``, for every domain.
+"""Devices for every domain: ``--device`` parsing, peak memory, precision (``--amp``) and
+determinism (``--deterministic``).
+
+``resolve_device`` turns ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) into a usable
+torch device; ``peak_memory_mb`` reads the peak memory of a run on it.
 
 ``--amp`` runs the forward passes of training under bfloat16 autocast on CUDA (the loss in
 float32; bfloat16 keeps float32's range, so no gradient scaler is needed). It has no use on the
@@ -20,15 +24,47 @@ import ctypes
 import ctypes.util
 import os
 import re
+import resource
+import sys
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
+from .distributed import local_device
 from .errors import NaspError
 
 #: cuBLAS's setting for reproducible results (NVIDIA's documented value)
 CUBLAS_WORKSPACE = ":4096:8"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; unusable ones raise NaspError."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise NaspError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise NaspError(f"--device {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise NaspError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise NaspError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return local_device(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA max allocated on a GPU, else the process's max RSS
+    (``ru_maxrss`` is in bytes on macOS, in KiB on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def check_amp(amp: bool, device: torch.device) -> None:

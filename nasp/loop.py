@@ -34,6 +34,8 @@ import torch
 from .distributed import World, world as current_world
 from .errors import NaspError
 from .network import SearchNetwork, check_state
+from .runs import CHECKPOINT, _short, dumps
+from .seeding import rng_state, set_rng_state
 
 log = logging.getLogger("nasp")
 
@@ -51,6 +53,10 @@ class Stepper(Protocol):
     def describe(self) -> dict: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
+
+
+SEARCH_CHECKPOINT = {"epoch": int, "valid_passes": int, "network": dict, "strategy": dict, "rng": dict}
+"""What a ``RunLoop`` checkpoint must hold, with the types (checked before a resume uses it)."""
 
 
 class StopRun(NaspError):
@@ -202,7 +208,8 @@ class RunLoop:
         valid_batches: ``valid_batches(i)``: the run's i-th pass over the validation batches (i = 0,
             1, 2, ... over the whole run, each epoch beginning a new pass), for steppers that read
             them; like ``train_batches`` its order must depend on ``i`` only.
-        hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...).
+        hooks: run behaviour outside the stepper (``EarlyStopping``, ``KeepBest``, ...); a search
+            network's own ``run_hooks()`` follow them.
         stage: the stage's name in the progress bar and the epoch log lines (``search``,
             ``retrain``, ``baseline multiply``, ``refit``, ...).
         world: the ranks of a data-parallel run (default: torch's process group, else one process):
@@ -216,7 +223,8 @@ class RunLoop:
         self.stepper, self.network = stepper, stepper.network
         self.world = world if world is not None else current_world()
         self.train_batches, self.valid_batches, self.evaluate = train_batches, valid_batches, evaluate
-        self.epochs, self.run, self.hooks, self.stage = epochs, run, list(hooks), stage
+        own = self.network.run_hooks() if isinstance(self.network, SearchNetwork) else []
+        self.epochs, self.run, self.hooks, self.stage = epochs, run, [*hooks, *own], stage
         self.start_epoch = 0
         self.stopped = False  # a hook ended the run (restored on resume)
         self.failure: Optional[str] = None  # a hook's StopRun message (restored on resume)
@@ -228,8 +236,6 @@ class RunLoop:
         """Everything a resume needs, in one object (written as ``checkpoint.pt``); ``stopped``:
         a hook ended the run after this epoch (a resume then trains no further epoch); ``failure``:
         the ``StopRun`` message it ended with, if any."""
-        from .runs import rng_state
-
         return {"epoch": epoch, "stopped": stopped, "failure": self.failure, "valid_passes": self.valid_passes,
                 "network": self.network.state_dict(),
                 "strategy": self.stepper.state_dict(), "rng": rng_state(),
@@ -251,8 +257,6 @@ class RunLoop:
 
     def restore(self) -> None:
         """Load the run's checkpoint (``--resume``) and drop metrics rows written after it."""
-        from .runs import CHECKPOINT, SEARCH_CHECKPOINT, _short, set_rng_state
-
         run = self.run
         if not (run.resume and run.has_checkpoint()):
             if run.resume:
@@ -278,8 +282,7 @@ class RunLoop:
         self.start_epoch = state["epoch"] + 1
         self.stopped = state.get("stopped", False)
         self.failure = state.get("failure")
-        # a checkpoint of the first rounds has no count: they began epoch e's passes at e * 1000
-        self.valid_passes = state.get("valid_passes", self.start_epoch * 1_000)
+        self.valid_passes = state["valid_passes"]
         run.truncate_metrics(self.start_epoch)
         log.info("resuming %s at epoch %d", run.path, self.start_epoch + 1)
 
@@ -289,7 +292,7 @@ class RunLoop:
         def count(value: Any) -> bool:
             return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
-        epoch, passes = state["epoch"], state.get("valid_passes", 0)
+        epoch, passes = state["epoch"], state["valid_passes"]
         if not count(epoch) or epoch >= self.epochs:
             raise NaspError(f"{path}: entry 'epoch' is {epoch!r}, not an epoch of this run (0..{self.epochs - 1})")
         if not isinstance(state.get("stopped", False), bool):
@@ -337,7 +340,8 @@ class RunLoop:
         sums = self.world.mean_stats(sums)
         # every rank evaluates (and checkpoints) rank 0's running statistics (batch norm), as
         # DistributedDataParallel's broadcast_buffers: a resumed run then continues exactly.
-        # Only saved buffers: a non-persistent one is a rank's own cache (SIF's pending history gradient)
+        # Only saved buffers: a non-persistent one is a rank's own cache (the network checkpoints
+        # any of it that matters through its ``run_hooks``)
         saved = net.state_dict(keep_vars=True).values()
         self.world.broadcast([b for b in saved if not isinstance(b, torch.nn.Parameter) and b.is_floating_point()])
         train_seconds = time.perf_counter() - t0
@@ -371,8 +375,6 @@ class RunLoop:
 
     def __call__(self) -> list[dict]:
         """Run (or continue) the loop; returns every metrics row of the run."""
-        from .runs import dumps
-
         self.restore()
         if self.failure is not None:  # a resumed run that had stopped with an error
             raise StopRun(self.failure)
@@ -400,3 +402,22 @@ class RunLoop:
         if self.failure is not None:
             raise StopRun(self.failure)
         return self.rows
+
+
+def run_search(
+    strategy: Stepper,
+    train_batches: Callable[[int], Iterable],
+    valid_batches: Callable[[int], Iterable],
+    evaluate: Callable[[Any], dict],
+    epochs: int,
+    run: Any,
+    on_epoch: Optional[Callable[[int, dict], None]] = None,
+    early_stopping: Optional[EarlyStopping] = None,
+    hooks: Sequence[Hook] = (),
+    stage: str = "",
+) -> list[dict]:
+    """``RunLoop`` with the two hooks most runs use: ``early_stopping`` (the best network state
+    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint, then ``hooks``;
+    ``stage`` names the stage in the progress bar and the epoch log lines."""
+    first = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
+    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, [*first, *hooks], stage)()

@@ -102,6 +102,12 @@ class SearchNetwork(nn.Module):
         weights already do, or where nothing can)."""
         return []
 
+    def run_hooks(self) -> list[Any]:
+        """Run-loop hooks (``nasp.loop.Hook``) this network brings along, for state of its own
+        that lives outside ``state_dict`` yet must be checkpointed with the run (a gradient it
+        gathers across steps, say). ``RunLoop`` adds them after the run's own hooks. Default: none."""
+        return []
+
     def reset_weights(self) -> None:
         """Re-initialise every weight (random search trains each candidate from scratch)."""
         for module in self.modules():

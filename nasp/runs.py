@@ -1,7 +1,8 @@
-"""Run directories and the one search loop every domain shares (DESIGN.md, "Runs").
+"""Run directories: the directory itself, its lock, atomic writes and JSON helpers (DESIGN.md, "Runs").
 
-A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (atomic),
-``arch.json``, ``summary.json`` (written last: its presence means the run finished) and plots.
+A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (atomic), ``arch.json``,
+``summary.json`` (written last: its presence means the run finished) and plots. The loop that
+fills one is ``nasp.loop.RunLoop``; seeds live in ``nasp.seeding``, devices in ``nasp.devices``.
 """
 from __future__ import annotations
 
@@ -12,14 +13,11 @@ import json
 import logging
 import math
 import os
-import random
-import resource
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -29,76 +27,13 @@ try:
 except ImportError:  # Windows: no advisory locks (the run directory is then not guarded)
     fcntl = None  # type: ignore[assignment]
 
-from .distributed import local_device, world
+from .distributed import world
 from .errors import NaspError
-from .loop import EarlyStopping, Hook, OnEpoch, RunLoop, StopRun, epoch_line, progress  # noqa: F401  (re-exported)
-from .strategies.base import Strategy
 
 log = logging.getLogger("nasp")
 
-CONFIG, METRICS, CHECKPOINT, ARCH, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json"
+CONFIG, METRICS_FILE, CHECKPOINT, ARCH, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "arch.json", "summary.json"
 LOCK = ".lock"  # holds the advisory lock of the process writing the run (pid, host, start time)
-
-
-# devices and seeds ----------------------------------------------------------------------------
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; unusable ones raise NaspError."""
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise NaspError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise NaspError(f"--device {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise NaspError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise NaspError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return local_device(device)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory in MiB: CUDA max allocated on a GPU, else the process's max RSS
-    (``ru_maxrss`` is in bytes on macOS, in KiB on Linux)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": _py_state_to_list(random.getstate())}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_py_state_from_list(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _py_state_to_list(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _py_state_from_list(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 # files ----------------------------------------------------------------------------------------
@@ -341,7 +276,7 @@ class RunDir:
         on_main(lambda: self._append(row))
 
     def _append(self, row: dict) -> None:
-        path = self.file(METRICS)
+        path = self.file(METRICS_FILE)
         data = (dumps(row) + "\n").encode()
         try:
             with open(path, "ab") as fh:
@@ -357,7 +292,7 @@ class RunDir:
 
     def read_metrics(self) -> list[dict]:
         """The rows written so far; a torn last line (a crash in the middle of a write) is dropped."""
-        path = self.file(METRICS)
+        path = self.file(METRICS_FILE)
         if not path.exists():
             return []
         lines = [line for line in read_text(path, "metrics file").split("\n") if line.strip()]
@@ -384,7 +319,7 @@ class RunDir:
         rows = self.read_metrics()
         first = int(rows[0].get("epoch", 1)) if rows else 1
         rows = [r for r in rows if int(r.get("epoch", first)) - first < epochs_done]
-        write_bytes_atomic(self.file(METRICS), "".join(dumps(r) + "\n" for r in rows).encode())
+        write_bytes_atomic(self.file(METRICS_FILE), "".join(dumps(r) + "\n" for r in rows).encode())
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
@@ -462,28 +397,3 @@ def _short(exc: BaseException) -> str:
         return f"no {exc.args[0]!r} entry" if exc.args else "a missing entry"
     text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or exc.__class__.__name__
     return text if len(text) <= 240 else text[:237] + "..."
-
-
-SEARCH_CHECKPOINT = {"epoch": int, "network": dict, "strategy": dict, "rng": dict}
-"""What a ``run_search`` checkpoint holds (checked before a resume uses it)."""
-
-
-
-# the loop (kept here for the first round's callers; the loop itself is nasp.loop.RunLoop) ---------
-def run_search(
-    strategy: Strategy,
-    train_batches: Callable[[int], Iterable],
-    valid_batches: Callable[[int], Iterable],
-    evaluate: Callable[[Any], dict],
-    epochs: int,
-    run: RunDir,
-    on_epoch: Optional[Callable[[int, dict], None]] = None,
-    early_stopping: Optional[EarlyStopping] = None,
-    hooks: Sequence[Hook] = (),
-    stage: str = "",
-) -> list[dict]:
-    """``RunLoop`` with the two hooks most runs use: ``early_stopping`` (the best network state
-    is restored at the end) and ``on_epoch(epoch, row)`` after each checkpoint, then ``hooks``;
-    ``stage`` names the stage in the progress bar and the epoch log lines."""
-    first = [h for h in (early_stopping, OnEpoch(on_epoch) if on_epoch is not None else None) if h is not None]
-    return RunLoop(strategy, train_batches, evaluate, epochs, run, valid_batches, [*first, *hooks], stage)()

@@ -11,7 +11,7 @@ import click
 
 from nasp.commands import RequiredUnlessResume, RunCommand, finish_run, options_from, output_options, resume_option, start_run
 from nasp.errors import NaspError
-from nasp.runs import resolve_device
+from nasp.devices import resolve_device
 
 from . import pipeline, tensor
 from .estimator import SIF

@@ -27,7 +27,9 @@ import torch
 from nasp.commands import configure_logging, release_with_command, usable_threads
 from nasp.devices import check_amp, set_deterministic
 from nasp.errors import NaspError
-from nasp.runs import CONFIG, RunDir, io_error, read_json, resolve_device, seed_everything, write_bytes_atomic
+from nasp.devices import resolve_device
+from nasp.runs import CONFIG, RunDir, io_error, read_json, write_bytes_atomic
+from nasp.seeding import seed_everything
 
 from . import pipeline, tensor
 from .data import RatingTable, Splits, kfold

@@ -26,7 +26,7 @@ from .joint import DEFAULT_CHOICES, ROWS
 from .space import SPACES
 
 #: the metric each task is judged by, and whether larger is better
-METRICS = {"rating": ("rmse", False), "ranking": ("ndcg@10", True)}
+TASK_METRICS = {"rating": ("rmse", False), "ranking": ("ndcg@10", True)}
 
 
 def arch_key(choices: dict) -> str:
@@ -117,8 +117,8 @@ class GroundTruth:
         ``test_vs_default``: seeds differ in their splits, so architectures measured on different
         seeds compare only through these); sorted best first by ``valid_vs_default``. Rows of a
         seed whose default is not measured yet are left out."""
-        if task not in METRICS:
-            raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(METRICS)}")
+        if task not in TASK_METRICS:
+            raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(TASK_METRICS)}")
         rows = self.rows[self.rows.task == task]
         default = rows[rows.arch == "default"].groupby("seed")[["valid", "test"]].mean()
         rows = rows[rows.seed.isin(default.index)].copy()
@@ -127,7 +127,7 @@ class GroundTruth:
         table = rows.groupby("arch").agg(valid=("valid", "mean"), test=("test", "mean"), valid_vs_default=("valid_vs_default", "mean"),
                                          test_vs_default=("test_vs_default", "mean"), seeds=("seed", "nunique"),
                                          seconds=("seconds", "mean"), group=("group", "first"))
-        return table.sort_values("valid_vs_default", ascending=not METRICS[task][1])
+        return table.sort_values("valid_vs_default", ascending=not TASK_METRICS[task][1])
 
     def score(self, task: str, changes: Union[dict, str]) -> dict:
         """Mean valid and test metric of one architecture (choices, or changes to the default,
@@ -146,7 +146,7 @@ class GroundTruth:
         against the best."""
         found = self.score(task, changes)
         table = self.table(task)
-        larger = METRICS[task][1]
+        larger = TASK_METRICS[task][1]
         values = table[f"{by}_vs_default"]
         found_value = found[f"{by}_vs_default"]
         better = int((values > found_value).sum() if larger else (values < found_value).sum())

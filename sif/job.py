@@ -16,7 +16,8 @@ import torch
 from nasp.commands import release_with_command
 from nasp.config import task_default
 from nasp.loop import improves
-from nasp.runs import CONFIG, RunDir, read_json, set_rng_state
+from nasp.runs import CONFIG, RunDir, read_json
+from nasp.seeding import set_rng_state
 from nasp.strategies import STRATEGIES
 from nasp.strategies.proximal import check_warmup
 

@@ -11,7 +11,7 @@ from nasp import SearchNetwork, mix, plan
 from nasp.distributed import world
 from nasp.loop import Hook
 
-from .space import (BROADCAST_ELEMENTS, INTERACTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp,
+from .space import (BROADCAST_ELEMENTS, INTERACTION_FUNCTIONS, MLP_FORMS, SEARCH_SPACE, ElementwiseMLP, check_head, check_mlp,
                     inherit)
 
 
@@ -244,7 +244,8 @@ class HistoryEncoder(nn.Module):
 
 class PendingHistory(Hook):
     """A run-loop hook that checkpoints every history encoder's ``pending_state`` (the cached
-    sums' gradient not yet handed to the factors), so that a killed run resumes exactly."""
+    sums' gradient not yet handed to the factors), so that a killed run resumes exactly. A
+    ``SIFNetwork`` brings it to every run loop itself (``run_hooks``)."""
 
     def __init__(self, net: nn.Module) -> None:
         self.encoders = {name: m for name, m in net.named_modules() if isinstance(m, HistoryEncoder)}
@@ -305,17 +306,6 @@ def with_choice(values: Sequence[float], names: Sequence[str], chosen: str) -> T
     return row.float()
 
 
-#: state-dict keys of models saved before ``HistoryEncoder`` (the user side's), and today's
-RENAMED_KEYS = {"implicit_emb.weight": "user_history.factors.weight", "history_indptr": "user_history.indptr",
-                "history_items": "user_history.neighbours"}
-
-
-#: what a saved model or arch file means when it lacks an option: files written before the
-#: implicit term, the box head and ``--mlp`` existed had biases, no implicit term, the ball head
-#: and the residual element-wise MLP
-LEGACY = {"biases": True, "implicit": False, "head": "ball", "mlp": "residual"}
-
-
 MAX_DIM = 65_536
 """The largest embedding dimension (``--dim``, ``model.dim`` of arch.json); the memory the tables
 need is checked too, before they are allocated (``pipeline.build_network``)."""
@@ -350,7 +340,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        d = {**LEGACY, **d}
+        """The config ``to_dict`` wrote (a key it lacks takes the field's default)."""
+        d = dict(d)
         d["ops"] = tuple(d["ops"])
         return cls(**d)
 
@@ -406,7 +397,7 @@ class SIFNetwork(SearchNetwork):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         for name in config.ops:
-            INTERACTIONS.get(name)  # unknown names raise a clear NaspError
+            INTERACTION_FUNCTIONS.get(name)  # unknown names raise a clear NaspError
         check_head(config.head)
         check_mlp(config.mlp)
         self.config = config
@@ -431,9 +422,13 @@ class SIFNetwork(SearchNetwork):
             with torch.no_grad():
                 self.alpha.fill_(1.0)
 
+    def run_hooks(self) -> list[Hook]:
+        """The checkpointing of the history encoders' pending gradient (``PendingHistory``)."""
+        return [PendingHistory(self)]
+
     @staticmethod
     def _op(name: str, dim: int, head: str) -> nn.Module:
-        op = INTERACTIONS.get(name)
+        op = INTERACTION_FUNCTIONS.get(name)
         return op(dim, head) if op.uses_head else op(dim)
 
     def reset_embeddings(self) -> None:
@@ -467,17 +462,13 @@ class SIFNetwork(SearchNetwork):
             self.item_history.set_history(items, users)
 
     def load_model_state(self, state: dict) -> None:
-        """``load_state_dict`` for a saved model, whose histories may differ in length (or be
-        absent: models saved before the implicit term existed have none), under today's names
-        or those of models saved before ``HistoryEncoder``."""
-        state = {RENAMED_KEYS.get(k, k): v for k, v in state.items()}
+        """``load_state_dict`` for a saved model, whose histories may differ in length from this
+        network's (a network built for other splits, or with an empty history)."""
         for history, prefix in ((getattr(self, "user_history", None), "user_history."),
                                 (getattr(self, "item_history", None), "item_history.")):
             if history is None:
                 state = {k: v for k, v in state.items() if not k.startswith(prefix)}
                 continue
-            for key in ("indptr", "neighbours"):
-                state.setdefault(prefix + key, getattr(history, key))
             history.neighbours = torch.empty_like(state[prefix + "neighbours"])
         self.load_state_dict(state)
 

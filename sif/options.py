@@ -29,7 +29,7 @@ from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_
 from .joint import check_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
 from .model import HISTORY_REFRESHES, MAX_DIM, ModelConfig
-from .space import HEADS, INTERACTIONS, MLP_FORMS, SPACES
+from .space import INTERACTION_FUNCTIONS, MLP_FORMS, OUTPUT_BOUNDS, SPACES
 from .tasks import TASKS, RankingTask
 
 SEARCH, TRAIN = ("search",), ("train",)
@@ -42,7 +42,7 @@ RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
+    return [*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
 
 
 def check_model_name(name: str) -> str:
@@ -122,7 +122,7 @@ class SIFOptions(RunOptions):
                        "Linear(1,8)-tanh-Linear(8,1), random start). Saved in arch.json.",
                        type=click.Choice(list(MLP_FORMS)), commands=SEARCH)
     head: Optional[str] = setting(None, "Bound on each op's output vector w (length k): box (|w_k| <= 1/sqrt(k), inside the unit "
-                                  "ball) or ball (the authors' unit L2 ball) [default: box].", type=click.Choice(list(HEADS)))
+                                  "ball) or ball (the authors' unit L2 ball) [default: box].", type=click.Choice(list(OUTPUT_BOUNDS)))
     biases: Optional[bool] = setting(None, "Global, user and item bias terms (default on; off for gmf and neumf).")
     implicit: Optional[bool] = setting(None, "SVD++ implicit feedback: add the user's training items' factors to the user vector "
                                        "(default on; off for gmf and neumf).")

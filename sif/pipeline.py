@@ -21,15 +21,16 @@ from nasp.errors import NaspError
 from nasp.network import check_state
 from nasp.plots import plot_alphas, plot_curves
 from nasp.registry import Registry
-from nasp.runs import EarlyStopping, RunDir, _short, read_json, run_search, save_torch
+from nasp.loop import EarlyStopping, run_search
+from nasp.runs import RunDir, _short, read_json, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
 from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, titles_missing,
                    split, table_from_frame)
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
-from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, PendingHistory, SIFNetwork, dense_gradients_off_cpu, group_rows
-from .space import INTERACTIONS, check_head, check_mlp
+from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, SIFNetwork, dense_gradients_off_cpu, group_rows
+from .space import INTERACTION_FUNCTIONS, check_head, check_mlp
 from .tasks import RatingTask, Task, task_from_dict
 
 log = logging.getLogger("nasp.sif")
@@ -159,7 +160,7 @@ def trains(config: ModelConfig) -> bool:
     """Whether the model of ``config`` has weights to train (not ``pop``, whose scores are counts);
     a model outside the interaction functions (LightGCN) trains."""
     name = config.ops[0]
-    return name not in INTERACTIONS or getattr(INTERACTIONS.get(name), "trains", True)
+    return name not in INTERACTION_FUNCTIONS or getattr(INTERACTION_FUNCTIONS.get(name), "trains", True)
 
 
 def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float]:
@@ -196,7 +197,6 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         lambda model: task.evaluate(model, on_device, "valid"),
         epochs,
         run,
-        hooks=[PendingHistory(net)],
         stage="search",
     )
     seconds = time.perf_counter() - t0
@@ -291,8 +291,8 @@ def load_arch(path: Path) -> dict:
     if not isinstance(arch, dict) or "interaction" not in arch:
         raise NaspError(f"{path}: not a SIF architecture file (no 'interaction' key)")
     name = arch["interaction"]
-    if not isinstance(name, str) or name not in INTERACTIONS:
-        raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTIONS.names())}")
+    if not isinstance(name, str) or name not in INTERACTION_FUNCTIONS:
+        raise NaspError(f"{path}: unknown interaction op {name!r}; known: {', '.join(INTERACTION_FUNCTIONS.names())}")
     if arch.get("format", ARCH_FORMAT) != ARCH_FORMAT:  # files of the first rounds have none
         raise NaspError(f"{path}: unknown format {arch['format']!r}; this version reads {ARCH_FORMAT!r}")
     model = arch.get("model")
@@ -397,7 +397,6 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
             max_epochs,
             run,
             early_stopping=stopper,
-            hooks=[PendingHistory(net)],
             stage=stage,
         )
         curves = ("train_loss", task.metric) if len(splits.valid) else ("train_loss",)
@@ -654,11 +653,6 @@ class Recommender:
 FALLBACKS: Registry = Registry("fallback")
 FALLBACKS.register("pop")(Recommender.popular)
 FALLBACKS.register("none")(None)
-
-
-def recommend(model_dir: Path, user: str, k: int, device: torch.device) -> list[dict]:
-    """Top-``k`` items the user has not rated anywhere in the model's data, highest predicted first."""
-    return Recommender(model_dir, device).top(user, k)
 
 
 def read_user_list(path: Path) -> list[str]:

@@ -29,7 +29,7 @@ RankingLoss = Callable[[Tensor, Tensor], Tensor]
 RankingMetric = Callable[[Tensor, Tensor], Tensor]
 
 LOSSES: Registry[RankingLoss] = Registry("ranking loss")
-METRICS: Registry[RankingMetric] = Registry("ranking metric")
+RANKING_METRICS: Registry[RankingMetric] = Registry("ranking metric")
 
 
 def pair_keys(users: Tensor, items: Tensor, num_items: int) -> Tensor:
@@ -125,32 +125,32 @@ def _discounts(k: int, device: torch.device) -> Tensor:
     return 1.0 / torch.log2(torch.arange(2, k + 2, device=device, dtype=torch.float64))
 
 
-@METRICS.register("recall")
+@RANKING_METRICS.register("recall")
 def recall(hits: Tensor, num_heldout: Tensor) -> Tensor:
     """hits / |held-out items|."""
     return hits.sum(1, dtype=torch.float64) / num_heldout
 
 
-@METRICS.register("precision")
+@RANKING_METRICS.register("precision")
 def precision(hits: Tensor, num_heldout: Tensor) -> Tensor:
     """hits / K."""
     return hits.sum(1, dtype=torch.float64) / hits.shape[1]
 
 
-@METRICS.register("hit")
+@RANKING_METRICS.register("hit")
 def hit(hits: Tensor, num_heldout: Tensor) -> Tensor:
     """1 if any held-out item is in the top K."""
     return hits.any(1).double()
 
 
-@METRICS.register("mrr")
+@RANKING_METRICS.register("mrr")
 def mrr(hits: Tensor, num_heldout: Tensor) -> Tensor:
     """1 / rank of the first hit (1-based), 0 without a hit in the top K."""
     first = hits.double().argmax(1)  # the first maximal entry
     return torch.where(hits.any(1), 1.0 / (first + 1).double(), 0.0)
 
 
-@METRICS.register("ndcg")
+@RANKING_METRICS.register("ndcg")
 def ndcg(hits: Tensor, num_heldout: Tensor) -> Tensor:
     """DCG / IDCG: DCG = sum over hits at rank r of 1 / log2(r + 1); IDCG the same for
     min(K, |held-out|) hits at the top."""
@@ -160,7 +160,7 @@ def ndcg(hits: Tensor, num_heldout: Tensor) -> Tensor:
 
 
 def per_user_metrics(topk_hits: Tensor, num_heldout: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
-    """Every metric of ``METRICS`` at every K of ``ks``, per user: ``{"ndcg@10": [U], ...}``.
+    """Every metric of ``RANKING_METRICS`` at every K of ``ks``, per user: ``{"ndcg@10": [U], ...}``.
 
     ``topk_hits`` [U, Kmax] bool: whether the item at each rank (best first) is held out for
     that user; ``num_heldout`` [U]: the user's number of held-out items. Users without
@@ -174,8 +174,8 @@ def per_user_metrics(topk_hits: Tensor, num_heldout: Tensor, ks: Sequence[int]) 
     out = {}
     for k in ks:
         hits = topk_hits[:, :k] & has.unsqueeze(1)
-        for name in METRICS:
-            out[f"{name}@{k}"] = torch.where(has, METRICS.get(name)(hits, count), math.nan)
+        for name in RANKING_METRICS:
+            out[f"{name}@{k}"] = torch.where(has, RANKING_METRICS.get(name)(hits, count), math.nan)
     return out
 
 

@@ -1,7 +1,7 @@
 """The SIF search space (REFERENCE §2): element-wise MLPs and vector-wise interaction ops.
 
 Every vector-wise op is a module ``op(p, q) -> score`` with its own output head; the registry
-``INTERACTIONS`` maps names to op classes, so a new interaction function is one small class.
+``INTERACTION_FUNCTIONS`` maps names to op classes, so a new interaction function is one small class.
 Every op also scores all pairs of a user block and an item block at once
 (``score_matrix(p, q) -> [U, I]``, used by full ranking): the base class ``InteractionOp``
 broadcasts ``forward`` over item chunks, so a new op is correct without writing one; the ops
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from nasp.errors import NaspError
 from nasp.registry import Registry
 
-INTERACTIONS: Registry = Registry("interaction function")
+INTERACTION_FUNCTIONS: Registry = Registry("interaction function")
 
 #: the vector-wise ops searched by default (the paper's space)
 SEARCH_SPACE = ("multiply", "plus", "min", "max", "concat")
@@ -40,13 +40,13 @@ def inner_box(w: Tensor) -> Tensor:
 #: inside it, |w_k| <= 1/sqrt(n). The ball lets a head pile its weight onto a few coordinates
 #: (up to 1 each instead of 1/sqrt(n)), so that the same scores cost those embedding coordinates
 #: far less L2 penalty; the box leaves no such escape. Measured in docs/sif.md.
-HEADS = {"box": inner_box, "ball": unit_ball}
+OUTPUT_BOUNDS = {"box": inner_box, "ball": unit_ball}
 
 
 def check_head(name: str) -> str:
     """``name`` if it names a head bound, else a clear ``NaspError``."""
-    if name not in HEADS:
-        raise NaspError(f"unknown head {name!r}; known: {', '.join(HEADS)}")
+    if name not in OUTPUT_BOUNDS:
+        raise NaspError(f"unknown head {name!r}; known: {', '.join(OUTPUT_BOUNDS)}")
     return name
 
 
@@ -328,7 +328,7 @@ class HeadOp(InteractionOp):
     def __init__(self, dim: int, head: str = "box") -> None:
         super().__init__()
         self.dim = dim
-        self.bound = HEADS[check_head(head)]
+        self.bound = OUTPUT_BOUNDS[check_head(head)]
         self.combine = VECTOR_OPS.get(self.vector)(dim)
         self.head = nn.Parameter(torch.empty(dim * self.combine.width_factor))
         self.reset_parameters()
@@ -354,7 +354,7 @@ class HeadOp(InteractionOp):
 def _bounded(name: str) -> type:
     """The interaction op ``name``: the vector-wise op of that name with a bounded head."""
     cls = type(name.title().replace("_", ""), (HeadOp,), {"vector": name, "__doc__": f"``{name}`` with a bounded output vector."})
-    return INTERACTIONS.register(name)(cls)
+    return INTERACTION_FUNCTIONS.register(name)(cls)
 
 
 #: every vector-wise op is also an interaction op of the paper's space (``--ifc NAME``); a new
@@ -363,7 +363,7 @@ for _name in VECTOR_OPS.names():
     _bounded(_name)
 
 
-@INTERACTIONS.register("gmf")
+@INTERACTION_FUNCTIONS.register("gmf")
 class GMF(InteractionOp):
     """Generalized MF (NCF): an unconstrained output vector over p * q."""
 
@@ -398,7 +398,7 @@ def tower_matrix(first: nn.Linear, rest: Callable[[Tensor], Tensor], p: Tensor, 
     return item_chunks(p, q, first.out_features, block, max_elements)
 
 
-@INTERACTIONS.register("mlp")
+@INTERACTION_FUNCTIONS.register("mlp")
 class MLPTower(InteractionOp):
     """NCF's MLP interaction: concat -> Linear(2k, 2k) -> ReLU -> Linear(2k, k) -> ReLU -> Linear(k, 1)."""
 
@@ -416,7 +416,7 @@ class MLPTower(InteractionOp):
         return tower_matrix(self.net[0], lambda z: self.net[1:](z).squeeze(-1), p, q, max_elements)
 
 
-@INTERACTIONS.register("neumf")
+@INTERACTION_FUNCTIONS.register("neumf")
 class NeuMF(InteractionOp):
     """NCF's NeuMF fusion on one k-dim vector per side, split as NCF keeps separate GMF and MLP
     embeddings: the first ``k // 2`` coordinates feed GMF, the rest (m of them) an MLP tower,
@@ -447,7 +447,7 @@ class NeuMF(InteractionOp):
         return gmf + tower_matrix(self.tower[0], lambda z: self.tower[1:](z) @ h_mlp, p[:, g:], q[:, g:], max_elements)
 
 
-@INTERACTIONS.register("pop")
+@INTERACTION_FUNCTIONS.register("pop")
 class Popularity(InteractionOp):
     """The popularity baseline of the ranking task: no interaction at all (score 0); the model's
     item bias holds each item's number of training interactions, and nothing is trained."""
@@ -470,7 +470,7 @@ PREDICTION_HEADS: Registry = Registry("prediction head")
 
 
 class LinearHead(nn.Module):
-    """score = w . z, w bounded by ``bound`` (``HEADS``) or free; starts at w_k = 1/sqrt(n)."""
+    """score = w . z, w bounded by ``bound`` (``OUTPUT_BOUNDS``) or free; starts at w_k = 1/sqrt(n)."""
 
     def __init__(self, width: int, bound: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         super().__init__()

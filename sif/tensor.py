@@ -32,8 +32,8 @@ from nasp import SearchNetwork, mix, plan
 from nasp.commands import release_with_command
 from nasp.data import text_lines
 from nasp.errors import NaspError
-from nasp.loop import EarlyStopping
-from nasp.runs import RunDir, read_json, run_search, save_torch
+from nasp.loop import EarlyStopping, run_search
+from nasp.runs import RunDir, read_json, save_torch
 from nasp.strategies import SearchProblem, build_strategy
 
 from .pipeline import best_search_epoch

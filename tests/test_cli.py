@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 
 
 def test_version_help_and_verbose():
@@ -124,7 +124,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("delay", [0.2, 0.5])
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(delay):
-    """SIGINT while cli.py imports torch (about 2 s): no traceback."""
+    """SIGINT while the command loads torch and the domains (about 2 s): no traceback."""
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, str(root / "cli.py"), "data", "list"], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
@@ -174,9 +174,9 @@ def test_domains_mount_through_entry_points_listed_once_in_setup_py():
     import ast
     from pathlib import Path
 
-    import cli
+    import nasp.cli as cli
 
-    tree = ast.parse((Path(cli.__file__).parent / "setup.py").read_text())
+    tree = ast.parse((Path(cli.__file__).parents[1] / "setup.py").read_text())
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     entry_points = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
     declared = dict(e.replace(" ", "").split("=") for e in entry_points[cli.DOMAINS])
@@ -187,15 +187,14 @@ def test_domains_mount_through_entry_points_listed_once_in_setup_py():
 def test_a_domain_that_fails_to_load_is_one_warning_and_the_others_still_mount(monkeypatch, capsys):
     import click
 
-    import cli
+    import nasp.cli as cli
 
     def broken():
         raise ImportError("no module named 'foo'")
 
     monkeypatch.setattr(cli, "_domain_groups", lambda: {"foo": broken, "extra": lambda: click.Group("extra")})
     group = click.Group("nasp")
-    monkeypatch.setattr(cli, "main", group)
-    cli._mount()
+    cli._mount(group)
     assert "extra" in group.commands and "foo" not in group.commands
     assert capsys.readouterr().err.strip() == "Warning: domain 'foo' not loaded (ImportError: no module named 'foo')"
 
@@ -236,3 +235,39 @@ def test_the_process_group_timeout_comes_from_the_environment_and_is_named_in_th
         monkeypatch.setenv("NASP_DIST_TIMEOUT", bad)
         with pytest.raises(NaspError, match=r"\$NASP_DIST_TIMEOUT = .*: not a whole number of seconds >= 1"):
             distributed.process_group_timeout()
+
+
+def test_importing_the_command_changes_nothing_in_the_process():
+    """``import nasp.cli`` swaps no signal handler, tunes no allocator and loads neither torch nor
+    a domain: all of that waits for ``main`` (the console script)."""
+    code = ("import signal, sys\n"
+            "import nasp.devices as d\n"  # (torch comes with it: only the allocator is watched here)
+            "calls = []\n"
+            "d.tune_host_allocator = lambda: calls.append(1)\n"
+            "import nasp.cli\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "assert not calls and not nasp.cli.main._loaded\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root, timeout=120)
+    light = "import sys, nasp, nasp.cli; assert 'torch' not in sys.modules and nasp.__version__"
+    subprocess.run([sys.executable, "-c", light], check=True, env=env, cwd=root, timeout=120)
+
+
+def test_help_through_the_package_entry_point():
+    """``nasp = nasp.cli:main`` (setup.py) answers --help; the root cli.py is the same command."""
+    import ast
+
+    import cli as shim
+    from nasp import __version__
+    from nasp.cli import main as command
+
+    assert shim.main is command
+    r = CliRunner().invoke(command, ["--help"])
+    assert r.exit_code == 0 and "Usage" in r.output and all(g in r.output for g in ("sif", "cnn", "rnn", "data"))
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    keywords = {k.arg: k.value for k in call.keywords}
+    assert ast.literal_eval(keywords["entry_points"])["console_scripts"] == ["nasp=nasp.cli:main"]
+    assert ast.literal_eval(keywords["name"]) == "nasp-proximal" and "py_modules" not in keywords
+    assert CliRunner().invoke(command, ["--version"]).output.strip() == f"nasp, version {__version__}"

@@ -1,5 +1,6 @@
 import hashlib
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -116,4 +117,48 @@ def test_make_data_links_links_shared_data_sets_into_datasets_never_over_an_entr
     from nasp.data import data_root
 
     monkeypatch.delenv("NASP_DATA_DIR", raising=False)
-    assert data_root() == Path("datasets")  # the commands' default, which the links fill
+    # the commands' default (this clone's datasets/), which the links fill
+    assert data_root() == Path(__file__).resolve().parents[1] / "datasets"
+
+
+def test_the_data_root_order(tmp_path, monkeypatch):
+    """--data-dir, else $NASP_DATA_DIR, else the clone's datasets/ (from any working directory),
+    else the per-user cache ${XDG_CACHE_HOME:-~/.cache}/nasp/datasets."""
+    import nasp.data
+    from nasp.data import clone_datasets, data_root
+
+    clone = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)  # another working directory: the clone's data is still found
+    monkeypatch.delenv("NASP_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data_root() == clone / "datasets" == clone_datasets()
+    assert data_root(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.setenv("NASP_DATA_DIR", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env" and data_root(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv("NASP_DATA_DIR")
+    monkeypatch.setattr(nasp.data, "clone_datasets", lambda: None)  # an installed package, no clone
+    assert data_root() == tmp_path / "cache" / "nasp" / "datasets"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root() == tmp_path / "home" / ".cache" / "nasp" / "datasets"
+
+
+def test_only_a_clone_has_a_data_folder_beside_the_package(tmp_path):
+    """A ``datasets`` folder beside the package counts only in a clone (``setup.py`` beside it):
+    in site-packages it may be another project's package."""
+    from nasp.data import clone_datasets
+
+    (tmp_path / "datasets").mkdir()
+    assert clone_datasets(tmp_path) is None  # e.g. site-packages/datasets
+    (tmp_path / "setup.py").write_text("")
+    assert clone_datasets(tmp_path) == tmp_path / "datasets"
+    assert clone_datasets(tmp_path / "elsewhere") is None
+
+
+def test_a_known_name_resolves_under_the_clone_from_another_directory(tmp_path, monkeypatch):
+    """``dataset_path`` of a known name, run from elsewhere, points into the clone's datasets/."""
+    from nasp.data import dataset_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NASP_DATA_DIR", raising=False)
+    assert dataset_path("ml-100k") == Path(__file__).resolve().parents[1] / "datasets" / "ml-100k"

@@ -3,7 +3,7 @@ import json
 from click.testing import CliRunner
 
 import nasp.data
-from cli import main
+from nasp.cli import main
 
 
 def test_data_list_shows_known_sets_and_presence(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import NaspGroup, main
+from nasp.cli import NaspGroup, main
 from nasp.cnn.data import write_synthetic_cifar
 from nasp.devices import autocast_loss, check_amp, nondeterministic_op, set_deterministic, tune_host_allocator
 from nasp.errors import NaspError

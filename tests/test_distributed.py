@@ -18,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.cnn.data import write_synthetic_cifar
 from nasp.distributed import World, check_shards, launched_size
 from nasp.errors import NaspError

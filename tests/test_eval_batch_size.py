@@ -2,7 +2,7 @@
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 
 
 @pytest.mark.parametrize("command", [["cnn", "search", "--data", "digits"], ["cnn", "train", "--data", "digits"],

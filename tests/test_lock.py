@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp import NaspError
 from nasp.runs import LOCK, RunDir
 

@@ -76,3 +76,23 @@ def test_a_resumed_run_reads_the_passes_of_an_uninterrupted_one(tmp_path):
     resumed = Reader()
     _loop(RunDir(tmp_path / "cut", resume=True), resumed, calls)()
     assert calls == full_calls and first.seen + resumed.seen == full.seen
+
+
+def test_a_checkpoint_without_the_pass_count_is_refused(tmp_path):
+    """``valid_passes`` is a required checkpoint entry (no fallback for checkpoints without it)."""
+    from nasp.errors import NaspError
+
+    def die(epoch: int, row: dict) -> None:
+        raise KeyboardInterrupt
+
+    cut = RunDir(tmp_path / "cut")
+    cut.write_config({})
+    with pytest.raises(KeyboardInterrupt):
+        _loop(cut, Reader(), [], hooks=[OnEpoch(die)])()
+    cut.close()
+    path = tmp_path / "cut" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["valid_passes"]
+    torch.save(state, path)
+    with pytest.raises(NaspError, match="no 'valid_passes' entry"):
+        _loop(RunDir(tmp_path / "cut", resume=True), Reader(), [])()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.cnn.data import write_synthetic_cifar
 from nasp.runs import RunDir
 

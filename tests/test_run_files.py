@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import nasp.runs as runs
-from cli import main
+from nasp.cli import main
 from nasp import NaspError
 from nasp.runs import RunDir
 

@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from nasp import NaspError
-from nasp.runs import RunDir, read_json, resolve_device, run_search
+from nasp.devices import resolve_device
+from nasp.loop import run_search
+from nasp.runs import RunDir, read_json
 from nasp.strategies import SearchProblem, build_strategy
 
 

@@ -195,7 +195,7 @@ def profile_ops(**opts) -> None:
     """
     import torch
 
-    from ..runs import resolve_device
+    from ..devices import resolve_device
     from .costs import CostNetwork, image_shape, is_latency_table, network_costs, profile_ops as measure, write_latency_table
     from .defaults import profile
 

@@ -8,7 +8,7 @@ for every kept edge, its op's cost summed over the positions of its cell type. `
 measures the positions and the fixed part of one network once and gives the tables that
 ``nasp.prox.BudgetedCellProjection`` needs.
 
-Costs (``METRICS``): ``params`` (parameters, as ``nasp.cnn.model.count_params``), ``madds``
+Costs (``COST_METRICS``): ``params`` (parameters, as ``nasp.cnn.model.count_params``), ``madds``
 (multiply-adds of one image through the convolutions and linear layers, as ``count_flops``), and
 ``latency`` (milliseconds per forward, from a table measured by ``nasp cnn profile-ops``:
 each op timed alone at each position's shape, plus the fixed modules; the sum is a lookup-table
@@ -210,8 +210,8 @@ class NetworkCosts:
                             dtype=torch.float64)
 
     def cell_costs(self, metric: str, latency: Optional["LatencyTable"] = None) -> prox.CellCosts:
-        """The (normal, reduce) entry tables and the fixed part of ``metric`` (a key of ``METRICS``)."""
-        m = METRICS.get(metric)
+        """The (normal, reduce) entry tables and the fixed part of ``metric`` (a key of ``COST_METRICS``)."""
+        m = COST_METRICS.get(metric)
         op_cost = m.op_cost(self, latency)
         return prox.CellCosts((self.table(False, op_cost), self.table(True, op_cost)), float(m.base(self, latency)))
 
@@ -254,10 +254,10 @@ def _latency(costs: NetworkCosts, latency: Optional["LatencyTable"]) -> Callable
     return lambda s: latency.ms[s]
 
 
-METRICS: Registry[CostMetric] = Registry("cost metric")
-METRICS.register("params")(CostMetric("--max-params", "parameters", "params", _params, lambda c, t: c.base_params))
-METRICS.register("madds")(CostMetric("--max-madds", "multiply-adds", "madds", _madds, lambda c, t: c.base_madds))
-METRICS.register("latency")(CostMetric("--max-latency-ms", "ms", "latency_ms", _latency,
+COST_METRICS: Registry[CostMetric] = Registry("cost metric")
+COST_METRICS.register("params")(CostMetric("--max-params", "parameters", "params", _params, lambda c, t: c.base_params))
+COST_METRICS.register("madds")(CostMetric("--max-madds", "multiply-adds", "madds", _madds, lambda c, t: c.base_madds))
+COST_METRICS.register("latency")(CostMetric("--max-latency-ms", "ms", "latency_ms", _latency,
                                        lambda c, t: t.base_ms if t is not None else 0.0, needs_table=True))
 
 
@@ -559,7 +559,7 @@ class CellBudget:
         out: dict[str, float] = {}
         for name, table in self.tables.items():
             value = self.costs.genotype_cost(genotype, table)
-            out[METRICS.get(name).key] = int(round(value)) if name != "latency" else round(value, 6)
+            out[COST_METRICS.get(name).key] = int(round(value)) if name != "latency" else round(value, 6)
         return out
 
     def row_costs(self, architecture: Any) -> dict[str, float]:
@@ -568,28 +568,28 @@ class CellBudget:
 
 def cell_budget(space: Space, network: CostNetwork, limits: dict[str, Optional[float]],
                 latency_table: Optional[Path] = None) -> CellBudget:
-    """The costs and the budget of a search: ``limits`` maps each metric of ``METRICS`` to its
+    """The costs and the budget of a search: ``limits`` maps each metric of ``COST_METRICS`` to its
     limit or None (at most one given); ``latency_table`` is the file of ``nasp cnn profile-ops``
     (needed for a latency budget; with it, latency is recorded every epoch too). Bad input (two
     budgets, a latency budget without a table, a table that does not fit, a budget below the
     cheapest cell) is one ``NaspError``."""
     from ..budget import one_budget
 
-    given = one_budget({METRICS.get(name).flag: value for name, value in limits.items()})
+    given = one_budget({COST_METRICS.get(name).flag: value for name, value in limits.items()})
     costs = network_costs(space, network)
     latency = None
     if latency_table is not None:
         latency = read_latency_table(latency_table)
         latency.check(costs)
-    tables = {name: costs.cell_costs(name, latency) for name in METRICS
-              if not METRICS.get(name).needs_table or latency is not None}
+    tables = {name: costs.cell_costs(name, latency) for name in COST_METRICS
+              if not COST_METRICS.get(name).needs_table or latency is not None}
     if given is None:
         return CellBudget(costs, tables, latency)
     flag, limit = given
-    metric = next(name for name in METRICS if METRICS.get(name).flag == flag)
-    if METRICS.get(metric).needs_table and latency is None:
+    metric = next(name for name in COST_METRICS if COST_METRICS.get(name).flag == flag)
+    if COST_METRICS.get(metric).needs_table and latency is None:
         raise NaspError(f"{flag} needs --latency-table (measure one with nasp cnn profile-ops)")
-    m = METRICS.get(metric)
+    m = COST_METRICS.get(metric)
     projection = prox.BudgetedCellProjection(costs.edges_per_node, tables[metric], limit, k=2, label=flag,
                                              unit=f"{m.unit} in the {network.describe()}")
     return CellBudget(costs, tables, latency, metric, projection)

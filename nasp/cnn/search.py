@@ -15,11 +15,13 @@ from ..errors import NaspError
 from ..plots import plot_pareto
 from ..prox import format_amount
 from ..regularizers import ModelSize
-from ..runs import RunDir, peak_memory_mb, run_search, write_bytes_atomic
+from ..devices import peak_memory_mb
+from ..loop import run_search
+from ..runs import RunDir, write_bytes_atomic
 from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
 from .config import CNNSearchConfig, check_sizes  # noqa: F401  (check_sizes: re-exported for callers of the first round)
-from .costs import METRICS, CostNetwork
+from .costs import COST_METRICS, CostNetwork
 from .data import Augment, Batches, ImageData, batch_seed, load_data
 from .genotypes import Genotype
 from .model import MODELS, count_params
@@ -76,7 +78,7 @@ def _exported_score(strategy: Any, rows: list[dict], key: str) -> float:
 
 
 def _log_budget(c: CNNSearchConfig, budget: Any) -> None:
-    p, m = budget.projection, METRICS.get(budget.metric)
+    p, m = budget.projection, COST_METRICS.get(budget.metric)
     log.info("budget %s %s in the %s (cheapest cell %s, most expensive %s)", m.flag, format_amount(p.limit),
              budget.costs.network.describe(), format_amount(p.cheapest), format_amount(p.most_expensive))
     if c.eta > 0:
@@ -143,7 +145,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     write_bytes_atomic(run.file("genotype.txt"), (genotype.to_text() + "\n").encode())
     plot_genotype(genotype, run.file("cells.png"), f"{c.strategy} on {data.name}, space {c.space}")
     plot_curves(rows, run.file("curves.png"), ("train_loss", "arch_loss", "valid_loss", "valid_acc"), c.strategy)
-    metric = METRICS.get(budget.metric or "params")
+    metric = COST_METRICS.get(budget.metric or "params")
     limit = budget.projection.limit if budget.projection is not None else None
     plot_pareto(rows, run.file("pareto.png"), metric.key, "valid_acc", True, limit,
                 f"{c.strategy}: valid acc ({strategy.validates}) per epoch", f"{metric.key}, {budget.costs.network.short()}")

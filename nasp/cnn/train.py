@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from ..devices import autocast
 from ..distributed import world as current_world
 from ..loop import Hook, RunLoop
-from ..runs import RunDir, peak_memory_mb
+from ..devices import peak_memory_mb
+from ..runs import RunDir
 from ..strategies import SearchProblem, build_strategy
 from .config import CNNTrainConfig
 from .costs import CostNetwork

@@ -13,7 +13,9 @@ from ..config import RunConfig
 from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..plots import Curves
-from ..runs import RunDir, peak_memory_mb, run_search
+from ..devices import peak_memory_mb
+from ..loop import run_search
+from ..runs import RunDir
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
 from ..strategies.base import SearchOptions
 from ..strategies.proximal import check_warmup

@@ -1,7 +1,7 @@
 """One lifecycle for every search method (NASLib style).
 
 A domain describes its search as a ``SearchProblem``; a strategy (NASP, DARTS, random, ...)
-drives it. The run loop (``nasp.runs.run_search``) only ever calls::
+drives it. The run loop (``nasp.loop.RunLoop``) only ever calls::
 
     strategy.begin_epoch(epoch)
     for train_batch, valid_batch in ...: strategy.step(train_batch, valid_batch)
@@ -152,8 +152,7 @@ class Strategy(ABC):
     #: whether ``export`` already returns the architecture that scored best on validation
     selects_on_validation: bool = False
     #: whether the architecture step also backpropagates losses to the weights (DARTS' unrolled
-    #: step): a network that accumulates weight gradients across steps (SIF's cached history
-    #: sums) must then take its exact path
+    #: step): a network that defers weight gradients across steps must then take its exact path
     unrolls_weights: ClassVar[bool] = False
     #: what the validation metrics of an epoch score: "discrete architecture" (the exported
     #: one) or "supernet" (DARTS: the softmax mixture, not the derived cell)
@@ -259,10 +258,6 @@ class Strategy(ABC):
         """The final architecture (``arch.json``): that of ``derive_alphas()`` (the current
         values, or the best-validated ones for a strategy that selects on validation)."""
         return self.architecture_of(self.derive_alphas())
-
-    def derive(self) -> Any:
-        """Alias of ``export`` (the name of the first round)."""
-        return self.export()
 
     def state_dict(self) -> dict:
         state = {"weight_optimizer": self.weight_optimizer.state_dict()}

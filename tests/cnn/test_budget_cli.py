@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp import prox
 from nasp.cnn.costs import CostNetwork, cell_budget
 from nasp.cnn.genotypes import Genotype

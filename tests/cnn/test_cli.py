@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.cnn.genotypes import Genotype
 
 TINY = ["--layers", "2", "--channels", "2", "--batch-size", "8", "--device", "cpu"]

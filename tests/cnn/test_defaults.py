@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.cnn import defaults
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.cnn.config import CNNSearchConfig
 from nasp.cnn.data import Batches, load_data
 from nasp.cnn.genotypes import Genotype

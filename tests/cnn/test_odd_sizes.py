@@ -45,7 +45,7 @@ def _search_steps(strategy_name: str, channels: int, layers: int, side: int, ste
     with strategy.evaluation():
         net(_images(3, side))
     strategy.end_epoch(0, {"valid_acc": 0.5})
-    strategy.derive()
+    strategy.export()
 
 
 def _train_steps(channels: int, layers: int, side: int) -> None:

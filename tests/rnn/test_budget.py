@@ -7,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.rnn.genotypes import GENOTYPES
 from nasp.rnn.model import FixedCell, TRAIN_DROPOUTS
 from nasp.rnn.search import cell_matrices

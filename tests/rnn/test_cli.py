@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 
 
 def _invoke(args):

@@ -9,7 +9,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp import NaspError
 from nasp.loop import StopRun
 from nasp.rnn.diverge import DivergenceWatch, ValidationWatch

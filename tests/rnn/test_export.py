@@ -5,7 +5,7 @@ import math
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.mixing import SinglePath
 from nasp.rnn.corpus import batchify, load_corpus
 from nasp.rnn.genotypes import RecurrentGenotype

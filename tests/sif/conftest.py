@@ -7,7 +7,7 @@ import torch
 
 from nasp.runs import RunDir
 
-from sif.space import INTERACTIONS
+from sif.space import INTERACTION_FUNCTIONS
 
 
 def planted_ratings(op: str, users: int = 200, items: int = 150, n: int = 15000, dim: int = 4, seed: int = 0,
@@ -16,7 +16,7 @@ def planted_ratings(op: str, users: int = 200, items: int = 150, n: int = 15000,
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(users, dim, generator=g)
     v = torch.randn(items, dim, generator=g)
-    layer = INTERACTIONS.get(op)(dim, "ball")  # the generator: a random output vector in the unit ball
+    layer = INTERACTION_FUNCTIONS.get(op)(dim, "ball")  # the generator: a random output vector in the unit ball
     with torch.no_grad():
         layer.head.copy_(torch.rand(layer.head.shape, generator=g) + 0.5)
     rng = np.random.default_rng(seed)

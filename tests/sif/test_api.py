@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.errors import NaspError
 from sif import SIF
 

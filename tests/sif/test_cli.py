@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 
 
 def _invoke(*args):

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.errors import NaspError
 from sif import SIF, itemitem
 from sif.data import Interactions

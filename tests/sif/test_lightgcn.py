@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from sif import SIF
 from sif.joint import config_from_dict, network_for
 from sif.lightgcn import LightGCNConfig, LightGCNNetwork

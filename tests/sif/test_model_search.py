@@ -8,15 +8,15 @@ from nasp.runs import RunDir
 from sif import pipeline
 
 from sif.options import SIFOptions
-from sif.model import RENAMED_KEYS, ModelConfig, SIFNetwork
-from sif.space import INTERACTIONS, SEARCH_SPACE
+from sif.model import ModelConfig, SIFNetwork
+from sif.space import INTERACTION_FUNCTIONS, SEARCH_SPACE
 
 from .conftest import planted_ratings, write_udata
 
 
-@pytest.mark.parametrize("name", INTERACTIONS.names())
+@pytest.mark.parametrize("name", INTERACTION_FUNCTIONS.names())
 def test_every_interaction_scores_one_value_per_pair(name):
-    op = INTERACTIONS.get(name)(8)
+    op = INTERACTION_FUNCTIONS.get(name)(8)
     p, q = torch.randn(5, 8), torch.randn(5, 8)
     assert op(p, q).shape == (5,)
 
@@ -114,14 +114,14 @@ def test_saved_model_with_another_history_length_loads():
     assert torch.equal(fresh.user_history.neighbours, net.user_history.neighbours)
     pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
     assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
-    old = SIFNetwork(ModelConfig(4, 5, dim=3))  # saved before the history buffers existed
+    old = SIFNetwork(ModelConfig(4, 5, dim=3))  # no implicit term: no history buffers
     old_state = {k: v for k, v in old.state_dict().items() if not k.startswith(("history_", "user_history."))}
     SIFNetwork(ModelConfig(4, 5, dim=3)).load_model_state(old_state)
 
 
 def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
     for head, check in (("box", lambda w: bool((w.abs() <= 0.5 + 1e-6).all())), ("ball", lambda w: float(w.norm()) <= 1 + 1e-6)):
-        op = INTERACTIONS.get("multiply")(4, head)
+        op = INTERACTION_FUNCTIONS.get("multiply")(4, head)
         with torch.no_grad():
             op.head.copy_(torch.tensor([3.0, -0.2, 0.1, 0.0]))
         w = op.bound(op.head).detach()
@@ -129,8 +129,8 @@ def test_box_head_bounds_every_coordinate_and_ball_head_the_norm():
         p = torch.ones(1, 4)
         assert torch.allclose(op(p, p), w.sum().reshape(1))
     assert SIFNetwork(ModelConfig(2, 2, dim=4)).ops[0].head.tolist() == [0.5] * 4  # both start as the plain sum / sqrt(k)
-    old = ModelConfig.from_dict({"num_users": 2, "num_items": 2, "dim": 4, "ops": ["multiply"]})
-    assert (old.head, old.implicit) == ("ball", False)  # files written before these options
+    saved = ModelConfig(2, 2, dim=4, ops=("multiply",), head="ball")
+    assert ModelConfig.from_dict(saved.to_dict()) == saved  # the saved form reads back as written
 
 
 def test_the_search_keeps_the_architecture_that_validated_best():
@@ -177,23 +177,8 @@ def test_ncf_baselines_take_no_head_argument():
     import inspect
 
     for name in ("gmf", "mlp"):
-        assert list(inspect.signature(INTERACTIONS.get(name)).parameters) == ["dim"]
+        assert list(inspect.signature(INTERACTION_FUNCTIONS.get(name)).parameters) == ["dim"]
     assert SIFNetwork(ModelConfig(3, 3, dim=4, ops=("gmf",), head="ball")).ops[0].head.shape == (4,)
-
-
-def test_model_saved_under_the_old_implicit_names_loads():
-    """Models saved before HistoryEncoder named the implicit table implicit_emb and its index
-    history_indptr / history_items; they load into today's user_history."""
-    net, _, _ = _net_with_history()
-    old = {RENAMED_OLD.get(k, k): v.clone() for k, v in net.state_dict().items()}
-    assert "implicit_emb.weight" in old and "history_items" in old
-    fresh = SIFNetwork(net.config)
-    fresh.load_model_state(old)
-    pairs = (torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
-    assert torch.allclose(fresh.predict(*pairs), net.predict(*pairs))
-
-
-RENAMED_OLD = {new: old for old, new in RENAMED_KEYS.items()}
 
 
 @pytest.mark.parametrize("strategy", ["nasp", "darts", "gdas"])

@@ -7,7 +7,7 @@ import torch
 
 from nasp.mixing import Mixing
 from sif.model import ModelConfig, SIFNetwork
-from sif.ranking import METRICS, full_ranking, per_user_metrics, ranking_metrics
+from sif.ranking import RANKING_METRICS, full_ranking, per_user_metrics, ranking_metrics
 
 LOG2 = math.log2
 
@@ -45,7 +45,7 @@ def test_metrics_at_5_by_hand():
 
 def test_metrics_at_3_use_the_first_three_ranks_and_a_shorter_ideal():
     got = ranking_metrics(HITS, HELDOUT, [3, 5])
-    assert [k for k in got if k.endswith("@3")] == [f"{name}@3" for name in METRICS]
+    assert [k for k in got if k.endswith("@3")] == [f"{name}@3" for name in RANKING_METRICS]
     idcg3 = 1 + 1 / LOG2(3) + 1 / 2  # A: min(3, 4) = 3 ideal hits
     assert got["recall@3"] == pytest.approx((2 / 4 + 1 + 0 + 0) / 4)  # E's hits are at ranks 4 and 5
     assert got["precision@3"] == pytest.approx((2 / 3 + 1 / 3 + 0 + 0) / 4)
@@ -106,7 +106,7 @@ def _random_case(seed: int, users: int = 37, items: int = 23):
 def _reference(scores, status, ks):
     """A per-user Python loop over the definitions (ties aside: the random scores have none
     that matter to the top K except the copied column, handled by comparing sets of scores)."""
-    out = {f"{name}@{k}": [] for k in ks for name in METRICS}
+    out = {f"{name}@{k}": [] for k in ks for name in RANKING_METRICS}
     for u in range(scores.shape[0]):
         held = set(torch.nonzero(status[u] >= 8).flatten().tolist())
         if not held:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.errors import NaspError
 from sif import SIF
 from sif.data import SplitSpec, per_user_counts, read_ratings, split
-from sif.space import INTERACTIONS
+from sif.space import INTERACTION_FUNCTIONS
 
 from .conftest import Killed, kill_at_checkpoint
 
@@ -36,7 +36,7 @@ def planted_log(op: str, users: int = 80, items: int = 60, per_user: int = 15, d
     the ``per_user`` items the planted op scores highest (Gumbel noise breaks near-ties)."""
     g = torch.Generator().manual_seed(seed)
     u, v = torch.randn(users, dim, generator=g), torch.randn(items, dim, generator=g)
-    layer = INTERACTIONS.get(op)(dim, "ball")
+    layer = INTERACTION_FUNCTIONS.get(op)(dim, "ball")
     with torch.no_grad():
         layer.head.copy_(torch.rand(layer.head.shape, generator=g) + 0.5)
         scores = layer.score_matrix(u, v)
@@ -118,7 +118,7 @@ def test_search_train_recommend_in_ranking_mode(log_file, tmp_path):
         assert 0 <= summary[key] <= max(1.0, summary.get("seconds", 0)), key
     assert "test_rmse" not in summary and summary["train_interactions"] + summary["valid_interactions"] + summary["test_interactions"] == 1200
     arch = json.loads((run / "arch.json").read_text())
-    assert arch["task"] == "ranking" and arch["interaction"] in INTERACTIONS
+    assert arch["task"] == "ranking" and arch["interaction"] in INTERACTION_FUNCTIONS
     trained = _invoke("sif", "train", "--arch", run, "--data", log_file, "--task", "ranking", "--max-epochs", "2", *FAST,
                       "--out", tmp_path / "train", "--json")
     assert trained.exit_code == 0, trained.output
@@ -203,7 +203,7 @@ def test_a_ranking_search_killed_in_the_middle_resumes_to_the_same_summary(log_f
 # the estimator ---------------------------------------------------------------------------------
 def test_the_estimator_on_both_tasks(tiny_ratings, log_file, tmp_path):
     rating = SIF(task="rating", epochs=2, max_epochs=2, dim=8, batch_size=128).fit(tiny_ratings)
-    assert rating.summary_["interaction"] in INTERACTIONS and rating.summary_["test_rmse"] > 0
+    assert rating.summary_["interaction"] in INTERACTION_FUNCTIONS and rating.summary_["test_rmse"] > 0
     pred = rating.predict(["1", "2", "nobody"], ["1", "2", "3"])
     assert list(pred.columns) == ["user", "item", "prediction", "known"] and np.isfinite(pred.prediction).all()
     assert pred.known.tolist() == [True, True, False]  # the unknown user's prediction is the biases' alone

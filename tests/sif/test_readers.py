@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp import NaspError
 from sif import SIF
 from sif import pipeline

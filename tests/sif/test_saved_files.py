@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import nasp.devices
-from cli import main
+from nasp.cli import main
 
 FAST = ["--dim", "4", "--batch-size", "128"]
 

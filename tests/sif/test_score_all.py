@@ -5,7 +5,7 @@ import torch
 
 from nasp.mixing import Mixing
 from sif.model import ModelConfig, SIFNetwork
-from sif.space import INTERACTIONS, SEARCH_SPACE, InteractionOp, NeuMF
+from sif.space import INTERACTION_FUNCTIONS, SEARCH_SPACE, InteractionOp, NeuMF
 
 
 def _pairs(p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -16,7 +16,7 @@ def _pairs(p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _op(name: str, dim: int) -> InteractionOp:
-    cls = INTERACTIONS.get(name)
+    cls = INTERACTION_FUNCTIONS.get(name)
     op = (cls(dim, "box") if cls.uses_head else cls(dim)).double()
     with torch.no_grad():
         for w in op.parameters():
@@ -24,7 +24,7 @@ def _op(name: str, dim: int) -> InteractionOp:
     return op
 
 
-@pytest.mark.parametrize("name", INTERACTIONS.names())
+@pytest.mark.parametrize("name", INTERACTION_FUNCTIONS.names())
 @pytest.mark.parametrize("dim", [1, 5, 8])
 def test_score_matrix_is_forward_on_every_pair(name, dim):
     torch.manual_seed(0)
@@ -40,7 +40,7 @@ def test_score_matrix_is_forward_on_every_pair(name, dim):
 
 
 def test_every_registered_op_is_an_interaction_op():
-    assert all(issubclass(INTERACTIONS.get(name), InteractionOp) for name in INTERACTIONS)
+    assert all(issubclass(INTERACTION_FUNCTIONS.get(name), InteractionOp) for name in INTERACTION_FUNCTIONS)
 
 
 def _network(ops, implicit: bool, biases: bool, elementwise: bool, mlp: str = "paper") -> SIFNetwork:
@@ -70,7 +70,7 @@ def _check_score_all(net: SIFNetwork) -> None:
     assert torch.allclose(net.score_all(users), expected, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", INTERACTIONS.names())
+@pytest.mark.parametrize("name", INTERACTION_FUNCTIONS.names())
 @pytest.mark.parametrize("implicit,biases,elementwise", [(True, True, True), (False, False, False),
                                                          (True, False, True), (False, True, False)])
 def test_score_all_is_forward_for_every_single_op(name, implicit, biases, elementwise):
@@ -132,7 +132,7 @@ def test_neumf_gradients_reach_both_halves_and_its_output_vector():
 
 
 def test_neumf_is_a_fixed_ifc_outside_the_searched_space():
-    assert "neumf" in INTERACTIONS and "neumf" not in SEARCH_SPACE
+    assert "neumf" in INTERACTION_FUNCTIONS and "neumf" not in SEARCH_SPACE
     assert SEARCH_SPACE == ("multiply", "plus", "min", "max", "concat")
     net = SIFNetwork(ModelConfig(3, 4, dim=6, ops=("neumf",), head="ball"))
     assert net(torch.tensor([0, 2]), torch.tensor([3, 1])).shape == (2,)

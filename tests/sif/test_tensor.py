@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from nasp.cli import main
 from nasp.errors import NaspError
 from sif import SIF
 from sif import tensor as T
@@ -293,7 +293,7 @@ def test_a_saved_3way_model_loads_without_pickle_and_refuses_tampering(tmp_path)
     (folder / "train.txt").write_text("".join(rows))
     from click.testing import CliRunner
 
-    from cli import main
+    from nasp.cli import main
     r = CliRunner().invoke(main, ["sif", "train", "--ways", "3", "--task", "ranking", "--ifc", "cp", "--data",
                                   str(folder / "train.txt"), "--max-epochs", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
