@@ -305,9 +305,6 @@ def load_arch(path: Path) -> dict:
             check_mlp(model["mlp"])
     except NaspError as exc:
         raise NaspError(f"{path}: {exc}") from None
-    missing = [key for key in ("head", "mlp", "biases", "implicit") if key not in model]
-    if missing:
-        raise NaspError(f"{path}: 'model' has no {missing[0]!r} (an arch.json of nasp sif search has every key)")
     if model.get("space", "sif") != "sif" or "choices" in arch:
         try:
             if model.get("space") != "autocf":
@@ -321,6 +318,9 @@ def load_arch(path: Path) -> dict:
             raise NaspError(f"{path}: {exc}") from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise NaspError(f"{path}: malformed 'model' ({exc})") from None
+    missing = [key for key in ("head", "mlp", "biases", "implicit") if key not in model]
+    if missing:
+        raise NaspError(f"{path}: 'model' has no {missing[0]!r} (an arch.json of nasp sif search has every key)")
     dim = model.get("dim")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
         raise NaspError(f"{path}: 'model.dim' is {'missing' if dim is None else json.dumps(dim)}, "

@@ -216,10 +216,11 @@ def test_fixed_models_of_the_larger_space_are_baselines_of_any_search(tiny_ratin
 
 def test_the_default_baselines_are_the_tasks():
     from sif import SIF
+    from sif.job import baseline_names
 
-    assert SIF().baseline_names() == ("multiply", "item_input=both")
-    assert SIF(task="ranking").baseline_names() == ("multiply", "ease")
-    assert SIF(baselines="none").baseline_names() == ()
+    assert baseline_names(SIF().options) == ("multiply", "item_input=both")
+    assert baseline_names(SIF(task="ranking").options) == ("multiply", "ease")
+    assert baseline_names(SIF(baselines="none").options) == ()
 
 
 # review findings ----------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_local_search_warns_about_options_it_ignores_and_refuses_a_bad_margin(ti
                             weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), options={"candidates": 3, "margin": 0.01})
     with caplog.at_level("WARNING", logger="nasp"):
         build_strategy("local", problem, 4)
-    assert [r.getMessage() for r in caplog.records] == ["Warning: strategy 'local' ignores --candidates (read by: random)"]
+    assert [r.getMessage() for r in caplog.records] == ["Warning: strategy 'local' ignores --candidates (read by: random, reinforce, tpe, rsws)"]
     caplog.clear()
     with caplog.at_level("WARNING", logger="nasp"):
         build_strategy("random", problem, 4)
