@@ -21,7 +21,7 @@ from ..config import RunConfig, setting
 from ..distributed import check_shards
 from ..errors import NaspError
 from ..strategies import search_strategy_names
-from ..strategies.darts import UNROLLED
+from ..strategies.darts import UNROLLED, UNROLLED_HELP
 from . import defaults
 from .costs import NETWORKS
 from .data import ImageData, search_split
@@ -102,9 +102,7 @@ class CNNSearchConfig(CNNConfig):
     warmup_epochs: Union[int, str, None] = setting(
         None, "nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs ('auto': until "
         "the validation accuracy stops improving; default: 0).", type=WARMUP_EPOCHS)
-    unrolled: Optional[str] = setting(None, "darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts "
-                                      "(DARTS' code: the step of the real optimizer, with its momentum buffer and weight decay).",
-                                      type=click.Choice(list(UNROLLED)))
+    unrolled: Optional[str] = setting(None, UNROLLED_HELP, type=click.Choice(list(UNROLLED)))
     max_params: Optional[float] = setting(None, "Hard budget: parameters of the cost network (3.0M). " + _BUDGET, type=AMOUNT)
     max_madds: Optional[float] = setting(None, "Hard budget: multiply-adds of one image through the cost network (600M). "
                                          + _BUDGET, type=AMOUNT)
