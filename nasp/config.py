@@ -69,6 +69,22 @@ def setting(default: Any = None, help: str = "", *, type: Any = None, metavar: O
     return dataclasses.field(default=default, metadata={SETTING: meta})
 
 
+def with_defaults(**defaults: Any) -> Callable[[type], type]:
+    """Class decorator, under ``@dataclass``: a subclass's own defaults of settings its base
+    declares, each kept as declared there (help, type, place); ``@with_defaults(epochs=50)``."""
+
+    def decorate(cls: type) -> type:
+        declared = {f.name: f for f in dataclasses.fields(cls)}  # the base's, before @dataclass runs on cls
+        if "__annotations__" not in cls.__dict__:
+            cls.__annotations__ = {}
+        for name, default in defaults.items():
+            cls.__dict__["__annotations__"][name] = declared[name].type
+            setattr(cls, name, dataclasses.field(default=default, metadata=declared[name].metadata))
+        return cls
+
+    return decorate
+
+
 SETTING = "nasp.setting"
 """The field metadata key of ``setting``."""
 

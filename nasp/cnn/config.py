@@ -1,5 +1,9 @@
 """Typed settings of ``nasp cnn search`` and ``nasp cnn train`` and their pre-run checks.
 
+Each field is one setting declared once (``nasp.config.setting``: help, Click type, default); the
+commands generate their options from the fields (``nasp.cnn.cli.config_options``). A size left at
+None takes its data set's default, whose one declaration is ``defaults.py`` (``--help`` shows it
+through ``defaults.help_text``).
 ``from_options`` builds a config from the Click options with the data set's defaults
 (``defaults.py``) filled in, without changing the options; ``validate`` raises ``NaspError`` for
 settings that cannot run on the data, before a run directory exists (``nasp.config``).
@@ -10,11 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from ..config import RunConfig
+import click
+
+from ..commands import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange
+from ..config import RunConfig, setting
 from ..distributed import check_shards
 from ..errors import NaspError
+from ..strategies import search_strategy_names
+from ..strategies.darts import UNROLLED, UNROLLED_HELP
 from . import defaults
+from .costs import NETWORKS
 from .data import ImageData, search_split
+from .genotypes import GENOTYPES
+from .model import MODELS
+from .spaces import SPACES
 
 if TYPE_CHECKING:
     from .costs import CellBudget, CostNetwork
@@ -41,40 +54,70 @@ def _at_least_one(flag: str, value: int) -> None:
         raise NaspError(f"{flag} {value}: must be at least 1")
 
 
-@dataclass(frozen=True)
-class CNNSearchConfig(RunConfig):
-    """Settings of ``nasp cnn search`` (field = option; ``config.json`` records them)."""
+_BUDGET = ("Every iterate and the exported cell fit it (nasp, no-auto, gdas: the projection; random: only cells "
+           "that fit are sampled; darts, darts2: the exported cell is the budgeted projection of the softmax weights). "
+           "K/M/G suffixes; one budget at a time; with --eta both apply (the budget hard, eta a soft size term inside it).")
+"""What every hard budget of ``cnn search`` says of itself in ``--help`` (docs/cnn.md, "Budgets")."""
 
-    data: str  #: cifar10, digits, a CIFAR-10 folder or archive, or an ImageFolder
-    epochs: int  #: search epochs (data-set default)
-    batch_size: int  #: examples per weight step and per architecture step (data-set default)
-    layers: int  #: cells of the search network (data-set default)
-    channels: int  #: initial channels of the search network (data-set default)
-    arch_lr: float  #: Adam learning rate of the architecture (data-set default)
-    space: str = "darts"  #: search space (``nasp.cnn.spaces.SPACES``)
-    strategy: str = "nasp"  #: search method (``nasp.strategies``)
-    eta: float = 0.0  #: weight of the model-size term of the normal cell
-    lr: float = 0.025  #: SGD learning rate of the weights (cosine schedule)
-    lr_min: float = 0.001  #: the weights' learning rate at the end of the cosine schedule
-    weight_decay: float = 3e-4  #: SGD weight decay of the weights
-    train_portion: float = 0.5  #: share of the (sub)set of training examples for the weights; the rest is architecture data
-    subset: Optional[int] = None  #: use only this many training examples (None: all)
-    candidates: Optional[int] = None  #: random search: architectures sampled (None: its default)
-    nodes: int = 4  #: intermediate nodes per cell
-    warmup_epochs: Union[int, str, None] = None  #: nasp/no-auto: warm-up epochs or "auto" (None: 0)
-    unrolled: Optional[str] = None  #: darts2: the unrolled weight step (None: plain)
-    amp: bool = False  #: bfloat16 autocast on CUDA
-    image_size: Optional[int] = None  #: image side of ImageFolder data (None: 224)
-    eval_batch_size: Optional[int] = None  #: batch size of evaluation passes (None: 2 x batch_size)
-    data_dir: Optional[Path] = None  #: data root for known names
-    seed: int = 0  #: seed of the split, the batches and the initialisation
-    max_params: Optional[float] = None  #: hard budget: parameters of the cost network (None: no budget)
-    max_madds: Optional[float] = None  #: hard budget: multiply-adds of one image through the cost network
-    max_latency_ms: Optional[float] = None  #: hard budget: milliseconds per forward, from ``latency_table``
-    latency_table: Optional[Path] = None  #: the ops.json of ``nasp cnn profile-ops``
-    cost_network: str = "eval"  #: the network costs are counted in (``nasp.cnn.costs.NETWORKS``: eval, search)
-    eval_layers: Optional[int] = None  #: cells of the evaluation network (None: ``cnn train``'s default for the data)
-    eval_channels: Optional[int] = None  #: initial channels of the evaluation network (likewise)
+
+@dataclass(frozen=True)
+class CNNConfig(RunConfig):
+    """Settings both ``nasp cnn`` commands share, declared once (``nasp.config.setting``); the
+    shared run settings (``--seed``, ``--amp``, ``--data-dir``) are declared in
+    ``nasp.commands.RunOptions`` and only held here."""
+
+    data: str = setting("cifar10", "cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
+    eval_batch_size: Optional[int] = setting(None, "Batch size of evaluation passes (default 2 x --batch-size).",
+                                             type=click.IntRange(min=1))
+    image_size: Optional[int] = setting(None, "Image side for ImageFolder data (default 224).", type=click.IntRange(min=1))
+    amp: bool = False  #: bfloat16 autocast on CUDA (``RunOptions.amp``)
+    data_dir: Optional[Path] = None  #: data root for known names (``RunOptions.data_dir``)
+    seed: int = 0  #: seed of the split, the batches and the initialisation (``RunOptions.seed``)
+
+
+@dataclass(frozen=True)
+class CNNSearchConfig(CNNConfig):
+    """Settings of ``nasp cnn search``, each declared once: field = option, with its help and Click
+    type (``options_from`` makes the command line); None: the data set's default (``defaults.py``,
+    filled in by ``from_options``); ``config.json`` records the values used."""
+
+    space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
+    strategy: str = setting("nasp", f"Search method: {', '.join(search_strategy_names())}.")
+    epochs: int = setting(None, defaults.help_text(defaults.SEARCH, "epochs", "Search epochs"))
+    batch_size: int = setting(None, defaults.help_text(defaults.SEARCH, "batch_size", "Batch size"))
+    layers: int = setting(None, defaults.help_text(defaults.SEARCH, "layers", "Cells in the search network"))
+    channels: int = setting(None, defaults.help_text(defaults.SEARCH, "channels", "Initial channels of the search network"))
+    eta: float = setting(0.0, "Weight of the soft model-size term (normal cell, search width; nasp, no-auto); larger gives "
+                         "smaller cells. For a hard limit use --max-params (both may be given).", type=WEIGHT)
+    lr: float = setting(0.025, "Weights: SGD learning rate (cosine schedule).", type=LEARNING_RATE)
+    lr_min: float = setting(0.001, "Weights: learning rate at the end of the cosine schedule (at most --lr).", type=WEIGHT)
+    weight_decay: float = setting(3e-4, "Weights: SGD weight decay.", type=WEIGHT)
+    arch_lr: float = setting(None, defaults.help_text(defaults.SEARCH, "arch_lr", "Architecture: Adam learning rate; 3e-4 "
+                                                      "suits the paper's ~20k steps, short searches need more"),
+                             type=LEARNING_RATE)
+    train_portion: float = setting(0.5, "Share of the training set for the weights; the rest is architecture data.")
+    subset: Optional[int] = setting(None, "Use only this many training examples (quick runs).")
+    candidates: Optional[int] = setting(None, "random only: architectures sampled (default: 10).", type=click.IntRange(min=1))
+    nodes: int = setting(4, "Intermediate nodes per cell.")
+    warmup_epochs: Union[int, str, None] = setting(
+        None, "nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs ('auto': until "
+        "the validation accuracy stops improving; default: 0).", type=WARMUP_EPOCHS)
+    unrolled: Optional[str] = setting(None, UNROLLED_HELP, type=click.Choice(list(UNROLLED)))
+    max_params: Optional[float] = setting(None, "Hard budget: parameters of the cost network (3.0M). " + _BUDGET, type=AMOUNT)
+    max_madds: Optional[float] = setting(None, "Hard budget: multiply-adds of one image through the cost network (600M). "
+                                         + _BUDGET, type=AMOUNT)
+    max_latency_ms: Optional[float] = setting(None, "Hard budget: milliseconds per forward of the cost network, summed from "
+                                              "--latency-table. " + _BUDGET, type=AMOUNT)
+    latency_table: Optional[Path] = setting(None, "Per-op latencies from nasp cnn profile-ops (needed by --max-latency-ms; with "
+                                            "it every epoch records its latency too).",
+                                            type=click.Path(dir_okay=False, path_type=Path))
+    cost_network: str = setting("eval", "The network the costs are counted in: eval (what nasp cnn train builds: --eval-layers "
+                                "x --eval-channels, no auxiliary head) or search (the search network's --layers x --channels).",
+                                type=click.Choice(NETWORKS.names()))
+    eval_layers: Optional[int] = setting(None, defaults.help_text(defaults.TRAIN, "layers", "--cost-network eval: cells of the "
+                                                                  "evaluation network (nasp cnn train's --layers)"))
+    eval_channels: Optional[int] = setting(None, defaults.help_text(defaults.TRAIN, "channels", "--cost-network eval: initial "
+                                                                    "channels of the evaluation network"))
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any], data: ImageData) -> "CNNSearchConfig":
@@ -133,27 +176,24 @@ class CNNSearchConfig(RunConfig):
 
 
 @dataclass(frozen=True)
-class CNNTrainConfig(RunConfig):
-    """Settings of ``nasp cnn train`` (field = option; ``config.json`` records them)."""
+class CNNTrainConfig(CNNConfig):
+    """Settings of ``nasp cnn train``, each declared once (as ``CNNSearchConfig``'s); None: the data
+    set's or the network's default, filled in by ``from_options``."""
 
-    data: str  #: cifar10, digits, a CIFAR-10 folder or archive, or an ImageFolder
-    epochs: int  #: training epochs (data-set default)
-    batch_size: int  #: examples per step (data-set default)
-    layers: int  #: cells of the network (data-set default)
-    channels: int  #: initial channels of the network (data-set default)
-    drop_path: float  #: largest drop-path probability, ramped linearly from 0 (data-set default)
-    model: str  #: evaluation network (``nasp.cnn.model.MODELS``); ``auto`` resolved by the data
-    cutout: int  #: cutout square side (0: none; default 16 on CIFAR-10)
-    label_smoothing: float  #: label smoothing of the loss (default 0.1 for the imagenet model)
-    genotype: str = "DARTS_V2"  #: a genotype name, a .json / Genotype(...) file, a search run directory, or Genotype(...) text
-    lr: float = 0.025  #: SGD learning rate, cosine to 0
-    weight_decay: float = 3e-4  #: SGD weight decay
-    auxiliary_weight: float = 0.4  #: loss weight of the auxiliary head (0: no head)
-    amp: bool = False  #: bfloat16 autocast on CUDA
-    image_size: Optional[int] = None  #: image side of ImageFolder data (None: 224)
-    eval_batch_size: Optional[int] = None  #: batch size of evaluation passes (None: 2 x batch_size)
-    data_dir: Optional[Path] = None  #: data root for known names
-    seed: int = 0  #: seed of the batches and the initialisation
+    genotype: str = setting("DARTS_V2", f"A name ({', '.join(GENOTYPES.names())}), a .json / Genotype(...) text file, a search "
+                            "run directory, or Genotype(...) text.")
+    model: str = setting("auto", f"auto (imagenet for ImageFolder data, else cifar), {', '.join(MODELS.names())}.")
+    epochs: int = setting(None, defaults.help_text(defaults.TRAIN, "epochs", "Training epochs"))
+    batch_size: int = setting(None, defaults.help_text(defaults.TRAIN, "batch_size", "Batch size"))
+    layers: int = setting(None, defaults.help_text(defaults.TRAIN, "layers", "Cells"))
+    channels: int = setting(None, defaults.help_text(defaults.TRAIN, "channels", "Initial channels"))
+    lr: float = setting(0.025, "SGD learning rate, cosine to 0.", type=LEARNING_RATE)
+    weight_decay: float = setting(3e-4, "SGD weight decay.", type=WEIGHT)
+    auxiliary_weight: float = setting(0.4, "Auxiliary head loss weight (0: no head).", type=WEIGHT)
+    drop_path: float = setting(None, defaults.help_text(defaults.TRAIN, "drop_path", "Drop-path probability, ramped linearly "
+                                                        "from 0"), type=FiniteFloatRange(min=0, max=1, max_open=True))
+    cutout: int = setting(None, "Cutout square side (default 16 on CIFAR-10, else 0).", type=click.IntRange(min=0))
+    label_smoothing: float = setting(None, "Default 0.1 for the imagenet model, else 0.", type=FiniteFloatRange(min=0, max=1))
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any], data: ImageData) -> "CNNTrainConfig":

@@ -2,27 +2,31 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+import click
 import torch
 
 from .. import prox
 from ..budget import RecordCosts, summary as budget_summary
-from ..config import RunConfig
+from ..commands import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS
+from ..config import setting, with_defaults
 from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..plots import Curves
 from ..devices import peak_memory_mb
 from ..loop import run_search
 from ..runs import RunDir
-from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy
+from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy, search_strategy_names
 from ..strategies.base import SearchOptions
+from ..strategies.darts import UNROLLED, UNROLLED_HELP
 from ..strategies.proximal import check_warmup
+from .config import RNNConfig, positive
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch, ValidationWatch
 from .genotypes import RecurrentGenotype
-from .model import (SEARCH_DROPOUTS, Dropouts, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity,
+from .model import (SEARCH_DROPOUTS, LMLoss, RNNSearchNetwork, evaluate_nll, perplexity,
                     segment_streams)
 from .spaces import SPACES, RecurrentSpace
 
@@ -30,31 +34,25 @@ CURVES = "curves.png"
 
 
 @dataclass
-class SearchConfig(RunConfig):
-    """Settings of an RNN search (defaults: DARTS' recurrent search, batch 256, BPTT 35)."""
+@with_defaults(epochs=50, batch_size=256, emb_size=300, hidden_size=300, weight_decay=5e-7, dropoute=SEARCH_DROPOUTS.embedding)
+class SearchConfig(RNNConfig):
+    """Settings of an RNN search, each declared once (field = option; defaults: DARTS' recurrent
+    search, batch 256, BPTT 35)."""
 
-    strategy: str = "nasp"
-    space: str = "darts"
-    epochs: int = 50
-    batch_size: int = 256
-    amp: bool = False  #: bfloat16 autocast of the training forward passes (CUDA)
-    eval_batch_size: int = 10
-    bptt: int = 35
-    emb_size: int = 300
-    hidden_size: int = 300
-    lr: float = 20.0
-    weight_decay: float = 5e-7
-    clip: float = 0.25
-    arch_lr: float = 3e-3
+    strategy: str = setting("nasp", f"Search method: {', '.join(search_strategy_names())}.")
+    space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
+    arch_lr: float = setting(3e-3, "Adam learning rate of the architecture.", type=LEARNING_RATE)
     arch_weight_decay: float = 1e-3
-    tar: float = 1e-3
-    dropouts: Dropouts = field(default_factory=lambda: SEARCH_DROPOUTS)
     # options only some strategies read; None: not given (the strategy's default; the others stay silent)
-    candidates: Optional[int] = None  # random (10)
-    warmup_epochs: Union[int, str, None] = None  # nasp, no-auto (0)
-    unrolled: Optional[str] = None  # darts2's unrolled weight step (nasp.strategies.darts.UNROLLED; plain)
-    seed: int = 0
-    max_params: Optional[float] = None  # hard budget on the recurrent cell's matrices (None: none)
+    candidates: Optional[int] = setting(None, "random only: architectures tried (default: 10).", type=click.INT, callback=positive)
+    warmup_epochs: Union[int, str, None] = setting(
+        None, "nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs ('auto': until "
+        "the validation perplexity stops improving; default: 0).", type=WARMUP_EPOCHS)
+    unrolled: Optional[str] = setting(None, UNROLLED_HELP, type=click.Choice(list(UNROLLED)))
+    max_params: Optional[float] = setting(
+        None, "Hard budget: parameters of the recurrent cell's matrices at --emb-size/--hidden-size ((E + H) x 2H + nodes x H x "
+        "2H; K/M/G suffixes). Every node has its matrix whatever it picks, so in these spaces every cell has the same count: "
+        "the budget is checked before the search and never changes the cell (the summary reports it).", type=AMOUNT)
 
     def budget(self) -> Optional[prox.BudgetedCellProjection]:
         """The budgeted projection of ``max_params`` (None without one); a budget below the cell's

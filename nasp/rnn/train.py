@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
+import click
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import RunConfig
+from ..config import setting, with_defaults
 from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..loop import Hook, KeepBest, RunLoop
@@ -20,10 +21,11 @@ from ..plots import Curves
 from ..runs import RunDir, save_torch
 from ..strategies import SearchProblem
 from ..strategies.fixed import Fixed
+from .config import RNNConfig, positive
 from .corpus import Corpus, batchify, segments
 from .diverge import DivergenceWatch, ValidationWatch
 from .genotypes import RecurrentGenotype
-from .model import (TRAIN_DROPOUTS, Dropouts, LMLoss, RecurrentModel, evaluate_nll, perplexity,
+from .model import (TRAIN_DROPOUTS, LMLoss, RecurrentModel, evaluate_nll, perplexity,
                     segment_streams)
 from .search import CURVES
 
@@ -32,24 +34,14 @@ MODEL = "model.pt"
 
 
 @dataclass
-class TrainConfig(RunConfig):
-    """Settings of a retraining (defaults: DARTS' recurrent evaluation, 850 units, batch 64)."""
+@with_defaults(epochs=8000, batch_size=64, emb_size=850, hidden_size=850, weight_decay=8e-7, dropoute=TRAIN_DROPOUTS.embedding)
+class TrainConfig(RNNConfig):
+    """Settings of a retraining, each declared once (field = option; defaults: DARTS' recurrent
+    evaluation, 850 units, batch 64)."""
 
-    epochs: int = 8000
-    batch_size: int = 64
-    amp: bool = False  #: bfloat16 autocast of the training forward passes (CUDA)
-    eval_batch_size: int = 10
-    bptt: int = 35
-    emb_size: int = 850
-    hidden_size: int = 850
-    lr: float = 20.0
-    weight_decay: float = 8e-7
-    clip: float = 0.25
-    nonmono: int = 5
-    tar: float = 1e-3
+    nonmono: int = setting(5, "Switch to averaged SGD when validation has not improved on the best of all but the last N epochs.",
+                           type=click.INT, callback=positive)
     max_seq_len_delta: int = 20
-    dropouts: Dropouts = field(default_factory=lambda: TRAIN_DROPOUTS)
-    seed: int = 0
 
     def validate(self, corpus: Corpus) -> None:
         """The batch sizes against ``corpus`` (``nasp.config``: called before the run directory exists)."""

@@ -57,6 +57,9 @@ UNROLLED: dict[str, Callable[[torch.optim.Optimizer, list[Tensor], list[Tensor]]
     "darts": _optimizer_step,
 }
 DEFAULT_UNROLLED = "plain"
+UNROLLED_HELP = ("darts2 only: the unrolled weight step, plain (w - xi * grad; the default) or darts (DARTS' code: the step of "
+                 "the real optimizer, with its momentum buffer and weight decay).")
+"""``--unrolled``'s help on every command that offers it."""
 
 
 class _SharedRng:
