@@ -1,5 +1,5 @@
 """The SIF Python API on MovieLens-100K: a ranking search, a baseline, recommendations,
-evaluation on held-out interactions, save and load (the README's example).
+evaluation on held-out interactions, save and load (docs/sif.md, "Python API").
 
 Usage: python examples/sif_api.py [DATA] [OUT]   (DATA: a file or a known name; default ml-100k)
 """

@@ -182,7 +182,7 @@ class SIFOptions(RunOptions):
                         "The summary says which won and by how much (searched_margin).",
                         type=click.Choice(["best", "searched"]), commands=SEARCH)
     warm_start: bool = setting(False, "Retrain from the searched weights of the chosen op, or from fresh embeddings as in the "
-                               "paper (more accurate, see docs/sif.md).", secondary="--fresh", commands=SEARCH)
+                               "paper (more accurate: docs/results/sif.md).", secondary="--fresh", commands=SEARCH)
     max_epochs: int = setting(100, "Training epochs at most (after a search: of the retraining); early stopping on validation.",
                               type=click.IntRange(min=1))
     patience: int = setting(3, "Training stops after this many epochs without a better validation score.",
