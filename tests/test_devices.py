@@ -77,8 +77,9 @@ def test_an_op_without_a_deterministic_kernel_is_one_line(restore_determinism):
     assert nondeterministic_op(RuntimeError("something else")) is None
 
 
-def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeypatch, ratings_writer):
-    """config.json of a run from before --deterministic and --amp existed (SIF saved no --amp)."""
+def test_a_run_config_without_an_option_is_refused_in_one_line_and_resumes_once_restored(tmp_path, monkeypatch, ratings_writer):
+    """config.json missing an option (--deterministic): one line naming it, nothing lost; with
+    the option back the run resumes."""
     out = tmp_path / "run"
     args = ["sif", "train", "--data", str(ratings_writer(tmp_path / "u.data")), "--ifc", "multiply", "--dim", "4",
             "--max-epochs", "3", "--patience", "3", "--batch-size", "128", "--out", str(out)]
@@ -93,9 +94,14 @@ def test_a_run_saved_before_the_new_flags_resumes_without_them(tmp_path, monkeyp
     monkeypatch.setattr(RunDir, "save_checkpoint", dies_at_the_second)
     assert CliRunner().invoke(main, args).exit_code == 130
     monkeypatch.setattr(RunDir, "save_checkpoint", save)
-    config = json.loads((out / "config.json").read_text())
-    del config["options"]["deterministic"], config["options"]["amp"]
+    original = (out / "config.json").read_text()
+    config = json.loads(original)
+    del config["options"]["deterministic"]
     (out / "config.json").write_text(json.dumps(config))
+    refused = CliRunner().invoke(main, ["sif", "train", "--resume", "--out", str(out), "--json"])
+    assert refused.exit_code == 1 and "option --deterministic is missing" in refused.output and "Traceback" not in refused.output
+    assert (out / "checkpoint.pt").exists()
+    (out / "config.json").write_text(original)
     resumed = CliRunner().invoke(main, ["sif", "train", "--resume", "--out", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs_trained"] == 3

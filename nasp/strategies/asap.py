@@ -15,14 +15,12 @@ of both is the paper's.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Sequence
 
 import torch
 from torch import Tensor
 
-from ..architect import assigned
-from ..mixing import MixingRule, MixPlan, Selection, SinglePath
+from ..mixing import MixingRule, MixPlan
 from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
@@ -97,15 +95,10 @@ class ASAP(Strategy):
         return [annealed(a.detach().float().cpu(), m, self.temperature) for a, m in zip(alphas, self.alive)]
 
     def architecture_of(self, alphas: Sequence[Tensor]) -> Any:
-        weights = self.projected_values(alphas)
-        return self.network.export(self.network.project([w.to(a) for w, a in zip(weights, alphas)]), alphas)
+        return self.network.export(self.project_values(alphas), alphas)
 
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        alphas = self.network.arch_parameters()
-        values = self.network.project([w.to(a) for w, a in zip(self.projected_values(alphas), alphas)])
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
+    def _eval_architecture(self) -> ContextManager:
+        return self.evaluating(self.project_values(self.network.arch_parameters()))
 
     def describe(self) -> dict:
         alive = sum(int(m.sum()) for m in self.alive)

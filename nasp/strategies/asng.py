@@ -20,15 +20,12 @@ are left out of the distribution.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
 import torch
 from torch import Tensor
 
-from ..architect import assigned
-from ..mixing import Selection, SinglePath
-from .base import SearchProblem, Strategy, clip_grad_norm, differentiating_only, sample_categorical
+from .base import SearchProblem, Strategy, differentiating_only, sample_categorical
 from .registry import STRATEGIES
 
 LAMBDA = 2
@@ -61,13 +58,6 @@ class ASNG(Strategy):
         theta = [a.detach().float().cpu() for a in self.network.arch_parameters()]
         return sample_categorical(self.network, [torch.log(t.clamp_min(1e-30)) for t in theta], self.generator)
 
-    @contextmanager
-    def _running(self, values: list[Tensor]) -> Iterator[None]:
-        """The network runs the sampled architecture ``values`` (single path, weights 1)."""
-        alphas = self.network.arch_parameters()
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
-
     # the step -------------------------------------------------------------------------------
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:
         samples = [self._sample() for _ in range(LAMBDA)]
@@ -75,23 +65,18 @@ class ASNG(Strategy):
         total: list = [None] * len(params)
         losses = []
         for values, _ in samples:
-            with self._running(values), differentiating_only(self.network, params):
+            with self.evaluating(values), differentiating_only(self.network, params):
                 loss = self.problem.loss(self.network, train_batch)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)  # before the alphas are restored
             for k, g in enumerate(grads):
                 total[k] = g if total[k] is None else total[k] if g is None else total[k] + g
             losses.append(loss.detach())
-        for p, g in zip(params, total):
-            p.grad = None if g is None else g / LAMBDA
-        train_loss = self.sync_gradients(params, train_batch, sum(losses) / LAMBDA)
-        if self.problem.grad_clip:
-            clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
-        with torch.sparse.check_sparse_tensor_invariants(enable=False):
-            self.weight_optimizer.step()
+        averaged = [None if g is None else g / LAMBDA for g in total]
+        train_loss = self.step_weights(params, averaged, train_batch, sum(losses) / LAMBDA)
         with torch.no_grad():
             scored = []
             for values, _ in samples:
-                with self._running(values):
+                with self.evaluating(values):
                     scored.append(self.problem.loss(self.network, valid_batch).detach().float())
             scored = torch.stack(scored)
         if self.world.parallel:  # every rank ranks the samples by the whole batch's losses
@@ -144,11 +129,8 @@ class ASNG(Strategy):
         return out
 
     # evaluation and export --------------------------------------------------------------------
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        alphas, values = self.network.arch_parameters(), self.network.project()
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
+    def _eval_architecture(self) -> ContextManager:
+        return self.evaluating()
 
     def describe(self) -> dict:
         return {"step": round(self.delta / self.Delta, 6)}

@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, ContextManager, Iterator, Optional, 
 import torch
 from torch import Tensor, nn
 
-from ..architect import Regularizer
+from ..architect import Regularizer, assigned
 from ..config import check_rate
 from ..distributed import World, world
 from ..mixing import MixingRule, Selection, SinglePath
@@ -298,9 +298,15 @@ class Strategy(ABC):
             loss = self.problem.loss(self.network, batch)
         # gradients of the weights only: alphas and architecture extras (e.g. SIF's element-wise
         # MLPs) are not differentiated here; unused weights (unselected ops) get None
-        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+        return self.step_weights(params, torch.autograd.grad(loss, params, allow_unused=True), batch, loss.detach())
+
+    def step_weights(self, params: Sequence[nn.Parameter], grads: Sequence[Optional[Tensor]], batch: Any,
+                     loss: Tensor) -> Tensor:
+        """The weight optimizer's step on ``grads`` of ``params`` (averaged over the ranks of a
+        data-parallel run, clipped to the problem's norm); returns ``loss`` as the whole batch's."""
+        for p, g in zip(params, grads):
             p.grad = g
-        loss = self.sync_gradients(params, batch, loss.detach())
+        loss = self.sync_gradients(params, batch, loss)
         if self.problem.grad_clip:
             clip_grad_norm([p for p in params if p.grad is not None], self.problem.grad_clip)
         # torch's default, said explicitly: its optimizers' sparse steps (Adagrad on SIF's large
@@ -308,6 +314,21 @@ class Strategy(ABC):
         with torch.sparse.check_sparse_tensor_invariants(enable=False):
             self.weight_optimizer.step()
         return loss
+
+    @contextmanager
+    def evaluating(self, values: Optional[Sequence[Tensor]] = None) -> Iterator[None]:
+        """The network runs the discrete architecture ``values`` (default: the projection of the
+        alphas) single path, each chosen candidate with weight 1 (the alphas hold ``values``
+        meanwhile): how the sampling and distribution methods evaluate and run an architecture."""
+        alphas = self.network.arch_parameters()
+        values = self.network.project() if values is None else values
+        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
+            yield
+
+    def project_values(self, alphas: Sequence[Tensor]) -> list[Tensor]:
+        """The projection of ``projected_values(alphas)`` (a strategy's continuous weights), on
+        the alphas' devices and dtypes."""
+        return self.network.project([v.to(a) for v, a in zip(self.projected_values(alphas), alphas)])
 
     def sync_gradients(self, params: Sequence[nn.Parameter], batch: Any, loss: Optional[Tensor] = None) -> Optional[Tensor]:
         """In a data-parallel run, the gradients of ``params`` averaged over the ranks, each

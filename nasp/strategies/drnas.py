@@ -14,15 +14,13 @@ pruned space), a network-level change of the DARTS cell.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Sequence
 
 import torch
 from torch import Tensor
 from torch.distributions import Dirichlet
 
-from ..architect import assigned
-from ..mixing import MixingRule, MixPlan, Selection, SinglePath
+from ..mixing import MixingRule, MixPlan
 from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
@@ -75,15 +73,10 @@ class DrNAS(Strategy):
                 for a in alphas]
 
     def architecture_of(self, alphas: Sequence[Tensor]) -> Any:
-        means = self.projected_values(alphas)
-        return self.network.export(self.network.project([m.to(a) for m, a in zip(means, alphas)]), alphas)
+        return self.network.export(self.project_values(alphas), alphas)
 
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        alphas = self.network.arch_parameters()
-        values = self.network.project([m.to(a) for m, a in zip(self.projected_values(alphas), alphas)])
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
+    def _eval_architecture(self) -> ContextManager:
+        return self.evaluating(self.project_values(self.network.arch_parameters()))
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict()}

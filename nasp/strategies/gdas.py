@@ -11,14 +11,12 @@ This file is the whole method: a mixing rule and a strategy, with no edit of the
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
 import torch
 from torch import Tensor
 
-from ..architect import assigned
-from ..mixing import MixingRule, MixPlan, Selection, SinglePath
+from ..mixing import MixingRule, MixPlan
 from .base import SearchProblem, Strategy, arch_optimizer, differentiating_only
 from .registry import STRATEGIES
 
@@ -35,9 +33,13 @@ class GumbelHard(MixingRule):
         self.tau = float(tau)
         self.generator = generator
 
+    def noise(self, shape: torch.Size) -> Tensor:
+        """Standard Gumbel noise of ``shape`` on the host, from the rule's generator."""
+        u = torch.rand(shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-10)
+        return -torch.log(-torch.log(u))
+
     def plan(self, alpha: Tensor) -> MixPlan:
-        u = torch.rand(alpha.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-10)
-        gumbel = -torch.log(-torch.log(u))
+        gumbel = self.noise(alpha.shape)
         # the choice is made on the host: one small device-to-host copy of alpha per forward
         host_logits = torch.log_softmax(alpha.detach().float().cpu(), dim=-1) + gumbel
         index = host_logits.argmax(dim=-1)
@@ -79,12 +81,8 @@ class GDAS(Strategy):
         train_loss = self.weight_step(train_batch, rule)
         return {"train_loss": train_loss, "arch_loss": arch_loss}
 
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        alphas, values = self.network.arch_parameters(), self.network.project()
-        # the projection's non-zero entries read once for the whole evaluation
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
+    def _eval_architecture(self) -> ContextManager:
+        return self.evaluating()  # the projection's non-zero entries read once for the whole evaluation
 
     def describe(self) -> dict:
         return {"tau": round(self.tau, 6)}

@@ -14,50 +14,37 @@ method: a mixing rule and a strategy, with no edit of the core.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..architect import assigned
-from ..mixing import MixingRule, MixPlan, Selection, SinglePath
-from .base import SearchProblem, Strategy, arch_optimizer, clip_grad_norm, differentiating_only
+from ..mixing import MixPlan
+from .base import differentiating_only
+from .gdas import GDAS, GumbelHard
 from .registry import STRATEGIES
 
 
-class GumbelSoft(MixingRule):
+class GumbelSoft(GumbelHard):
     """A relaxed one-hot sample per row at temperature ``tau``; every candidate runs, weighted
     by its soft value (gradients reach every alpha through the softmax). The noise comes from
-    ``generator`` on the host, so a run is reproducible and resumable."""
+    ``generator`` on the host, as GDAS' (``GumbelHard``), so a run is reproducible and resumable."""
 
     name = "gumbel-soft"
 
-    def __init__(self, tau: float, generator: torch.Generator) -> None:
-        self.tau = float(tau)
-        self.generator = generator
-
     def plan(self, alpha: Tensor) -> MixPlan:
-        u = torch.rand(alpha.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-10)
-        gumbel = -torch.log(-torch.log(u)).to(alpha.device, alpha.dtype)
+        gumbel = self.noise(alpha.shape).to(alpha.device, alpha.dtype)
         return MixPlan(torch.softmax((torch.log_softmax(alpha, dim=-1) + gumbel) / self.tau, dim=-1), None, False, self)
 
 
 @STRATEGIES.register("snas")
-class SNAS(Strategy):
-    """One step: a soft sample, one loss on the training batch, a step of the weights and of the
-    alphas on its gradients."""
+class SNAS(GDAS):
+    """GDAS' state and evaluation with SNAS' step: a soft sample, one loss on the training batch,
+    a step of the weights and of the alphas on its gradients."""
 
     uses_valid_batch = False
     tau_max: float = 1.0
     tau_min: float = 0.03
-
-    def __init__(self, problem: SearchProblem, epochs: int) -> None:
-        super().__init__(problem, epochs)
-        self.arch_params = self.network.arch_parameters() + self.network.arch_extra_parameters()
-        self.arch_optimizer = arch_optimizer(problem, self.arch_params)
-        self.generator = torch.Generator().manual_seed(int(problem.options.seed))
-        self.tau = self.tau_max
 
     def begin_epoch(self, epoch: int) -> None:
         progress = epoch / max(1, self.epochs - 1)
@@ -69,30 +56,10 @@ class SNAS(Strategy):
         self.arch_optimizer.zero_grad(set_to_none=True)
         with self.mixing(GumbelSoft(self.tau, self.generator)), differentiating_only(self.network, params):
             loss = self.problem.loss(self.network, train_batch)
-        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(self.arch_params, grads[len(weights):]):
             p.grad = g
-        loss = self.sync_gradients(params, train_batch, loss.detach())
-        if self.problem.grad_clip:
-            clip_grad_norm([p for p in weights if p.grad is not None], self.problem.grad_clip)
-        with torch.sparse.check_sparse_tensor_invariants(enable=False):
-            self.weight_optimizer.step()
+        self.sync_gradients(self.arch_params, train_batch)
+        loss = self.step_weights(weights, grads[: len(weights)], train_batch, loss.detach())
         self.arch_optimizer.step()
         return {"train_loss": loss}
-
-    @contextmanager
-    def _eval_architecture(self) -> Iterator[None]:
-        alphas, values = self.network.arch_parameters(), self.network.project()
-        with assigned(alphas, values), self.network.using(SinglePath(Selection(alphas, values))):
-            yield
-
-    def describe(self) -> dict:
-        return {"tau": round(self.tau, 6)}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict(),
-                "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
-        self.generator.set_state(state["generator"])
