@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 # in and outside make. SHARED_DATA=DIR links from another folder.
 SHARED_DATA ?= ../shared/data
 
-.PHONY: setup data-links search test bench clean
+.PHONY: setup data-links search test test-all bench clean
 
 $(BIN)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ data-links:  ## link $(SHARED_DATA)/<name> into ./datasets/<name> where there is
 search: setup  ## SIF search + retrain on MovieLens-100K with the defaults
 	$(BIN)/nasp sif search --data ml-100k $(ARGS)
 
-test: setup  ## the whole test suite (CPU, a few minutes)
+test: setup  ## the test suite (CPU, under 10 minutes; leaves out the cases marked slow)
+	$(BIN)/python -m pytest -q -m "not slow" tests $(ARGS)
+
+test-all: setup  ## every test, the slow cases included
 	$(BIN)/python -m pytest -q tests $(ARGS)
 
 clean:

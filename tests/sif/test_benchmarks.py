@@ -17,7 +17,8 @@ def _run(script: str, *args) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("script", ["sif_movielens.py", "sif_search_pick.py", "sif_mf_ceiling.py"])
+@pytest.mark.parametrize("script", [pytest.param("sif_movielens.py", marks=pytest.mark.slow),
+                                    pytest.param("sif_search_pick.py", marks=pytest.mark.slow), "sif_mf_ceiling.py"])
 def test_sif_benchmark_runs_and_writes_json(tiny_ratings, tmp_path, script):
     out = tmp_path / "result.json"
     extra = {"sif_movielens.py": ["--extra-seeds", "1", "--candidates", "2"], "sif_search_pick.py": ["--dims", "2"],
@@ -105,6 +106,7 @@ def test_host_sync_benchmark_rehearses_every_phase_on_the_cpu(tiny_ratings, tmp_
     assert bad.returncode == 1 and bad.stderr.strip().startswith("Error:") and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_space_and_planted_benchmarks_run_and_write_json(tiny_ratings, tmp_path):
     out = tmp_path / "space.json"
     _run("sif_space.py", "--data", tiny_ratings, "--tasks", "rating", "--seeds", "0", "1", "--top", "1",
