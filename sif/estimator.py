@@ -198,23 +198,32 @@ class SIF:
         job = Job(self.options, self.task, device, self._arch_in(), plots=plots)
         self.summary_ = job.run(run, splits, source)
         self.arch_ = job.arch_
-        if self.options.ways == 2 and run.file(pipeline.MODEL_FILE).exists():
-            self._model = pipeline.Recommender(run.file(pipeline.MODEL_FILE), device)
+        if run.file(pipeline.MODEL_FILE).exists():
+            self._model = (tensor.TripleRecommender(run.file(tensor.MODEL_FILE)) if self.options.ways == 3
+                           else pipeline.Recommender(run.file(pipeline.MODEL_FILE), device))
         if owned:
             self.summary_ = run.finish(self.summary_)
         return self
+
     # using the model -----------------------------------------------------------------------------
     @property
-    def model(self) -> pipeline.Recommender:
+    def model(self) -> Union[pipeline.Recommender, tensor.TripleRecommender]:
         if self._model is None:
             raise NaspError("this SIF has no trained model: call fit (with retrain on) or SIF.load first")
         return self._model
+
+    def _pairs_only(self, what: str) -> None:
+        """A two-way model's method on a three-way one: one clear error."""
+        if isinstance(self.model, tensor.TripleRecommender):
+            raise NaspError(f"{what} is for two-way models; a three-way model recommends the tails of a pair: "
+                            "recommend((head, relation), k)")
 
     def predict(self, users: Sequence, items: Sequence) -> pd.DataFrame:
         """Predicted ratings (rating task, clipped to the training range) or scores (ranking) of
         the (user, item) pairs given as raw ids: a DataFrame with user, item, prediction and
         ``known`` (False where the user or item is not in the model's data: the prediction is then
         the biases' alone, as Surprise's ``was_impossible``)."""
+        self._pairs_only("predict")
         users, items = _id_list(users, "users"), _id_list(items, "items")
         predictions, known = self.model.predict_pairs(users, items)
         return pd.DataFrame({"user": users, "item": items, "prediction": predictions, "known": known})
@@ -224,10 +233,15 @@ class SIF:
         raw id, a DataFrame of rank, item, score, title; for a list of ids, the same with a user
         column first. A user the model does not know gets ``fallback``'s list ("pop": the most
         popular items, scored by their interaction count; "none": none, and an error for a single
-        user), reported in one warning."""
+        user), reported in one warning. A three-way model (``ways=3``) takes a (head, relation)
+        pair and returns the rank, item and score of its top tails never seen with it."""
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
             raise NaspError(f"-k {k!r}: must be an integer >= 1")
         k = int(k)
+        if isinstance(self.model, tensor.TripleRecommender):
+            if not isinstance(users, (tuple, list)) or len(users) != 2 or not all(isinstance(x, (str, int)) for x in users):
+                raise NaspError(f"a three-way model recommends for a (head, relation) pair; got {users!r}")
+            return pd.DataFrame(self.model.recommend(str(users[0]), str(users[1]), k), columns=["rank", "item", "score"])
         pipeline.FALLBACKS.get(fallback)
         many = not isinstance(users, (str, int, np.integer))
         ids = _id_list(users, "users") if many else [str(users)]
@@ -243,6 +257,7 @@ class SIF:
         the rating task; full-ranking metrics for ranking, excluding what the model trained and
         was validated on (as the test split is scored). ``rows`` and ``rows_scored`` say how many
         rows were given and used; none usable is an error."""
+        self._pairs_only("evaluate")
         table = self.task.read(pipeline.read_table(data, self.options.data_dir, self.options.line_format()))
         return self.model.evaluate(table, self.task)
 
@@ -275,9 +290,13 @@ class SIF:
         path = Path(path)
         model_file = path / pipeline.MODEL_FILE if path.is_dir() else path
         folder = model_file.parent
-        recommender = pipeline.Recommender(model_file, resolve_device(device))
-        est = cls(**_task_options(recommender.task))
-        est._model = recommender
+        if tensor.is_triple_model(model_file):
+            est = cls(task="ranking", ways=3)
+            est._model = tensor.TripleRecommender(model_file)
+        else:
+            recommender = pipeline.Recommender(model_file, resolve_device(device))
+            est = cls(**_task_options(recommender.task))
+            est._model = recommender
         est._run_path = folder
         est.summary_ = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}
         est.arch_ = read_json(folder / "arch.json") if (folder / "arch.json").exists() else None

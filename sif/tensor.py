@@ -546,6 +546,16 @@ def save(path: Path, net: TripleModel, config: TensorConfig, splits: TripleSplit
                       "entities": splits.entities, "relations": splits.relations, "known": splits.all_triples().cpu()})
 
 
+def is_triple_model(path: Path | str) -> bool:
+    """Whether ``path`` is a saved 3-way model (read memory-mapped: cheap for large files);
+    False for anything else, including a file that cannot be read."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return isinstance(saved, dict) and saved.get("ways") == 3
+
+
 class TripleRecommender:
     """A saved 3-way model: the top tails of a (head, relation) pair, known tails left out."""
 

@@ -13,7 +13,7 @@ from nasp.errors import NaspError
 from sif import SIF
 from sif import tensor as T
 
-KINSHIPS = Path("/work/shared/data/kinships")
+KINSHIPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "kinships"  # ../shared beside the clone
 #: queries of 7 entities and 3 relations: (head, relation) rows for direction 0, (relation, tail) rows for 1
 QUERIES = (torch.tensor([[0, 1], [5, 2]]), torch.tensor([[1, 0], [2, 5]]))
 
@@ -215,6 +215,25 @@ def test_resume_of_an_unfinished_search_keeps_its_choice(tiny_kg, tmp_path):
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["searched_interaction"] == chosen and "test_mrr" not in summary
     assert json.loads((out / "arch.json").read_text())["interaction"] == chosen
+
+
+def test_api_recommends_saves_and_loads_a_three_way_model(tiny_kg, tmp_path):
+    """SIF(ways=3): recommend((head, relation)) lists tails never seen with the pair, as the
+    command does; save without a run directory, load, the same list; the two-way methods refuse
+    in one line."""
+    est = SIF(ways=3, ifc="distmult", task="ranking", dim=4, max_epochs=2, verbose=False).fit(*tiny_kg)
+    model = T.TripleRecommender
+    pair = (est.model.entities[0], est.model.relations[0])
+    top = est.recommend(pair, k=3)
+    assert list(top.columns) == ["rank", "item", "score"] and list(top["rank"]) == [1, 2, 3]
+    assert top["item"].tolist() == [row["item"] for row in est.model.recommend(*pair, 3)]
+    est.save(tmp_path / "m")
+    loaded = SIF.load(tmp_path / "m")
+    assert isinstance(loaded.model, model) and loaded.recommend(list(pair), k=3).equals(top)
+    with pytest.raises(NaspError, match="recommend\\(\\(head, relation\\), k\\)"):
+        loaded.predict(["a"], ["b"])
+    with pytest.raises(NaspError, match="a \\(head, relation\\) pair"):
+        loaded.recommend("a")
 
 
 @pytest.mark.parametrize("name", list(T.BASELINES))
