@@ -23,13 +23,14 @@ from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.local import check_margin
 
 from . import lightgcn, tensor
-from .data import SPLITS, LineFormat, check_folds
 from .engine import TrainSettings
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import check_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
 from .model import HISTORY_REFRESHES, MAX_DIM, ModelConfig
+from .readers import LineFormat
 from .space import INTERACTION_FUNCTIONS, MLP_FORMS, OUTPUT_BOUNDS, SPACES
+from .splits import SPLITS, check_folds
 from .tasks import TASKS, RankingTask
 
 SEARCH, TRAIN = ("search",), ("train",)
