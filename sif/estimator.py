@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasp.commands import configure_logging, release_with_command, usable_threads
+from nasp.commands import configure_logging, release_with_command
 from nasp.devices import check_amp, set_deterministic
 from nasp.errors import NaspError
+from nasp.options import usable_threads
 from nasp.devices import resolve_device
 from nasp.runs import CONFIG, RunDir, io_error, read_json, write_bytes_atomic
 from nasp.seeding import seed_everything

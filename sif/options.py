@@ -2,7 +2,7 @@
 
 Each field of ``SIFOptions`` is one setting: its default (per task where the tasks differ), its
 help text, its Click type and the commands that offer it. ``nasp sif search`` and ``nasp sif
-train`` generate their options from these fields (``nasp.commands.options_from``); the Python
+train`` generate their options from these fields (``nasp.options.options_from``); the Python
 API ``SIF(**options)`` takes the same names as keywords and checks them with the same types.
 A setting left at ``None`` takes its task's default (``get``) or the model's own.
 """
@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 import click
 import numpy as np
 
-from nasp.commands import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check_settings
+from nasp.options import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check_settings
 from nasp.config import task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
