@@ -1,7 +1,7 @@
 """The strongest simple recommenders beside SIF, on the same files, seeds and metrics.
 
 For each seed, one per-user random 8:1:1 split of the data (RecBole's ``RS`` grouped by user,
-made by ``sif.data``'s splitter) is written as RecBole atomic files, and every row reads those
+made by ``sif.splits``) is written as RecBole atomic files, and every row reads those
 files and ranks all items (the user's training items excluded; validation ones too when testing):
 
 * EASE^R and ItemKNN (``--ifc ease|itemknn``: closed form, lambda / k chosen on validation),

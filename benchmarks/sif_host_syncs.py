@@ -64,7 +64,8 @@ def main() -> None:
     args = ap.parse_args()
     from nasp.errors import NaspError
     from nasp.devices import resolve_device
-    from sif.data import read_ratings, resolve_ratings_path, split_ratings
+    from sif.readers import read_ratings, resolve_ratings_path
+    from sif.splits import split_ratings
     from sif.options import SIFOptions
     from sif.tasks import RatingTask
 

@@ -1,7 +1,7 @@
 """SIF for top-K recommendation against its fixed IFCs, popularity and RecBole, on the same files.
 
 One per-user random 0.8/0.1/0.1 split of MovieLens-100K (RecBole's ``RS`` grouped by user, made
-by ``sif.data``'s splitter with ``--seed``) is written as three RecBole atomic files; every row
+by ``sif.splits`` with ``--seed``) is written as three RecBole atomic files; every row
 below reads those files (SIF through ``valid_data``/``test_data``, RecBole through
 ``benchmark_filename``), ranks all items excluding the user's training items (and validation
 ones when testing) and reports test NDCG@10, Recall@10, MRR@10 and wall time:

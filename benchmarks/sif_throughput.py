@@ -205,7 +205,8 @@ def measure(size: str, steps: int, data_dir: Optional[Path], synthetic_dir: Path
 
     # as the nasp command of the timed checkout does (older checkouts had no such call)
     tuned = nasp.devices.tune_host_allocator() if hasattr(nasp.devices, "tune_host_allocator") else False
-    from sif.data import read_ratings, resolve_ratings_path, split_ratings
+    from sif.readers import read_ratings, resolve_ratings_path
+    from sif.splits import split_ratings
     from sif.options import SIFOptions
     from sif.tasks import RatingTask
 

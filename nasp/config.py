@@ -2,7 +2,7 @@
 
 A setting is one dataclass field made by ``setting``: its default, its help text, its Click type
 (range, choices), the commands that offer it and, where it depends on the task, its default per
-task. The Click options are generated from these fields (``nasp.commands.options_from``), the
+task. The Click options are generated from these fields (``nasp.options.options_from``), the
 Python APIs take the same fields as keywords and check them with the same Click types
 (``RunConfig.checked``), and ``--resume`` checks the saved values with the same options.
 
@@ -32,7 +32,7 @@ from .errors import NaspError
 C = TypeVar("C", bound="RunConfig")
 
 MAX_RATE = 1e4
-"""Upper bound of learning rates and loss/decay weights on every command (``nasp.commands.LEARNING_RATE``,
+"""Upper bound of learning rates and loss/decay weights on every command (``nasp.options.LEARNING_RATE``,
 ``WEIGHT``). torch's optimizers turn the rate into a float32 factor of the parameters (Adam: ``lr /
 (1 - beta1^t)``, 10x the rate at the first step with beta1 0.9), so a rate near 1e38 overflowed inside
 the optimizer (``RuntimeError: value cannot be converted to type float without overflow``); far

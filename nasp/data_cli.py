@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .commands import data_dir_option
+from .options import data_dir_option
 from .data import BUNDLED, DATASETS, data_root, dataset_path, fetch, is_present
 
 

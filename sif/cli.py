@@ -9,9 +9,10 @@ from typing import Callable, Optional
 
 import click
 
-from nasp.commands import RequiredUnlessResume, RunCommand, finish_run, options_from, output_options, resume_option, start_run
+from nasp.commands import RequiredUnlessResume, RunCommand, finish_run, start_run
 from nasp.errors import NaspError
 from nasp.devices import resolve_device
+from nasp.options import options_from, output_options, resume_option
 
 from . import pipeline, tensor
 from .estimator import SIF

@@ -24,17 +24,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasp.commands import configure_logging, release_with_command, usable_threads
+from nasp.commands import configure_logging, release_with_command
 from nasp.devices import check_amp, set_deterministic
 from nasp.errors import NaspError
+from nasp.options import usable_threads
 from nasp.devices import resolve_device
 from nasp.runs import CONFIG, RunDir, io_error, read_json, write_bytes_atomic
 from nasp.seeding import seed_everything
 
 from . import pipeline, tensor
-from .data import RatingTable, Splits, kfold
+from .data import RatingTable, Splits
 from .job import Job, baseline_names, warmup
 from .options import RANKING_MODELS, SIFOptions
+from .splits import kfold
 from .tasks import Task, build_task
 
 Data = Union[str, Path, pd.DataFrame]
@@ -156,7 +158,7 @@ class SIF:
 
     def cross_validate(self, data: Optional[Data] = None, folds: Optional[int] = None, run: Optional[RunDir] = None) -> dict:
         """K-fold cross-validation, as Surprise's ``cross_validate``: the rows of ``data`` dealt
-        into ``folds`` test parts by the seed (``sif.data.kfold``: every user with two or more rows
+        into ``folds`` test parts by the seed (``sif.splits.kfold``: every user with two or more rows
         trains in every fold); each fold fits a fresh model on the other rows (validation split off
         them as ``fit`` does) and scores its part. Returns (and keeps in ``cv_results_``) every
         metric's mean over the folds, its standard deviation (``_std``, NumPy's) and the per-fold

@@ -2,7 +2,7 @@
 
 Each field of ``SIFOptions`` is one setting: its default (per task where the tasks differ), its
 help text, its Click type and the commands that offer it. ``nasp sif search`` and ``nasp sif
-train`` generate their options from these fields (``nasp.commands.options_from``); the Python
+train`` generate their options from these fields (``nasp.options.options_from``); the Python
 API ``SIF(**options)`` takes the same names as keywords and checks them with the same types.
 A setting left at ``None`` takes its task's default (``get``) or the model's own.
 """
@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 import click
 import numpy as np
 
-from nasp.commands import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check_settings
+from nasp.options import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check_settings
 from nasp.config import task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
@@ -23,13 +23,14 @@ from nasp.strategies import STRATEGIES, search_strategy_names
 from nasp.strategies.local import check_margin
 
 from . import lightgcn, tensor
-from .data import SPLITS, LineFormat, check_folds
 from .engine import TrainSettings
 from .itemitem import DEFAULT_LAMBDAS, DEFAULT_NEIGHBOURS, DEFAULT_SHRINK, ITEM_MODELS, ItemItemConfig
 from .joint import check_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig, check_layers
 from .model import HISTORY_REFRESHES, MAX_DIM, ModelConfig
+from .readers import LineFormat
 from .space import INTERACTION_FUNCTIONS, MLP_FORMS, OUTPUT_BOUNDS, SPACES
+from .splits import SPLITS, check_folds
 from .tasks import TASKS, RankingTask
 
 SEARCH, TRAIN = ("search",), ("train",)

@@ -25,12 +25,13 @@ from nasp.loop import EarlyStopping, run_search
 from nasp.runs import RunDir, _short, read_json, save_torch
 from nasp.strategies import STRATEGIES, build_strategy
 
-from .data import (IdMap, Interactions, LineFormat, RatingTable, SplitSpec, Splits, read_ratings, read_titles, resolve_ratings_path, titles_missing,
-                   split, table_from_frame)
+from .data import IdMap, Interactions, RatingTable, Splits
 from .engine import TrainSettings, make_problem
 from .joint import config_from_dict, network_for
 from .model import DATA_BUFFERS, MAX_DIM, ModelConfig, SIFNetwork, dense_gradients_off_cpu, group_rows
+from .readers import LineFormat, read_ratings, read_titles, resolve_ratings_path, table_from_frame, titles_missing
 from .space import INTERACTION_FUNCTIONS, check_head, check_mlp
+from .splits import SplitSpec, split
 from .tasks import RatingTask, Task, task_from_dict
 
 log = logging.getLogger("nasp.sif")

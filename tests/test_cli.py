@@ -200,7 +200,7 @@ def test_a_domain_that_fails_to_load_is_one_warning_and_the_others_still_mount(m
 
 
 def test_threads_above_the_cpu_count_are_lowered_to_it_with_one_warning(tmp_path):
-    from nasp.commands import cpu_count
+    from nasp.options import cpu_count
 
     cpus = cpu_count()
     r = _search(tmp_path, "--threads", "100000", "-q")

@@ -10,8 +10,8 @@ from typing import Callable, Iterator
 
 import click
 
-from ..commands import (RunCommand, amp_option, data_dir_option, finish_run, options_from, resume_option, run_options, start_run,
-                        threads_option)
+from ..commands import RunCommand, finish_run, start_run
+from ..options import amp_option, data_dir_option, options_from, resume_option, run_options, threads_option
 from ..errors import NaspError
 from ..runs import CONFIG, LOCK, RunDir
 from .config import CNNConfig, CNNSearchConfig, CNNTrainConfig

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import click
 
-from ..commands import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange
+from ..options import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, FiniteFloatRange
 from ..config import RunConfig, setting
 from ..distributed import check_shards
 from ..errors import NaspError
@@ -64,7 +64,7 @@ _BUDGET = ("Every iterate and the exported cell fit it (nasp, no-auto, gdas: the
 class CNNConfig(RunConfig):
     """Settings both ``nasp cnn`` commands share, declared once (``nasp.config.setting``); the
     shared run settings (``--seed``, ``--amp``, ``--data-dir``) are declared in
-    ``nasp.commands.RunOptions`` and only held here."""
+    ``nasp.options.RunOptions`` and only held here."""
 
     data: str = setting("cifar10", "cifar10, digits, a CIFAR-10 folder/.tar.gz, or an ImageFolder (train/, val/).")
     eval_batch_size: Optional[int] = setting(None, "Batch size of evaluation passes (default 2 x --batch-size).",

@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import click
 
-from ..commands import (RequiredUnlessResume, RunCommand, amp_option, data_dir_option, finish_run, options_from, resume_option,
-                        run_options, start_run, threads_option)
+from ..commands import RequiredUnlessResume, RunCommand, finish_run, start_run
+from ..options import amp_option, data_dir_option, options_from, resume_option, run_options, threads_option
 from ..errors import NaspError
 from ..runs import ARCH
 from .config import RNNConfig

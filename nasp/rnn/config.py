@@ -2,7 +2,7 @@
 
 ``SearchConfig`` (``search.py``) and ``TrainConfig`` (``train.py``) add their own and declare their
 own defaults of the shared ones (``nasp.config.with_defaults``); ``nasp rnn search`` / ``train`` generate their
-options from these fields (``nasp.commands.options_from``).
+options from these fields (``nasp.options.options_from``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import click
 
-from ..commands import LEARNING_RATE, WEIGHT, FiniteFloatRange
+from ..options import LEARNING_RATE, WEIGHT, FiniteFloatRange
 from ..config import RunConfig, setting
 from .model import Dropouts
 

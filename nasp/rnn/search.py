@@ -10,7 +10,7 @@ import torch
 
 from .. import prox
 from ..budget import RecordCosts, summary as budget_summary
-from ..commands import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS
+from ..options import AMOUNT, LEARNING_RATE, WARMUP_EPOCHS
 from ..config import setting, with_defaults
 from ..devices import autocast_loss
 from ..distributed import check_shards

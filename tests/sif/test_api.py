@@ -158,7 +158,8 @@ def test_a_new_user_in_the_validation_file_is_served_by_the_biases(tmp_path, tin
 
 # cross-validation ---------------------------------------------------------------------------------
 def test_folds_cover_every_row_once(tiny_ratings):
-    from sif.data import kfold, read_ratings
+    from sif.readers import read_ratings
+    from sif.splits import kfold
 
     table = read_ratings(tiny_ratings)
     fold = kfold(table, 4, seed=5)

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from nasp import NaspError
-from sif.data import IdMap, read_ratings, read_titles, resolve_ratings_path, split_ratings
+from sif.data import IdMap
+from sif.readers import read_ratings, read_titles, resolve_ratings_path
+from sif.splits import split_ratings
 
 ROWS = [("196", "242", "3"), ("186", "302", "3"), ("22", "377", "1"), ("196", "51", "2"), ("7", "242", "4.5")]
 
@@ -285,7 +287,7 @@ def test_min_rating_keeps_rows_at_or_above_the_threshold(tmp_path):
 
 
 def test_given_validation_and_test_files_replace_their_parts_in_every_split(tiny_ratings, tmp_path):
-    from sif.data import SplitSpec, split
+    from sif.splits import SplitSpec, split
 
     table = read_ratings(tiny_ratings)
     valid_file, test_file = tmp_path / "v.data", tmp_path / "t.data"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from nasp import NaspError
-from sif.data import RatingTable, _read_numeric, read_ratings
+from sif.data import RatingTable
+from sif.readers import _read_numeric, read_ratings
 
 
 def assert_same(a: RatingTable, b: RatingTable) -> None:
@@ -90,7 +91,7 @@ def test_bad_lines_still_name_their_line(tmp_path, content, message):
     (b"1\t+2\t3\n", True), (b'1\t"02"\t3\n', True), (b"1\t 02\t3\n", True),
 ])
 def test_non_canonical_numbers_are_detected(text, expected):
-    from sif.data import _maybe_not_canonical
+    from sif.readers import _maybe_not_canonical
 
     assert _maybe_not_canonical(text, "\t") == expected
     assert _maybe_not_canonical(text, "\t", chunk=3) == expected  # across chunk edges
@@ -101,7 +102,8 @@ def test_id_codes_map_and_split_as_the_strings(tmp_path):
     strings give, after a subset too and with a given test file holding unknown ids."""
     import dataclasses
 
-    from sif.data import IdMap, SplitSpec, split
+    from sif.data import IdMap
+    from sif.splits import SplitSpec, split
 
     rng = np.random.default_rng(0)
     rows = [f"{u}\t{i}\t{r}\t{t}" for t, (u, i, r) in enumerate(zip(rng.integers(1, 40, 600), rng.integers(1, 30, 600),

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from nasp.cli import main
 from nasp.errors import NaspError
 from sif import SIF
-from sif.data import SplitSpec, per_user_counts, read_ratings, split
+from sif.readers import read_ratings
+from sif.splits import SplitSpec, per_user_counts, split
 from sif.space import INTERACTION_FUNCTIONS
 
 from .conftest import Killed, kill_at_checkpoint
@@ -69,7 +70,7 @@ def test_per_user_counts_follow_recbole_ratio_split():
 @pytest.mark.parametrize("ties", [False, True])
 def test_the_per_user_order_is_lexsorts(ties):
     """Grouped by user, by key within a user, file order among equal keys (timestamps tie)."""
-    from sif.data import user_key_order
+    from sif.splits import user_key_order
 
     rng = np.random.default_rng(0)
     users = rng.integers(0, 40, 5000)
@@ -82,7 +83,7 @@ def test_temporal_and_random_per_user_splits_keep_each_users_order(tmp_path):
     rows = [(f"u{u}", f"i{i}", 1, float(rng.integers(0, 10**6))) for u in range(30) for i in rng.choice(50, 12, replace=False)]
     rows += [("tiny", "i1", 1, 5.0), ("tiny", "i2", 1, 6.0)]  # too few for three parts
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
-    from sif.data import table_from_frame
+    from sif.readers import table_from_frame
 
     table = table_from_frame(frame)
     temporal = split(table, SplitSpec("temporal", 0.1, 0.1, 0))

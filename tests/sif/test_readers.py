@@ -14,7 +14,8 @@ from nasp.cli import main
 from nasp import NaspError
 from sif import SIF
 from sif import pipeline
-from sif.data import LineFormat, SplitSpec, read_ratings, split
+from sif.readers import LineFormat, read_ratings
+from sif.splits import SplitSpec, split
 
 ROWS = [("196", "242", "3"), ("186", "302", "3"), ("22", "377", "1"), ("196", "51", "2"), ("7", "242", "4.5")]
 
