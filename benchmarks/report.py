@@ -330,6 +330,14 @@ def cnn_digits_accuracy(*docs: dict) -> list[str]:
     return table(header, body)
 
 
+def cnn_digits_eta(*docs: dict) -> list[str]:
+    rows = [dict(r, seed=r.get("seed", d["config"]["seed"])) for d in docs for r in d["eta_curve"]]
+    body = [[f"{r['eta']:g}", str(r["seed"]), str(r["params_of_derived_cell"]),
+             thousands(r["params"]) if r["params"] else "—", num(r["test_acc"], 4) or "—"]
+            for r in sorted(rows, key=lambda r: (r["eta"], r["seed"]))]
+    return table(["eta", "seed", "cell params", "retrained network params", "test acc (10 epochs)"], body)
+
+
 def _budget_value(r: dict, eta_params: dict) -> str:
     if r["sweep"] == "eta":
         return f"{r['value']:g}"
@@ -408,6 +416,7 @@ TABLES: dict[str, Table] = {
     "ddp_scaling_sif": Table(("ddp_scaling_sif.json", "ddp_scaling_sif_1m.json"), ddp_scaling_sif),
     "cnn_search_speed": Table(("cnn_search_speed_paper_shape.json",), cnn_search_speed),
     "cnn_digits_accuracy": Table(tuple(f"cnn_digits_accuracy_export_seed{s}.json" for s in range(4)), cnn_digits_accuracy),
+    "cnn_digits_eta": Table(("cnn_digits_eta.json", "cnn_digits_eta_fine.json", "cnn_digits_eta_seed1.json"), cnn_digits_eta),
     "cnn_budget": Table(("cnn_budget.json", "cnn_budget_seed1.json"), cnn_budget),
     "rnn_search_speed": Table(("rnn_search_speed_core2.json",), rnn_search_speed),
     "rnn_search_speed_vocab1000": Table(("rnn_search_speed_vocab1000.json",), rnn_search_speed_cpu),
