@@ -63,10 +63,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 budget epochs, 2 retraining epochs (not a result)")
     ap.add_argument("--report", action="store_true", help="write docs/results/equal_time.md from the results file; run nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "equal_time.json"))
+    ap.add_argument("--page", default=str(PAGE), help="the markdown page the report writes")
     args = ap.parse_args()
-    out = Path(args.out)
+    out, page = Path(args.out), Path(args.page)
     if args.report:
-        report(json.loads(out.read_text()))
+        report(json.loads(out.read_text()), page)
         return
     torch.set_num_threads(1)
     truth = GroundTruth.read(args.truth) if Path(args.truth).exists() else None
@@ -97,11 +98,11 @@ def main() -> None:
             result["runs"].append(row)
             out.write_text(json.dumps(result, indent=1) + "\n")
             print(json.dumps(row), flush=True)
-    report(result)
+    report(result, page)
 
 
-def report(result: dict) -> None:
-    """A markdown table per strategy: mean over the seeds."""
+def report(result: dict, page: Path = PAGE) -> None:
+    """A markdown table per strategy (mean over the seeds), written to ``page``."""
     import statistics
 
     rows = result["runs"]
@@ -118,8 +119,8 @@ def report(result: dict) -> None:
         ranks = [f"{r['truth']['test_rank']}/{r['truth']['of']}" for r in mine if r.get("truth", {}).get("measured")]
         lines.append(f"| {name} | {len(mine)} | {mean('epochs'):.1f} | {mean('search_seconds'):.1f} | {mean('valid_rmse'):.4f} | "
                      f"{mean('test_rmse'):.4f} | {', '.join(ranks) or 'not measured'} |")
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text("\n".join(lines) + "\n")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

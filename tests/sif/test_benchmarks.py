@@ -135,3 +135,15 @@ def test_search_benchmark_places_the_found_architectures_in_the_ground_truth(tin
     assert [r["strategy"] for r in runs] == ["local", "nasp"]
     for r in runs:
         assert r["measured"] and r["of"] == 3024 and 1 <= r["valid_rank"] <= 3024 and r["x_one_fixed_training"] > 0
+
+
+@pytest.mark.slow
+def test_equal_time_benchmark_gives_every_strategy_the_budget_of_nasp(tiny_ratings, tmp_path):
+    """equal_time.py: NASP's search time is the budget; each other strategy gets the epochs that
+    fit in it (at least one), searches, retrains, and gets a row of the report."""
+    out, page = tmp_path / "equal.json", tmp_path / "equal.md"
+    _run("equal_time.py", "--data", tiny_ratings, "--seeds", "0", "--strategies", "nasp", "snas", "tpe", "--out", out, "--page", page)
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["strategy"] for r in runs] == ["nasp", "snas", "tpe"] and all(r["epochs"] >= 1 for r in runs)
+    assert all(r["test_rmse"] is not None and r["choices"] for r in runs)
+    assert "| snas | 1 |" in page.read_text()
