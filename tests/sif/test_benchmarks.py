@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.smoke  # the scripts' numbers are measured by hand (docs/sif.md), not here
+# the scripts' numbers are measured by hand (docs/results/), not here; rehearsals of benchmarks: make test-all
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 
 
 def _run(script: str, *args) -> None:
