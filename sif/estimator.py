@@ -49,14 +49,14 @@ class SIF:
     """Search (or train) an interaction function for collaborative filtering.
 
     ``task``: "rating" (explicit ratings, RMSE) or "ranking" (implicit feedback, top-K).
-    ``strategy``: a search strategy (nasp, no-auto, darts, darts2, gdas, random, local); ``space="autocf"``
+    ``strategy``: a search strategy (default: local for ratings, nasp for ranking); ``space="autocf"``
     searches the larger space (docs/sif.md), the default "sif" the paper's. Give
     ``ifc="multiply"`` (or another fixed interaction) to train a baseline instead, or
     ``arch=PATH`` to retrain a searched architecture. Every other option is a ``SIFOptions``
     field. After ``fit``: ``summary_`` (the metrics), ``arch_`` (the searched architecture).
     """
 
-    def __init__(self, task: str = "rating", strategy: str = "nasp", **options: Any) -> None:
+    def __init__(self, task: str = "rating", strategy: Optional[str] = None, **options: Any) -> None:
         self.options = SIFOptions.of({"task": task, "strategy": strategy, **options})
         self.options.validate()
         self.task: Task = build_task(self.options.task, topk=self.options.topk, loss_name=self.options.loss,

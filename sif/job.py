@@ -45,7 +45,7 @@ def warmup(options: SIFOptions, task: Task) -> Union[int, str, None]:
     """--warmup-epochs, defaulting to the strategy's (``default_warmup``) or else the task's
     (none for a one-epoch search), checked against --epochs; as given for strategies without a
     warm-up (which warn that they ignore it)."""
-    given, strategy, epochs = options.warmup_epochs, STRATEGIES.get(options.strategy), options.epochs
+    given, strategy, epochs = options.warmup_epochs, STRATEGIES.get(options.get("strategy")), options.get("epochs")
     if not (searches(options) and strategy.uses_warmup):
         return given
     if strategy.default_warmup is not None:
@@ -181,11 +181,11 @@ class Job:
             return read_json(run.file("search.json"))
         o = self.options
         base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
-        if o.space == "autocf":
+        if o.get("space") == "autocf":
             config = JointConfig.search_space(base, o.mlp)
         else:
             config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
-        self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.strategy, epochs=o.epochs,
+        self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),
                                             candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=o.margin,
                                             task=self.task, plots=self.plots)
         run.write_json("search.json", found)

@@ -34,6 +34,8 @@ from .splits import SPLITS, check_folds
 from .tasks import TASKS, RankingTask
 
 SEARCH, TRAIN = ("search",), ("train",)
+DEFAULT_EPOCHS = 10
+"""Search epochs of a strategy without a default of its own (``Strategy.default_epochs``)."""
 LIGHTGCN = LightGCNConfig.defaults  # LightGCN's own defaults of lr, reg, batch_size
 
 #: the fixed models that only rank, and why (``--task rating`` refuses them)
@@ -66,16 +68,18 @@ class SIFOptions(RunOptions):
     # what to run ---------------------------------------------------------------------------------
     task: str = setting("rating", "rating: predict explicit ratings (RMSE); ranking: implicit feedback, every row an "
                         "interaction (NDCG@K, Recall@K...).", type=click.Choice(list(TASKS.names())))
-    strategy: str = setting("nasp", "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
+    strategy: Optional[str] = setting(None, "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
                             "asap, drnas, asng, random, rsws, reinforce, tpe (docs/sif.md); local (warm-started "
                             "local search: train the default model, then try each one-row change, one epoch each from the "
                             "incumbent's weights, and keep the best that beats the incumbent by --margin on the whole "
                             "validation set; --epochs is its budget, about one epoch per candidate of each row per pass; "
-                            "docs/sif.md).", type=click.Choice(search_strategy_names()), commands=SEARCH)
-    space: str = setting("sif", "sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and box "
-                         "head fixed). autocf: input encoding and element-wise function of each side, vector-wise op and "
-                         "prediction head searched jointly (3,024 architectures; docs/sif.md).",
-                         type=click.Choice(list(SPACES)), commands=SEARCH)
+                            "docs/sif.md).", type=click.Choice(search_strategy_names()), commands=SEARCH,
+                                      by_task={"rating": "local", "ranking": "nasp"})
+    space: Optional[str] = setting(None, "sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and "
+                                   "box head fixed). autocf: input encoding and element-wise function of each side, vector-wise op "
+                                   "and prediction head searched jointly (3,024 architectures; docs/sif.md) [default: autocf with "
+                                   "--strategy local, else sif: the spaces each strategy measured best in].",
+                                   type=click.Choice(list(SPACES)), commands=SEARCH)
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "
                                  "BPR-MF when ranking; gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an "
                                  "item-item model in closed form (ease = EASE^R, itemknn = cosine ItemKNN; ranking only), or "
@@ -148,7 +152,8 @@ class SIFOptions(RunOptions):
     # Baselines: SVD++'s multiply, plus the larger space's best fixed model for ratings (the item
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
-    epochs: int = setting(10, "Search epochs, warm-up included.", type=click.IntRange(min=1), commands=SEARCH)
+    epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
+                                    f"{STRATEGIES.get('local').default_epochs}].", type=click.IntRange(min=1), commands=SEARCH)
     batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}.", type=click.IntRange(min=1),
                                         by_task={"rating": 512, "ranking": 512})
     lr: Optional[float] = setting(None, "Adagrad learning rate of embeddings, biases, heads; lightgcn: Adam's "
@@ -199,8 +204,13 @@ class SIFOptions(RunOptions):
 
     # resolved values -----------------------------------------------------------------------------
     def get(self, name: str) -> Any:
-        """The value of setting ``name``: as given, else its default for this task."""
+        """The value of setting ``name``: as given, else its default for this task (the space:
+        autocf for the local search, else sif)."""
         value = getattr(self, name)
+        if value is None and name == "space":
+            return "autocf" if self.get("strategy") == "local" else "sif"
+        if value is None and name == "epochs":
+            return STRATEGIES.get(self.get("strategy")).default_epochs or DEFAULT_EPOCHS
         return task_default(type(self), name, self.task) if value is None else value
 
     def train_settings(self, search: bool = True, model_defaults: Optional[dict] = None) -> TrainSettings:
@@ -238,7 +248,7 @@ class SIFOptions(RunOptions):
         check_settings(self)
         self.line_format()
         tensor.check_options(self)
-        STRATEGIES.get(self.strategy)
+        STRATEGIES.get(self.get("strategy"))
         if self.margin is not None:
             check_margin(self.margin)
         if self.batch_size is not None:
@@ -261,14 +271,15 @@ class SIFOptions(RunOptions):
             check_layers(self.gcn_layers)
         if self.choices is not None:
             check_choices(self.choices)
-        if self.space != "sif" and (self.ifc is not None or self.arch is not None or self.choices is not None):
+        searches = self.ifc is None and self.arch is None and self.choices is None
+        if self.space is not None and self.space != "sif" and not searches:
             raise NaspError("--space applies to a search; --ifc, --arch and --choices name the model to train")
-        if self.space != "sif":
+        if searches and self.ways == 2 and self.get("space") != "sif":
             given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
             if self.warm_start:
                 given.append("--warm-start")
             if given:
-                raise NaspError(f"{' and '.join(given)}: the {self.space} space searches the input encodings and heads; "
+                raise NaspError(f"{' and '.join(given)}: the {self.get('space')} space searches the input encodings and heads; "
                                 "leave them out (or use --space sif)")
         if self.folds is not None:
             check_folds(self.folds)

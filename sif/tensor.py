@@ -670,4 +670,4 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {})}
     dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
-    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.strategy, o.epochs, o.seed, options, device, o.retrain)
+    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.get("strategy"), o.get("epochs"), o.seed, options, device, o.retrain)

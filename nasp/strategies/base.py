@@ -160,6 +160,9 @@ class Strategy(ABC):
     #: the warm-up epochs (``warmup_epochs``) a domain gives this strategy when none is given;
     #: None: the domain's own default
     default_warmup: ClassVar[Optional[int]] = None
+    #: the search epochs a domain gives this strategy when none are given (None: the domain's own
+    #: default); local search needs about one epoch per candidate of each row for a pass
+    default_epochs: ClassVar[Optional[int]] = None
     #: set by a strategy that has nothing left to search: the run loop stops after this epoch
     finished: bool = False
 

@@ -63,6 +63,7 @@ class LocalSearch(WarmingUp, Strategy):
     reads = frozenset({"warmup_epochs", "margin"})
     #: a few epochs of the default model: the row steps' stay trials keep training it anyway
     default_warmup = 3
+    default_epochs = 30
     selects_on_validation = True
     uses_valid_batch = False
 

@@ -311,7 +311,7 @@ def test_no_validation_row_trains_a_weight(monkeypatch, tiny_ratings, strategy, 
 
 def test_the_papers_mlp_training_on_validation_is_an_option(monkeypatch, tiny_ratings):
     """--mlp-on-valid (the paper's): the element-wise MLPs move in the architecture steps."""
-    moved = _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, mlp_on_valid=True)
+    moved = _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, strategy="nasp", mlp_on_valid=True)
     assert moved and all(name.startswith(("mlp_u.", "mlp_v.")) for name in moved)
 
 
@@ -384,3 +384,20 @@ def test_a_fold_without_test_rows_is_refused(tmp_path):
     data.write_text("1\t1\t4\t1\n1\t2\t3\t2\n" + "".join(f"{u}\t1\t4\t3\n" for u in range(2, 30)))  # one user with 2 rows
     r = _cli("sif", "train", "--ifc", "multiply", "--data", data, "--folds", "3", "--out", tmp_path / "cv")
     assert r.exit_code == 1 and "would test no row" in r.output and not (tmp_path / "cv").exists()
+
+
+def test_the_default_search_is_the_one_that_measured_best_for_each_task():
+    """Ratings: the local search of the autocf space (benchmarks/sif_search.py: it beat the
+    default model on every seed); ranking: NASP in the paper's space (local search lost there).
+    An explicit strategy keeps the paper's space unless --space says otherwise."""
+    from sif.job import searches
+
+    rating, ranking = SIF(verbose=False).options, SIF(task="ranking", verbose=False).options
+    assert (rating.get("strategy"), rating.get("space")) == ("local", "autocf") and searches(rating)
+    assert (ranking.get("strategy"), ranking.get("space")) == ("nasp", "sif")
+    assert SIF(strategy="nasp").options.get("space") == "sif"
+    assert SIF(task="ranking", strategy="local").options.get("space") == "autocf"
+    with pytest.raises(NaspError, match="--implicit: the autocf space searches the input encodings"):
+        SIF(implicit=False)
+    SIF(implicit=False, strategy="nasp")  # the paper's space takes it
+    SIF(implicit=False, ifc="multiply")  # a fixed model is not a search

@@ -21,7 +21,7 @@ FAST = ["--dim", "8", "--batch-size", "128"]
 
 def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     out = tmp_path / "search"
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "3",
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "3",
                 *FAST, "--out", out, "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
@@ -80,7 +80,7 @@ def test_search_strategies_run(tiny_ratings, tmp_path):
 
 def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
     out = tmp_path / "r"
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--no-retrain", *FAST, "--out", out)
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--no-retrain", *FAST, "--out", out)
     assert r.exit_code == 0
     (out / "summary.json").unlink()  # as if killed before the end
     (out / "search.json").unlink()
@@ -91,7 +91,7 @@ def test_resume_finishes_an_interrupted_search(tiny_ratings, tmp_path):
 
 def test_resume_after_the_refit_gives_the_same_summary(tiny_ratings, tmp_path):
     out = tmp_path / "r"
-    args = ["sif", "search", "--data", tiny_ratings, "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "3", *FAST]
+    args = ["sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "3", *FAST]
     r = _invoke(*args, "--out", out, "--json")
     assert r.exit_code == 0, r.output
     first = json.loads(r.output)
@@ -185,7 +185,7 @@ def test_out_of_range_options(tiny_ratings, tmp_path, option, value):
 
 
 def test_warmup_not_shorter_than_search_is_a_one_line_error(tiny_ratings, tmp_path):
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "3",
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "3", "--warmup-epochs", "3",
                 "--out", tmp_path / "w")
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.strip().splitlines()[-1].startswith("Error: --warmup-epochs (3) must be")
@@ -199,7 +199,7 @@ def test_strategies_without_a_warmup_ignore_the_option(tiny_ratings, tmp_path):
 
 
 def test_warmup_auto_runs_and_a_bad_warmup_value_is_a_usage_error(tiny_ratings, tmp_path):
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "3", "--warmup-epochs", "auto", "--no-retrain",
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "3", "--warmup-epochs", "auto", "--no-retrain",
                 *FAST, "--out", tmp_path / "auto", "--json")
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in (tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()]
@@ -239,7 +239,7 @@ def test_bad_head_is_rejected(tiny_ratings, tmp_path):
 
 def test_warm_started_retrain_and_refit_load_the_searched_weights(tiny_ratings, tmp_path):
     out = tmp_path / "warm"
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "2",
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "2",
                 "--warm-start", *FAST, "--out", out, "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
@@ -260,7 +260,7 @@ def _stable(summary):
 
 
 def _kill_args(data):
-    return ["sif", "search", "--data", data, "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
+    return ["sif", "search", "--data", data, "--strategy", "nasp", "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "30",
             "--patience", "1", "--lr", "0.5", "--reg", "0", *FAST, "--json"]
 
 
@@ -417,7 +417,7 @@ def test_the_summary_says_whose_validation_score_it_is(tiny_ratings, tmp_path):
 
 def test_mlp_form_is_saved_in_arch_json_and_used_by_train(tiny_ratings, tmp_path):
     out = tmp_path / "s"
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--mlp", "paper", "--no-retrain", *FAST, "--out", out)
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--mlp", "paper", "--no-retrain", *FAST, "--out", out)
     assert r.exit_code == 0, r.output
     arch = json.loads((out / "arch.json").read_text())
     assert arch["model"]["mlp"] == "paper"

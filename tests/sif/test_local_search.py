@@ -151,7 +151,7 @@ def test_a_killed_local_search_resumes_to_the_uninterrupted_result(tiny_ratings,
 
 def test_local_search_in_the_papers_space_on_the_ranking_task(log_file, tmp_path):  # noqa: F811
     out = tmp_path / "s"
-    r = _invoke("sif", "search", "--task", "ranking", "--strategy", "local", "--data", log_file, "--epochs", "6",
+    r = _invoke("sif", "search", "--task", "ranking", "--strategy", "local", "--space", "sif", "--data", log_file, "--epochs", "6",
                 "--warmup-epochs", "1", "--max-epochs", "2", *FAST, "--baselines", "none", "--out", out, "--json")
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -269,7 +269,7 @@ def test_the_readme_api_example_runs(log_file, tmp_path):
 
 # the search against fixed baselines --------------------------------------------------------------
 def test_the_search_is_compared_with_fixed_baselines_on_validation(tiny_ratings, tmp_path):
-    base = ["sif", "search", "--data", tiny_ratings, "--epochs", "2", "--max-epochs", "3", *FAST, "--json"]
+    base = ["sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--max-epochs", "3", *FAST, "--json"]
     r = _invoke(*base, "--baselines", "multiply,max", "--out", tmp_path / "best")
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)

@@ -30,7 +30,7 @@ def _error(r) -> str:
 @pytest.fixture
 def searched(tiny_ratings, tmp_path) -> Path:
     out = tmp_path / "search"
-    r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "1",
+    r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "1",
                 "--baselines", "none", "--no-refit", *FAST, "--out", out, "-q")
     assert r.exit_code == 0, r.output
     return out
