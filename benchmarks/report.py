@@ -413,6 +413,15 @@ def rnn_small_corpus(d: dict) -> list[str]:
 # --- registry -----------------------------------------------------------------------------
 
 
+def sif_planted(*docs: dict) -> list[str]:
+    """Planted choices recovered, per strategy (one results file each), against chance."""
+    names = [d.get("strategy", "nasp") for d in docs]
+    body = [[f"`{rows[0]['planted']}`"] + [f"{r['recovered']} of {r['of']}" for r in rows] + [num(rows[0]["chance"], 2)]
+            for rows in zip(*(d["rows"] for d in docs))]
+    body.append(["all"] + [f"{d['recovered']} of {d['runs']}" for d in docs] + [f"{docs[0]['chance_expected']:.1f} expected"])
+    return table(["planted choice"] + [f"`{n}` recovered" for n in names] + ["chance"], body)
+
+
 @dataclass(frozen=True)
 class Table:
     sources: tuple[str, ...]  # file names in benchmarks/results/
@@ -425,6 +434,7 @@ TABLES: dict[str, Table] = {
     "sif_space_rating": Table(("sif_space_rating.json",), sif_space_rating),
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
     "sif_search": Table(("sif_search.json",), sif_search),
+    "sif_planted": Table(("sif_planted.json", "sif_planted_local.json"), sif_planted),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),
     "sif_throughput": Table(("sif_throughput_s11.json",), sif_throughput),
