@@ -78,7 +78,7 @@ class SIFOptions(RunOptions):
     space: Optional[str] = setting(None, "sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and "
                                    "box head fixed). autocf: input encoding and element-wise function of each side, vector-wise op "
                                    "and prediction head searched jointly (3,024 architectures; docs/sif.md) [default: autocf with "
-                                   "--strategy local, else sif: the spaces each strategy measured best in].",
+                                   "--strategy local, else sif: where each was measured].",
                                    type=click.Choice(list(SPACES)), commands=SEARCH)
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "
                                  "BPR-MF when ranking; gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an "
