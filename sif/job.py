@@ -30,7 +30,7 @@ from .joint import JointConfig, check_choices, parse_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
 from .model import HISTORY_REFRESHES, ModelConfig
 from .options import SIFOptions, check_model_name
-from .space import SEARCH_SPACE
+from .space import JOINT_SPACES, SEARCH_SPACE
 from .tasks import Task
 
 log = logging.getLogger("nasp.sif")
@@ -181,8 +181,8 @@ class Job:
             return read_json(run.file("search.json"))
         o = self.options
         base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
-        if o.get("space") == "autocf":
-            config = JointConfig.search_space(base, o.mlp)
+        if o.get("space") in JOINT_SPACES:
+            config = JointConfig.search_space(base, o.mlp, o.get("space"))
         else:
             config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),

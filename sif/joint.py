@@ -23,11 +23,12 @@ from torch import Tensor, nn
 from nasp import SearchNetwork, mix, plan
 from nasp.errors import NaspError
 
+from .graph import GraphInputs, graph_candidates
 from .itemitem import ItemItemConfig, ItemItemNetwork
 from .lightgcn import NAME as LIGHTGCN, LightGCNConfig, LightGCNNetwork
 from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
-from .space import (BROADCAST_ELEMENTS, FUNCTIONS, INPUTS, MLP_FORMS, PREDICTION_HEADS, SPACES, VECTOR_OPS, check_mlp,
-                    inherit, item_chunks)
+from .space import (BROADCAST_ELEMENTS, FUNCTIONS, GRAPH_INPUTS, INPUTS, JOINT_SPACES, MLP_FORMS, PREDICTION_HEADS, SPACES,
+                    VECTOR_OPS, check_mlp, inherit, item_chunks)
 
 #: the rows of the space in the order of ``arch_parameters``, row name -> ``JointConfig`` field
 ROWS = {"user_input": "user_inputs", "item_input": "item_inputs", "user_function": "user_functions",
@@ -44,8 +45,10 @@ DEFAULT_CHOICES = {"user_input": "both", "item_input": "id", "user_function": "i
 #: (``JointNetwork.swap_in`` at their initial weights): (row, candidate) -> the replaced candidate.
 #: History factors start at zero, the residual element-wise MLP as the identity (``--mlp residual``),
 #: ``weighted`` as the identity matrix with the replaced op's heads, a ``free`` head with the box
-#: head's bounded vector. Every other swap changes the function (docs/sif.md, "Local search").
+#: head's bounded vector; the graph and item-item encodings' gates at zero (``sif.graph``). Every
+#: other swap changes the function (docs/sif.md, "Local search").
 FUNCTION_PRESERVING = {("user_input", "both"): "id", ("item_input", "both"): "id",
+                       **{(f"{side}_input", name): "id" for side, names in GRAPH_INPUTS.items() for name in names},
                        ("user_function", "mlp"): "identity", ("item_function", "mlp"): "identity",
                        ("op", "weighted"): "multiply", ("head", "free"): "box"}
 
@@ -87,7 +90,8 @@ class JointConfig(ModelConfig):
     heads: tuple[str, ...] = ("box",)
     ops: tuple[str, ...] = ("multiply",)
 
-    CHECKS: ClassVar[dict] = {"user_input": INPUTS, "item_input": INPUTS, "user_function": FUNCTIONS,
+    CHECKS: ClassVar[dict] = {"user_input": INPUTS + GRAPH_INPUTS["user"], "item_input": INPUTS + GRAPH_INPUTS["item"],
+                              "user_function": FUNCTIONS,
                               "item_function": FUNCTIONS, "op": VECTOR_OPS, "head": PREDICTION_HEADS}
 
     def __post_init__(self) -> None:
@@ -101,6 +105,8 @@ class JointConfig(ModelConfig):
                     known = ", ".join(self.CHECKS[row] if isinstance(self.CHECKS[row], tuple) else self.CHECKS[row].names())
                     raise NaspError(f"unknown {row.replace('_', ' ')} {name!r}; known: {known}")
         check_mlp(self.mlp)
+        if self.space not in JOINT_SPACES:
+            raise NaspError(f"unknown search space {self.space!r} of a joint model; known: {', '.join(JOINT_SPACES)}")
         self.implicit = any(n in ("history", "both") for n in self.user_inputs + self.item_inputs)
         self.elementwise = "mlp" in self.user_functions + self.item_functions
 
@@ -121,10 +127,11 @@ class JointConfig(ModelConfig):
         return JointConfig.from_dict(d)
 
     @classmethod
-    def search_space(cls, base: ModelConfig, mlp: str) -> "JointConfig":
-        """The whole autocf space with the sizes (users, items, dim, biases, mean) of ``base``."""
-        rows = {ROWS[row]: names for row, names in SPACES["autocf"].items()}
-        return cls(num_users=base.num_users, num_items=base.num_items, dim=base.dim, mlp_hidden=base.mlp_hidden, mlp=mlp,
+    def search_space(cls, base: ModelConfig, mlp: str, space: str = "autocf") -> "JointConfig":
+        """The whole ``space`` (one of ``JOINT_SPACES``) with the sizes (users, items, dim,
+        biases, mean) of ``base``."""
+        rows = {ROWS[row]: names for row, names in SPACES[space].items()}
+        return cls(space=space, num_users=base.num_users, num_items=base.num_items, dim=base.dim, mlp_hidden=base.mlp_hidden, mlp=mlp,
                    biases=base.biases, global_mean=base.global_mean, history_refreshes=base.history_refreshes,
                    mlp_on_valid=base.mlp_on_valid, **rows)
 
@@ -145,7 +152,7 @@ def config_from_dict(d: dict) -> ModelConfig:
     """The config a saved model or arch file describes: the paper's space (files written
     before ``--space`` existed included) or the larger one."""
     space = d.get("space", "sif")
-    if space == "autocf":
+    if space in JOINT_SPACES:
         return JointConfig.from_dict(d)
     if space == "itemitem":
         return ItemItemConfig.from_dict(d)
@@ -182,7 +189,8 @@ class JointNetwork(SIFNetwork):
         uses = lambda row, *names: any(n in rows[row] for n in names)  # noqa: E731
         self.user_emb = table(config.num_users, k)
         self.item_emb = table(config.num_items, k)
-        self.uses_id = {"user": uses("user_input", "id", "both"), "item": uses("item_input", "id", "both")}
+        graph = {side: graph_candidates(side, rows[f"{side}_input"]) for side in ("user", "item")}
+        self.uses_id = {side: uses(f"{side}_input", "id", "both", *graph[side]) for side in ("user", "item")}
         self.user_bias = table(config.num_users, 1)
         self.item_bias = table(config.num_items, 1)
         self.global_bias = nn.Parameter(torch.tensor(float(config.global_mean)))
@@ -191,6 +199,9 @@ class JointNetwork(SIFNetwork):
                              if uses("user_input", "history", "both") else None)
         self.item_history = (HistoryEncoder(config.num_items, config.num_users, k, refreshes)
                              if uses("item_input", "history", "both") else None)
+        self.graph = GraphInputs(config.num_users, config.num_items, graph, refreshes) if any(graph.values()) else None
+        if self.graph is not None:  # its refreshes hand the tables a dense gradient
+            self.user_emb.sparse = self.item_emb.sparse = False
         self.user_functions = nn.ModuleList(FUNCTIONS.get(n)(config.mlp_hidden, residual) for n in config.user_functions)
         self.item_functions = nn.ModuleList(FUNCTIONS.get(n)(config.mlp_hidden, residual) for n in config.item_functions)
         self.mlp_u = self._mlp(self.user_functions, config.user_functions)
@@ -289,6 +300,8 @@ class JointNetwork(SIFNetwork):
         h = lambda: once("history", lambda: history(ids))  # noqa: E731
         candidates = {"id": e, "history": h, "both": lambda: e() + h()}
         names = self.config.user_inputs if side == "user" else self.config.item_inputs
+        for name in graph_candidates(side, names):
+            candidates[name] = lambda name=name: e() + self.graph(side, name, ids, self.user_emb.weight, self.item_emb.weight)
         out = mix([candidates[n] for n in names], plan(self.alphas[f"{side}_input"], self.mixing), 0)
         return out if out is not None else table(ids).new_zeros(ids.shape[0], self.config.dim)
 
@@ -374,3 +387,16 @@ class JointNetwork(SIFNetwork):
         if self.item_history is not None:
             reg = reg + self.item_history.regularization(users)
         return reg / users.shape[0]
+
+    # the graph inputs' data and pending gradient ------------------------------------------------
+    def set_history(self, users: Tensor, items: Tensor) -> None:
+        """The history encoders' N(u), N(i) and the graph inputs' training graph."""
+        super().set_history(users, items)
+        if self.graph is not None:
+            self.graph.set_edges(users, items)
+
+    def load_model_state(self, state: dict) -> None:
+        """``SIFNetwork.load_model_state``, with the graph inputs' saved training pairs."""
+        if self.graph is not None and "graph.edges" in state:
+            self.graph.edges = torch.empty_like(state["graph.edges"])
+        super().load_model_state(state)

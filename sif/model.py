@@ -248,7 +248,8 @@ class PendingHistory(Hook):
     ``SIFNetwork`` brings it to every run loop itself (``run_hooks``)."""
 
     def __init__(self, net: nn.Module) -> None:
-        self.encoders = {name: m for name, m in net.named_modules() if isinstance(m, HistoryEncoder)}
+        # the history encoders, and any other module with a pending gradient (``sif.graph.GraphInputs``)
+        self.encoders = {name: m for name, m in net.named_modules() if hasattr(m, "pending_state")}
 
     def state_dict(self) -> dict:
         return {name: state for name, enc in self.encoders.items() if (state := enc.pending_state())}
@@ -376,7 +377,7 @@ def dense_gradients_off_cpu(net: nn.Module, device: torch.device) -> None:
 #: buffers that describe the training data, not the learned model: a network built for other
 #: splits (the refit on train+valid) keeps its own when it loads searched weights
 DATA_BUFFERS = ("known_users", "known_items", "rating_range", "user_history.indptr", "user_history.neighbours",
-                "item_history.indptr", "item_history.neighbours")
+                "item_history.indptr", "item_history.neighbours", "graph.edges")
 
 
 class SIFNetwork(SearchNetwork):

@@ -77,7 +77,8 @@ class SIFOptions(RunOptions):
                                       by_task={"rating": "local", "ranking": "nasp"})
     space: Optional[str] = setting(None, "sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and "
                                    "box head fixed). autocf: input encoding and element-wise function of each side, vector-wise op "
-                                   "and prediction head searched jointly (3,024 architectures; docs/sif.md) [default: autocf with "
+                                   "and prediction head searched jointly (3,024 architectures; docs/sif.md). autocf-graph: autocf plus graph-propagated "
+                                   "(1 or 2 hops) and item-item input encodings (10,080) [default: autocf with "
                                    "--strategy local, else sif: where each was measured].",
                                    type=click.Choice(list(SPACES)), commands=SEARCH)
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "

@@ -557,11 +557,15 @@ FUNCTIONS.register("relu")(lambda hidden, residual: nn.ReLU())
 #: the input encodings of a side: its id embedding, its history embedding (``HistoryEncoder``:
 #: the other side's factors of what it interacted with in training) or their sum
 INPUTS = ("id", "history", "both")
+#: the extra input encodings of the ``autocf-graph`` space, per side (``sif.graph``): the id
+#: embedding plus gated LightGCN-style propagation over the training graph (1 or 2 hops), and on
+#: the user side an item-item term (the items similar to the user's history)
+GRAPH_INPUTS = {"user": ("graph1", "graph2", "itemitem"), "item": ("graph1", "graph2")}
 
 #: ``--space``: the rows of each search space, row name -> candidates. "sif" is the paper's
 #: (one row of vector-wise ops; element-wise MLPs on both sides, the user vector SVD++'s, the
 #: box head); "autocf" searches every choice jointly, one row of alphas each (after AutoCF, Gao,
-#: Yao et al., KDD 2021)
+#: Yao et al., KDD 2021); "autocf-graph" adds the graph and item-item input encodings
 SPACES = {
     "sif": {"op": SEARCH_SPACE},
     "autocf": {
@@ -573,3 +577,7 @@ SPACES = {
         "head": tuple(PREDICTION_HEADS.names()),
     },
 }
+SPACES["autocf-graph"] = {**SPACES["autocf"], "user_input": INPUTS + GRAPH_INPUTS["user"],
+                          "item_input": INPUTS + GRAPH_INPUTS["item"]}
+#: the spaces whose models are ``sif.joint.JointConfig``s (one row of alphas per choice)
+JOINT_SPACES = ("autocf", "autocf-graph")

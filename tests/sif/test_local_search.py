@@ -13,7 +13,7 @@ from nasp.strategies import SearchProblem, build_strategy
 from sif import SIF
 from sif.joint import DEFAULT_CHOICES, FUNCTION_PRESERVING, ROWS, JointConfig, JointNetwork
 from sif.model import ModelConfig, SIFNetwork
-from sif.space import SEARCH_SPACE, SPACES
+from sif.space import GRAPH_INPUTS, SEARCH_SPACE, SPACES
 
 from .conftest import Killed, kill_at_checkpoint, planted_joint
 from .test_cli import FAST, _invoke
@@ -28,7 +28,9 @@ RESET = {("user_input", "both"): lambda n: n.user_history.reset_parameters(),
          ("user_function", "mlp"): lambda n: n.mlp_u.reset_parameters(),
          ("item_function", "mlp"): lambda n: n.mlp_v.reset_parameters(),
          ("op", "weighted"): lambda n: n.ops[n.config.ops.index("weighted")].reset_parameters(),
-         ("head", "free"): lambda n: None}  # swap_in gives it the box head's vector
+         ("head", "free"): lambda n: None,  # swap_in gives it the box head's vector
+         **{(f"{side}_input", name): (lambda n, gate=f"{side}_{name}": n.graph.gates[gate].data.zero_())
+            for side, names in GRAPH_INPUTS.items() for name in names}}
 
 
 def _local(net: torch.nn.Module):
@@ -63,10 +65,10 @@ def _one_hot(names: tuple, chosen: str, like: torch.Tensor) -> torch.Tensor:
 def test_every_swap_preserves_the_function_exactly_where_the_space_says_so():
     assert set(RESET) == set(FUNCTION_PRESERVING)
     rows = list(ROWS)
-    cases = {(row, new, DEFAULT_CHOICES[row]) for row, names in SPACES["autocf"].items() for new in names
+    cases = {(row, new, DEFAULT_CHOICES[row]) for row, names in SPACES["autocf-graph"].items() for new in names
              if new != DEFAULT_CHOICES[row]} | {(row, new, old) for (row, new), old in FUNCTION_PRESERVING.items()}
     for row, new, old in sorted(cases):
-        net = _trained(JointNetwork(JointConfig.search_space(ModelConfig(6, 9, dim=5, global_mean=3.5), "residual")))
+        net = _trained(JointNetwork(JointConfig.search_space(ModelConfig(6, 9, dim=5, global_mean=3.5), "residual", "autocf-graph")))
         RESET.get((row, new), lambda n: None)(net)
         local = _local(net)
         local.incumbent = [_one_hot(names, {**DEFAULT_CHOICES, row: old}[r], a)
