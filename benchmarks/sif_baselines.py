@@ -6,6 +6,8 @@ files and ranks all items (the user's training items excluded; validation ones t
 
 * EASE^R and ItemKNN (``--ifc ease|itemknn``: closed form, lambda / k chosen on validation),
   popularity, SVD++-style BPR (``multiply``) and plain BPR-MF (``multiply`` without history);
+* a fixed model of the ``autocf-graph`` space (LightGCN-style two-hop inputs on both sides) and
+  the local search of that space (``--space autocf-graph --strategy local``);
 * SIF's default ranking command (``nasp sif search --task ranking``: search, retrain, and the
   default baselines multiply and EASE^R compared on validation, the best kept) and the searched
   model itself (``--baselines none``);
@@ -45,6 +47,8 @@ ROWS = [
     ("BPR-MF (multiply, no history)", {"ifc": "multiply", "implicit": False}),
     ("SIF default command (keep best)", {}),
     ("SIF searched model", {"baselines": "none"}),
+    ("SIF graph model (graph2 both sides)", {"choices": "user_input=graph2+item_input=graph2"}),
+    ("SIF local search, autocf-graph", {"space": "autocf-graph", "strategy": "local", "baselines": "none"}),
 ]
 
 
