@@ -55,7 +55,7 @@ def check_rate(name: str, value: float, positive: bool = True) -> float:
 def setting(default: Any = None, help: str = "", *, type: Any = None, metavar: Optional[str] = None,
             commands: Optional[tuple[str, ...]] = None, by_task: Optional[Mapping[str, Any]] = None,
             secondary: Optional[str] = None, callback: Optional[Callable] = None, option: Optional[str] = None,
-            cli: bool = True) -> Any:
+            cli: bool = True, derived: Optional[Callable[[Any], Any]] = None) -> Any:
     """A settings field declared once.
 
     ``default``: the value when not given (``None``: decided later, by ``by_task`` or the model);
@@ -63,9 +63,11 @@ def setting(default: Any = None, help: str = "", *, type: Any = None, metavar: O
     ``type``: a Click type (a range, a choice; the field's annotation otherwise); ``commands``: the
     commands that offer it (None: every command of the config); ``by_task``: the default of each
     task where it differs; ``secondary``: the off switch of a boolean (``--fresh`` for
-    ``--warm-start``); ``option``: the flag when it is not ``--field-name``; ``cli=False``: Python only."""
+    ``--warm-start``); ``option``: the flag when it is not ``--field-name``; ``cli=False``: Python only;
+    ``derived``: the default as a function of the other settings (``derived(config)``), where it
+    depends on them (``resolved``)."""
     meta = {"help": help, "type": type, "metavar": metavar, "commands": commands, "by_task": dict(by_task or {}),
-            "secondary": secondary, "callback": callback, "option": option, "cli": cli}
+            "secondary": secondary, "callback": callback, "option": option, "cli": cli, "derived": derived}
     return dataclasses.field(default=default, metadata={SETTING: meta})
 
 
@@ -98,6 +100,17 @@ def task_default(cls: type, name: str, task: str) -> Any:
     """The default of setting ``name`` of ``cls`` for ``task`` (its ``by_task`` entry, else its default)."""
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     return setting_meta(field).get("by_task", {}).get(task, field.default)
+
+
+def resolved(config: Any, name: str, task: str) -> Any:
+    """Setting ``name`` of ``config``: as given, else its ``derived`` default computed from the
+    other settings, else its default for ``task`` (``task_default``)."""
+    value = getattr(config, name)
+    if value is not None:
+        return value
+    field = {f.name: f for f in dataclasses.fields(config)}[name]
+    derived = setting_meta(field).get("derived")
+    return derived(config) if derived is not None else task_default(type(config), name, task)
 
 
 class RunConfig:

@@ -16,7 +16,7 @@ import click
 import numpy as np
 
 from nasp.options import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check_settings
-from nasp.config import task_default
+from nasp.config import resolved, task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
 from nasp.strategies import STRATEGIES, search_strategy_names
@@ -80,7 +80,8 @@ class SIFOptions(RunOptions):
                                    "and prediction head searched jointly (3,024 architectures; docs/sif.md). autocf-graph: autocf plus graph-propagated "
                                    "(1 or 2 hops) and item-item input encodings (10,080) [default: autocf with "
                                    "--strategy local, else sif: where each was measured].",
-                                   type=click.Choice(list(SPACES)), commands=SEARCH)
+                                   type=click.Choice(list(SPACES)), commands=SEARCH,
+                                   derived=lambda o: "autocf" if o.get("strategy") == "local" else "sif")
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "
                                  "BPR-MF when ranking; gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an "
                                  "item-item model in closed form (ease = EASE^R, itemknn = cosine ItemKNN; ranking only), or "
@@ -154,7 +155,8 @@ class SIFOptions(RunOptions):
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
     epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
-                                    f"{STRATEGIES.get('local').default_epochs}].", type=click.IntRange(min=1), commands=SEARCH)
+                                    f"{STRATEGIES.get('local').default_epochs}].", type=click.IntRange(min=1), commands=SEARCH,
+                                    derived=lambda o: STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS)
     batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}.", type=click.IntRange(min=1),
                                         by_task={"rating": 512, "ranking": 512})
     lr: Optional[float] = setting(None, "Adagrad learning rate of embeddings, biases, heads; lightgcn: Adam's "
@@ -205,14 +207,9 @@ class SIFOptions(RunOptions):
 
     # resolved values -----------------------------------------------------------------------------
     def get(self, name: str) -> Any:
-        """The value of setting ``name``: as given, else its default for this task (the space:
-        autocf for the local search, else sif)."""
-        value = getattr(self, name)
-        if value is None and name == "space":
-            return "autocf" if self.get("strategy") == "local" else "sif"
-        if value is None and name == "epochs":
-            return STRATEGIES.get(self.get("strategy")).default_epochs or DEFAULT_EPOCHS
-        return task_default(type(self), name, self.task) if value is None else value
+        """The value of setting ``name``: as given, else its default (derived from the other
+        settings, or this task's; ``nasp.config.resolved``)."""
+        return resolved(self, name, self.task)
 
     def train_settings(self, search: bool = True, model_defaults: Optional[dict] = None) -> TrainSettings:
         """The optimisation settings: as given, else the model's own defaults where it has them
