@@ -110,6 +110,7 @@ EPOCHS = {"random": 200, "reinforce": 200, "tpe": 200, "gdas": 100, "snas": 60}
 
 if __name__ == "__main__":
     print(f"truth: {TRUTH[:2]}")
-    for name in search_strategy_names():  # "fixed" trains a given architecture: nothing to find
+    # "fixed" trains a given architecture: nothing to find; pcdarts needs a CNN cell's channels and edges
+    for name in search_strategy_names("core"):
         reads_candidates = "candidates" in STRATEGIES.get(name).reads
         print(f"{name:8s} -> {search(name, epochs=EPOCHS.get(name, 30), candidates=40 if reads_candidates else None)}")
