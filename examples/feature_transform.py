@@ -104,8 +104,9 @@ def search(strategy: str, features: int = 2, epochs: int = 30, seed: int = 0, ca
     return strat.export()
 
 
-#: epochs each search strategy needs here (random, reinforce and tpe train 40 candidates; gdas and snas sample paths)
-EPOCHS = {"random": 200, "reinforce": 200, "tpe": 200, "gdas": 100, "snas": 60}
+#: epochs each search strategy needs here (random, reinforce and tpe train 40 candidates; gdas and snas sample paths;
+#: bayesnas' linear switches on these strongly correlated transforms separate slowly at the architecture rate)
+EPOCHS = {"random": 200, "reinforce": 200, "tpe": 200, "gdas": 100, "snas": 60, "bayesnas": 200}
 
 
 if __name__ == "__main__":

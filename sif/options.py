@@ -69,7 +69,7 @@ class SIFOptions(RunOptions):
     task: str = setting("rating", "rating: predict explicit ratings (RMSE); ranking: implicit feedback, every row an "
                         "interaction (NDCG@K, Recall@K...).", type=click.Choice(list(TASKS.names())))
     strategy: Optional[str] = setting(None, "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
-                            "asap, drnas, asng, random, rsws, reinforce, tpe (docs/sif.md; pcdarts needs a CNN cell); local (warm-started "
+                            "asap, drnas, asng, bayesnas, random, rsws, reinforce, tpe (docs/sif.md; pcdarts needs a CNN cell); local (warm-started "
                             "local search: train the default model, then try each one-row change, one epoch each from the "
                             "incumbent's weights, and keep the best that beats the incumbent by --margin on the whole "
                             "validation set; --epochs is its budget, about one epoch per candidate of each row per pass; "

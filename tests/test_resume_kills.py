@@ -15,8 +15,8 @@ from nasp.runs import RunDir
 from nasp.strategies import search_strategy_names
 
 STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random", "local", "snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe",
-              "pcdarts"]
-COMPARATORS = ("snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe", "pcdarts")
+              "bayesnas", "pcdarts"]
+COMPARATORS = ("snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe", "bayesnas", "pcdarts")
 """Every domain resumes each of these in CI on SIF; on CNN and RNN they run with ``make test-all`` (marked slow).
 pcdarts searches CNN cells only (``search_strategy_names(domain)``)."""
 

@@ -179,6 +179,7 @@ def test_nasp_rejects_a_warmup_that_leaves_no_search(warmup, epochs):
     ("random", {"warmup_epochs": "auto", "candidates": 2}, 0.0, ["warmup_epochs"]),
     ("nasp", {"candidates": 4, "warmup_epochs": 1}, 0.5, ["candidates"]),
     ("gdas", {}, 0.0, []),
+    ("bayesnas", {"candidates": 3, "warmup_epochs": 1}, 0.5, ["warmup_epochs", "candidates", "eta"]),
 ])
 def test_an_option_the_strategy_ignores_is_a_warning_through_its_capability_flags(name, options, eta, ignored, caplog):
     net = TinyNet()

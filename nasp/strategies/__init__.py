@@ -5,7 +5,7 @@ from typing import Optional
 from ..errors import NaspError
 from .base import SearchProblem, Strategy
 from .registry import STRATEGIES
-from . import asap, asng, blackbox, darts, drnas, fixed, gdas, local, pcdarts, proximal, random_search, rsws, snas  # noqa: F401,E501  (register the built-in strategies)
+from . import asap, asng, bayesnas, blackbox, darts, drnas, fixed, gdas, local, pcdarts, proximal, random_search, rsws, snas  # noqa: F401,E501  (register the built-in strategies)
 
 log = logging.getLogger("nasp")
 
