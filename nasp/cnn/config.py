@@ -68,7 +68,8 @@ def _at_least_one(flag: str, value: int) -> None:
 
 
 _BUDGET = ("Every iterate and the exported cell fit it (nasp, no-auto, gdas: the projection; random: only cells "
-           "that fit are sampled; darts, darts2: the exported cell is the budgeted projection of the softmax weights). "
+           "that fit are sampled; darts, darts2: the exported cell is the budgeted projection of the softmax weights, "
+           "pcdarts: of those times the edge weights). "
            "K/M/G suffixes; one budget at a time; with --eta both apply (the budget hard, eta a soft size term inside it).")
 """What every hard budget of ``cnn search`` says of itself in ``--help`` (docs/cnn.md, "Budgets")."""
 

@@ -30,7 +30,9 @@ not change when the weights after a switch grow while the switch shrinks (where 
 search ends with one candidate per row: after the last epoch each row keeps its most relevant.
 The architecture evaluated each epoch and exported is the network's projection of the
 relevances over the remaining candidates (cells keep the edges whose chosen candidate is most
-relevant), each chosen candidate run with its switch as weight.
+relevant), each chosen candidate run with its switch as weight. Under a hard budget the
+projection may take a pruned candidate (relevance 0) on an edge where no remaining one fits:
+the budget is hard, the pruning is not.
 
 The approximation of the Hessian: its diagonal, by the empirical Fisher of the architecture
 steps' gradients, ``H ~ B * mean over the epoch's steps of g^2`` (``g`` the gradient of a
