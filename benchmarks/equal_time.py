@@ -37,8 +37,9 @@ PAGE = ROOT / "docs" / "results" / "equal_time.md"
 
 
 def strategies() -> list[str]:
-    """Every search strategy but local (a search over fixed models whose budget is its own)."""
-    return [s for s in search_strategy_names() if s != "local"]
+    """Every search strategy of SIF but local (a search over fixed models whose budget is its own);
+    pcdarts needs a CNN cell."""
+    return [s for s in search_strategy_names("sif") if s != "local"]
 
 
 def search(strategy: str, seed: int, data: str, epochs: int, quick: bool, retrain: bool = True) -> tuple[dict, float]:

@@ -104,12 +104,14 @@ def search(strategy: str, features: int = 2, epochs: int = 30, seed: int = 0, ca
     return strat.export()
 
 
-#: epochs each search strategy needs here (random, reinforce and tpe train 40 candidates; gdas and snas sample paths)
-EPOCHS = {"random": 200, "reinforce": 200, "tpe": 200, "gdas": 100, "snas": 60}
+#: epochs each search strategy needs here (random, reinforce and tpe train 40 candidates; gdas and snas sample paths;
+#: bayesnas' linear switches on these strongly correlated transforms separate slowly at the architecture rate)
+EPOCHS = {"random": 200, "reinforce": 200, "tpe": 200, "gdas": 100, "snas": 60, "bayesnas": 200}
 
 
 if __name__ == "__main__":
     print(f"truth: {TRUTH[:2]}")
-    for name in search_strategy_names():  # "fixed" trains a given architecture: nothing to find
+    # "fixed" trains a given architecture: nothing to find; pcdarts needs a CNN cell's channels and edges
+    for name in search_strategy_names("core"):
         reads_candidates = "candidates" in STRATEGIES.get(name).reads
         print(f"{name:8s} -> {search(name, epochs=EPOCHS.get(name, 30), candidates=40 if reads_candidates else None)}")

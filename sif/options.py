@@ -19,7 +19,7 @@ from nasp.options import LEARNING_RATE, WARMUP_EPOCHS, WEIGHT, RunOptions, check
 from nasp.config import resolved, task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
-from nasp.strategies import STRATEGIES, search_strategy_names
+from nasp.strategies import STRATEGIES, check_domain, search_strategy_names
 from nasp.strategies.local import check_margin
 
 from . import lightgcn, tensor
@@ -69,7 +69,7 @@ class SIFOptions(RunOptions):
     task: str = setting("rating", "rating: predict explicit ratings (RMSE); ranking: implicit feedback, every row an "
                         "interaction (NDCG@K, Recall@K...).", type=click.Choice(list(TASKS.names())))
     strategy: Optional[str] = setting(None, "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
-                            "asap, drnas, asng, random, rsws, reinforce, tpe (docs/sif.md); local (warm-started "
+                            "asap, drnas, asng, bayesnas, random, rsws, reinforce, tpe (docs/sif.md; pcdarts needs a CNN cell); local (warm-started "
                             "local search: train the default model, then try each one-row change, one epoch each from the "
                             "incumbent's weights, and keep the best that beats the incumbent by --margin on the whole "
                             "validation set; --epochs is its budget, about one epoch per candidate of each row per pass; "
@@ -246,7 +246,7 @@ class SIFOptions(RunOptions):
         check_settings(self)
         self.line_format()
         tensor.check_options(self)
-        STRATEGIES.get(self.get("strategy"))
+        check_domain(self.get("strategy"), "sif")  # pcdarts: a CNN cell's channels and edges only
         if self.margin is not None:
             check_margin(self.margin)
         if self.batch_size is not None:

@@ -1,6 +1,7 @@
 """The comparators of the NASP paper in the same framework: SNAS, random search with weight
-sharing (rsws) and ASNG. Each solves the feature-transform example and resumes exactly
-(tests/test_strategies.py, tests/test_resume_kills.py); here, what makes each the method it is."""
+sharing (rsws), ASNG, ASAP, DrNAS, BayesNAS (PC-DARTS, a CNN cell's: tests/cnn/test_pcdarts.py).
+Each solves the feature-transform example and resumes exactly (tests/test_strategies.py,
+tests/test_resume_kills.py); here, what makes each the method it is."""
 import copy
 
 import pytest
@@ -200,3 +201,94 @@ def test_tpe_proposals_depend_only_on_the_seed_and_the_finished_trials(monkeypat
                         if name == "optuna" else real_import(name, *a, **k))
     with pytest.raises(NaspError, match="needs Optuna: pip install optuna"):
         build_strategy("tpe", _problem(TinyNet()), epochs=2)
+
+
+def _useful_op_two(net):
+    """Only op 2 of the first edge can fit the data below: the others output zeros."""
+    with torch.no_grad():
+        for k in (0, 1):
+            net.ops1[k].weight.zero_()
+            net.ops1[k].bias.zero_()
+            net.ops1[k].weight.requires_grad_(False)
+            net.ops1[k].bias.requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    y = (nn.Linear(3, 1).double()(torch.tanh(x)).squeeze(-1) * 3).detach()
+    return x, y
+
+
+def _bayesnas_epochs(strategy, epochs, steps, batch, start=0):
+    for epoch in range(start, epochs):
+        strategy.begin_epoch(epoch)
+        for _ in range(steps):
+            strategy.step(batch, batch)
+        with strategy.evaluation():
+            score = float(_mse(strategy.network, batch))
+        strategy.end_epoch(epoch, {"valid_loss": score})
+
+
+def test_bayesnas_updates_the_ard_hyperparameters_prunes_and_ends_with_one_candidate_per_row():
+    """The switches start at 1/K with no penalty (omega 0: no data yet); each epoch end applies the
+    Laplace update to (gamma, omega) from the epoch's curvature and prunes small switches; the
+    last keeps one candidate per row, which is what the export reads and the evaluation runs."""
+    from nasp.strategies.bayesnas import LAMBDA, PRUNE
+
+    torch.manual_seed(0)
+    net = TinyNet()
+    strategy = build_strategy("bayesnas", _problem(net, arch_lr=0.05), epochs=4)
+    assert torch.allclose(net.alpha.detach(), torch.full((2, 3), 1 / 3, dtype=torch.float64))
+    assert all((o == 0).all() for o in strategy.omega) and strategy.describe() == {"alive": 6}
+    batch = _useful_op_two(net)
+    strategy.begin_epoch(0)
+    for _ in range(10):
+        strategy.step(batch, batch)
+    fisher, steps = strategy.fisher[0].clone(), strategy.fisher_steps
+    gamma, w = strategy.gamma[0].clone(), net.alpha.detach().abs().clone()
+    strategy.end_epoch(0, {"valid_loss": 1.0})
+    h = fisher / steps / LAMBDA  # the empirical Fisher of the epoch's architecture gradients, over lambda
+    c = 1 / (1 / gamma + h)
+    omega = (1 / gamma - c / gamma**2).sqrt()
+    alive = strategy.alive[0]
+    assert steps == 10 and (fisher[1] > 0).all() and (fisher[0, :2] == 0).all()  # ops 0, 1 of edge 1 output zeros
+    assert torch.allclose(strategy.cov[0], c)  # the Laplace posterior variance of every switch
+    # every candidate was alive at the update (it comes before the pruning)
+    assert torch.allclose(strategy.omega[0], omega) and torch.allclose(omega, torch.sqrt(h / (1 + gamma * h)))
+    assert torch.allclose(strategy.gamma[0], w / omega.clamp_min(1e-12))
+    assert strategy.fisher_steps == 0 and not strategy.fisher[0].any()
+    relevance = w / c.sqrt()  # the posterior mean in posterior standard deviations
+    assert torch.equal(alive, relevance >= PRUNE * relevance.amax(-1, keepdim=True))
+    assert (net.alpha.detach()[~alive] == 0).all()
+    alive_counts = [int(alive.sum())]
+    for epoch in range(1, 4):
+        _bayesnas_epochs(strategy, epoch + 1, 10, batch, start=epoch)
+        alive_counts.append(sum(int(m.sum()) for m in strategy.alive))
+    assert alive_counts == sorted(alive_counts, reverse=True) and alive_counts[-1] == 2  # one candidate per row
+    kept = [int(m.nonzero()[0, 0]) for m in strategy.alive[0]]
+    assert strategy.export() == kept and kept[0] == 2  # the useful op of edge 1 won
+    assert ((net.alpha.detach() != 0) == strategy.alive[0]).all()
+
+
+def test_bayesnas_resumes_to_the_uninterrupted_search():
+    """Its state (Adam of the switches, gamma, omega, the Fisher sums, the pruned candidates) goes
+    into the checkpoint: a search stopped after epoch 2 and loaded into a fresh strategy ends as
+    the uninterrupted one."""
+    def fresh():
+        torch.manual_seed(0)
+        net = TinyNet()
+        return net, build_strategy("bayesnas", _problem(net, arch_lr=0.05), epochs=4), _useful_op_two(net)
+
+    net, full, batch = fresh()
+    _bayesnas_epochs(full, 4, 6, batch)
+    net, first, batch = fresh()
+    _bayesnas_epochs(first, 2, 6, batch)
+    model, state = copy.deepcopy(net.state_dict()), copy.deepcopy(first.state_dict())
+    assert {"arch_optimizer", "alive", "gamma", "omega", "fisher", "fisher_steps"} <= set(state)
+    net2, resumed, _ = fresh()
+    net2.load_state_dict(model)
+    resumed.load_state_dict(state)
+    _bayesnas_epochs(resumed, 4, 6, batch, start=2)
+    assert resumed.export() == full.export()
+    for a, b in zip(net2.state_dict().values(), full.network.state_dict().values()):
+        assert torch.allclose(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.alive, full.alive))
+    assert all(torch.allclose(a, b) for a, b in zip(resumed.gamma, full.gamma))

@@ -12,10 +12,13 @@ from click.testing import CliRunner
 from nasp.cli import main
 from nasp.cnn.data import write_synthetic_cifar
 from nasp.runs import RunDir
+from nasp.strategies import search_strategy_names
 
-STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random", "local", "snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe"]
-COMPARATORS = ("snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe")
-"""Every domain resumes each of these in CI on SIF; on CNN and RNN they run with ``make test-all`` (marked slow)."""
+STRATEGIES = ["nasp", "no-auto", "darts", "darts2", "random", "local", "snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe",
+              "bayesnas", "pcdarts"]
+COMPARATORS = ("snas", "rsws", "asng", "asap", "drnas", "reinforce", "tpe", "bayesnas", "pcdarts")
+"""Every domain resumes each of these in CI on SIF; on CNN and RNN they run with ``make test-all`` (marked slow).
+pcdarts searches CNN cells only (``search_strategy_names(domain)``)."""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def _args(domain: str, command: str, data: dict, strategy: str = "nasp") -> list
                 "--batch-size", "128", "--history-refreshes", "2"]
     if domain == "cnn" and command == "search":
         return ["--data", data["cnn"], "--strategy", strategy, "--epochs", "3", "--layers", "1", "--channels", "2",
-                "--nodes", "1", "--batch-size", "8", "--subset", "16", "--candidates", "2", "--device", "cpu"]
+                "--nodes", "1", "--batch-size", "8", "--subset", "16", "--candidates", "2", "--device", "cpu",
+                *(["--partial-channels", "2"] if strategy == "pcdarts" else [])]
     if domain == "cnn":
         return ["--data", data["cnn"], "--genotype", "DARTS_V2", "--epochs", "3", "--layers", "1", "--channels", "4",
                 "--batch-size", "8", "--auxiliary-weight", "0", "--device", "cpu"]
@@ -92,7 +96,7 @@ def _kill_and_resume(domain: str, command: str, args: list, tmp_path: Path, monk
 
 @pytest.mark.parametrize("domain, strategy", [
     pytest.param(d, s, marks=pytest.mark.slow) if s in COMPARATORS and d != "sif" else (d, s)
-    for s in STRATEGIES for d in ("sif", "cnn", "rnn")])
+    for s in STRATEGIES for d in ("sif", "cnn", "rnn") if s in search_strategy_names(d)])
 def test_a_search_killed_in_the_middle_resumes_to_the_uninterrupted_result(domain, strategy, data, tmp_path, monkeypatch):
     _kill_and_resume(domain, "search", _args(domain, "search", data, strategy), tmp_path, monkeypatch)
 

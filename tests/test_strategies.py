@@ -97,7 +97,7 @@ def test_a_weight_step_differentiates_the_weights_only_and_leaves_the_rest_train
     assert net.alpha.requires_grad and net.ops2[0].weight.requires_grad  # restored on an error too
 
 
-@pytest.mark.parametrize("name", search_strategy_names())
+@pytest.mark.parametrize("name", search_strategy_names("core"))
 def test_every_search_strategy_solves_the_feature_transform_example(feature_transform, name):
     epochs = feature_transform.EPOCHS.get(name, 30)  # gdas: sampled paths need more arch steps
     candidates = 40 if "candidates" in STRATEGIES.get(name).reads else None
@@ -107,6 +107,9 @@ def test_every_search_strategy_solves_the_feature_transform_example(feature_tran
 
 def test_the_example_runs_every_search_strategy_and_only_those():
     assert set(search_strategy_names()) == set(STRATEGIES.names()) - {"fixed"}
+    # every one searches a network of your own but pcdarts, which needs a CNN cell's channels and edges
+    assert set(search_strategy_names("core")) == set(search_strategy_names()) - {"pcdarts"}
+    assert "pcdarts" in search_strategy_names("cnn") and "pcdarts" not in search_strategy_names("sif")
     assert {"nasp", "no-auto", "darts", "darts2", "random", "gdas"} <= set(search_strategy_names())
 
 
@@ -176,6 +179,7 @@ def test_nasp_rejects_a_warmup_that_leaves_no_search(warmup, epochs):
     ("random", {"warmup_epochs": "auto", "candidates": 2}, 0.0, ["warmup_epochs"]),
     ("nasp", {"candidates": 4, "warmup_epochs": 1}, 0.5, ["candidates"]),
     ("gdas", {}, 0.0, []),
+    ("bayesnas", {"candidates": 3, "warmup_epochs": 1}, 0.5, ["warmup_epochs", "candidates", "eta"]),
 ])
 def test_an_option_the_strategy_ignores_is_a_warning_through_its_capability_flags(name, options, eta, ignored, caplog):
     net = TinyNet()

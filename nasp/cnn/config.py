@@ -22,6 +22,7 @@ from ..distributed import check_shards
 from ..errors import NaspError
 from ..strategies import search_strategy_names
 from ..strategies.darts import UNROLLED, UNROLLED_HELP
+from ..strategies.pcdarts import PARTIAL_CHANNELS
 from . import defaults
 from .costs import NETWORKS
 from .data import ImageData, search_split
@@ -49,13 +50,26 @@ def check_sizes(batch_size: int, channels: int, layers: int, n_train: Optional[i
         raise NaspError(f"--batch-size {batch_size}: larger than the {n_train} examples of the {what} data")
 
 
+def check_partial_channels(k: Optional[int], channels: int) -> None:
+    """``--partial-channels K`` that cannot split the edges' channels raises ``NaspError``: K < 1,
+    or K not dividing ``--channels`` (the cells have C, 2C, 4C channels: K | C splits them all)."""
+    if k is None:
+        return
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise NaspError(f"--partial-channels {k!r}: must be an integer of at least 1 (1: every channel through the ops)")
+    if channels % k:
+        raise NaspError(f"--partial-channels {k}: must divide --channels {channels} (each edge sends channels / K of its "
+                        f"channels through its ops; with --strategy pcdarts K defaults to {PARTIAL_CHANNELS})")
+
+
 def _at_least_one(flag: str, value: int) -> None:
     if value < 1:
         raise NaspError(f"{flag} {value}: must be at least 1")
 
 
 _BUDGET = ("Every iterate and the exported cell fit it (nasp, no-auto, gdas: the projection; random: only cells "
-           "that fit are sampled; darts, darts2: the exported cell is the budgeted projection of the softmax weights). "
+           "that fit are sampled; darts, darts2: the exported cell is the budgeted projection of the softmax weights, "
+           "pcdarts: of those times the edge weights). "
            "K/M/G suffixes; one budget at a time; with --eta both apply (the budget hard, eta a soft size term inside it).")
 """What every hard budget of ``cnn search`` says of itself in ``--help`` (docs/cnn.md, "Budgets")."""
 
@@ -103,6 +117,11 @@ class CNNSearchConfig(CNNConfig):
         None, "nasp/no-auto only: first train the weights alone on random discrete cells for this many epochs ('auto': until "
         "the validation accuracy stops improving; default: 0).", type=WARMUP_EPOCHS)
     unrolled: Optional[str] = setting(None, UNROLLED_HELP, type=click.Choice(list(UNROLLED)))
+    partial_channels: Optional[int] = setting(
+        None, f"PC-DARTS' partial channel connections: each edge sends 1/K of its channels through its ops, the rest bypass "
+        f"them (a channel shuffle follows); K must divide --channels. Any strategy (default: {PARTIAL_CHANNELS} with pcdarts, the "
+        "paper's K on CIFAR-10; else 1: off). pcdarts also weights every edge (edge normalisation); pcdarts with 1: "
+        "edge normalisation alone.", type=click.IntRange(min=1), metavar="K")
     max_params: Optional[float] = setting(None, "Hard budget: parameters of the cost network (3.0M). " + _BUDGET, type=AMOUNT)
     max_madds: Optional[float] = setting(None, "Hard budget: multiply-adds of one image through the cost network (600M). "
                                          + _BUDGET, type=AMOUNT)
@@ -126,7 +145,10 @@ class CNNSearchConfig(CNNConfig):
         table = defaults.SEARCH.get(defaults.profile(data.name, data.kind))
         train = defaults.TRAIN.get(defaults.profile(data.name, data.kind))
         eval_table = {"eval_layers": train["layers"], "eval_channels": train["channels"]}
-        return cls.of({**opts, **defaults.resolve(opts, table), **defaults.resolve(opts, eval_table)})
+        # pcdarts: the paper's K; every other strategy: all channels through the ops (as before the option existed)
+        channels_table = {"partial_channels": PARTIAL_CHANNELS if opts.get("strategy") == "pcdarts" else 1}
+        return cls.of({**opts, **defaults.resolve(opts, table), **defaults.resolve(opts, eval_table),
+                       **defaults.resolve(opts, channels_table)})
 
     def target(self, data: ImageData) -> "CostNetwork":
         """The network whose costs the budget limits and the metrics record."""
@@ -157,7 +179,7 @@ class CNNSearchConfig(CNNConfig):
         from .spaces import SPACES
 
         SPACES.get(self.space)
-        check_search_strategy(self.strategy)
+        check_search_strategy(self.strategy, "cnn")
         _at_least_one("--epochs", self.epochs)
         _at_least_one("--nodes", self.nodes)
         if STRATEGIES.get(self.strategy).uses_warmup and self.warmup_epochs is not None:  # the others warn
@@ -165,6 +187,7 @@ class CNNSearchConfig(CNNConfig):
         if self.lr_min > self.lr:
             raise NaspError(f"--lr-min {self.lr_min:g}: larger than --lr {self.lr:g} (the schedule anneals from --lr down to it)")
         check_sizes(self.batch_size, self.channels, self.layers)
+        check_partial_channels(self.partial_channels, self.channels)
         w_idx, a_idx = self.split(data)
         check_sizes(self.batch_size, self.channels, self.layers, min(len(w_idx), len(a_idx)), "weight or architecture")
         if self.cost_network == "eval":

@@ -89,8 +89,12 @@ def _log_budget(c: CNNSearchConfig, budget: Any) -> None:
 
 
 def build_search_network(config: CNNSearchConfig, data: ImageData) -> CNNSearchNetwork:
+    """The supernet of ``config``: partial channels as ``--partial-channels`` says, edge
+    normalisation where the strategy needs it (pcdarts)."""
     return CNNSearchNetwork(config.space, channels=config.channels, layers=config.layers, num_classes=data.num_classes,
-                            in_channels=data.in_channels, steps=config.nodes, multiplier=config.nodes)
+                            in_channels=data.in_channels, steps=config.nodes, multiplier=config.nodes,
+                            partial_channels=config.partial_channels or 1,
+                            edge_normalization=STRATEGIES.get(config.strategy).edge_normalization)
 
 
 def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Optional[ImageData] = None) -> dict:
@@ -158,6 +162,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     return {
         "strategy": c.strategy,
         "space": c.space,
+        "partial_channels": c.partial_channels or 1,
         "data": data.name,
         "epochs": len(rows),
         "search_seconds": round(search_seconds, 3),

@@ -7,6 +7,18 @@ cell type per forward and ``mix`` once per edge, so NASP's weight step (``Mixing
 only the selected op of every kept edge and its architecture step (``Mixing.ACTIVE``) runs the
 other ops without autograd. A dropped edge contributes nothing; a node with no kept input is
 zeros of the right shape.
+
+Two options of PC-DARTS (Xu et al., ICLR 2020), off by default:
+
+* ``partial_channels=K``: partial channel connections. Each edge sends only the first ``C / K``
+  of its ``C`` input channels through its candidate ops (built ``C / K`` wide); the other
+  channels bypass them (max-pooled 2 x 2 on a stride-2 edge, so that the shapes agree) and are
+  concatenated after the ops' output, followed by a channel shuffle of ``K`` groups, so that the
+  next edge sends a different share through its ops.
+* ``edge_normalization=True``: one parameter per edge (``beta_normal`` / ``beta_reduce``, the
+  network's ``arch_extra_parameters()``), softmax-ed over the incoming edges of each node; every
+  edge's output is multiplied by its weight. ``edge_weights()`` gives those weights (PC-DARTS'
+  derivation ranks the edges by them times the op weights).
 """
 from __future__ import annotations
 
@@ -14,6 +26,7 @@ import functools
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import prox
@@ -29,29 +42,61 @@ def edges_per_node(steps: int) -> list[int]:
     return [2 + i for i in range(steps)]
 
 
-class SearchEdge(nn.Module):
-    """Every candidate op of one edge (pools followed by a non-affine batch norm)."""
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """The channels of ``x`` (N, C, H, W) regrouped: channel ``g * C / groups + j`` moves to
+    ``j * groups + g`` (ShuffleNet's shuffle, as PC-DARTS applies it after each edge)."""
+    if groups == 1:
+        return x
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
-    def __init__(self, op_names: Sequence[str], channels: int, stride: int) -> None:
+
+class SearchEdge(nn.Module):
+    """Every candidate op of one edge (pools followed by a non-affine batch norm).
+
+    With ``partial_channels`` K > 1 the ops are ``channels / K`` wide and see only the first
+    ``channels / K`` input channels; the rest bypass them (PC-DARTS: ``forward``)."""
+
+    def __init__(self, op_names: Sequence[str], channels: int, stride: int, partial_channels: int = 1) -> None:
         super().__init__()
+        if partial_channels < 1 or channels % partial_channels:
+            raise ValueError(f"partial_channels {partial_channels} must be at least 1 and divide the edge's {channels} channels")
+        self.stride, self.partial_channels = stride, partial_channels
+        width = channels // partial_channels
         ops = []
         for name in op_names:
             spec = OPS.get(name)
-            op = spec.build(channels, stride, False)
+            op = spec.build(width, stride, False)
             if spec.is_pool:
-                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(width, affine=False))
             ops.append(op)
         self.ops = nn.ModuleList(ops)
 
     def candidates(self, x: Tensor) -> list:
         return [functools.partial(op, x) for op in self.ops]
 
+    def forward(self, x: Tensor, p: MixPlan, row: int) -> Optional[Tensor]:
+        """The edge's mix of its candidates on ``x`` under plan ``p`` (None: a dropped edge).
+        With partial channels: the mix of the first ``C / K`` channels, the others (pooled on a
+        stride-2 edge) concatenated after it, the whole shuffled in ``K`` groups."""
+        k = self.partial_channels
+        if k == 1:
+            return mix(self.candidates(x), p, row)
+        width = x.shape[1] // k
+        out = mix(self.candidates(x[:, :width]), p, row)
+        if out is None:
+            return None
+        rest = x[:, width:]
+        if self.stride > 1:  # ceil_mode: ceil(H / 2), the stride-2 ops' output size
+            rest = F.max_pool2d(rest, 2, 2, ceil_mode=True)
+        return channel_shuffle(torch.cat([out, rest], dim=1), k)
+
 
 class SearchCell(nn.Module):
     """One cell of the supernet; reads its mixing from a ``MixPlan`` of its cell type."""
 
     def __init__(self, op_names: Sequence[str], steps: int, multiplier: int, c_pp: int, c_p: int, c: int,
-                 reduction: bool, reduction_prev: bool) -> None:
+                 reduction: bool, reduction_prev: bool, partial_channels: int = 1) -> None:
         super().__init__()
         self.reduction = reduction
         self.steps = steps
@@ -63,9 +108,10 @@ class SearchCell(nn.Module):
         for i in range(steps):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(SearchEdge(op_names, c, stride))
+                self.edges.append(SearchEdge(op_names, c, stride, partial_channels))
 
-    def forward(self, s0: Tensor, s1: Tensor, p: MixPlan) -> Tensor:
+    def forward(self, s0: Tensor, s1: Tensor, p: MixPlan, edge_weights: Optional[Tensor] = None) -> Tensor:
+        """``edge_weights`` (one per edge, PC-DARTS' edge normalisation): each edge's output times its weight."""
         states = [self.pre0(s0), self.pre1(s1)]
         b, _, h, w = states[1].shape
         node_shape = (b, self.channels, (h + 1) // 2, (w + 1) // 2) if self.reduction else (b, self.channels, h, w)
@@ -73,7 +119,9 @@ class SearchCell(nn.Module):
         for _ in range(self.steps):
             total: Optional[Tensor] = None
             for state in list(states):
-                out = mix(self.edges[row].candidates(state), p, row)
+                out = self.edges[row](state, p, row)
+                if out is not None and edge_weights is not None:
+                    out = edge_weights[row] * out
                 row += 1
                 if out is not None:
                     total = out if total is None else total + out
@@ -91,14 +139,19 @@ class CNNSearchNetwork(SearchNetwork):
         layers: number of cells (8 in the paper).
         num_classes, in_channels: of the data.
         steps: intermediate nodes per cell (4); ``multiplier`` of them are concatenated.
+        partial_channels: PC-DARTS' K: each edge's ops see 1/K of its channels (1: all, the default).
+        edge_normalization: PC-DARTS' per-edge weights (``beta_normal`` / ``beta_reduce``).
     """
 
     def __init__(self, space: Space | str = "darts", channels: int = 16, layers: int = 8, num_classes: int = 10,
                  in_channels: int = 3, steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
-                 init_noise: float = 1e-3) -> None:
+                 init_noise: float = 1e-3, partial_channels: int = 1, edge_normalization: bool = False) -> None:
         super().__init__()
         if channels < 1 or layers < 1:
             raise ValueError("channels and layers must be positive")
+        if partial_channels < 1 or channels % partial_channels:
+            raise ValueError(f"partial_channels {partial_channels} must be at least 1 and divide channels {channels}")
+        self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
         self.space = SPACES.get(space) if isinstance(space, str) else space
         self.channels, self.layers, self.steps, self.multiplier = channels, layers, steps, multiplier
         self.num_classes, self.in_channels = num_classes, in_channels
@@ -112,7 +165,8 @@ class CNNSearchNetwork(SearchNetwork):
             reduction = i in self.reduction_layers
             if reduction:
                 c_curr *= 2
-            self.cells.append(SearchCell(self.space.ops(reduction), steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev))
+            self.cells.append(SearchCell(self.space.ops(reduction), steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev,
+                                         partial_channels))
             reduction_prev = reduction
             c_pp, c_p = c_p, multiplier * c_curr
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -120,10 +174,27 @@ class CNNSearchNetwork(SearchNetwork):
         rows = sum(edges_per_node(steps))
         self.alpha_normal = nn.Parameter(0.5 + init_noise * torch.randn(rows, len(self.space.normal)))
         self.alpha_reduce = nn.Parameter(0.5 + init_noise * torch.randn(rows, len(self.space.reduce)))
+        if edge_normalization:  # PC-DARTS' initialisation: near 0, uniform weights over each node's inputs
+            self.beta_normal = nn.Parameter(init_noise * torch.randn(rows))
+            self.beta_reduce = nn.Parameter(init_noise * torch.randn(rows))
 
     # the SearchNetwork contract -------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha_normal, self.alpha_reduce]
+
+    def arch_extra_parameters(self) -> list[nn.Parameter]:
+        """The edge parameters of edge normalisation (none without it): searched with the
+        alphas, never projected."""
+        return [self.beta_normal, self.beta_reduce] if self.edge_normalization else []
+
+    def edge_weights(self, betas: Optional[Sequence[Tensor]] = None) -> Optional[list[Tensor]]:
+        """Per cell type (normal, reduce) the weight of every edge: the softmax of its beta over
+        the incoming edges of its node (None without edge normalisation)."""
+        if not self.edge_normalization:
+            return None
+        betas = self.arch_extra_parameters() if betas is None else betas
+        return [torch.cat([torch.softmax(beta[sl], dim=-1) for sl in prox.node_slices(edges_per_node(self.steps))])
+                for beta in betas]
 
     def discretizers(self) -> list[prox.CellProjection]:
         projection = prox.CellProjection(edges_per_node(self.steps), k=2)
@@ -131,9 +202,11 @@ class CNNSearchNetwork(SearchNetwork):
 
     def forward(self, x: Tensor) -> Tensor:
         plans = {False: plan(self.alpha_normal, self.mixing), True: plan(self.alpha_reduce, self.mixing)}
+        edges = self.edge_weights()
+        weights = {False: edges[0], True: edges[1]} if edges is not None else {False: None, True: None}
         s0 = s1 = self.stem(nchw(x))
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, plans[cell.reduction])
+            s0, s1 = s1, cell(s0, s1, plans[cell.reduction], weights[cell.reduction])
         return self.classifier(self.pool(s1).flatten(1))
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
@@ -168,11 +241,20 @@ class CNNSearchNetwork(SearchNetwork):
             out.append(value.to(self.alpha_normal.device))
         return out
 
+    def derive_weights(self, weights: Sequence[Tensor]) -> dict:
+        """DARTS' derivation rule on given op weights (rows x ops per cell type) instead of the
+        alphas' softmax: top-2 incoming edges per node by their largest weight, arg-max op on
+        each. PC-DARTS derives from softmax(alpha) times each edge's weight (``edge_weights``)."""
+        return self.genotype_of_weights(weights).to_json()
+
     def genotype(self, alphas: Optional[Sequence[Tensor]] = None) -> Genotype:
         alphas = list(alphas) if alphas is not None else [a.detach() for a in self.arch_parameters()]
+        return self.genotype_of_weights([torch.softmax(a.detach().float().cpu(), dim=-1) for a in alphas])
+
+    def genotype_of_weights(self, weights: Sequence[Tensor]) -> Genotype:
         cells = []
-        for alpha, names in zip(alphas, (self.space.normal, self.space.reduce)):
-            probs = torch.softmax(alpha.detach().float().cpu(), dim=-1)
+        for probs, names in zip(weights, (self.space.normal, self.space.reduce)):
+            probs = probs.detach().float().cpu()
             kept = prox.select_edges(probs.max(dim=-1).values, edges_per_node(self.steps), 2)
             best = probs.argmax(dim=-1).tolist()
             edges = []

@@ -39,7 +39,7 @@ class SearchConfig(RNNConfig):
     """Settings of an RNN search, each declared once (field = option; defaults: DARTS' recurrent
     search, batch 256, BPTT 35)."""
 
-    strategy: str = setting("nasp", f"Search method: {', '.join(search_strategy_names())}.")
+    strategy: str = setting("nasp", f"Search method: {', '.join(search_strategy_names('rnn'))}.")
     space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
     arch_lr: float = setting(3e-3, "Adam learning rate of the architecture.", type=LEARNING_RATE)
     arch_weight_decay: float = 1e-3
@@ -68,7 +68,7 @@ class SearchConfig(RNNConfig):
     def validate(self, corpus: Corpus) -> None:
         """Names, the warm-up and the batch sizes against ``corpus`` (``nasp.config``: called before
         the run directory exists)."""
-        check_search_strategy(self.strategy)
+        check_search_strategy(self.strategy, "rnn")
         if STRATEGIES.get(self.strategy).uses_warmup and self.warmup_epochs is not None:  # the others warn
             check_warmup(self.warmup_epochs, self.epochs)
         SPACES.get(self.space)

@@ -165,6 +165,15 @@ class Strategy(ABC):
     default_epochs: ClassVar[Optional[int]] = None
     #: set by a strategy that has nothing left to search: the run loop stops after this epoch
     finished: bool = False
+    #: the domains whose networks this strategy can search ("cnn", "rnn", "sif"; "core": a
+    #: network of your own, as in examples/feature_transform.py); None: every one. A command of
+    #: another domain refuses it by name (``check_search_strategy``), saying ``domain_note``
+    domains: ClassVar[Optional[frozenset[str]]] = None
+    #: why the strategy searches only ``domains`` (one sentence, for the refusal)
+    domain_note: ClassVar[str] = ""
+    #: whether the network must weight every edge of its cells by a learned edge weight
+    #: (PC-DARTS' edge normalisation): a domain that offers it builds its network with it
+    edge_normalization: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -298,7 +298,7 @@ def _weights_moved_outside_weight_steps(monkeypatch, tiny_ratings, **options) ->
     return sorted(moved)
 
 
-@pytest.mark.parametrize("strategy", ["nasp", "no-auto", "darts", "darts2", "gdas", "asap", "drnas", "rsws"])
+@pytest.mark.parametrize("strategy", ["nasp", "no-auto", "darts", "darts2", "gdas", "asap", "drnas", "rsws", "bayesnas"])
 @pytest.mark.parametrize("space", ["sif", "autocf"])
 def test_no_validation_row_trains_a_weight(monkeypatch, tiny_ratings, strategy, space):
     """Every strategy with an architecture step, both spaces: between two weight steps (on
