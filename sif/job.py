@@ -26,7 +26,7 @@ from .data import Splits
 from .engine import TrainSettings
 from .groundtruth import arch_key
 from .itemitem import ITEM_MODELS, ItemItemConfig
-from .joint import JointConfig, check_choices, parse_choices
+from .joint import JointConfig, check_choices, fixed_state, parse_choices
 from .lightgcn import DEFAULT_LAYERS, LightGCNConfig
 from .model import HISTORY_REFRESHES, ModelConfig
 from .options import SIFOptions, check_model_name
@@ -105,8 +105,10 @@ class Job:
         if searches(o) and not o.retrain:
             return {**summary, "seconds": round(time.perf_counter() - t0, 3)}
         init = None
-        if searches(o) and o.warm_start:
-            init = pipeline.chosen_op_state(run.load_checkpoint()["network"], SEARCH_SPACE, config.ops[0])
+        if searches(o) and o.get("warm_start"):
+            searched = run.load_checkpoint()["network"]
+            init = (fixed_state(searched, self._search_config(splits), config) if isinstance(config, JointConfig)
+                    else pipeline.chosen_op_state(searched, SEARCH_SPACE, config.ops[0]))
         net, trained = self._train_one(run, "retrain" if searches(o) else None, splits, config, device, mlp_state, init)
         if searches(o):
             net, trained, config, mlp_state, init, compared = self._against_baselines(run, splits, device, net, trained,
@@ -180,16 +182,20 @@ class Job:
             set_rng_state(run.load_checkpoint()["rng"])
             return read_json(run.file("search.json"))
         o = self.options
-        base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
-        if o.get("space") in JOINT_SPACES:
-            config = JointConfig.search_space(base, o.mlp, o.get("space"))
-        else:
-            config = ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
+        config = self._search_config(splits)
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),
                                             candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=o.margin,
                                             task=self.task, plots=self.plots)
         run.write_json("search.json", found)
         return found
+
+    def _search_config(self, splits: Splits) -> ModelConfig:
+        """The search network's config: the whole space of ``--space``."""
+        o = self.options
+        base = self._config(splits, SEARCH_SPACE[0], None, searched=True)
+        if o.get("space") in JOINT_SPACES:
+            return JointConfig.search_space(base, o.mlp, o.get("space"))
+        return ModelConfig.from_dict({**base.to_dict(), "ops": list(SEARCH_SPACE), "mlp": o.mlp})
 
     def _train_one(self, run: RunDir, name: Optional[str], splits: Splits, config: ModelConfig, device: torch.device,
                    mlp_state: Optional[dict], init_state: Optional[dict], stage: str = "") -> tuple[Any, dict]:

@@ -26,7 +26,7 @@ from nasp.errors import NaspError
 from .graph import GraphInputs, graph_candidates
 from .itemitem import ItemItemConfig, ItemItemNetwork
 from .lightgcn import NAME as LIGHTGCN, LightGCNConfig, LightGCNNetwork
-from .model import HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
+from .model import DATA_BUFFERS, HistoryEncoder, ModelConfig, SIFNetwork, table, with_choice
 from .space import (BROADCAST_ELEMENTS, FUNCTIONS, GRAPH_INPUTS, INPUTS, JOINT_SPACES, MLP_FORMS, PREDICTION_HEADS, SPACES,
                     VECTOR_OPS, check_mlp, inherit, item_chunks)
 
@@ -163,6 +163,43 @@ def config_from_dict(d: dict) -> ModelConfig:
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     return ModelConfig.from_dict(d)
+
+
+def fixed_state(search_state: dict, space: JointConfig, fixed: JointConfig) -> dict:
+    """The part of a search network's state (of ``space``) that the network of ``fixed`` (one
+    candidate per row) starts from when it retrains warm: the tables, biases and history
+    factors, and the chosen candidates' weights (functions, op, head, graph gates) renamed to
+    their place in the fixed network. Not the alphas, nor the buffers that describe the
+    training data (``DATA_BUFFERS``: the fixed network keeps its own)."""
+    index = {"user_functions": space.user_functions.index(fixed.user_functions[0]),
+             "item_functions": space.item_functions.index(fixed.item_functions[0]),
+             "ops": space.ops.index(fixed.ops[0])}
+    head = space.heads.index(fixed.heads[0])
+    gates = {f"graph.gates.{side}_{getattr(fixed, side + '_inputs')[0]}" for side in ("user", "item")}
+    histories = {f"{side}_history" for side in ("user", "item") if getattr(fixed, side + "_inputs")[0] in ("history", "both")}
+    out = {}
+    for key, value in search_state.items():
+        parts = key.split(".")
+        if parts[0] == "alphas" or key in DATA_BUFFERS or parts[0] in ("mlp_u", "mlp_v"):  # mlp_u: user_functions[k]
+            continue
+        if parts[0] in ("user_history", "item_history") and parts[0] not in histories:
+            continue
+        if parts[0] in index:
+            if int(parts[1]) != index[parts[0]]:
+                continue
+            parts[1] = "0"
+        elif parts[0] == "heads":
+            if int(parts[1]) != index["ops"] or int(parts[2]) != head:
+                continue
+            parts[1:3] = ["0", "0"]
+        elif parts[0] == "graph" and parts[1] == "gates" and key not in gates:
+            continue
+        out[".".join(parts)] = value
+    for side, alias in (("user", "mlp_u"), ("item", "mlp_v")):  # the fixed network's name of a chosen mlp too
+        if getattr(fixed, f"{side}_functions")[0] == "mlp":
+            prefix = f"{side}_functions.0."
+            out.update({alias + "." + k[len(prefix):]: v for k, v in list(out.items()) if k.startswith(prefix)})
+    return out
 
 
 def network_for(config: ModelConfig) -> SIFNetwork:

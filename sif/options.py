@@ -190,8 +190,11 @@ class SIFOptions(RunOptions):
     keep: str = setting("best", "The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
                         "The summary says which won and by how much (searched_margin).",
                         type=click.Choice(["best", "searched"]), commands=SEARCH)
-    warm_start: bool = setting(False, "Retrain from the searched weights of the chosen op, or from fresh embeddings as in the "
-                               "paper (more accurate: docs/results/sif.md).", secondary="--fresh", commands=SEARCH)
+    warm_start: Optional[bool] = setting(None, "Retrain from the searched weights of the chosen model, or from fresh "
+                                         "embeddings as in the paper [default: warm after --strategy local, whose "
+                                         "incumbent is a model trained on training data alone; else fresh: "
+                                         "docs/results/sif.md].", secondary="--fresh", commands=SEARCH,
+                                         derived=lambda o: o.get("strategy") == "local")
     max_epochs: int = setting(100, "Training epochs at most (after a search: of the retraining); early stopping on validation.",
                               type=click.IntRange(min=1))
     patience: int = setting(3, "Training stops after this many epochs without a better validation score.",
@@ -274,8 +277,6 @@ class SIFOptions(RunOptions):
             raise NaspError("--space applies to a search; --ifc, --arch and --choices name the model to train")
         if searches and self.ways == 2 and self.get("space") != "sif":
             given = [f"--{name}" for name in ("implicit", "head") if getattr(self, name) is not None]
-            if self.warm_start:
-                given.append("--warm-start")
             if given:
                 raise NaspError(f"{' and '.join(given)}: the {self.get('space')} space searches the input encodings and heads; "
                                 "leave them out (or use --space sif)")

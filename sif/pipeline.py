@@ -377,7 +377,8 @@ def train(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSetti
     net = build_network(splits, config, device, task)
     if init_state is not None:
         missing, unexpected = net.load_state_dict(init_state, strict=False)
-        if unexpected or set(missing) - {"alpha", *DATA_BUFFERS}:
+        architecture = {name for name, p in net.named_parameters() if any(p is a for a in net.arch_parameters())}
+        if unexpected or set(missing) - {*architecture, *DATA_BUFFERS}:
             raise NaspError(f"searched weights do not fit the retrained network (missing {missing}, unexpected {unexpected})")
     for side, mlp in (("user", net.mlp_u), ("item", net.mlp_v)):
         if mlp_state is not None and mlp is not None and side in mlp_state:

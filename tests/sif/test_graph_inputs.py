@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from nasp.cli import main
 from sif import SIF
 from sif.graph import CANDIDATE_TERMS, GraphInputs, item_item_operator
-from sif.joint import FUNCTION_PRESERVING, JointConfig, JointNetwork
-from sif.model import PendingHistory
+from nasp.mixing import SinglePath
+from sif.joint import FUNCTION_PRESERVING, JointConfig, JointNetwork, fixed_state
+from sif.model import DATA_BUFFERS, PendingHistory
 from sif.space import GRAPH_INPUTS, SPACES
 
 #: 4 users, 5 items: a pair given twice, user 3 and item 4 without edges
@@ -211,3 +212,41 @@ def test_the_cli_searches_the_space_and_refuses_a_candidate_of_the_wrong_side(tm
                                "--out", str(tmp_path / "bad")])
     assert bad.exit_code != 0 and "unknown item input 'itemitem'" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad" / "summary.json").exists()
+
+
+def test_the_search_state_maps_onto_the_fixed_network_of_its_choices():
+    space = JointConfig.search_space(JointConfig(NU, NI, dim=3), "residual", "autocf-graph")
+    torch.manual_seed(4)
+    searched = JointNetwork(space)
+    searched.set_history(USERS, ITEMS)
+    with torch.no_grad():
+        for p in searched.parameters():
+            p.normal_()
+    choices = {"user_input": "graph2", "item_input": "history", "user_function": "mlp", "item_function": "tanh",
+               "op": "weighted", "head": "free"}
+    fixed = space.fixed(choices)
+    net = JointNetwork(fixed)
+    net.set_history(USERS, ITEMS)
+    state = fixed_state(searched.state_dict(), space, fixed)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("alphas.") or k in DATA_BUFFERS for k in missing)
+    # the fixed network computes what the search network does on its one-hot architecture
+    searched.set_architecture([torch.tensor([[float(n == choices[row]) for n in names]])
+                               for row, names in space.rows().items()])
+    users, items = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 1, 0, 2])
+    searched.eval(), net.eval()
+    with torch.no_grad(), searched.using(SinglePath()):
+        assert torch.allclose(net(users, items), searched(users, items), atol=1e-5)
+
+
+def test_the_local_search_retrains_warm_by_default_and_fresh_on_request(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = {(int(u), int(i)) for u, i in zip(rng.integers(1, 31, 600), rng.integers(1, 41, 600))}
+    data = tmp_path / "u.data"
+    data.write_text("".join(f"{u}\t{i}\t1\t{880000000 + k}\n" for k, (u, i) in enumerate(sorted(rows))))
+    common = dict(task="ranking", space="autocf-graph", epochs=2, max_epochs=1, dim=8, baselines="none", seed=0, verbose=False)
+    warm = SIF(strategy="local", **common).fit(data).summary_
+    fresh = SIF(strategy="local", warm_start=False, **common).fit(data).summary_
+    assert warm["choices"] == fresh["choices"]
+    # one retraining epoch from the incumbent's weights validates as the incumbent trained one more epoch, not as a fresh start
+    assert warm["valid_ndcg@10"] > fresh["valid_ndcg@10"]

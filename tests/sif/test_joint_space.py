@@ -160,7 +160,7 @@ def test_cli_search_train_arch_and_recommend_in_the_larger_space(tiny_ratings, t
 
 
 def test_cli_refuses_what_the_larger_space_searches(tiny_ratings, tmp_path):
-    for extra in (["--no-implicit"], ["--head", "ball"], ["--warm-start"]):
+    for extra in (["--no-implicit"], ["--head", "ball"]):
         r = _invoke("sif", "search", "--space", "autocf", "--data", tiny_ratings, *extra, "--out", tmp_path / "x")
         assert r.exit_code != 0 and "autocf space searches" in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "x").exists()
