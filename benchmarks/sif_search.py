@@ -40,6 +40,11 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
     return model.summary_, time.perf_counter() - t0
 
 
+#: a row's name -> the options of its search (beyond ``space="autocf"``); "local-fresh": the local
+#: search retrained from fresh embeddings (its default before the warm retraining)
+VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False}}
+
+
 def place(truth: GroundTruth, task: str, choices: dict) -> dict:
     """The found architecture's rank, percentile and regret (validation and test), if measured."""
     out: dict = {"arch": arch_key(choices)}
@@ -58,7 +63,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--tasks", nargs="+", default=["rating", "ranking"], choices=list(TASK_METRICS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--strategies", nargs="+", default=["local", "nasp", "random"])
+    ap.add_argument("--strategies", nargs="+", default=["local", "nasp", "random"],
+                    help=f"search strategies, or the variants {', '.join(VARIANTS)}")
     ap.add_argument("--epochs", type=int, default=30, help="search epochs (local search stops earlier when no row improves)")
     ap.add_argument("--candidates", type=int, default=10, help="random search's candidates")
     ap.add_argument("--truth", default=str(ROOT / "benchmarks" / "results" / "sif_bench.jsonl"))
@@ -81,7 +87,8 @@ def main() -> None:
                 if (task, seed, strategy) in done:
                     continue
                 options = {"candidates": args.candidates} if strategy == "random" else {}
-                summary, seconds = fit(task, seed, args.data, args.quick, space="autocf", strategy=strategy, baselines="none",
+                options.update(VARIANTS.get(strategy, {"strategy": strategy}))
+                summary, seconds = fit(task, seed, args.data, args.quick, space="autocf", baselines="none",
                                        keep="searched", epochs=args.epochs, **options)
                 choices = summary.get("choices") or {}
                 row = {"task": task, "seed": seed, "strategy": strategy, "choices": choices,
