@@ -105,3 +105,11 @@ def test_a_search_killed_in_the_middle_resumes_to_the_uninterrupted_result(domai
 def test_a_training_killed_in_the_middle_resumes_to_the_uninterrupted_result(domain, data, tmp_path, monkeypatch):
     _kill_and_resume(domain, "train", _args(domain, "train", data), tmp_path, monkeypatch)
 
+
+
+@pytest.mark.parametrize("strategy", ["local", "nasp"])
+def test_a_search_of_the_graph_space_killed_in_the_middle_resumes_to_the_uninterrupted_result(strategy, data, tmp_path,
+                                                                                              monkeypatch):
+    """The graph inputs' cached terms and pending gradient (``sif.graph``) are checkpointed too."""
+    args = _args("sif", "search", data, strategy) + ["--space", "autocf-graph"]
+    _kill_and_resume("sif", "search", args, tmp_path, monkeypatch)
