@@ -45,7 +45,7 @@ RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
+    return list(dict.fromkeys([*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]))
 
 
 def check_model_name(name: str) -> str:
@@ -83,7 +83,9 @@ class SIFOptions(RunOptions):
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "
                                  "BPR-MF when ranking; gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an "
                                  "item-item model in closed form (ease = EASE^R, itemknn = cosine ItemKNN; ranking only), or "
-                                 "lightgcn = LightGCN (graph-propagated embeddings, BPR, Adam; ranking only; --gcn-layers).",
+                                 "lightgcn = LightGCN (graph-propagated embeddings, BPR, Adam; ranking only; --gcn-layers). "
+                                 "With --ways 3: cp, distmult (first and third columns of one kind: ranking only), complex, "
+                                 "tucker, mlp (an MLP over the three embeddings).",
                                  type=click.Choice(model_names()), commands=TRAIN)
     arch: Optional[Union[str, Path]] = setting(None, "arch.json (or a search run directory) to retrain.",
                                                type=click.Path(path_type=Path), commands=TRAIN)
@@ -92,8 +94,10 @@ class SIFOptions(RunOptions):
                                      "op, head), the --baselines syntax; the summary's choices name the whole model.",
                                      type=click.STRING, metavar="ROW=NAME[+ROW=NAME...]", commands=TRAIN)
     # data ----------------------------------------------------------------------------------------
-    ways: int = setting(2, "Id columns of the data: 2 (user, item) or 3 (head, relation, tail; optionally a value; --task "
-                        "ranking: filtered MRR and Hits@1/3/10 of knowledge-graph completion; docs/sif.md 'Three-way data').",
+    ways: int = setting(2, "Id columns of the data: 2 (user, item) or 3: three ids and optionally a value, e.g. a knowledge "
+                        "graph's head, relation, tail (--task ranking: filtered MRR and Hits@1/3/10 of knowledge-graph "
+                        "completion) or user, item, context, rating (--task rating: RMSE; also RecBole .inter files with three "
+                        ":token columns and rating:float); docs/sif.md 'Three-way data'.",
                         type=click.INT)
     split: Optional[str] = setting(None, "global: random over all rows; random: per user, RecBole's ratio split; temporal: per "
                                    "user by timestamp, newest to test.", type=click.Choice(list(SPLITS.names())),
@@ -153,7 +157,9 @@ class SIFOptions(RunOptions):
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
     epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
-                                    f"{STRATEGIES.get('local').default_epochs}].", type=click.IntRange(min=1), commands=SEARCH)
+                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: its "
+                                    f"warm-up and one epoch for each of the {len(tensor.SPACE)} compositions].",
+                                    type=click.IntRange(min=1), commands=SEARCH)
     batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}.", type=click.IntRange(min=1),
                                         by_task={"rating": 512, "ranking": 512})
     lr: Optional[float] = setting(None, "Adagrad learning rate of embeddings, biases, heads; lightgcn: Adam's "
@@ -210,6 +216,8 @@ class SIFOptions(RunOptions):
         if value is None and name == "space":
             return "autocf" if self.get("strategy") == "local" else "sif"
         if value is None and name == "epochs":
+            if self.ways == 3 and self.get("strategy") == "local":
+                return tensor.LOCAL_EPOCHS
             return STRATEGIES.get(self.get("strategy")).default_epochs or DEFAULT_EPOCHS
         return task_default(type(self), name, self.task) if value is None else value
 
