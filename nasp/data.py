@@ -242,13 +242,15 @@ def checksum(path: Path, algorithm: str = "sha256") -> str:
 
 
 def data_files(spec: object, data_dir: Optional[os.PathLike | str] = None) -> list[Path]:
-    """What ``--data spec`` reads: the file or folder given, else a known data set's files (when
-    present), else nothing (a data set that ships with a library, such as digits)."""
+    """What ``--data spec`` reads: the file or folder given, else a known or prepared data set's
+    files (when present), else nothing (a data set that ships with a library, such as digits)."""
     path = Path(str(spec)).expanduser()
     if path.exists():
         return [path]
     if str(spec) in DATASETS and is_present(str(spec), data_dir):
         return [dataset_path(str(spec), data_dir) / f for f in DATASETS.get(str(spec)).files]
+    if str(spec) in PREPARED and prepared_path(str(spec), data_dir).is_file():
+        return [prepared_path(str(spec), data_dir)]
     return []
 
 

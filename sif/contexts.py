@@ -27,7 +27,7 @@ HEADER = ("user_id:token", "item_id:token", "context:token", "rating:float")
 
 def day_of_week(seconds: np.ndarray) -> np.ndarray:
     """``Mon`` ... ``Sun`` of Unix timestamps (UTC)."""
-    return np.array(DAYS, dtype=object)[pd.to_datetime(seconds, unit="s", utc=True).dayofweek.to_numpy()]
+    return np.array(DAYS, dtype=object)[pd.to_datetime(seconds, unit="s", utc=True).day_of_week.to_numpy()]
 
 
 def hour_bucket(seconds: np.ndarray) -> np.ndarray:
