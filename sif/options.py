@@ -160,15 +160,19 @@ class SIFOptions(RunOptions):
                                     f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: its "
                                     f"warm-up and one epoch for each of the {len(tensor.SPACE)} compositions].",
                                     type=click.IntRange(min=1), commands=SEARCH)
-    batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}.", type=click.IntRange(min=1),
+    batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}; --ways 3 --task ranking: "
+                                        f"{tensor.TensorSettings.batch_size} queries.", type=click.IntRange(min=1),
                                         by_task={"rating": 512, "ranking": 512})
     lr: Optional[float] = setting(None, "Adagrad learning rate of embeddings, biases, heads; lightgcn: Adam's "
-                                  f"(default {LIGHTGCN['lr']:g}).", type=LEARNING_RATE, by_task={"rating": 0.1, "ranking": 0.1})
+                                  f"(default {LIGHTGCN['lr']:g}); --ways 3 --task ranking: Adam's (default "
+                                  f"{tensor.TensorSettings.lr:g}).", type=LEARNING_RATE, by_task={"rating": 0.1, "ranking": 0.1})
     reg: Optional[float] = setting(None, f"L2 weight on each row's embeddings and biases; lightgcn: {LIGHTGCN['reg']:g}, on the "
-                                   "rows' layer-0 embeddings.", type=WEIGHT, by_task={"rating": 0.0125, "ranking": 1e-3})
+                                   "rows' layer-0 embeddings; --ways 3 --task ranking: Adam's weight decay (default "
+                                   f"{tensor.TensorSettings.reg:g}).", type=WEIGHT, by_task={"rating": 0.0125, "ranking": 1e-3})
     implicit_reg: Optional[float] = setting(None, "L2 weight on each row's implicit item factor (with --implicit).", type=WEIGHT,
                                             by_task={"rating": 0.1, "ranking": 1e-4})
-    arch_lr: Optional[float] = setting(None, "Adam learning rate of alpha (and, with --mlp-on-valid, the element-wise MLPs).",
+    arch_lr: Optional[float] = setting(None, "Adam learning rate of alpha (and, with --mlp-on-valid, the element-wise MLPs); "
+                                       f"--ways 3: default {tensor.TensorSettings.arch_lr:g}.",
                                        type=LEARNING_RATE, commands=SEARCH, by_task={"rating": 3e-4, "ranking": 1e-3})
     mlp_on_valid: bool = setting(False, "Train the element-wise MLPs with the architecture on validation batches, as the paper "
                                  "does (validation data then enter these weights and the searched model's validation score "

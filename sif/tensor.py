@@ -1,9 +1,13 @@
-"""Three-way (tensor) SIF: knowledge-graph style triples ``(a, b, c)`` = ``(head, relation, tail)``.
+"""Three-way (tensor) SIF: rows of three ids ``(a, b, c)``, a knowledge graph's ``(head,
+relation, tail)`` or ``(user, item, context)`` with a rating.
 
-* **Data** (``read_triples``, ``load``): files with three id columns and optionally a value;
-  given ``valid``/``test`` files or a random split. Head and tail share one entity id space (the
-  first and third columns are the same kind of thing, as in a knowledge graph).
-* **Task**: the knowledge-graph completion protocol. Training is 1-N scoring with binary
+* **Data** (``read_rows``, ``load``): files with three id columns and optionally a value
+  (plain, or RecBole atomic files with three ``:token`` columns and ``rating:float``); given
+  ``valid``/``test`` files or a random split. Ranking: head and tail share one entity id space
+  (the first and third columns are the same kind of thing, as in a knowledge graph). Rating:
+  each column has its own ids. ``nasp data prepare ml-100k-dow`` makes such a file from
+  MovieLens-100K (``sif/contexts.py``).
+* **Ranking task**: the knowledge-graph completion protocol. Training is 1-N scoring with binary
   cross-entropy (Dettmers et al., ConvE, AAAI 2018; TuckER): a query (head, relation) is scored
   against every entity as a tail, its targets the tails training knows for it; likewise
   (relation, tail) against every entity as a head. Evaluation ranks the true tail given
@@ -11,10 +15,15 @@
   every other entity that forms a known triple of train, valid or test ("filtered"); MRR and
   Hits@1/3/10 are averaged over both directions. A tie counts half (the mean of the optimistic
   and the pessimistic rank).
-* **Models**: the baselines CP (separate head and tail tables), DistMult (one entity table),
-  ComplEx and TuckER (``BASELINES``), and the searched space (``Compositions``): three embeddings
-  composed as ``w . op2(op1(x, y), z)`` over every pairing, one row of alphas mixed by the core's
-  rules, so every strategy of the core searches it.
+* **Rating task**: the value of each row predicted as the global mean, a bias per id of each
+  column and the model's interaction score, trained by squared error with per-row L2 and
+  Adagrad as the two-way rating models are; RMSE and MAE, predictions clipped to the training
+  range.
+* **Models**: the baselines CP (separate head and tail tables), DistMult (one entity table:
+  ranking only), ComplEx, TuckER and an MLP over the three embeddings (``BASELINES``), and the
+  searched space (``CompositionNetwork``): three embeddings composed as ``w . op2(op1(x, y), z)``
+  over every pairing, one row of alphas mixed by the core's rules, so every strategy of the
+  core searches it.
 """
 from __future__ import annotations
 
