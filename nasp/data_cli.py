@@ -11,7 +11,7 @@ from .data import BUNDLED, DATASETS, PREPARED, data_root, dataset_path, fetch, i
 
 @click.group()
 def data() -> None:
-    """Known data sets: where they live and how to get them."""
+    """Known data sets: where they live and how to get (or prepare) them."""
 
 
 @data.command("list")
