@@ -422,6 +422,44 @@ def sif_planted(*docs: dict) -> list[str]:
     return table(["planted choice"] + [f"`{n}` recovered" for n in names] + ["chance"], body)
 
 
+TENSOR_LABELS = {
+    "search (local)": "`search` (local, the default; 60 epochs)",
+    "search (nasp)": "`search --strategy nasp` (10 epochs)",
+    "cp": "`train --ifc cp`",
+    "complex": "`train --ifc complex`",
+    "tucker": "`train --ifc tucker`",
+    "mlp": "`train --ifc mlp`",
+    "2-way biased MF, no context": "two-way biased MF on the same rows, no context (`--ifc multiply --no-implicit --no-refit`)",
+}
+
+
+def sif_tensor_rating(d: dict) -> list[str]:
+    """Per model over the seeds: valid and test RMSE (mean ± std), test MAE, seconds, and what
+    each search chose."""
+    import statistics
+
+    def mean_std(values: list[float]) -> tuple[float, float | None]:
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+    models = list(dict.fromkeys(r["model"] for r in d["runs"]))
+    stats = {}
+    for m in models:
+        runs = [r for r in d["runs"] if r["model"] == m]
+        stats[m] = {key: mean_std([r[key] for r in runs]) for key in ("valid_rmse", "test_rmse", "test_mae", "seconds")}
+        chosen = {}
+        for r in runs:
+            chosen[r["interaction"]] = chosen.get(r["interaction"], 0) + 1
+        stats[m]["chosen"] = ", ".join(f"`{k}` x{v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])) \
+            if m.startswith("search") else ""
+        stats[m]["seeds"] = len(runs)
+    top = {key: best([stats[m][key][0] for m in models], False) for key in ("valid_rmse", "test_rmse", "test_mae")}
+    body = [[TENSOR_LABELS.get(m, m), str(stats[m]["seeds"])]
+            + [bold(pm(*stats[m][key]), stats[m][key][0] == top[key]) for key in ("valid_rmse", "test_rmse")]
+            + [bold(num(stats[m]["test_mae"][0], 4), stats[m]["test_mae"][0] == top["test_mae"]),
+               seconds(stats[m]["seconds"][0]), stats[m]["chosen"]] for m in models]
+    return table(["model", "seeds", "valid RMSE", "test RMSE", "test MAE", "seconds", "chosen"], body)
+
+
 @dataclass(frozen=True)
 class Table:
     sources: tuple[str, ...]  # file names in benchmarks/results/
@@ -439,6 +477,7 @@ TABLES: dict[str, Table] = {
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),
     "sif_throughput": Table(("sif_throughput_s11.json",), sif_throughput),
     "sif_full_ranking_speed": Table(("sif_full_ranking_speed.json",), sif_full_ranking_speed),
+    "sif_tensor_rating": Table(("sif_tensor_ml100k_dow.json",), sif_tensor_rating),
     "ddp_scaling_sif": Table(("ddp_scaling_sif.json", "ddp_scaling_sif_1m.json"), ddp_scaling_sif),
     "cnn_search_speed": Table(("cnn_search_speed_paper_shape.json",), cnn_search_speed),
     "cnn_digits_accuracy": Table(tuple(f"cnn_digits_accuracy_export_seed{s}.json" for s in range(4)), cnn_digits_accuracy),

@@ -138,7 +138,7 @@ def main() -> None:
       sif   search the interaction function of collaborative filtering (MovieLens, ...)
       cnn   search image cells (DARTS / NASP spaces) and retrain them (CIFAR-10, ImageNet, digits)
       rnn   search and retrain a recurrent cell for language modelling (Penn Treebank)
-      data  list the known data sets and fetch them into the data root
+      data  list the known data sets, fetch them into the data root, prepare derived ones
 
     Commands that train log one line per epoch to stderr (-q: warnings only, -v: debug too);
     -v and -q work before or after the subcommand.

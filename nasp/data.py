@@ -6,7 +6,8 @@ clone (whatever the working directory; ``make setup`` links a sibling ``../share
 there, so the commands and the Makefile find the same files), else a per-user cache,
 ``${XDG_CACHE_HOME:-~/.cache}/nasp/datasets``.
 Domains register their data sets in ``DATASETS``; data sets that ship with a library (nothing
-to place or download) in ``BUNDLED``, so that ``nasp data list`` shows them too.
+to place or download) in ``BUNDLED``, so that ``nasp data list`` shows them too; data sets made
+from a known one on the user's machine (``nasp data prepare``) in ``PREPARED``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from .errors import NaspError
 from .registry import Registry
@@ -73,6 +74,56 @@ def register_dataset(ds: KnownDataset) -> KnownDataset:
 def register_bundled(ds: BundledDataset) -> BundledDataset:
     BUNDLED.register(ds.name)(ds)
     return ds
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A data set made on this machine from a known one (``nasp data prepare NAME``), never
+    downloaded or shipped: ``make(source_file, out_file)`` writes ``folder/file`` under the data
+    root from the first file of the known data set ``source`` and returns the rows written."""
+
+    name: str
+    source: str
+    folder: str
+    file: str
+    description: str
+    make: Callable[[Path, Path], int]
+
+
+PREPARED: Registry = Registry("prepared data set")
+
+
+def register_prepared(ds: PreparedDataset) -> PreparedDataset:
+    PREPARED.register(ds.name)(ds)
+    return ds
+
+
+def prepared_path(name: str, data_dir: Optional[os.PathLike | str] = None, must_exist: bool = False) -> Path:
+    """The file of prepared data set ``name`` under the data root; ``must_exist``: one clear
+    error saying how to make it when it is not there."""
+    ds = PREPARED.get(name)
+    path = data_root(data_dir) / ds.folder / ds.file
+    if must_exist and not path.is_file():
+        raise NaspError(f"{name}: not prepared under {data_root(data_dir)}; run 'nasp data prepare {name}' "
+                        f"(it reads {ds.source}) or pass --data PATH")
+    return path
+
+
+def prepare(name: str, data_dir: Optional[os.PathLike | str] = None, source: Optional[os.PathLike | str] = None,
+            out: Optional[os.PathLike | str] = None) -> tuple[Path, int]:
+    """Make prepared data set ``name`` from ``source`` (a file; default: the known source data
+    set under the data root, fetched as ``--data NAME`` would) into ``out`` (default: its place
+    under the data root, ``prepared_path``). Returns the file written and its row count."""
+    ds = PREPARED.get(name)
+    src = Path(source).expanduser() if source is not None else fetch(ds.source, data_dir) / DATASETS.get(ds.source).files[0]
+    if not src.exists():
+        raise NaspError(f"{src}: no such file")
+    target = Path(out).expanduser() if out is not None else prepared_path(name, data_dir)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NaspError(f"{target.parent}: cannot create ({exc.strerror or exc})") from None
+    return target, ds.make(src, target)
 
 
 # the CNN domain reads it with scikit-learn's load_digits (nasp/cnn/data.py)
@@ -191,13 +242,15 @@ def checksum(path: Path, algorithm: str = "sha256") -> str:
 
 
 def data_files(spec: object, data_dir: Optional[os.PathLike | str] = None) -> list[Path]:
-    """What ``--data spec`` reads: the file or folder given, else a known data set's files (when
-    present), else nothing (a data set that ships with a library, such as digits)."""
+    """What ``--data spec`` reads: the file or folder given, else a known or prepared data set's
+    files (when present), else nothing (a data set that ships with a library, such as digits)."""
     path = Path(str(spec)).expanduser()
     if path.exists():
         return [path]
     if str(spec) in DATASETS and is_present(str(spec), data_dir):
         return [dataset_path(str(spec), data_dir) / f for f in DATASETS.get(str(spec)).files]
+    if str(spec) in PREPARED and prepared_path(str(spec), data_dir).is_file():
+        return [prepared_path(str(spec), data_dir)]
     return []
 
 

@@ -136,7 +136,10 @@ def train(**opts) -> None:
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per user, one a line.")
 @click.option("--ways", type=int, default=2, show_default=True, help="3: a model of three-way data (give --pair).")
-@click.option("--pair", default=None, metavar="HEAD,RELATION", help="--ways 3: the top tails (third-column ids) of this pair.")
+@click.option("--pair", default=None, metavar="HEAD,RELATION",
+              help="--ways 3: the top third-column ids of this pair of first- and second-column ids, those known with it left "
+                   "out: a knowledge graph's tails of (head, relation) by score, or (--task rating models) the contexts of "
+                   "(user, item) by predicted rating.")
 def recommend(model_dir: Path, user: Optional[str], users_from: Optional[str], k: int, fallback: str, device: str,
               as_json: bool, ways: int, pair: Optional[str]) -> None:
     """Top-K items a user has not interacted with, by predicted rating (rating task) or score (ranking).

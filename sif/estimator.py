@@ -98,7 +98,8 @@ class SIF:
         self._arch_in()
         o = self.options
         if o.ways == 3:
-            self._loaded = (tensor.load(data, valid_data, test_data, o.valid_ratio, o.test_ratio, o.seed, o.sep), Path(str(data)))
+            self._loaded = (tensor.load(data, valid_data, test_data, o.get("valid_ratio"), o.get("test_ratio"), o.seed, o.sep,
+                                        self.task.name, o.data_dir), Path(str(data)))
             return self._loaded
         opts = pipeline.DataOptions(_source(data), _source(test_data), o.data_dir, o.get("test_ratio"), o.get("valid_ratio"),
                                     o.seed, _source(valid_data), o.get("split"), o.line_format())
@@ -293,7 +294,7 @@ class SIF:
         model_file = path / pipeline.MODEL_FILE if path.is_dir() else path
         folder = model_file.parent
         if tensor.is_triple_model(model_file):
-            est = cls(task="ranking", ways=3)
+            est = cls(task=tensor.saved_task(model_file), ways=3)
             est._model = tensor.TripleRecommender(model_file)
         else:
             recommender = pipeline.Recommender(model_file, resolve_device(device))

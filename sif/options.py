@@ -34,9 +34,19 @@ from .splits import SPLITS, check_folds
 from .tasks import TASKS, RankingTask
 
 SEARCH, TRAIN = ("search",), ("train",)
+
 DEFAULT_EPOCHS = 10
 """Search epochs of a strategy without a default of its own (``Strategy.default_epochs``)."""
 LIGHTGCN = LightGCNConfig.defaults  # LightGCN's own defaults of lr, reg, batch_size
+
+
+def search_epochs(o: "SIFOptions") -> int:
+    """The default search epochs: the strategy's own (three-way local search: one epoch per
+    composition, ``tensor.LOCAL_EPOCHS``), else ``DEFAULT_EPOCHS``."""
+    if o.ways == 3 and o.get("strategy") == "local":
+        return tensor.LOCAL_EPOCHS
+    return STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS
+
 
 #: the fixed models that only rank, and why (``--task rating`` refuses them)
 RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name in ITEM_MODELS.names()},
@@ -45,7 +55,7 @@ RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name
 
 def model_names() -> list[str]:
     """Every fixed model ``--ifc`` and ``--baselines`` name: interaction functions, item-item models, LightGCN."""
-    return [*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]
+    return list(dict.fromkeys([*INTERACTION_FUNCTIONS.names(), *ITEM_MODELS.names(), lightgcn.NAME, *tensor.BASELINES]))
 
 
 def check_model_name(name: str) -> str:
@@ -85,7 +95,9 @@ class SIFOptions(RunOptions):
     ifc: Optional[str] = setting(None, "A fixed interaction function instead (multiply = SVD++, or biased MF with --no-implicit, "
                                  "BPR-MF when ranking; gmf; mlp = NCF tower; neumf; pop = popularity, ranking only), or an "
                                  "item-item model in closed form (ease = EASE^R, itemknn = cosine ItemKNN; ranking only), or "
-                                 "lightgcn = LightGCN (graph-propagated embeddings, BPR, Adam; ranking only; --gcn-layers).",
+                                 "lightgcn = LightGCN (graph-propagated embeddings, BPR, Adam; ranking only; --gcn-layers). "
+                                 "With --ways 3: cp, distmult (first and third columns of one kind: ranking only), complex, "
+                                 "tucker, mlp (an MLP over the three embeddings).",
                                  type=click.Choice(model_names()), commands=TRAIN)
     arch: Optional[Union[str, Path]] = setting(None, "arch.json (or a search run directory) to retrain.",
                                                type=click.Path(path_type=Path), commands=TRAIN)
@@ -94,8 +106,10 @@ class SIFOptions(RunOptions):
                                      "op, head), the --baselines syntax; the summary's choices name the whole model.",
                                      type=click.STRING, metavar="ROW=NAME[+ROW=NAME...]", commands=TRAIN)
     # data ----------------------------------------------------------------------------------------
-    ways: int = setting(2, "Id columns of the data: 2 (user, item) or 3 (head, relation, tail; optionally a value; --task "
-                        "ranking: filtered MRR and Hits@1/3/10 of knowledge-graph completion; docs/sif.md 'Three-way data').",
+    ways: int = setting(2, "Id columns of the data: 2 (user, item) or 3: three ids and optionally a value, e.g. a knowledge "
+                        "graph's head, relation, tail (--task ranking: filtered MRR and Hits@1/3/10 of knowledge-graph "
+                        "completion) or user, item, context, rating (--task rating: RMSE; also RecBole .inter files with three "
+                        ":token columns and rating:float); docs/sif.md 'Three-way data'.",
                         type=click.INT)
     split: Optional[str] = setting(None, "global: random over all rows; random: per user, RecBole's ratio split; temporal: per "
                                    "user by timestamp, newest to test.", type=click.Choice(list(SPLITS.names())),
@@ -155,17 +169,22 @@ class SIFOptions(RunOptions):
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
     epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
-                                    f"{STRATEGIES.get('local').default_epochs}].", type=click.IntRange(min=1), commands=SEARCH,
-                                    derived=lambda o: STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS)
-    batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}.", type=click.IntRange(min=1),
+                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: its "
+                                    f"warm-up and one epoch for each of the {len(tensor.SPACE)} compositions].",
+                                    type=click.IntRange(min=1), commands=SEARCH, derived=search_epochs)
+    batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}; --ways 3 --task ranking: "
+                                        f"{tensor.TensorSettings.batch_size} queries.", type=click.IntRange(min=1),
                                         by_task={"rating": 512, "ranking": 512})
     lr: Optional[float] = setting(None, "Adagrad learning rate of embeddings, biases, heads; lightgcn: Adam's "
-                                  f"(default {LIGHTGCN['lr']:g}).", type=LEARNING_RATE, by_task={"rating": 0.1, "ranking": 0.1})
+                                  f"(default {LIGHTGCN['lr']:g}); --ways 3 --task ranking: Adam's (default "
+                                  f"{tensor.TensorSettings.lr:g}).", type=LEARNING_RATE, by_task={"rating": 0.1, "ranking": 0.1})
     reg: Optional[float] = setting(None, f"L2 weight on each row's embeddings and biases; lightgcn: {LIGHTGCN['reg']:g}, on the "
-                                   "rows' layer-0 embeddings.", type=WEIGHT, by_task={"rating": 0.0125, "ranking": 1e-3})
+                                   "rows' layer-0 embeddings; --ways 3 --task ranking: Adam's weight decay (default "
+                                   f"{tensor.TensorSettings.reg:g}).", type=WEIGHT, by_task={"rating": 0.0125, "ranking": 1e-3})
     implicit_reg: Optional[float] = setting(None, "L2 weight on each row's implicit item factor (with --implicit).", type=WEIGHT,
                                             by_task={"rating": 0.1, "ranking": 1e-4})
-    arch_lr: Optional[float] = setting(None, "Adam learning rate of alpha (and, with --mlp-on-valid, the element-wise MLPs).",
+    arch_lr: Optional[float] = setting(None, "Adam learning rate of alpha (and, with --mlp-on-valid, the element-wise MLPs); "
+                                       f"--ways 3: default {tensor.TensorSettings.arch_lr:g}.",
                                        type=LEARNING_RATE, commands=SEARCH, by_task={"rating": 3e-4, "ranking": 1e-3})
     mlp_on_valid: bool = setting(False, "Train the element-wise MLPs with the architecture on validation batches, as the paper "
                                  "does (validation data then enter these weights and the searched model's validation score "

@@ -19,7 +19,7 @@ from typing import IO, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from nasp.data import DATASETS, check_zip_member, fetch, regular_file
+from nasp.data import DATASETS, PREPARED, check_zip_member, fetch, regular_file
 from nasp.errors import NaspError
 
 from .data import ITEM_NAMES, MOVIELENS_RATINGS, RATINGS_NAMES, IdCodes, RatingTable
@@ -172,6 +172,8 @@ def resolve_ratings_path(data: str, data_dir: Optional[Union[str, Path]] = None)
     if data in DATASETS:
         ds = DATASETS.get(data)
         return fetch(data, data_dir) / ds.files[0]
+    if data in PREPARED:
+        raise NaspError(f"{data}: a three-way data set ('nasp data prepare {data}'): read it with --ways 3")
     if any(sep in data for sep in "/\\") or Path(data).suffix:
         raise NaspError(f"{data}: no such file")
     known = ", ".join(n for n in DATASETS.names() if n.startswith("ml-"))

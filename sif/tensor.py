@@ -1,9 +1,13 @@
-"""Three-way (tensor) SIF: knowledge-graph style triples ``(a, b, c)`` = ``(head, relation, tail)``.
+"""Three-way (tensor) SIF: rows of three ids ``(a, b, c)``, a knowledge graph's ``(head,
+relation, tail)`` or ``(user, item, context)`` with a rating.
 
-* **Data** (``read_triples``, ``load``): files with three id columns and optionally a value;
-  given ``valid``/``test`` files or a random split. Head and tail share one entity id space (the
-  first and third columns are the same kind of thing, as in a knowledge graph).
-* **Task**: the knowledge-graph completion protocol. Training is 1-N scoring with binary
+* **Data** (``read_rows``, ``load``): files with three id columns and optionally a value
+  (plain, or RecBole atomic files with three ``:token`` columns and ``rating:float``); given
+  ``valid``/``test`` files or a random split. Ranking: head and tail share one entity id space
+  (the first and third columns are the same kind of thing, as in a knowledge graph). Rating:
+  each column has its own ids. ``nasp data prepare ml-100k-dow`` makes such a file from
+  MovieLens-100K (``sif/contexts.py``).
+* **Ranking task**: the knowledge-graph completion protocol. Training is 1-N scoring with binary
   cross-entropy (Dettmers et al., ConvE, AAAI 2018; TuckER): a query (head, relation) is scored
   against every entity as a tail, its targets the tails training knows for it; likewise
   (relation, tail) against every entity as a head. Evaluation ranks the true tail given
@@ -11,13 +15,19 @@
   every other entity that forms a known triple of train, valid or test ("filtered"); MRR and
   Hits@1/3/10 are averaged over both directions. A tie counts half (the mean of the optimistic
   and the pessimistic rank).
-* **Models**: the baselines CP (separate head and tail tables), DistMult (one entity table),
-  ComplEx and TuckER (``BASELINES``), and the searched space (``Compositions``): three embeddings
-  composed as ``w . op2(op1(x, y), z)`` over every pairing, one row of alphas mixed by the core's
-  rules, so every strategy of the core searches it.
+* **Rating task**: the value of each row predicted as the global mean, a bias per id of each
+  column and the model's interaction score, trained by squared error with per-row L2 and
+  Adagrad as the two-way rating models are; RMSE and MAE, predictions clipped to the training
+  range.
+* **Models**: the baselines CP (separate head and tail tables), DistMult (one entity table:
+  ranking only), ComplEx, TuckER and an MLP over the three embeddings (``BASELINES``), and the
+  searched space (``CompositionNetwork``): three embeddings composed as ``w . op2(op1(x, y), z)``
+  over every pairing, one row of alphas mixed by the core's rules, so every strategy of the
+  core searches it.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,13 +40,17 @@ from torch import Tensor, nn
 
 from nasp import SearchNetwork, mix, plan
 from nasp.commands import release_with_command
-from nasp.data import text_lines
+from nasp.data import PREPARED, prepared_path, text_lines
 from nasp.errors import NaspError
 from nasp.loop import EarlyStopping, run_search
 from nasp.runs import RunDir, read_json, save_torch
 from nasp.strategies import SearchProblem, build_strategy
 
+from . import contexts  # noqa: F401  (registers the prepared (user, item, context) data sets)
 from .pipeline import best_search_epoch
+from .space import inner_box
+
+log = logging.getLogger("nasp.sif")
 
 WAYS = (2, 3)
 ARCH_FORMAT = "nasp-sif-tensor-arch/1"
@@ -44,6 +58,9 @@ MODEL_FILE = "model.pt"
 HITS = (1, 3, 10)
 #: a dense 1-N target matrix (queries x entities) larger than this is refused
 MAX_TARGETS = 200_000_000
+#: search epochs of ``--strategy local`` by default: its 3-epoch warm-up, a trial for each of the
+#: 53 compositions and a few to spare (with the two-way default of 30 it would stop at the 27th)
+LOCAL_EPOCHS = 60
 
 
 def check_ways(ways: object) -> int:
@@ -54,38 +71,105 @@ def check_ways(ways: object) -> int:
 
 
 # data -------------------------------------------------------------------------------------------
-def read_triples(path: Path | str, sep: Optional[str] = None) -> list[tuple[str, str, str]]:
-    """The ``(head, relation, tail)`` rows of a file: three id columns and optionally a value
-    (ignored by ranking); tab-separated, else ``sep``, else whitespace. A row with another number
-    of columns is one clear error naming the line."""
+#: column names read as the value of a row (a RecBole typed header's ``rating:float``)
+VALUE_NAMES = ("rating", "ratings", "score", "label", "value")
+#: RecBole's field types (``user_id:token``), as ``sif.readers`` knows them
+TYPED = ("token", "token_seq", "float", "float_seq")
+
+
+@dataclass
+class TripleRows:
+    """The rows of a three-way file: three raw ids each, and the value of each row when the file
+    has one (None otherwise)."""
+
+    rows: list[tuple[str, str, str]]
+    values: Optional[list[float]]
+
+
+def _typed_header(fields: list[str]) -> bool:
+    """Whether a first line is a RecBole typed header (every field ``name:type`` of its types)."""
+    return all(":" in f and f.rsplit(":", 1)[1].lower() in TYPED for f in fields)
+
+
+def _header_columns(path: Path, head: list[str]) -> tuple[list[int], Optional[int]]:
+    """(the three token columns, the value column or None) of a typed header, else one error."""
+    tokens = [i for i, f in enumerate(head) if f.rsplit(":", 1)[1].lower() == "token"]
+    if len(tokens) != 3:
+        names = ", ".join(head[i] for i in tokens) or "none"
+        raise NaspError(f"{path}:1: the header names {len(tokens)} :token column(s) ({names}); --ways 3 reads three "
+                        "id columns (e.g. user_id:token, item_id:token, context_id:token) and optionally rating:float")
+    values = [i for i, f in enumerate(head) if f.rsplit(":", 1)[1].lower() == "float"
+              and f.rsplit(":", 1)[0].lower() in VALUE_NAMES]
+    return tokens, values[0] if values else None
+
+
+def read_rows(path: Path | str, sep: Optional[str] = None) -> TripleRows:
+    """The rows of a three-way file: three id columns and optionally a value; tab-separated, else
+    ``sep``, else whitespace. A RecBole atomic file (a typed header such as ``user_id:token
+    item_id:token context:token rating:float``) gives its three ``:token`` columns in order and
+    its ``rating:float`` column as the value (other columns, a timestamp say, are skipped). Every
+    line has as many columns as the first (the header's): another count, or a value that is not a
+    finite number, is one clear error naming the line."""
     path = Path(path)
-    rows = []
+    rows: list[tuple[str, str, str]] = []
+    values: list[float] = []
+    width = ids = value = None
+    where = ""
     for number, line in text_lines(path, "--data"):
         split_on = sep if sep is not None else ("\t" if "\t" in line else None)
         fields = [x.strip() for x in line.split(split_on)]
-        if len(fields) not in (3, 4):
+        if width is None:
+            width = len(fields)
+            if _typed_header(fields):
+                ids, value = _header_columns(path, fields)
+                where = "the header names"
+                continue
+            ids, value, where = [0, 1, 2], 3 if width == 4 else None, f"line {number} has"
+        if len(fields) not in (3, 4) and where.startswith("line"):
             raise NaspError(f"{path}:{number}: {len(fields)} columns; --ways 3 reads head, relation, tail "
                             "(and optionally a value)")
-        if len(fields) == 4:
+        if len(fields) != width:
+            raise NaspError(f"{path}:{number}: {len(fields)} columns where {where} {width}; --ways 3 reads three ids "
+                            "(and optionally a value) on every line")
+        if value is not None:
+            what = "the fourth column" if where.startswith("line") else "the value column"
             try:
-                float(fields[3])
+                v = float(fields[value])
             except ValueError:
-                raise NaspError(f"{path}:{number}: the fourth column {fields[3]!r} is not a number") from None
-        rows.append((fields[0], fields[1], fields[2]))
+                raise NaspError(f"{path}:{number}: {what} {fields[value]!r} is not a number") from None
+            if not math.isfinite(v):
+                raise NaspError(f"{path}:{number}: {what} {fields[value]!r} is not a finite number")
+            values.append(v)
+        rows.append((fields[ids[0]], fields[ids[1]], fields[ids[2]]))
     if not rows:
         raise NaspError(f"{path}: no triples")
-    return rows
+    return TripleRows(rows, values if value is not None else None)
+
+
+def read_triples(path: Path | str, sep: Optional[str] = None) -> list[tuple[str, str, str]]:
+    """The ``(head, relation, tail)`` rows of a file (``read_rows``; the value, if any, left out)."""
+    return read_rows(path, sep).rows
 
 
 @dataclass
 class TripleSplits:
-    """Encoded triples (rows of (head, relation, tail) ids) and the raw ids of each id space."""
+    """Encoded rows (rows of (head, relation, tail) ids) and the raw ids of each id space.
+
+    Ranking (``values`` None): heads and tails share the entity ids, as a knowledge graph's.
+    Rating: each column has its own ids (``tails`` the third column's: a user, an item and a
+    context are three kinds of thing) and ``values`` holds each row's value, per part."""
 
     train: Tensor
     valid: Tensor
     test: Tensor
     entities: list[str]
     relations: list[str]
+    tails: Optional[list[str]] = None
+    values: Optional[dict[str, Tensor]] = None
+
+    @property
+    def task(self) -> str:
+        return "ranking" if self.values is None else "rating"
 
     @property
     def num_entities(self) -> int:
@@ -95,48 +179,91 @@ class TripleSplits:
     def num_relations(self) -> int:
         return len(self.relations)
 
+    @property
+    def num_tails(self) -> Optional[int]:
+        """Ids of the third column when it is its own kind (rating), else None (the entities)."""
+        return None if self.tails is None else len(self.tails)
+
     def all_triples(self) -> Tensor:
         return torch.cat([self.train, self.valid, self.test])
 
 
-def encode(parts: Sequence[list[tuple[str, str, str]]]) -> tuple[list[Tensor], list[str], list[str]]:
-    """Ids of every part, in order of first appearance; heads and tails share the entity ids."""
-    entities: dict[str, int] = {}
-    relations: dict[str, int] = {}
+def encode(parts: Sequence[list[tuple[str, str, str]]], shared: bool = True) -> tuple[list[Tensor], list[list[str]]]:
+    """Ids of every part, in order of first appearance (the training part first, so an id below
+    a column's count after training was seen in training); ``shared``: heads and tails share
+    the entity ids. Returns the encoded parts and the raw ids of each space (two when shared)."""
+    spaces: list[dict[str, int]] = [{}, {}] if shared else [{}, {}, {}]
+    third = spaces[0] if shared else spaces[2]
     out = []
     for rows in parts:
-        ids = [(entities.setdefault(h, len(entities)), relations.setdefault(r, len(relations)),
-                entities.setdefault(t, len(entities))) for h, r, t in rows]
+        ids = [(spaces[0].setdefault(h, len(spaces[0])), spaces[1].setdefault(r, len(spaces[1])),
+                third.setdefault(t, len(third))) for h, r, t in rows]
         out.append(torch.tensor(ids, dtype=torch.long).reshape(-1, 3))
-    return out, list(entities), list(relations)
+    return out, [list(s) for s in spaces]
 
 
 def load(data: Path | str, valid_data: Optional[Path | str] = None, test_data: Optional[Path | str] = None,
          valid_ratio: Optional[float] = None, test_ratio: Optional[float] = None, seed: int = 0,
-         sep: Optional[str] = None) -> TripleSplits:
-    """Read and split the triples: given validation/test files, else a random split of ``data``
-    by ``seed`` (10% each by default)."""
-    rows = read_triples(data, sep)
+         sep: Optional[str] = None, task: str = "ranking", data_dir: Optional[Path | str] = None) -> TripleSplits:
+    """Read and split the rows: given validation/test files, else a random split of ``data``
+    by ``seed`` (10% each by default). ``task`` rating: every file needs a value column, each
+    column has its own ids, and a row repeated (the same three ids) keeps its last value, with
+    one warning (a row in two parts would leak)."""
+    data = resolve(data, data_dir)
+    rating = task == "rating"
+    read = {"data": read_rows(data, sep)}
     for name, ratio in (("--valid-ratio", valid_ratio), ("--test-ratio", test_ratio)):
         if ratio is not None and not 0 <= ratio < 1:
             raise NaspError(f"{name} {ratio!r}: must be in [0, 1)")
-    parts: dict[str, list] = {"valid": [], "test": []}
     given = {"valid": valid_data, "test": test_data}
+    for name, path in given.items():
+        if path is not None:
+            read[name] = read_rows(path, sep)
+    if rating:
+        for name, part in read.items():
+            if part.values is None:
+                raise NaspError(f"{given.get(name, data)}: no value column; --ways 3 --task rating reads three ids and a "
+                                "rating on each line (or a rating:float column)")
+        read = {name: _last_of_each(part, given.get(name, data)) for name, part in read.items()}
+    rows, values = read["data"].rows, read["data"].values
     ratios = {"valid": 0.1 if valid_ratio is None else valid_ratio, "test": 0.1 if test_ratio is None else test_ratio}
     order = np.random.default_rng(seed).permutation(len(rows))
+    parts: dict[str, list[int]] = {}
     start = 0
     for name in ("test", "valid"):
-        if given[name] is not None:
-            parts[name] = read_triples(given[name], sep)
-            continue
-        count = int(round(ratios[name] * len(rows)))
-        parts[name] = [rows[i] for i in order[start:start + count]]
-        start += count
-    train = [rows[i] for i in sorted(order[start:])] if start else rows
-    if not train:
-        raise NaspError(f"{data}: no training triples left after the split")
-    (tr, va, te), entities, relations = encode([train, parts["valid"], parts["test"]])
-    return TripleSplits(tr, va, te, entities, relations)
+        if given[name] is None:
+            count = int(round(ratios[name] * len(rows)))
+            parts[name] = [int(i) for i in order[start:start + count]]
+            start += count
+    parts["train"] = sorted(int(i) for i in order[start:]) if start else list(range(len(rows)))
+    if not parts["train"]:
+        raise NaspError(f"{data}: no training rows left after the split")
+    names = ("train", "valid", "test")
+    picked = {n: ([rows[i] for i in parts[n]], [values[i] for i in parts[n]] if rating else None) if n in parts
+              else (read[n].rows, read[n].values) for n in names}
+    encoded, spaces = encode([picked[n][0] for n in names], shared=not rating)
+    vals = {n: torch.tensor(picked[n][1], dtype=torch.float32) for n in names} if rating else None
+    return TripleSplits(*encoded, spaces[0], spaces[1], spaces[2] if rating else None, vals)
+
+
+def _last_of_each(part: TripleRows, source: Path | str) -> TripleRows:
+    """The rows with each (first, second, third) triple once, its last value kept; one warning."""
+    last = {row: i for i, row in enumerate(part.rows)}
+    if len(last) == len(part.rows):
+        return part
+    keep = sorted(last.values())
+    first_dup = next(i for i, row in enumerate(part.rows) if last[row] != i)
+    log.warning("%s: %d repeated row(s) (the same three ids), first at row %d; kept the last value of each",
+                source, len(part.rows) - len(keep), first_dup + 1)
+    return TripleRows([part.rows[i] for i in keep], [part.values[i] for i in keep])
+
+
+def resolve(data: Path | str, data_dir: Optional[Path | str] = None) -> Path:
+    """``data`` as a path, or a prepared data set's file (``nasp data prepare NAME``) under the data root."""
+    path = Path(str(data)).expanduser()
+    if path.exists() or str(data) not in PREPARED:
+        return path
+    return prepared_path(str(data), data_dir, must_exist=True)
 
 
 # ops and the searched space ---------------------------------------------------------------------
@@ -198,10 +325,19 @@ SPACE = {c.name: c for c in compositions()}
 class TripleModel(nn.Module):
     """Scores queries against every entity: ``score_all(q, d)`` with ``q`` (B, 2) rows of
     (head, relation) when ``d`` is 0 (tails ranked) or (relation, tail) when ``d`` is 1 (heads
-    ranked); ``d`` is one direction for the whole batch."""
+    ranked); ``d`` is one direction for the whole batch. ``score_rows(rows)``: the score of each
+    (head, relation, tail) row, (B,). Every model has the tables ``entity`` (first column),
+    ``relation`` (second) and ``tail`` (third: the entity table itself where they share it).
+    A rating model also has ``rating``, a ``RatingHead`` (``predict``)."""
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
         raise NotImplementedError
+
+    def score_rows(self, rows: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def tables(self) -> tuple[nn.Embedding, nn.Embedding, nn.Embedding]:
+        return self.entity, self.relation, self.tail
 
 
 def _table(n: int, dim: int) -> nn.Embedding:
@@ -210,21 +346,65 @@ def _table(n: int, dim: int) -> nn.Embedding:
     return emb
 
 
+class RatingHead(nn.Module):
+    """The global mean and a bias per id of each column (as the two-way rating models): the
+    part of a predicted rating outside the interaction term. ``biases`` False: the mean only."""
+
+    def __init__(self, sizes: Sequence[int], mean: float, biases: bool = True) -> None:
+        super().__init__()
+        self.start = float(mean)
+        self.mean = nn.Parameter(torch.tensor(self.start)) if biases else None
+        if not biases:
+            self.register_buffer("fixed_mean", torch.tensor(self.start))
+        self.biases = nn.ModuleList([nn.Embedding(n, 1) for n in sizes]) if biases else None
+        self.reset()
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        if self.biases is not None:
+            self.mean.fill_(self.start)
+            for b in self.biases:
+                b.weight.zero_()
+
+    def forward(self, rows: Tensor) -> Tensor:
+        if self.biases is None:
+            return self.fixed_mean.expand(len(rows))
+        return self.mean + sum(b(rows[:, k]).squeeze(-1) for k, b in enumerate(self.biases))
+
+    def rows_penalty(self, rows: Tensor) -> Tensor:
+        """The squared biases of each row, (B,) (zeros without biases)."""
+        if self.biases is None:
+            return rows.new_zeros(len(rows), dtype=torch.float32)
+        return sum(b(rows[:, k]).squeeze(-1).pow(2) for k, b in enumerate(self.biases))
+
+
+def predict(model: TripleModel, rows: Tensor) -> Tensor:
+    """The predicted value of each (first, second, third) row of a rating model, (B,)."""
+    return model.score_rows(rows) + model.rating(rows)
+
+
 class Broadcast(TripleModel):
     """Models whose score is a function of the (head, relation, tail) vectors, computed with
-    the candidate side broadcast over every entity: ``score(a, b, c)`` of (B|1, N|1, dim)."""
+    the candidate side broadcast over every entity: ``score(a, b, c)`` of (B|1, N|1, dim).
+    ``num_tails``: ids of the third column when it is its own kind (its own table); None:
+    the entities (a table of their own unless ``shared``)."""
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int, shared: bool = True) -> None:
+    def __init__(self, num_entities: int, num_relations: int, dim: int, shared: bool = True,
+                 num_tails: Optional[int] = None) -> None:
         super().__init__()
         self.entity = _table(num_entities, dim)
         self.relation = _table(num_relations, dim)
-        self.tail = self.entity if shared else _table(num_entities, dim)
+        shared = shared and num_tails is None
+        self.tail = self.entity if shared else _table(num_entities if num_tails is None else num_tails, dim)
 
     def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
         raise NotImplementedError
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
         return self.score(*vectors(self.entity, self.relation, self.tail, q, d))
+
+    def score_rows(self, rows: Tensor) -> Tensor:
+        return self.score(self.entity(rows[:, 0]), self.relation(rows[:, 1]), self.tail(rows[:, 2]))
 
 
 def vectors(entity: nn.Embedding, relation: nn.Embedding, tail: nn.Embedding, q: Tensor,
@@ -238,25 +418,33 @@ def vectors(entity: nn.Embedding, relation: nn.Embedding, tail: nn.Embedding, q:
 class CP(Broadcast):
     """CP (Hitchcock 1927; Lacroix et al. 2018): sum_k a_k b_k c_k, separate head and tail tables."""
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
-        super().__init__(num_entities, num_relations, dim, shared=False)
+    def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
+        super().__init__(num_entities, num_relations, dim, shared=False, num_tails=num_tails)
 
     def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
         return (a * b * c).sum(-1)
 
 
 class DistMult(CP):
-    """DistMult (Yang et al., ICLR 2015): CP with one entity table for heads and tails."""
+    """DistMult (Yang et al., ICLR 2015): CP with one entity table for heads and tails, so only
+    where the first and third columns are the same kind of thing (a knowledge graph's entities)."""
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
+    def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
+        if num_tails is not None:
+            raise NaspError(DISTMULT_NEEDS_SHARED)
         Broadcast.__init__(self, num_entities, num_relations, dim, shared=True)
 
 
-class ComplEx(Broadcast):
-    """ComplEx (Trouillon et al., ICML 2016): Re(<h, r, conj(t)>), ``dim`` complex coordinates."""
+DISTMULT_NEEDS_SHARED = ("distmult shares one table between the first and third columns (a knowledge graph's heads and "
+                         "tails); with --task rating each column has its own ids (e.g. user, item, context): use cp")
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
-        super().__init__(num_entities, num_relations, 2 * dim, shared=True)
+
+class ComplEx(Broadcast):
+    """ComplEx (Trouillon et al., ICML 2016): Re(<h, r, conj(t)>), ``dim`` complex coordinates;
+    heads and tails share the entity table unless the third column is its own kind."""
+
+    def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
+        super().__init__(num_entities, num_relations, 2 * dim, shared=True, num_tails=num_tails)
 
     def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
         (ar, ai), (br, bi), (cr, ci) = (x.chunk(2, dim=-1) for x in (a, b, c))
@@ -265,64 +453,118 @@ class ComplEx(Broadcast):
 
 class TuckER(TripleModel):
     """TuckER (Balazevic et al., EMNLP 2019): W x1 r x2 h x3 t with a learned core W (dim^3),
-    without the paper's dropout and batch normalisation."""
+    without the paper's dropout and batch normalisation; heads and tails share the entity table
+    unless the third column is its own kind."""
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
+    def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
         super().__init__()
         self.entity = _table(num_entities, dim)
         self.relation = _table(num_relations, dim)
+        self.tail = self.entity if num_tails is None else _table(num_tails, dim)
         self.core = nn.Parameter(torch.empty(dim, dim, dim).uniform_(-1, 1) / dim)
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
         if d == 0:
             v = torch.einsum("bi,ijk,bj->bk", self.relation(q[:, 1]), self.core, self.entity(q[:, 0]))
-        else:
-            v = torch.einsum("bi,ijk,bk->bj", self.relation(q[:, 0]), self.core, self.entity(q[:, 1]))
+            return v @ self.tail.weight.t()
+        v = torch.einsum("bi,ijk,bk->bj", self.relation(q[:, 0]), self.core, self.tail(q[:, 1]))
         return v @ self.entity.weight.t()
 
+    def score_rows(self, rows: Tensor) -> Tensor:
+        v = torch.einsum("bi,ijk,bj->bk", self.relation(rows[:, 1]), self.core, self.entity(rows[:, 0]))
+        return (v * self.tail(rows[:, 2])).sum(-1)
 
-BASELINES: dict[str, type] = {"cp": CP, "distmult": DistMult, "complex": ComplEx, "tucker": TuckER}
+
+class MLP(Broadcast):
+    """An MLP over the concatenation [a, b, c] (NCF's tower on three embeddings; the issue's
+    Deep&Wide-style baseline): ReLU(W [a, b, c] + bias) with ``dim`` hidden units, then a linear
+    output. The first layer is applied per side and the parts broadcast-added, so that scoring
+    every entity costs one (B, N, dim) sum. A table per column, as CP."""
+
+    def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
+        super().__init__(num_entities, num_relations, dim, shared=False, num_tails=num_tails)
+        self.parts = nn.ModuleList([nn.Linear(dim, dim, bias=k == 0) for k in range(3)])
+        self.out = nn.Linear(dim, 1)
+
+    def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+        hidden = torch.relu(self.parts[0](a) + self.parts[1](b) + self.parts[2](c))
+        return self.out(hidden).squeeze(-1)
 
 
-class CompositionNetwork(SearchNetwork):
+BASELINES: dict[str, type] = {"cp": CP, "distmult": DistMult, "complex": ComplEx, "tucker": TuckER, "mlp": MLP}
+
+
+class CompositionNetwork(SearchNetwork, TripleModel):
     """The searched space: one row of alphas over ``candidates`` (names of ``SPACE``), each
     scored as ``w_m . m(a, b, c)`` with its own output vector ``w_m`` (ones at the start, so
     ``multiply(a,b,c)`` starts as CP); the core's rule mixes the row. Heads and tails share the
-    entity ids but have a table each (a = head, c = tail roles), as CP."""
+    entity ids but have a table each (a = head, c = tail roles), as CP. ``bounded`` (the rating
+    task): each ``w_m`` starts at 1/sqrt(n) and is clipped into the box |w_k| <= 1/sqrt(n), as
+    the two-way rating models' heads (unbounded ones overfit ratings within two epochs). The
+    default architecture (where a local search starts) is ``multiply(a,b,c)``, CP."""
 
-    def __init__(self, num_entities: int, num_relations: int, dim: int, candidates: Sequence[str]) -> None:
+    def __init__(self, num_entities: int, num_relations: int, dim: int, candidates: Sequence[str],
+                 num_tails: Optional[int] = None, bounded: bool = False) -> None:
         super().__init__()
         self.entity = _table(num_entities, dim)
         self.relation = _table(num_relations, dim)
-        self.tail = _table(num_entities, dim)
+        self.tail = _table(num_entities if num_tails is None else num_tails, dim)
         self.candidates = [check_candidate(name) for name in candidates]
+        self.bounded = bounded
         self.alpha = nn.Parameter(torch.full((1, len(self.candidates)), 1.0 / len(self.candidates)))
-        self.outputs = nn.ParameterList([nn.Parameter(torch.ones(SPACE[n].width(dim))) for n in self.candidates])
+        self.outputs = nn.ParameterList([nn.Parameter(torch.empty(SPACE[n].width(dim))) for n in self.candidates])
+        self._reset_outputs()
+
+    @torch.no_grad()
+    def _reset_outputs(self) -> None:
+        for w in self.outputs:
+            w.fill_(1.0 / w.numel() ** 0.5 if self.bounded else 1.0)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
+
+    def default_architecture(self) -> list[Tensor]:
+        """One-hot on ``multiply(a,b,c)`` (CP) where it is a candidate, else on the first."""
+        start = self.candidates.index(PRODUCT) if PRODUCT in self.candidates else 0
+        out = torch.zeros_like(self.alpha.detach())
+        out[0, start] = 1.0
+        return [out]
 
     @torch.no_grad()
     def reset_weights(self) -> None:
         """The weights as built (random search trains each candidate from this start)."""
         for table in (self.entity, self.relation, self.tail):
             nn.init.normal_(table.weight, std=0.1)
-        for w in self.outputs:
-            w.fill_(1.0)
+        self._reset_outputs()
+        if getattr(self, "rating", None) is not None:
+            self.rating.reset()
 
-    def score_all(self, q: Tensor, d: int) -> Tensor:
-        a, b, c = vectors(self.entity, self.relation, self.tail, q, d)
-        p = plan(self.alpha, self.mixing)
-        fns = [lambda m=SPACE[n], w=w: (m(a, b, c) * w).sum(-1) for n, w in zip(self.candidates, self.outputs)]
-        out = mix(fns, p, 0)
+    def _mixed(self, fns: list) -> Tensor:
+        out = mix(fns, plan(self.alpha, self.mixing), 0)
         if out is None:
             raise NaspError("no candidate of the 3-way space is selected")
         return out
+
+    def score_all(self, q: Tensor, d: int) -> Tensor:
+        a, b, c = vectors(self.entity, self.relation, self.tail, q, d)
+        return self._mixed([lambda m=SPACE[n], w=w: (m(a, b, c) * self._head(w)).sum(-1)
+                            for n, w in zip(self.candidates, self.outputs)])
+
+    def score_rows(self, rows: Tensor) -> Tensor:
+        a, b, c = self.entity(rows[:, 0]), self.relation(rows[:, 1]), self.tail(rows[:, 2])
+        return self._mixed([lambda m=SPACE[n], w=w: (m(a, b, c) * self._head(w)).sum(-1)
+                            for n, w in zip(self.candidates, self.outputs)])
+
+    def _head(self, w: Tensor) -> Tensor:
+        return inner_box(w) if self.bounded else w
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
         alpha = (list(alphas) if alphas is not None else self.arch_parameters())[0].detach().cpu()
         return {"interaction": self.candidates[int(alpha[0].argmax())], "alpha": alpha[0].tolist(),
                 "probabilities": torch.softmax(alpha[0], -1).tolist()}
+
+
+PRODUCT = "multiply(a,b,c)"
 
 
 def check_candidate(name: str) -> str:
@@ -334,7 +576,9 @@ def check_candidate(name: str) -> str:
 @dataclass
 class TensorConfig:
     """A model of the 3-way space: ``model`` a baseline name, a composition of ``SPACE``, or
-    ``search`` (every composition, one row of alphas)."""
+    ``search`` (every composition, one row of alphas). ``num_tails``: ids of the third column
+    when it is its own kind (rating), None where it shares the entity ids (ranking). ``task``
+    rating adds a ``RatingHead`` (``global_mean``, and per-column ``biases`` unless off)."""
 
     model: str
     num_entities: int
@@ -342,12 +586,24 @@ class TensorConfig:
     dim: int = 64
     space: str = "tensor"
     ways: int = 3
+    num_tails: Optional[int] = None
+    task: str = "ranking"
+    global_mean: float = 0.0
+    biases: bool = True
+
+    def sizes(self) -> tuple[int, int, int]:
+        return self.num_entities, self.num_relations, self.num_entities if self.num_tails is None else self.num_tails
 
     def build(self) -> TripleModel:
         if self.model in BASELINES:
-            return BASELINES[self.model](self.num_entities, self.num_relations, self.dim)
-        names = list(SPACE) if self.model == "search" else [check_candidate(self.model)]
-        return CompositionNetwork(self.num_entities, self.num_relations, self.dim, names)
+            net = BASELINES[self.model](self.num_entities, self.num_relations, self.dim, num_tails=self.num_tails)
+        else:
+            names = list(SPACE) if self.model == "search" else [check_candidate(self.model)]
+            net = CompositionNetwork(self.num_entities, self.num_relations, self.dim, names, num_tails=self.num_tails,
+                                     bounded=self.task == "rating")
+        if self.task == "rating":
+            net.rating = RatingHead(self.sizes(), self.global_mean, self.biases)
+        return net
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -355,7 +611,10 @@ class TensorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TensorConfig":
         try:
-            return cls(str(d["model"]), int(d["num_entities"]), int(d["num_relations"]), int(d.get("dim", 64)))
+            tails = d.get("num_tails")
+            return cls(str(d["model"]), int(d["num_entities"]), int(d["num_relations"]), int(d.get("dim", 64)),
+                       num_tails=None if tails is None else int(tails), task=str(d.get("task", "ranking")),
+                       global_mean=float(d.get("global_mean", 0.0)), biases=bool(d.get("biases", True)))
         except (KeyError, TypeError, ValueError) as exc:
             raise NaspError(f"not a 3-way model config ({exc.__class__.__name__}: {exc})") from None
 
@@ -442,17 +701,77 @@ def metrics(ranks: Tensor, part: str) -> dict[str, float]:
 
 
 def evaluate(model: TripleModel, splits: TripleSplits, part: str) -> dict[str, float]:
+    """The metrics of ``part`` (valid or test): filtered MRR and Hits@1/3/10 (ranking), RMSE and
+    MAE (rating); {} for an empty part."""
     model.eval()
     try:
+        if splits.task == "rating":
+            return rating_metrics(model, splits, part)
         return metrics(filtered_ranks(model, getattr(splits, part), splits.all_triples()), part)
     finally:
         model.train()
 
 
+# the rating task --------------------------------------------------------------------------------
+def row_batches(rows: Tensor, values: Tensor, batch_size: int, seed: int) -> Callable[[int], list]:
+    """``batches(epoch)``: the rows and their values in shuffled batches (fixed by seed and epoch)."""
+    def batches(epoch: int) -> list:
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(rows), generator=g)
+        return [(rows[i], values[i]) for i in order.split(batch_size)]
+
+    return batches
+
+
+def make_rating_loss(reg: float) -> Callable[[TripleModel, tuple], Tensor]:
+    """Squared error of the predicted values, plus ``reg`` times the squared norms of each row's
+    three embeddings and biases (the two-way rating models' per-row L2), averaged over the batch."""
+    def rating_loss(model: TripleModel, batch: tuple) -> Tensor:
+        rows, values = batch
+        device = next(model.parameters()).device
+        rows, values = rows.to(device), values.to(device)
+        loss = nn.functional.mse_loss(predict(model, rows), values)
+        if reg:
+            norms = sum(t(rows[:, k]).pow(2).sum(-1) for k, t in enumerate(model.tables()))
+            loss = loss + reg * (norms + model.rating.rows_penalty(rows)).mean()
+        return loss
+
+    return rating_loss
+
+
+def rating_metrics(model: TripleModel, splits: TripleSplits, part: str, batch_size: int = 8192) -> dict[str, float]:
+    """RMSE and MAE of ``part``'s values, predictions clipped to the training values' range. A
+    row with an id never seen in training is predicted without the interaction term (the mean
+    and the biases of its known ids), and counted (``part_unseen_rows``)."""
+    rows, values = getattr(splits, part), splits.values[part]
+    if not len(rows):
+        return {}
+    train_values = splits.values["train"]
+    low, high = float(train_values.min()), float(train_values.max())
+    seen = splits.train.max(0).values + 1  # ids are numbered training rows first
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for batch in rows.split(batch_size):
+            batch = batch.to(device)
+            known = (batch < seen.to(device)).all(1)
+            score = torch.where(known, model.score_rows(batch), torch.zeros((), device=device))
+            out.append((score + model.rating(batch)).clamp(low, high).double().cpu())
+    error = torch.cat(out) - values.double()
+    metrics_ = {f"{part}_rmse": float(error.pow(2).mean().sqrt()), f"{part}_mae": float(error.abs().mean())}
+    unseen = int((~(rows < seen).all(1)).sum())
+    if unseen:
+        metrics_[f"{part}_unseen_rows"] = unseen
+    return metrics_
+
+
+# optimisation -----------------------------------------------------------------------------------
 @dataclass
 class TensorSettings:
-    """Optimisation of a 3-way run: Adam with ``lr``, L2 ``reg`` (weight decay), ``batch_size``
-    queries per step, early stopping after ``patience`` epochs without a better validation MRR."""
+    """Optimisation of a 3-way run: ``optimizer`` (adam or adagrad) with ``lr``, L2 ``reg``
+    (ranking: Adam's weight decay; rating: on each row's embeddings and biases), ``batch_size``
+    queries (ranking) or rows (rating) per step, early stopping after ``patience`` epochs
+    without a better validation score. ``for_task`` gives each task's defaults."""
 
     lr: float = 0.02
     reg: float = 0.0
@@ -460,9 +779,54 @@ class TensorSettings:
     arch_lr: float = 3e-3
     max_epochs: int = 200
     patience: int = 10
+    optimizer: str = "adam"
+
+    @classmethod
+    def for_task(cls, task: str) -> "TensorSettings":
+        return cls(**RATING_DEFAULTS) if task == "rating" else cls()
+
+
+#: the rating task's defaults (chosen on ml-100k-dow's validation rows, docs/results/sif.md)
+RATING_DEFAULTS = {"lr": 0.1, "reg": 0.0125, "batch_size": 512, "arch_lr": 3e-3, "optimizer": "adagrad"}
+
+
+class Protocol:
+    """What a task trains and scores by: the metric, the loss, the batches, the evaluation."""
+
+    def __init__(self, splits: TripleSplits, s: TensorSettings) -> None:
+        self.splits, self.s = splits, s
+        self.rating = splits.task == "rating"
+        self.metric = "valid_rmse" if self.rating else "valid_mrr"
+        self.higher = not self.rating
+
+    def problem(self, net: nn.Module, options: Optional[dict] = None) -> SearchProblem:
+        s = self.s
+        if s.optimizer == "adagrad":
+            make = lambda params: torch.optim.Adagrad(params, lr=s.lr)  # noqa: E731
+        else:
+            make = lambda params: torch.optim.Adam(params, lr=s.lr, weight_decay=0.0 if self.rating else s.reg)  # noqa: E731
+        return SearchProblem(network=net, loss=make_rating_loss(s.reg) if self.rating else loss_fn, metric=self.metric,
+                             higher_is_better=self.higher, weight_optimizer=make, arch_lr=s.arch_lr, options=options or {})
+
+    def train_batches(self, seed: int) -> Callable[[int], list]:
+        sp = self.splits
+        if self.rating:
+            return row_batches(sp.train, sp.values["train"], self.s.batch_size, seed)
+        return query_batches(sp.train, sp.train, sp.num_entities, self.s.batch_size, seed)
+
+    def valid_batches(self, seed: int) -> Callable[[int], list]:
+        """Batches of the validation part for an architecture step (seeded apart from training's)."""
+        sp = self.splits
+        if self.rating:
+            return row_batches(sp.valid, sp.values["valid"], self.s.batch_size, seed + 1)
+        return query_batches(sp.valid, torch.cat([sp.train, sp.valid]), sp.num_entities, self.s.batch_size, seed + 1)
+
+    def evaluate(self, part: str) -> Callable[[TripleModel], dict]:
+        return lambda model: evaluate(model, self.splits, part)
 
 
 def _problem(net: nn.Module, s: TensorSettings, options: Optional[dict] = None) -> SearchProblem:
+    """The ranking task's ``SearchProblem`` (kept for callers of the ranking-only version)."""
     return SearchProblem(network=net, loss=loss_fn, metric="valid_mrr", higher_is_better=True,
                          weight_optimizer=lambda params: torch.optim.Adam(params, lr=s.lr, weight_decay=s.reg),
                          arch_lr=s.arch_lr, options=options or {})
@@ -470,16 +834,17 @@ def _problem(net: nn.Module, s: TensorSettings, options: Optional[dict] = None) 
 
 def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, seed: int,
           stage: str = "train", device: Optional[torch.device] = None) -> tuple[TripleModel, dict]:
-    """Train one fixed model with early stopping on validation MRR (best epoch restored)."""
+    """Train one fixed model with early stopping on the validation metric (MRR, or RMSE for
+    ratings; the best epoch restored)."""
     if config.model == "search":
         raise NaspError("train a fixed model: a baseline or one composition")
+    task = Protocol(splits, s)
     net = config.build().to(device or "cpu")
-    stopper = EarlyStopping("valid_mrr", True, s.patience) if len(splits.valid) else None
-    strat = build_strategy("fixed", _problem(net, s), s.max_epochs)
+    stopper = EarlyStopping(task.metric, task.higher, s.patience) if len(splits.valid) else None
+    strat = build_strategy("fixed", task.problem(net), s.max_epochs)
     t0 = time.perf_counter()
-    rows = run_search(strat, query_batches(splits.train, splits.train, splits.num_entities, s.batch_size, seed), None,
-                      lambda model: evaluate(model, splits, "valid"), s.max_epochs, run, early_stopping=stopper,
-                      stage=stage)
+    rows = run_search(strat, task.train_batches(seed), None, task.evaluate("valid"), s.max_epochs, run,
+                      early_stopping=stopper, stage=stage)
     summary = {"interaction": config.model, **evaluate(net, splits, "valid"), **evaluate(net, splits, "test"),
                "epochs_trained": len(rows), "best_epoch": (stopper.best_epoch if stopper else len(rows) - 1) + 1,
                "params": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - t0, 3)}
@@ -491,19 +856,18 @@ def search(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSet
     """Search the composition by ``strategy`` (the core's); returns the arch (written to arch.json)."""
     if not len(splits.valid):
         raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
+    task = Protocol(splits, s)
     net = config.build().to(device or "cpu")
-    strat = build_strategy(strategy, _problem(net, s, {"seed": seed, **(options or {})}), epochs)
-    known_valid = torch.cat([splits.train, splits.valid])
+    strat = build_strategy(strategy, task.problem(net, {"seed": seed, **(options or {})}), epochs)
     t0 = time.perf_counter()
-    rows = run_search(strat, query_batches(splits.train, splits.train, splits.num_entities, s.batch_size, seed),
-                      query_batches(splits.valid, known_valid, splits.num_entities, s.batch_size, seed + 1),
-                      lambda model: evaluate(model, splits, "valid"), epochs, run, stage="search")
+    rows = run_search(strat, task.train_batches(seed), task.valid_batches(seed), task.evaluate("valid"), epochs, run,
+                      stage="search")
     derived = net.derive(strat.derive_alphas())
     # as the 2-way search: the architecture of the best validated search epoch (warm-up excluded)
-    best = best_search_epoch(rows, "valid_mrr", True) if not strat.selects_on_validation else None
+    best = best_search_epoch(rows, task.metric, task.higher) if not strat.selects_on_validation else None
     if best is not None:
         derived["interaction"] = best["architecture"]["interaction"]
-    arch = {"format": ARCH_FORMAT, "ways": 3, "task": "ranking", "strategy": strategy, **derived,
+    arch = {"format": ARCH_FORMAT, "ways": 3, "task": splits.task, "strategy": strategy, **derived,
             "chosen_at_epoch": best["epoch"] if best is not None else len(rows),
             "model": {**config.to_dict(), "model": derived["interaction"]},
             "search_seconds": round(time.perf_counter() - t0, 3), "search_epochs": len(rows)}
@@ -541,9 +905,15 @@ def load_arch(path: Path | str) -> dict:
 
 # saved models -----------------------------------------------------------------------------------
 def save(path: Path, net: TripleModel, config: TensorConfig, splits: TripleSplits) -> None:
-    """model.pt: the config, the weights and the raw ids (and every known triple, never recommended)."""
-    save_torch(path, {"ways": 3, "config": config.to_dict(), "state": {k: v.cpu() for k, v in net.state_dict().items()},
-                      "entities": splits.entities, "relations": splits.relations, "known": splits.all_triples().cpu()})
+    """model.pt: the config, the weights and the raw ids (and every known triple, never
+    recommended; for ratings, the third column's ids and the training values' range)."""
+    extra = {}
+    if splits.task == "rating":
+        train_values = splits.values["train"]
+        extra = {"tails": splits.tails, "range": [float(train_values.min()), float(train_values.max())]}
+    save_torch(path, {"ways": 3, "task": splits.task, "config": config.to_dict(),
+                      "state": {k: v.cpu() for k, v in net.state_dict().items()}, "entities": splits.entities,
+                      "relations": splits.relations, "known": splits.all_triples().cpu(), **extra})
 
 
 def is_triple_model(path: Path | str) -> bool:
@@ -556,8 +926,16 @@ def is_triple_model(path: Path | str) -> bool:
     return isinstance(saved, dict) and saved.get("ways") == 3
 
 
+def saved_task(path: Path | str) -> str:
+    """The task of a saved 3-way model (``is_triple_model``): ranking or rating."""
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return "rating" if saved.get("task") == "rating" else "ranking"
+
+
 class TripleRecommender:
-    """A saved 3-way model: the top tails of a (head, relation) pair, known tails left out."""
+    """A saved 3-way model: the top third-column ids of a (first, second) pair (a knowledge
+    graph's tails of (head, relation) by score; a rating model's contexts of (user, item) by
+    predicted rating), those known with the pair left out."""
 
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
@@ -571,53 +949,83 @@ class TripleRecommender:
         if not isinstance(saved, dict) or saved.get("ways") != 3:
             raise NaspError(f"{file}: not a 3-way model (use --ways 2)")
         try:
+            self.task = "rating" if saved.get("task") == "rating" else "ranking"
             self.config = TensorConfig.from_dict(saved["config"])
+            if self.config.task != self.task:
+                raise ValueError(f"a {self.config.task} model in a {self.task} file")
             self.net = self.config.build()
             self.net.load_state_dict(saved["state"])
             self.entities, self.relations = list(saved["entities"]), list(saved["relations"])
+            self.tails = list(saved["tails"]) if self.task == "rating" else self.entities
+            self.range = tuple(float(x) for x in saved["range"]) if self.task == "rating" else None
             known = saved["known"].long()
-            if known.numel() and (int(known.min()) < 0 or int(known[:, [0, 2]].max()) >= len(self.entities)
-                                  or int(known[:, 1].max()) >= len(self.relations)):
+            if known.numel() and (int(known.min()) < 0 or int(known[:, 0].max()) >= len(self.entities)
+                                  or int(known[:, 1].max()) >= len(self.relations)
+                                  or int(known[:, 2].max()) >= len(self.tails)):
                 raise ValueError("known triples out of range")
+            if (len(self.entities), len(self.relations), len(self.tails)) != self.config.sizes():
+                raise ValueError("the ids do not match the model's tables")
         except NaspError:
             raise
         except Exception as exc:
             raise NaspError(f"{file}: not a valid 3-way SIF model ({exc.__class__.__name__}: {exc})") from None
         self.net.eval()
         self.known = known_answers(known, 0)
+        self._first = {x: i for i, x in enumerate(self.entities)}
+        self._second = {x: i for i, x in enumerate(self.relations)}
 
     def recommend(self, head: str, relation: str, k: int = 10) -> list[dict]:
-        """The ``k`` best tails of (head, relation) never seen with it."""
-        try:
-            h, r = self.entities.index(head), self.relations.index(relation)
-        except ValueError:
+        """The ``k`` best third-column ids of (head, relation) never seen with it (``item``:
+        the id; ``score``: the model's score, or the predicted rating)."""
+        h, r = self._first.get(head), self._second.get(relation)
+        if h is None or r is None:
+            if self.task == "rating":
+                raise NaspError(f"unknown pair ({head}, {relation}): the model knows {len(self.entities)} first-column ids "
+                                f"and {len(self.relations)} second-column ids")
             raise NaspError(f"unknown pair ({head}, {relation}): the model knows {len(self.entities)} heads and "
-                            f"{len(self.relations)} relations") from None
+                            f"{len(self.relations)} relations")
         with torch.no_grad():
-            scores = self.net.score_all(torch.tensor([[h, r]]), 0)[0]
+            if self.task == "rating":
+                rows = torch.tensor([[h, r, t] for t in range(len(self.tails))], dtype=torch.long).reshape(-1, 3)
+                scores = predict(self.net, rows).clamp(*self.range)
+            else:
+                scores = self.net.score_all(torch.tensor([[h, r]]), 0)[0]
         scores[self.known.get((h, r), [])] = -math.inf
         top = scores.topk(min(k, len(scores)))
-        return [{"rank": i + 1, "item": self.entities[j], "score": float(s)}
+        return [{"rank": i + 1, "item": self.tails[j], "score": float(s)}
                 for i, (s, j) in enumerate(zip(top.values.tolist(), top.indices.tolist())) if s > -math.inf]
+
+
+def data_summary(splits: TripleSplits) -> dict:
+    """The sizes of the data, for the summary."""
+    if splits.task == "ranking":
+        return {"task": "ranking", "ways": 3, "entities": splits.num_entities, "relations": splits.num_relations,
+                "train_triples": len(splits.train), "valid_triples": len(splits.valid), "test_triples": len(splits.test)}
+    return {"task": "rating", "ways": 3, "first_ids": splits.num_entities, "second_ids": splits.num_relations,
+            "third_ids": splits.num_tails, "train_rows": len(splits.train), "valid_rows": len(splits.valid),
+            "test_rows": len(splits.test)}
 
 
 def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[dict], s: TensorSettings, dim: int,
         strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None,
-        retrain: bool = True) -> dict:
+        retrain: bool = True, biases: bool = True) -> dict:
     """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain (unless
     ``retrain`` is off), or train ``model`` / the composition of ``arch``; writes model.pt
-    (when it trains); returns the summary."""
+    (when it trains); returns the summary. ``biases``: a rating model's per-column biases."""
     t0 = time.perf_counter()
-    summary: dict = {"task": "ranking", "ways": 3, "entities": splits.num_entities, "relations": splits.num_relations,
-                     "train_triples": len(splits.train), "valid_triples": len(splits.valid), "test_triples": len(splits.test)}
-    base = TensorConfig("search", splits.num_entities, splits.num_relations, dim)
+    summary = data_summary(splits)
+    mean = float(splits.values["train"].mean()) if splits.task == "rating" else 0.0
+    sizes = {"num_tails": splits.num_tails, "task": splits.task, "global_mean": mean, "biases": biases}
+    if model == "distmult" and splits.num_tails is not None:
+        raise NaspError(DISTMULT_NEEDS_SHARED)
+    base = TensorConfig("search", splits.num_entities, splits.num_relations, dim, **sizes)
     if model is None and arch is None:
         arch = search(run, splits, base, s, strategy, epochs, seed, options, device)
         summary.update({"searched_interaction": arch["interaction"], "search_seconds": arch["search_seconds"]})
         if not retrain:
             return {**summary, "seconds": round(time.perf_counter() - t0, 3)}
     name = model if model is not None else arch["interaction"]
-    config = TensorConfig(name, splits.num_entities, splits.num_relations, dim)
+    config = TensorConfig(name, splits.num_entities, splits.num_relations, dim, **sizes)
     sub = run if model is not None or "searched_interaction" not in summary else _subrun(run, "retrain")
     net, trained = train(sub, splits, config, s, seed, device=device)
     save(run.file(MODEL_FILE), net.cpu(), config, splits)
@@ -635,39 +1043,46 @@ def _subrun(run: RunDir, name: str) -> RunDir:
 
 # the estimator's options ------------------------------------------------------------------------
 #: ``SIFOptions`` of the two-way models that a three-way run has no use for (given: an error)
-UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head", "biases",
+UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head",
           "history_refreshes", "implicit_reg", "baselines", "warm_start", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
           "knn_neighbours", "knn_shrink", "refit")
+#: of those, what only the ranking task refuses (a three-way rating model has per-column biases)
+RANKING_UNUSED = ("biases",)
 
 
 def check_options(o: Any) -> None:
     """What ``--ways`` allows of the other ``SIFOptions``: one clear error otherwise."""
     ways = check_ways(o.ways)
     if ways == 2:
-        if o.ifc in BASELINES:
+        if o.ifc in BASELINES and o.ifc != "mlp":
             raise NaspError(f"--ifc {o.ifc} is a 3-way model: use --ways 3")
         return
-    if o.task != "ranking":
-        raise NaspError("--ways 3 supports --task ranking (the knowledge-graph completion protocol) in this version")
     if o.ifc is not None and o.ifc not in BASELINES:
         raise NaspError(f"--ifc {o.ifc} is a 2-way model; with --ways 3 use one of {', '.join(BASELINES)} (or --arch)")
+    if o.ifc == "distmult" and o.task == "rating":
+        raise NaspError(DISTMULT_NEEDS_SHARED)
     defaults = {f.name: f.default for f in fields(o)}
-    given = [name for name in (*UNUSED, "space") if getattr(o, name) != defaults[name]]
+    unused = (*UNUSED, "space", *(RANKING_UNUSED if o.task == "ranking" else ()))
+    given = [name for name in unused if getattr(o, name) != defaults[name]]
     if given:
-        raise NaspError(f"--{given[0].replace('_', '-')} does not apply to --ways 3")
+        raise NaspError(f"--{given[0].replace('_', '-')} does not apply to --ways 3" +
+                        (" --task ranking" if given[0] in RANKING_UNUSED else ""))
 
 
 def settings_of(o: Any) -> TensorSettings:
-    """The optimisation settings of ``SIFOptions`` (``None``: ``TensorSettings``' defaults)."""
-    d = TensorSettings()
+    """The optimisation settings of ``SIFOptions`` (``None``: the task's ``TensorSettings``)."""
+    d = TensorSettings.for_task(o.task)
     pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
     return TensorSettings(lr=float(pick("lr")), reg=float(pick("reg")), batch_size=int(pick("batch_size")),
-                          arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs, patience=o.patience)
+                          arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs, patience=o.patience,
+                          optimizer=d.optimizer)
 
 
 def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any,
                 device: Optional[torch.device] = None) -> dict:
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
-    options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {})}
+    options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {}),
+               **({"margin": o.margin} if o.margin is not None else {})}
     dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
-    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.get("strategy"), o.get("epochs"), o.seed, options, device, o.retrain)
+    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
+               o.retrain, biases=o.biases is not False)

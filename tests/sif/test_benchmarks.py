@@ -148,3 +148,14 @@ def test_equal_time_benchmark_gives_every_strategy_the_budget_of_nasp(tiny_ratin
     assert [r["strategy"] for r in runs] == ["nasp", "snas", "tpe"] and all(r["epochs"] >= 1 for r in runs)
     assert all(r["test_rmse"] is not None and r["choices"] for r in runs)
     assert "| snas | 1 |" in page.read_text()
+
+
+def test_tensor_benchmark_runs_and_writes_json(tmp_path, ratings_writer):
+    """benchmarks/sif_tensor.py --data ml100k-dow --task rating --quick on a tiny u.data."""
+    out = tmp_path / "tensor.json"
+    _run("sif_tensor.py", "--data", "ml100k-dow", "--task", "rating", "--source", ratings_writer(tmp_path / "u.data"),
+         "--seeds", 0, "--out", out)
+    result = json.loads(out.read_text())
+    models = [row["model"] for row in result["runs"]]
+    assert result["quick"] is True and models[0] == "search (local)" and "cp" in models and "distmult" not in models
+    assert all(row["test_rmse"] > 0 and row["seconds"] >= 0 for row in result["runs"])

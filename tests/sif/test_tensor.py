@@ -257,11 +257,11 @@ def test_arch_of_the_other_space_is_one_error(tiny_kg, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--ways", "4"], "Error: --ways 4: use 2 (user, item) or 3 (head, relation, tail)"),
-    (["--ways", "3", "--task", "rating"], "Error: --ways 3 supports --task ranking (the knowledge-graph completion protocol) in this version"),
-    (["--ways", "3", "--ifc", "multiply"], "Error: --ifc multiply is a 2-way model; with --ways 3 use one of cp, distmult, complex, tucker (or --arch)"),
+    (["--ways", "3", "--task", "rating", "--ifc", "distmult"], f"Error: {T.DISTMULT_NEEDS_SHARED}"),
+    (["--ways", "3", "--ifc", "multiply"], "Error: --ifc multiply is a 2-way model; with --ways 3 use one of cp, distmult, complex, tucker, mlp (or --arch)"),
     (["--ifc", "cp"], "Error: --ifc cp is a 3-way model: use --ways 3"),
     (["--ways", "3", "--loss", "bce"], "Error: --loss does not apply to --ways 3"),
-    (["--ways", "3", "--no-biases"], "Error: --biases does not apply to --ways 3"),
+    (["--ways", "3", "--no-biases"], "Error: --biases does not apply to --ways 3 --task ranking"),
 ])
 def test_option_errors_are_one_line(tiny_kg, tmp_path, args, message):
     args = args if "--task" in args else [*args, "--task", "ranking"]
