@@ -49,8 +49,8 @@ class SIF:
     """Search (or train) an interaction function for collaborative filtering.
 
     ``task``: "rating" (explicit ratings, RMSE) or "ranking" (implicit feedback, top-K).
-    ``strategy``: a search strategy (default: local for ratings, nasp for ranking); ``space="autocf"``
-    searches the larger space (docs/sif.md), the default "sif" the paper's. Give
+    ``strategy``: a search strategy (default: local, which searches ``space="autocf"``; the
+    others search the paper's space "sif" unless ``space`` says otherwise, docs/sif.md). Give
     ``ifc="multiply"`` (or another fixed interaction) to train a baseline instead, or
     ``arch=PATH`` to retrain a searched architecture. Every other option is a ``SIFOptions``
     field. After ``fit``: ``summary_`` (the metrics), ``arch_`` (the searched architecture).

@@ -252,7 +252,7 @@ def test_a_planted_implicit_data_set_is_recovered_by_the_search(tmp_path):
     on them too a fixed multiply validates better than the planted op trained alone, so a
     selection on validation rightly prefers it; docs/sif.md.)"""
     frame = planted_log("multiply", users=150, items=80, per_user=20, dim=4, seed=2)
-    model = SIF(task="ranking", epochs=8, dim=8, batch_size=128, retrain=False, seed=0, arch_lr=1e-2, lr=0.05, reg=1e-4,
+    model = SIF(task="ranking", strategy="nasp", epochs=8, dim=8, batch_size=128, retrain=False, seed=0, arch_lr=1e-2, lr=0.05, reg=1e-4,
                 negatives=1).fit(frame)
     alpha = model.arch_["alpha"]
     assert model.arch_["interaction"] == "multiply", alpha
