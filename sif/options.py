@@ -78,12 +78,13 @@ class SIFOptions(RunOptions):
     # what to run ---------------------------------------------------------------------------------
     task: str = setting("rating", "rating: predict explicit ratings (RMSE); ranking: implicit feedback, every row an "
                         "interaction (NDCG@K, Recall@K...).", type=click.Choice(list(TASKS.names())))
-    strategy: Optional[str] = setting("local", "nasp (proximal), no-auto (single level); the comparators darts, darts2, gdas, snas, "
-                            "asap, drnas, asng, bayesnas, random, rsws, reinforce, tpe (docs/sif.md; pcdarts needs a CNN cell); local (warm-started "
-                            "local search: train the default model, then try each one-row change, one epoch each from the "
-                            "incumbent's weights, and keep the best that beats the incumbent by --margin on the whole "
-                            "validation set; --epochs is its budget, about one epoch per candidate of each row per pass; "
-                            "docs/sif.md).", type=click.Choice(search_strategy_names()), commands=SEARCH)
+    strategy: Optional[str] = setting("local", "local (warm-started local search: train the default model, then try each "
+                                      "one-row change, one epoch each from the incumbent's weights, and keep the best that beats "
+                                      "the incumbent by --margin on the whole validation set; --epochs is its budget, about one "
+                                      "epoch per candidate of each row per pass); nasp (proximal), no-auto (single level); the "
+                                      "comparators darts, darts2, gdas, snas, asap, drnas, asng, bayesnas, random, rsws, reinforce, "
+                                      "tpe (pcdarts needs a CNN cell). docs/sif.md.",
+                                      type=click.Choice(search_strategy_names()), commands=SEARCH)
     space: Optional[str] = setting(None, "sif: the paper's space (one row of vector-wise ops; element-wise MLPs, SVD++ user vector and "
                                    "box head fixed). autocf: input encoding and element-wise function of each side, vector-wise op "
                                    "and prediction head searched jointly (3,024 architectures; docs/sif.md). autocf-graph: autocf plus graph-propagated "
