@@ -13,10 +13,16 @@ random 70/10/20 split of the rows (two-way rating's shares, fixed by the seed), 
   --no-refit``) on the (user, item, rating) of the very same rows of each part.
 
 Reports validation and test RMSE, test MAE, seconds, and the chosen composition of each search.
-The Kinships (ranking) table of docs/results/sif.md is measured by hand (the commands named there).
 
-Usage: python benchmarks/sif_tensor.py --data ml100k-dow --task rating [--seeds 0 1 2 3 4]
-       [--source u.data] [--quick] [--out benchmarks/results/sif_tensor_ml100k_dow.json]
+``--data kinships --task ranking``: Kinships' own split (``--kinships``: its folder, with
+train.txt, valid.txt, test.txt), the knowledge-graph completion protocol (filtered ranking of
+both directions), ``--patience 10``; per seed (the initialisation; the split is the data set's):
+both searches, and ``train --ifc cp``, ``distmult``, ``complex``, ``tucker``, ``mlp``. Reports
+validation and test MRR, test Hits@1/3/10, seconds and the chosen compositions.
+
+Usage: python benchmarks/sif_tensor.py [--data ml100k-dow --task rating | --data kinships --task ranking]
+       [--seeds 0 1 2 3 4] [--source u.data] [--kinships DIR] [--quick] [--out FILE]
+       (default --out: benchmarks/results/sif_tensor_<data>.json)
 
 Writes the JSON after every row (a stopped run goes on where it was); the table in
 docs/results/sif.md is ``python benchmarks/report.py``'s.
@@ -51,6 +57,11 @@ ROWS = {
     "tucker": {"ifc": "tucker"},
     "mlp": {"ifc": "mlp"},
 }
+#: the Kinships rows: the same, with DistMult (heads and tails share one entity table there)
+RANKING_ROWS = {**{k: v for k, v in ROWS.items() if k.startswith("search")}, "cp": {"ifc": "cp"},
+                "distmult": {"ifc": "distmult"}, **{k: v for k, v in ROWS.items() if not k.startswith("search") and k != "cp"}}
+DEFAULT_KINSHIPS = ROOT.parent / "shared" / "data" / "kinships"
+RANKING_KEYS = ("valid_mrr", "test_mrr", "test_hits@1", "test_hits@3", "test_hits@10")
 TWO_WAY = "2-way biased MF, no context"
 RATIOS = {"valid_ratio": 0.1, "test_ratio": 0.2}
 
@@ -63,6 +74,18 @@ def three_way_row(label: str, data: Path, seed: int, quick: bool) -> dict:
     return {"model": label, "seed": seed, "interaction": s["interaction"], "valid_rmse": s["valid_rmse"],
             "test_rmse": s["test_rmse"], "test_mae": s["test_mae"], "epochs": s["epochs_trained"],
             "seconds": round(time.perf_counter() - t0, 2), **({"search_seconds": s["search_seconds"]} if "search_seconds" in s else {})}
+
+
+def kinships_row(label: str, folder: Path, seed: int, quick: bool) -> dict:
+    """One row of the Kinships table: filtered MRR and Hits@K of one search or baseline."""
+    options = RANKING_ROWS[label]
+    budget = ({"epochs": 3, "max_epochs": 2} if "strategy" in options else {"max_epochs": 2}) if quick else {}
+    t0 = time.perf_counter()
+    s = SIF(ways=3, task="ranking", seed=seed, verbose=False, patience=10, **options, **budget).fit(
+        folder / "train.txt", valid_data=folder / "valid.txt", test_data=folder / "test.txt").summary_
+    return {"model": label, "seed": seed, "interaction": s["interaction"], **{k: s[k] for k in RANKING_KEYS},
+            "epochs": s["epochs_trained"], "seconds": round(time.perf_counter() - t0, 2),
+            **({"search_seconds": s["search_seconds"]} if "search_seconds" in s else {})}
 
 
 def two_way_row(data: Path, seed: int, quick: bool, folder: Path) -> dict:
@@ -85,32 +108,56 @@ def two_way_row(data: Path, seed: int, quick: bool, folder: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", choices=["ml100k-dow"], default="ml100k-dow")
-    ap.add_argument("--task", choices=["rating"], default="rating")
+    ap.add_argument("--data", choices=["ml100k-dow", "kinships"], default="ml100k-dow")
+    ap.add_argument("--task", choices=["rating", "ranking"], default=None, help="rating for ml100k-dow, ranking for kinships")
     ap.add_argument("--source", default=str(DEFAULT_SOURCE), help="MovieLens-100K's u.data")
+    ap.add_argument("--kinships", default=str(DEFAULT_KINSHIPS), help="Kinships' folder (train.txt, valid.txt, test.txt)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--models", nargs="+", default=[*ROWS, TWO_WAY], choices=[*ROWS, TWO_WAY])
+    ap.add_argument("--models", nargs="+", default=None, choices=[*ROWS, "distmult", TWO_WAY],
+                    help="default: every row of the data set")
     ap.add_argument("--quick", action="store_true", help="two epochs everywhere (a smoke run, not a result)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sif_tensor_ml100k_dow.json"))
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/sif_tensor_<data>.json")
     args = ap.parse_args()
+    ranking = args.data == "kinships"
+    expected = "ranking" if ranking else "rating"
+    if args.task not in (None, expected):
+        ap.error(f"--data {args.data} is measured with --task {expected}")
+    models = args.models or ([*RANKING_ROWS] if ranking else [*ROWS, TWO_WAY])
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"sif_tensor_{'kinships' if ranking else 'ml100k_dow'}.json")
     result = json.loads(out.read_text()) if out.exists() and not args.quick else {"benchmark": "sif_tensor", "runs": []}
-    result.update({"data": "ml-100k-dow (nasp data prepare ml-100k-dow; context: day of the week, UTC)", "task": args.task,
-                   "split": "random 70/10/20 of the rows per seed", "quick": args.quick, "torch": torch.__version__,
-                   "threads": 1, "machine": platform.processor() or platform.machine()})
+    if ranking:
+        result.update({"data": "Kinships (its own split)", "task": "ranking", "split": "given", "patience": 10})
+    else:
+        result.update({"data": "ml-100k-dow (nasp data prepare ml-100k-dow; context: day of the week, UTC)", "task": "rating",
+                       "split": "random 70/10/20 of the rows per seed"})
+    result.update({"quick": args.quick, "torch": torch.__version__, "threads": 1, "machine": platform.processor() or platform.machine()})
     done = {(r["model"], r["seed"]) for r in result["runs"]}
+
+    def save(row: dict) -> None:
+        result["runs"].append(row)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    if ranking:
+        for seed in args.seeds:
+            for label in models:
+                if (label, seed) not in done:
+                    row = kinships_row(label, Path(args.kinships), seed, args.quick)
+                    save(row)
+                    print(f"seed {seed} {label}: {row['interaction']} valid MRR {row['valid_mrr']:.4f} test MRR "
+                          f"{row['test_mrr']:.4f} {row['seconds']:.0f}s", file=sys.stderr, flush=True)
+        print(f"wrote {out}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data, _ = prepare("ml-100k-dow", source=args.source, out=Path(tmp) / "ml-100k-dow.inter")
         for seed in args.seeds:
-            for label in args.models:
+            for label in models:
                 if (label, seed) in done:
                     continue
                 row = (two_way_row(data, seed, args.quick, Path(tmp)) if label == TWO_WAY
                        else three_way_row(label, data, seed, args.quick))
-                result["runs"].append(row)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(result, indent=2) + "\n")
+                save(row)
                 print(f"seed {seed} {label}: {row['interaction']} valid {row['valid_rmse']:.4f} test {row['test_rmse']:.4f} "
                       f"{row['seconds']:.0f}s", file=sys.stderr, flush=True)
     print(f"wrote {out}")
