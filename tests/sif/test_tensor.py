@@ -326,3 +326,13 @@ def test_a_saved_3way_model_loads_without_pickle_and_refuses_tampering(tmp_path)
     (out / "model.pt").write_bytes(pickle.dumps({"ways": 3, "payload": object()}, protocol=2))
     with pytest.raises(NaspError, match="cannot be read as a SIF model"):
         TripleRecommender(out)
+
+
+@pytest.mark.parametrize("strategy", ["local", "nasp"])
+def test_a_three_way_search_killed_in_the_middle_resumes_to_the_uninterrupted_result(strategy, tiny_kg, tmp_path,
+                                                                                      monkeypatch):
+    from tests.test_resume_kills import _kill_and_resume
+
+    args = ["--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 3, "--warmup-epochs", 1,
+            "--strategy", strategy, "--no-retrain"]
+    _kill_and_resume("sif", "search", args, tmp_path, monkeypatch)
