@@ -15,7 +15,7 @@ from nasp.strategies.base import sample_architecture
 from nasp.strategies.rsws import RANK_BATCHES
 from nasp.strategies.snas import GumbelSoft
 
-from .test_strategies import TinyNet, _batches, _mse, _problem
+from .test_strategies import TinyNet, _batches, _epoch, _mse, _problem
 
 
 def _weights(net):
@@ -219,12 +219,7 @@ def _useful_op_two(net):
 
 def _bayesnas_epochs(strategy, epochs, steps, batch, start=0):
     for epoch in range(start, epochs):
-        strategy.begin_epoch(epoch)
-        for _ in range(steps):
-            strategy.step(batch, batch)
-        with strategy.evaluation():
-            score = float(_mse(strategy.network, batch))
-        strategy.end_epoch(epoch, {"valid_loss": score})
+        _epoch(strategy, epoch, steps, (batch, batch))
 
 
 def test_bayesnas_updates_the_ard_hyperparameters_prunes_and_ends_with_one_candidate_per_row():

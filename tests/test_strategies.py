@@ -228,8 +228,9 @@ class _HostReads:
         return count
 
 
-def _epoch(strategy, epoch: int, steps: int) -> None:
-    train, valid = _batches()
+def _epoch(strategy, epoch: int, steps: int, batches=None) -> None:
+    """One epoch of ``steps`` steps on (train, valid) ``batches`` (default ``_batches()``), scored by the MSE on valid."""
+    train, valid = batches or _batches()
     strategy.begin_epoch(epoch)
     for _ in range(steps):
         strategy.step(train, valid)
