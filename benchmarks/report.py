@@ -431,6 +431,7 @@ TENSOR_LABELS = {
     "complex": "`train --ifc complex`",
     "tucker": "`train --ifc tucker`",
     "mlp": "`train --ifc mlp`",
+    "distmult": "`train --ifc distmult`",
     "2-way biased MF, no context": "two-way biased MF on the same rows, no context (`--ifc multiply --no-implicit --no-refit`)",
 }
 
@@ -462,6 +463,34 @@ def sif_tensor_rating(d: dict) -> list[str]:
     return table(["model", "seeds", "valid RMSE", "test RMSE", "test MAE", "seconds", "chosen"], body)
 
 
+def sif_tensor_ranking(d: dict) -> list[str]:
+    """Kinships, per model over the seeds: valid and test MRR (mean ± std), test Hits@1/3/10,
+    seconds, and what each search chose."""
+    import statistics
+
+    models = list(dict.fromkeys(r["model"] for r in d["runs"]))
+    keys = ("valid_mrr", "test_mrr", "test_hits@1", "test_hits@3", "test_hits@10")
+    stats = {}
+    for m in models:
+        runs = [r for r in d["runs"] if r["model"] == m]
+        stats[m] = {k: [r[k] for r in runs] for k in (*keys, "seconds")}
+        chosen: dict = {}
+        for r in runs:
+            chosen[r["interaction"]] = chosen.get(r["interaction"], 0) + 1
+        stats[m]["chosen"] = ", ".join(f"`{k}` x{v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])) \
+            if m.startswith("search") else ""
+    mean = {m: {k: statistics.mean(stats[m][k]) for k in (*keys, "seconds")} for m in models}
+    top = {k: best([mean[m][k] for m in models], True) for k in keys}
+    body = []
+    for m in models:
+        sd = {k: statistics.stdev(stats[m][k]) if len(stats[m][k]) > 1 else None for k in ("valid_mrr", "test_mrr")}
+        body.append([TENSOR_LABELS.get(m, m), str(len(stats[m]["seconds"]))]
+                    + [bold(pm(mean[m][k], sd[k], 3), mean[m][k] == top[k]) for k in ("valid_mrr", "test_mrr")]
+                    + [bold(num(mean[m][k], 3), mean[m][k] == top[k]) for k in keys[2:]]
+                    + [seconds(mean[m]["seconds"]), stats[m]["chosen"]])
+    return table(["model", "seeds", "valid MRR", "test MRR", "Hits@1", "Hits@3", "Hits@10", "seconds", "chosen"], body)
+
+
 @dataclass(frozen=True)
 class Table:
     sources: tuple[str, ...]  # file names in benchmarks/results/
@@ -480,6 +509,7 @@ TABLES: dict[str, Table] = {
     "sif_throughput": Table(("sif_throughput_s11.json",), sif_throughput),
     "sif_full_ranking_speed": Table(("sif_full_ranking_speed.json",), sif_full_ranking_speed),
     "sif_tensor_rating": Table(("sif_tensor_ml100k_dow.json",), sif_tensor_rating),
+    "sif_tensor_ranking": Table(("sif_tensor_kinships.json",), sif_tensor_ranking),
     "ddp_scaling_sif": Table(("ddp_scaling_sif.json", "ddp_scaling_sif_1m.json"), ddp_scaling_sif),
     "cnn_search_speed": Table(("cnn_search_speed_paper_shape.json",), cnn_search_speed),
     "cnn_digits_accuracy": Table(tuple(f"cnn_digits_accuracy_export_seed{s}.json" for s in range(4)), cnn_digits_accuracy),
