@@ -220,9 +220,9 @@ BASELINE_LABELS = {
     "SIF searched model": "the searched model of NASP in the paper's space (`--strategy nasp --baselines none`)",
     "SIF graph model (graph2 both sides)": "fixed `user_input=graph2+item_input=graph2` (`--space autocf-graph`)",
     "SIF local search, autocf-graph": "the searched model of `--space autocf-graph --strategy local --baselines none`",
-    "RecBole BPR": "RecBole 1.2.1 BPR (seeds 0-1)",
-    "RecBole NeuMF": "RecBole 1.2.1 NeuMF (seeds 0-1)",
-    "RecBole LightGCN": "RecBole 1.2.1 LightGCN (seeds 0-1)",
+    "RecBole BPR": "RecBole 1.2.1 BPR",
+    "RecBole NeuMF": "RecBole 1.2.1 NeuMF",
+    "RecBole LightGCN": "RecBole 1.2.1 LightGCN",
     "ItemKNN": "ItemKNN (`--ifc itemknn`)",
 }
 KEPT_NAMES = {"ease": "EASE^R", "multiply": "`multiply`", "lightgcn": "LightGCN"}
