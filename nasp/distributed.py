@@ -174,6 +174,14 @@ class World:
             dist.all_reduce(values)
         return values
 
+    def gather(self, value: Tensor) -> Tensor:
+        """Every rank's ``value`` (the same shape on each), stacked in rank order: [size, ...]."""
+        if not self.parallel:
+            return value.unsqueeze(0).clone()
+        out = [torch.empty_like(value) for _ in range(self.size)]
+        dist.all_gather(out, value.contiguous())
+        return torch.stack(out)
+
     def mean_stats(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per-key means over the ranks of an epoch's summed step statistics (one collective). The
         strategies' losses are already the whole batch's (``Strategy.sync_gradients``), the same

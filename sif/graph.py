@@ -190,17 +190,18 @@ class GraphInputs(nn.Module):
         return grads
 
     def pending_state(self) -> dict:
-        """The pending gradient and the looked-up rows counted, for a checkpoint (averaged over
-        ranks in a data-parallel run, as ``HistoryEncoder.pending_state``)."""
+        """The pending gradient and the looked-up rows counted, for a checkpoint: every rank's
+        part stacked in rank order in a data-parallel run (as ``HistoryEncoder.pending_state``)."""
         if not self.pending:
             return {}
         ranks = world()
-        average = (lambda t: ranks.sum(t) / ranks.size) if ranks.parallel else (lambda t: t.clone())  # noqa: E731
-        return {"lookups": self.pending_lookups, "terms": {t: average(b) for t, b in sorted(self.pending.items())}}
+        return {"lookups": self.pending_lookups, "terms": {t: ranks.gather(b) for t, b in sorted(self.pending.items())}}
 
     def load_pending_state(self, state: dict) -> None:
+        """Restore ``pending_state``: this rank's part."""
+        rank = world().rank
         self.pending_lookups = int(state.get("lookups", 0))
-        self.pending = {t: b.clone() for t, b in state.get("terms", {}).items()}
+        self.pending = {t: b[rank].clone() for t, b in state.get("terms", {}).items()}
         self.stale = True
 
 

@@ -225,21 +225,22 @@ class HistoryEncoder(nn.Module):
         """What the cache holds between two refreshes (the gradient gathered so far and the
         looked-up rows counted), for a checkpoint: a resumed run then refreshes at the same
         step with the same gradient as an uninterrupted one. Empty when nothing was gathered
-        (the same on every rank: each gets rows at every step). In a data-parallel run the
-        ranks' pending gradients (each weighted by its shares) are averaged (a collective:
-        every rank calls this), so that after a resume they still add up to the same sum."""
+        (the same on every rank: each gets rows at every step). In a data-parallel run every
+        rank's pending gradient is kept, stacked in rank order (a collective: every rank calls
+        this), and each rank takes its own back (a resume runs on as many processes)."""
         if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
             return {}
-        ranks = world()
-        average = (lambda t: ranks.sum(t) / ranks.size) if ranks.parallel else (lambda t: t.clone())  # noqa: E731
-        return {"lookups": self.pending_lookups, "rows": average(self.pending_rows), "factors": average(self.pending_factors)}
+        w, ranks = self.factors.weight, world()
+        rows = self.pending_rows if self.pending_rows.numel() else w.new_zeros(self.indptr.numel() - 1, w.shape[1])
+        factors = self.pending_factors if self.pending_factors.numel() else torch.zeros_like(w)
+        return {"lookups": self.pending_lookups, "rows": ranks.gather(rows), "factors": ranks.gather(factors)}
 
     def load_pending_state(self, state: dict) -> None:
-        """Restore ``pending_state`` (an empty state: nothing pending)."""
+        """Restore ``pending_state`` (an empty state: nothing pending): this rank's part."""
         self.pending_lookups = int(state.get("lookups", 0))
-        w = self.factors.weight
-        self.pending_rows = state["rows"].to(w) if "rows" in state else w.new_zeros(0, w.shape[1])
-        self.pending_factors = state["factors"].to(w) if "factors" in state else w.new_zeros(0, w.shape[1])
+        w, rank = self.factors.weight, world().rank
+        self.pending_rows = state["rows"][rank].to(w) if "rows" in state else w.new_zeros(0, w.shape[1])
+        self.pending_factors = state["factors"][rank].to(w) if "factors" in state else w.new_zeros(0, w.shape[1])
 
 
 class PendingHistory(Hook):
