@@ -230,10 +230,10 @@ class HistoryEncoder(nn.Module):
         this), and each rank takes its own back (a resume runs on as many processes)."""
         if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
             return {}
-        w, ranks = self.factors.weight, world()
-        rows = self.pending_rows if self.pending_rows.numel() else w.new_zeros(self.indptr.numel() - 1, w.shape[1])
-        factors = self.pending_factors if self.pending_factors.numel() else torch.zeros_like(w)
-        return {"lookups": self.pending_lookups, "rows": ranks.gather(rows), "factors": ranks.gather(factors)}
+        ranks = world()  # a buffer not allocated yet is not allocated on any rank: left out
+        return {"lookups": self.pending_lookups,
+                **{key: ranks.gather(buf) for key, buf in (("rows", self.pending_rows), ("factors", self.pending_factors))
+                   if buf.numel()}}
 
     def load_pending_state(self, state: dict) -> None:
         """Restore ``pending_state`` (an empty state: nothing pending): this rank's part."""
