@@ -95,6 +95,7 @@ class GraphInputs(nn.Module):
         self.stale = True
         self.pending: dict[str, Tensor] = {}
         self.pending_lookups = 0
+        self._built_of: Optional[Tensor] = None  # a copy of the edges the operators were built from
         self.register_load_state_dict_post_hook(lambda module, keys: module._build())
 
     # the data ---------------------------------------------------------------------------------
@@ -104,6 +105,11 @@ class GraphInputs(nn.Module):
         self._build()
 
     def _build(self) -> None:
+        """The operators of the edges, rebuilt only when the edges changed (a local search
+        reloads the same state at every trial)."""
+        if self._built_of is not None and self.operators and torch.equal(self._built_of, self.edges.cpu()):
+            self.cache, self._cached_of, self.stale = {}, None, True  # the tables may have been loaded too
+            return
         users, items = self.edges.cpu().numpy()
         if self.edges.numel() and (users.min() < 0 or items.min() < 0 or users.max() >= self.num_users
                                    or items.max() >= self.num_items):
@@ -118,6 +124,7 @@ class GraphInputs(nn.Module):
         device = self.edges.device
         self.operators = {name: _sparse(m).to(device) for name, m in ops.items()}
         self.cache, self._cached_of, self.stale = {}, None, True
+        self._built_of = self.edges.cpu().clone()
 
     # the terms --------------------------------------------------------------------------------
     def _propagate(self, chain: tuple[str, ...], x: Tensor) -> Tensor:
