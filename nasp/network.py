@@ -92,6 +92,13 @@ class SearchNetwork(nn.Module):
         default: the projection of the current alphas."""
         return self.project()
 
+    def starting_architectures(self) -> list[list[Tensor]]:
+        """The discrete architectures a local search warms up, each from the weights as built,
+        before it keeps the best on validation as its start; default: ``default_architecture``
+        alone (a space with more than one strong default model lists them, so that the search
+        does not start where one of them is already far ahead of the others' trials)."""
+        return [self.default_architecture()]
+
     def swap_in(self, architecture: Sequence[Tensor], tensor: int, row: int,
                 column: int) -> list[tuple[nn.Parameter, nn.Parameter]]:
         """Called by a local search before candidate ``column`` replaces the choice of ``row``

@@ -300,3 +300,78 @@ def test_a_reused_projection_is_dropped_when_an_alpha_is_written(monkeypatch):
     with arch.discrete(reuse=True) as (projected,):
         assert projected[0].tolist() == [0.0, 1.0, 0.0]
     assert reads.take() == 1
+
+
+class TwoStarts(TinyNet):
+    """TinyNet whose local search may start from op 0 or op 2 on both edges."""
+
+    def starting_architectures(self):
+        return [[torch.nn.functional.one_hot(torch.full((2,), k), 3).double()] for k in (0, 2)]
+
+
+def _drive_local(strategy, scores, first_epoch=0):
+    """Run a local search through epochs with the given validation scores; per epoch: the
+    architecture and weights it trained from, and what it described after the epoch."""
+    train, _ = _batches()
+    rows = []
+    for epoch, score in enumerate(scores, first_epoch):
+        strategy.begin_epoch(epoch)
+        net = strategy.network
+        row = {"alpha": net.alpha.detach().clone(), "start": {k: v.clone() for k, v in net.state_dict().items()}}
+        strategy.step(train, None)
+        strategy.end_epoch(epoch, {"score": score})
+        rows.append({**row, **strategy.describe(), "end": {k: v.clone() for k, v in net.state_dict().items()}})
+    return rows
+
+
+def _local(warmup=2, epochs=8):
+    torch.manual_seed(0)  # nn.Linear's initial weights
+    return build_strategy("local", _problem(TwoStarts(), metric="score", higher_is_better=True,
+                                            options={"warmup_epochs": warmup}), epochs=epochs)
+
+
+@pytest.mark.parametrize("scores, winner", [([1.0, 2.0, 3.0, 4.0], 1), ([1.0, 5.0, 3.0, 4.0], 0)])
+def test_local_search_warms_up_each_start_from_the_weights_as_built_and_keeps_the_best(scores, winner):
+    """Two starts, two warm-up epochs each: the second trains from the weights as built (not the
+    first's), and the one that scores best at the end of its warm-up becomes the incumbent with
+    the weights it trained; the row steps then start from it."""
+    strategy = _local()
+    built = {k: v.clone() for k, v in strategy.network.state_dict().items()}
+    starts = [a[0] for a in strategy.network.starting_architectures()]
+    rows = _drive_local(strategy, [*scores, 0.0])
+    assert [r.get("trial") for r in rows] == ["start 0", "start 0", "start 1", "start 1", "stay"]
+    assert all(r["warmup"] for r in rows[:4]) and not rows[4]["warmup"]
+    assert [torch.equal(r["alpha"], starts[k]) for r, k in zip(rows, (0, 0, 1, 1))] == [True] * 4
+    for key in ("ops1.0.weight", "ops2.0.weight"):  # trained by start 0, back as built for start 1
+        assert torch.equal(rows[2]["start"][key], built[key]) and not torch.equal(rows[1]["end"][key], built[key])
+    assert rows[3].get("kept") == f"start {winner}"
+    assert torch.equal(strategy.incumbent[0], starts[winner]) and torch.equal(rows[4]["alpha"], starts[winner])
+    trained = rows[1 + 2 * winner]["end"]  # the winner's weights at the end of its warm-up
+    assert all(torch.equal(rows[4]["start"][k], trained[k]) for k in trained if k != "alpha")
+
+
+@pytest.mark.parametrize("stop", [1, 3])  # before the second start (from the weights as built) / the choice
+def test_local_search_with_several_starts_resumes_mid_warm_up_and_has_auto_per_start(stop):
+    scores = [1.0, 5.0, 3.0, 4.0, 0.5, 0.6, 0.7, 0.8]  # the first start wins
+    whole = _local()
+    rows = _drive_local(whole, scores)
+    first = _local()
+    _drive_local(first, scores[:stop])
+    resumed = _local()
+    resumed.network.load_state_dict(first.network.state_dict())
+    resumed.load_state_dict(first.state_dict())
+    again = _drive_local(resumed, scores[stop:], first_epoch=stop)
+    assert [r.get("trial") for r in again] == [r.get("trial") for r in rows[stop:]]
+    assert all(torch.equal(a["end"][k], b["end"][k]) for a, b in zip(again, rows[stop:]) for k in a["end"])
+    assert torch.equal(resumed.incumbent[0], whole.incumbent[0]) and rows[3].get("kept") == "start 0"
+    # "auto": each start until its score stops improving (by 0.1%), then the next from the weights as built
+    auto = _local(warmup="auto", epochs=10)
+    rows = _drive_local(auto, [1.0, 2.0, 2.0, 3.0, 3.0, 0.0])
+    assert [r.get("trial") for r in rows] == ["start 0"] * 3 + ["start 1"] * 2 + ["stay"]
+    assert rows[4].get("kept") == "start 1" and not rows[5]["warmup"]
+
+
+def test_local_search_without_warm_up_starts_from_the_first_start():
+    strategy = _local(warmup=0, epochs=3)
+    rows = _drive_local(strategy, [1.0, 2.0, 3.0])
+    assert rows[0].get("trial") == "stay" and torch.equal(rows[0]["alpha"], strategy.network.starting_architectures()[0][0])

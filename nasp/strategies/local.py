@@ -1,7 +1,10 @@
 """``local``: a warm-started, function-preserving local search over discrete architectures.
 
 Train the network's default architecture (``SearchNetwork.default_architecture``) for the
-warm-up epochs. Then take the rows of the architecture one after the other (every row of every
+warm-up epochs. A network with several starting architectures (``SearchNetwork.
+starting_architectures``) warms each up in turn, every one from the weights as built and for the
+warm-up epochs each; the one that scores best on the whole validation set at the end of its
+warm-up becomes the incumbent, with the weights it trained. Then take the rows of the architecture one after the other (every row of every
 architecture tensor with more than one candidate) and run one *row step*: a trial per candidate
 of that row, each trial one epoch of the run loop. Every trial starts from the incumbent's
 weights and optimizer state; the row's first trial keeps the incumbent ("stay"), every other one
@@ -15,9 +18,10 @@ discrete at every step, only chosen candidates train, and the validation data on
 
 The search ends when a whole pass over the rows changes nothing (``finished``: the run loop
 stops) or when the epochs are spent (a row step cut short decides among the trials it ran); the
-network then holds the incumbent. Cost: one epoch per candidate of every row per pass, and two
-more copies of the network's state and optimizer state (the incumbent's and the row step's best
-trial's), which the checkpoint holds too.
+network then holds the incumbent. Cost: one epoch per candidate of every row per pass (the
+warm-up epochs once per start), and two more copies of the network's state and optimizer state
+(the incumbent's and the row step's best trial's; during a warm-up of several starts, the
+weights as built and the best start's), which the checkpoint holds too.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from torch import Tensor, nn
 
 from ..errors import NaspError
 from .base import SearchProblem, Strategy
-from .proximal import WarmingUp
+from .proximal import AUTO, AUTO_WARMUP_TOLERANCE, WarmingUp
 from .registry import STRATEGIES
 
 #: the default of ``margin``: a replacement must beat the incumbent by 0.1% of its score
@@ -71,10 +75,17 @@ class LocalSearch(WarmingUp, Strategy):
         super().__init__(problem, epochs)
         self.init_warmup(problem, epochs)
         self.margin = check_margin(problem.options.get("margin", DEFAULT_MARGIN))
-        self.incumbent: list[Tensor] = [a.detach().clone() for a in self.network.default_architecture()]
+        self.starts: list[list[Tensor]] = [[a.detach().clone() for a in arch]
+                                           for arch in self.network.starting_architectures()]
+        self.incumbent: list[Tensor] = [a.clone() for a in self.starts[0]]
         self.network.set_architecture(self.incumbent)
-        self.rows: list[Row] = [(t, r) for t, a in enumerate(self.incumbent) for r in range(a.shape[0])
-                                if a.shape[1] > 1 and int(a[r].count_nonzero()) == 1]
+        self.rows: list[Row] = self._rows()
+        # a warm-up of several starts (``starting_architectures``): the start warming up, its
+        # epochs so far, the weights as built (every start warms up from them) and the best start
+        self.start = 0 if len(self.starts) > 1 and self.warmup_epochs != 0 else len(self.starts)
+        self.start_epochs = 0
+        self.initial: Optional[dict] = None
+        self.best_start: Optional[dict] = None
         self.row = 0                              # the row of the current (or next) row step
         self.unchanged = 0                        # row steps in a row that kept the incumbent
         self.trials: list[Optional[int]] = []     # this row step's candidates (None: stay)
@@ -90,6 +101,55 @@ class LocalSearch(WarmingUp, Strategy):
     def _weight_params(self) -> list[nn.Parameter]:
         # every parameter a chosen candidate has trains on training data (element-wise MLPs too)
         return self.network.weights() + self.network.arch_extra_parameters()
+
+    def _rows(self) -> list[Row]:
+        return [(t, r) for t, a in enumerate(self.incumbent) for r in range(a.shape[0])
+                if a.shape[1] > 1 and int(a[r].count_nonzero()) == 1]
+
+    # the starts ---------------------------------------------------------------------------------
+    def _starting(self) -> bool:
+        """Whether a warm-up of several starts is under way."""
+        return self.start < len(self.starts)
+
+    def _begin_start_epoch(self, epoch: int) -> None:
+        """The network at the start that warms up, from the weights as built at its first epoch."""
+        self.warming = True
+        if self.initial is None:  # the very first epoch: keep the weights as built for the other starts
+            self.initial = self._snapshot()
+        elif self.start_epochs == 0:
+            self._restore(self.initial)
+            self.incumbent = [a.clone() for a in self.starts[self.start]]
+            self.network.set_architecture(self.incumbent)
+            self.forget_selection()
+        self.label = f"start {self.start}"
+
+    def _end_start_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Count the epoch; at the end of a start's warm-up keep it if it is the best so far; once
+        every start is warmed up (or the epochs run out), the best becomes the incumbent."""
+        score = float(metrics[self.problem.metric])
+        self.start_epochs += 1
+        if self.warmup_epochs == AUTO:  # each start until its metric stops improving
+            done = self.warmup_best is not None and not self.problem.beats(score, self.warmup_best, AUTO_WARMUP_TOLERANCE)
+            self.warmup_best = score if self.warmup_best is None or self.problem.better(score, self.warmup_best) else self.warmup_best
+        else:
+            done = self.start_epochs >= self.warmup_epochs
+        last = epoch == self.epochs - 1
+        if not (done or last):
+            return
+        if self.best_start is None or self.problem.better(score, self.best_start["score"]):
+            self.best_start = {"index": self.start, "score": score, "state": self._snapshot()}
+        self.start, self.start_epochs, self.warmup_best = self.start + 1, 0, None
+        if self.start < len(self.starts) and not last:
+            return
+        best = self.best_start
+        self._restore(best["state"])
+        self.incumbent = [a.clone() for a in self.starts[best["index"]]]
+        self.network.set_architecture(self.incumbent)
+        self.forget_selection()
+        self.rows = self._rows()
+        self.kept = f"start {best['index']}"
+        self.start, self.initial, self.best_start = len(self.starts), None, None
+        self.warmup_over = True  # an "auto" warm-up too: the starts were it
 
     # trials -----------------------------------------------------------------------------------
     def changed(self, row: Row, column: Optional[int]) -> list[Tensor]:
@@ -151,6 +211,9 @@ class LocalSearch(WarmingUp, Strategy):
     def begin_epoch(self, epoch: int) -> None:
         self.kept = self.label = None
         self.steps = 0
+        if self._starting():
+            self._begin_start_epoch(epoch)
+            return
         if self.begin_warmup(epoch) or self.finished or not self.rows:
             return  # the incumbent trains on
         if self.saved is None:  # the first trial: the warm-up is over
@@ -166,7 +229,7 @@ class LocalSearch(WarmingUp, Strategy):
         groups = self.weight_optimizer.param_groups
         rates = [g["lr"] for g in groups]
         # trials only; the very first epoch of a search without warm-up has no length to go by
-        ramp = RAMP * self.epoch_steps if self.label is not None else 0
+        ramp = RAMP * self.epoch_steps if self.label is not None and not self.warming else 0
         scale = min(1.0, (self.steps + 1) / ramp) if ramp >= 1 else 1.0
         for g, rate in zip(groups, rates):
             g["lr"] = rate * scale
@@ -181,6 +244,9 @@ class LocalSearch(WarmingUp, Strategy):
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         super().end_epoch(epoch, metrics)
         self.epoch_steps = self.steps
+        if self._starting():
+            self._end_start_epoch(epoch, metrics)
+            return
         if self.warming:
             self.end_warmup(metrics)
             return
@@ -215,7 +281,8 @@ class LocalSearch(WarmingUp, Strategy):
         return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
                 "best": self.best, "stay_score": self.stay_score, "finished": self.finished,
-                "epoch_steps": self.epoch_steps}
+                "epoch_steps": self.epoch_steps, "start": self.start, "start_epochs": self.start_epochs,
+                "initial": self.initial, "best_start": self.best_start}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -225,3 +292,9 @@ class LocalSearch(WarmingUp, Strategy):
         self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
         self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
         self.epoch_steps = int(state["epoch_steps"])
+        if "start" in state:  # a checkpoint of this version
+            self.start, self.start_epochs = int(state["start"]), int(state["start_epochs"])
+            self.initial, self.best_start = state["initial"], state["best_start"]
+        else:
+            self.start = len(self.starts)
+        self.rows = self._rows()
