@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -166,6 +166,8 @@ class TripleSplits:
     relations: list[str]
     tails: Optional[list[str]] = None
     values: Optional[dict[str, Tensor]] = None
+    #: ``ranking_filter`` of each part evaluated so far (ranking), kept for the next evaluation
+    removed: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -292,6 +294,10 @@ class Composition:
     op1: str
     op2: str
     pairing: tuple[str, str, str]
+    #: whether c is read from the entity table where the first and third columns share ids
+    shared = False
+    #: whether it reads complex embeddings (the tables' rows as real parts, ``*_imag``'s as imaginary)
+    complex = False
 
     @property
     def name(self) -> str:
@@ -310,15 +316,88 @@ class Composition:
         x, y, z = (v[k] for k in self.pairing)
         return OPS[self.op2](OPS[self.op1](x, y), z)
 
+    def scores_all(self, a: Tensor, b: Tensor, c: Tensor, d: int, w: Tensor) -> Tensor:
+        """``(self(a, b, c) * w).sum(-1)`` of every entity on the ranked side (shapes as
+        ``hermitian_all``): one matrix product for the 3-way product, else the composed vectors
+        of every entity contracted with ``w``."""
+        if self.op1 == self.op2 == "multiply":
+            return product_all(a, b, c, d, w)
+        return self(a, b, c) @ w
+
+
+def hermitian(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """Re(a * b * conj(c)) per complex coordinate of broadcastable complex vectors (..., 2 * k),
+    the first half of each its real part and the second half its imaginary part: (..., k). Its
+    sum is ComplEx's score (``ComplEx.score``)."""
+    (ar, ai), (br, bi), (cr, ci) = (x.chunk(2, dim=-1) for x in (a, b, c))
+    return ar * br * cr + ai * br * ci + ar * bi * ci - ai * bi * cr
+
+
+def hermitian_all(a: Tensor, b: Tensor, c: Tensor, d: int, w: Optional[Tensor] = None) -> Tensor:
+    """``(hermitian(a, b, c) * w).sum(-1)`` of every entity on the ranked side, as one matrix
+    product (no (B, N, k) intermediate): ``d`` 0: ``a``, ``b`` (B, 1, 2k) and ``c`` (1, N, 2k),
+    every tail; ``d`` 1: ``a`` (1, N, 2k), every head, and ``b``, ``c`` (B, 1, 2k). ``w`` (k,)
+    None: ones (ComplEx's score). Returns (B, N)."""
+    if d == 0:
+        (ar, ai), (br, bi) = a[:, 0].chunk(2, dim=-1), b[:, 0].chunk(2, dim=-1)
+        real, imag, ranked = ar * br - ai * bi, ar * bi + ai * br, c[0]
+    else:
+        (br, bi), (cr, ci) = b[:, 0].chunk(2, dim=-1), c[:, 0].chunk(2, dim=-1)
+        real, imag, ranked = br * cr + bi * ci, br * ci - bi * cr, a[0]
+    if w is not None:
+        real, imag = real * w, imag * w
+    return torch.cat([real, imag], dim=-1) @ ranked.t()
+
+
+def product_all(a: Tensor, b: Tensor, c: Tensor, d: int, w: Optional[Tensor] = None) -> Tensor:
+    """``(a * b * c * w).sum(-1)`` of every entity on the ranked side as one matrix product
+    (shapes as ``hermitian_all``; ``w`` None: ones, CP's score)."""
+    query, ranked = (a[:, 0] * b[:, 0], c[0]) if d == 0 else (b[:, 0] * c[:, 0], a[0])
+    return (query if w is None else query * w) @ ranked.t()
+
+
+@dataclass(frozen=True)
+class HermitianProduct:
+    """``hermitian(a,b,c)``: ComplEx's trilinear product Re(<a, b, conj(c)>) (``hermitian``) of
+    complex embeddings, the relation (b) in the middle. Not a composition of element-wise ops of
+    real vectors, so outside the SIF paper's space; ComplEx is the best model of this code on
+    Kinships. Its embeddings are complex with ``dim`` coordinates, as the baseline's: the real
+    parts are the network's tables (those every candidate reads), the imaginary parts tables of
+    its own (``CompositionNetwork``), so that it is ComplEx at the same ``--dim``. As the
+    baseline, it reads the first and third columns from one table where they share ids (a
+    knowledge graph's heads and tails: conj relates an entity as a head to itself as a tail, so
+    that one table models antisymmetric relations), from a table each otherwise."""
+
+    name = "hermitian(a,b,c)"
+    shared = True
+    complex = True
+
+    def width(self, dim: int) -> int:
+        """Length of the composed vector: one per complex coordinate."""
+        return dim
+
+    def __call__(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+        return hermitian(a, b, c)
+
+    def scores_all(self, a: Tensor, b: Tensor, c: Tensor, d: int, w: Tensor) -> Tensor:
+        """``(self(a, b, c) * w).sum(-1)`` of every entity on the ranked side (``hermitian_all``)."""
+        return hermitian_all(a, b, c, d, w)
+
+
+HERMITIAN = HermitianProduct.name
+
 
 def compositions() -> list[Composition]:
-    """The space: for each pairing op1 in ``INNER_OPS``, op2 in those and concat, op1 != op2
-    (48), and the five same-op compositions (the 3-way product ``multiply(a,b,c)`` among them): 53."""
+    """The SIF paper's space: for each pairing op1 in ``INNER_OPS``, op2 in those and concat,
+    op1 != op2 (48), and the five same-op compositions (the 3-way product ``multiply(a,b,c)``
+    among them): 53."""
     out = [Composition(op1, op2, p) for p in PAIRINGS for op1 in INNER_OPS for op2 in (*INNER_OPS, "concat") if op1 != op2]
     return out + [Composition(op, op, PAIRINGS[0]) for op in (*INNER_OPS, "concat")]
 
 
-SPACE = {c.name: c for c in compositions()}
+#: the searched space: the SIF paper's 53 compositions (``compositions``; its same-op multiply is
+#: the true 3-way product, CP) and ComplEx's Hermitian product (``HermitianProduct``): 54
+SPACE: dict[str, Any] = {**{c.name: c for c in compositions()}, HERMITIAN: HermitianProduct()}
 
 
 # models -----------------------------------------------------------------------------------------
@@ -407,6 +486,21 @@ class Broadcast(TripleModel):
         return self.score(self.entity(rows[:, 0]), self.relation(rows[:, 1]), self.tail(rows[:, 2]))
 
 
+class ComplexTable:
+    """The rows of two tables side by side, ``[real, imag]``: complex embeddings for ``hermitian``
+    (a view: nothing of its own to train or save). Called with ids, as an ``nn.Embedding``."""
+
+    def __init__(self, real: nn.Embedding, imag: nn.Embedding) -> None:
+        self.real, self.imag = real, imag
+
+    def __call__(self, ids: Tensor) -> Tensor:
+        return torch.cat([self.real(ids), self.imag(ids)], dim=-1)
+
+    @property
+    def weight(self) -> Tensor:
+        return torch.cat([self.real.weight, self.imag.weight], dim=-1)
+
+
 def vectors(entity: nn.Embedding, relation: nn.Embedding, tail: nn.Embedding, q: Tensor,
             d: int) -> tuple[Tensor, Tensor, Tensor]:
     """(a, b, c) of queries ``q`` in direction ``d``, the ranked side every entity: (1, N, dim)."""
@@ -423,6 +517,9 @@ class CP(Broadcast):
 
     def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
         return (a * b * c).sum(-1)
+
+    def score_all(self, q: Tensor, d: int) -> Tensor:
+        return product_all(*vectors(self.entity, self.relation, self.tail, q, d), d)
 
 
 class DistMult(CP):
@@ -447,8 +544,10 @@ class ComplEx(Broadcast):
         super().__init__(num_entities, num_relations, 2 * dim, shared=True, num_tails=num_tails)
 
     def score(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-        (ar, ai), (br, bi), (cr, ci) = (x.chunk(2, dim=-1) for x in (a, b, c))
-        return (ar * br * cr + ai * br * ci + ar * bi * ci - ai * bi * cr).sum(-1)
+        return hermitian(a, b, c).sum(-1)
+
+    def score_all(self, q: Tensor, d: int) -> Tensor:
+        return hermitian_all(*vectors(self.entity, self.relation, self.tail, q, d), d)
 
 
 class TuckER(TripleModel):
@@ -501,19 +600,49 @@ class CompositionNetwork(SearchNetwork, TripleModel):
     entity ids but have a table each (a = head, c = tail roles), as CP. ``bounded`` (the rating
     task): each ``w_m`` starts at 1/sqrt(n) and is clipped into the box |w_k| <= 1/sqrt(n), as
     the two-way rating models' heads (unbounded ones overfit ratings within two epochs). The
-    default architecture (where a local search starts) is ``multiply(a,b,c)``, CP."""
+    default architecture (where a local search starts) is ``multiply(a,b,c)``, CP.
+
+    The Hermitian product (``HermitianProduct``: ComplEx's) reads complex embeddings: their real
+    parts the tables above, their imaginary parts the tables ``entity_imag``, ``relation_imag``
+    and ``tail_imag`` that the network has only when it is a candidate. It reads c from the
+    entity tables where heads and tails share ids (``num_tails`` None); a network of it alone
+    then has no tables of its own for tails (``tail`` is ``entity``, as in ComplEx)."""
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, candidates: Sequence[str],
                  num_tails: Optional[int] = None, bounded: bool = False) -> None:
         super().__init__()
+        self.candidates = [check_candidate(name) for name in candidates]
+        self.shares_ids = num_tails is None
+        num_tails = num_entities if num_tails is None else num_tails
+        one_table = self.shares_ids and all(SPACE[n].shared for n in self.candidates)
         self.entity = _table(num_entities, dim)
         self.relation = _table(num_relations, dim)
-        self.tail = _table(num_entities if num_tails is None else num_tails, dim)
-        self.candidates = [check_candidate(name) for name in candidates]
+        self.tail = self.entity if one_table else _table(num_tails, dim)
+        if any(SPACE[n].complex for n in self.candidates):
+            self.entity_imag = _table(num_entities, dim)
+            self.relation_imag = _table(num_relations, dim)
+            self.tail_imag = self.entity_imag if self.shares_ids else _table(num_tails, dim)
         self.bounded = bounded
         self.alpha = nn.Parameter(torch.full((1, len(self.candidates)), 1.0 / len(self.candidates)))
         self.outputs = nn.ParameterList([nn.Parameter(torch.empty(SPACE[n].width(dim))) for n in self.candidates])
         self._reset_outputs()
+
+    def _inputs(self, m: Any) -> tuple[Any, Any, Any]:
+        """The tables candidate ``m`` reads its (a, b, c) from: the entity table for c where it
+        shares it, complex views (``ComplexTable``) where it reads complex embeddings."""
+        shared = m.shared and self.shares_ids
+        if m.complex:
+            return (ComplexTable(self.entity, self.entity_imag), ComplexTable(self.relation, self.relation_imag),
+                    ComplexTable(self.entity, self.entity_imag) if shared else ComplexTable(self.tail, self.tail_imag))
+        return self.entity, self.relation, self.entity if shared else self.tail
+
+    def tables(self) -> tuple[Any, Any, Any]:
+        """The tables of the three columns (rows penalised by the rating loss), with their
+        imaginary parts where the network has them."""
+        if not hasattr(self, "entity_imag"):
+            return self.entity, self.relation, self.tail
+        return (ComplexTable(self.entity, self.entity_imag), ComplexTable(self.relation, self.relation_imag),
+                ComplexTable(self.tail, self.tail_imag))
 
     @torch.no_grad()
     def _reset_outputs(self) -> None:
@@ -530,10 +659,24 @@ class CompositionNetwork(SearchNetwork, TripleModel):
         out[0, start] = 1.0
         return [out]
 
+    def starting_architectures(self) -> list[list[Tensor]]:
+        """Where a local search may start: the 3-way product (CP) and, where heads and tails
+        share ids, the Hermitian product (ComplEx), each warmed up from the weights as built
+        (the better on validation is the start). Neither can start computing the other's
+        function, so a one-epoch trial of either from the other's trained weights is no test
+        of it (on Kinships the Hermitian product needs about four epochs to overtake CP)."""
+        starts = [self.default_architecture()]
+        if self.shares_ids and HERMITIAN in self.candidates and starts[0][0][0, self.candidates.index(HERMITIAN)] == 0:
+            out = torch.zeros_like(self.alpha.detach())
+            out[0, self.candidates.index(HERMITIAN)] = 1.0
+            starts.append([out])
+        return starts
+
     @torch.no_grad()
     def reset_weights(self) -> None:
         """The weights as built (random search trains each candidate from this start)."""
-        for table in (self.entity, self.relation, self.tail):
+        for table in (self.entity, self.relation, self.tail, *([self.entity_imag, self.relation_imag, self.tail_imag]
+                                                               if hasattr(self, "entity_imag") else [])):
             nn.init.normal_(table.weight, std=0.1)
         self._reset_outputs()
         if getattr(self, "rating", None) is not None:
@@ -546,14 +689,29 @@ class CompositionNetwork(SearchNetwork, TripleModel):
         return out
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
-        a, b, c = vectors(self.entity, self.relation, self.tail, q, d)
-        return self._mixed([lambda m=SPACE[n], w=w: (m(a, b, c) * self._head(w)).sum(-1)
-                            for n, w in zip(self.candidates, self.outputs)])
+        return self._mixed(self._terms(lambda tables: vectors(*tables, q, d), d))
 
     def score_rows(self, rows: Tensor) -> Tensor:
-        a, b, c = self.entity(rows[:, 0]), self.relation(rows[:, 1]), self.tail(rows[:, 2])
-        return self._mixed([lambda m=SPACE[n], w=w: (m(a, b, c) * self._head(w)).sum(-1)
-                            for n, w in zip(self.candidates, self.outputs)])
+        return self._mixed(self._terms(lambda tables: tuple(t(rows[:, k]) for k, t in enumerate(tables))))
+
+    def _terms(self, read: Callable[[tuple], tuple[Tensor, Tensor, Tensor]],
+               d: Optional[int] = None) -> list[Callable[[], Tensor]]:
+        """The score of each candidate, to compute: ``w . m(a, b, c)``, the vectors ``read`` from
+        the candidate's tables (``_inputs``; read once per set of tables and call, apart with
+        and without autograd: a candidate the core runs without it must not lend the others
+        vectors that have none); ``d``: every entity of direction ``d`` (``scores_all``)."""
+        read_once: dict[tuple[bool, bool, bool], tuple[Tensor, Tensor, Tensor]] = {}
+
+        def term(m: Any, w: Tensor) -> Callable[[], Tensor]:
+            def score() -> Tensor:
+                key = (m.shared and self.shares_ids, m.complex, torch.is_grad_enabled())
+                if key not in read_once:
+                    read_once[key] = read(self._inputs(m))
+                if d is not None:
+                    return m.scores_all(*read_once[key], d, self._head(w))
+                return (m(*read_once[key]) * self._head(w)).sum(-1)
+            return score
+        return [term(SPACE[n], w) for n, w in zip(self.candidates, self.outputs)]
 
     def _head(self, w: Tensor) -> Tensor:
         return inner_box(w) if self.bounded else w
@@ -667,23 +825,45 @@ def loss_fn(model: TripleModel, batch: tuple) -> Tensor:
     return nn.functional.binary_cross_entropy_with_logits(model.score_all(q.to(device), d), targets.to(device))
 
 
-def filtered_ranks(model: TripleModel, triples: Tensor, every_known: Tensor, batch_size: int = 512) -> Tensor:
+def ranking_filter(triples: Tensor, every_known: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """What filtered ranking of ``triples`` removes, per direction (tails given (head, relation),
+    then heads given (relation, tail)): (rows, entities), each triple's row in ``triples`` (in
+    order) with every other answer its query has in ``every_known`` (the triple's own left out).
+    Computed once per set of triples and reused at every evaluation."""
+    out = []
+    for d in (0, 1):
+        answers = known_answers(every_known, d)
+        rows: list[int] = []
+        entities: list[int] = []
+        for i, (h, r, t) in enumerate(triples.tolist()):
+            key, target = ((h, r), t) if d == 0 else ((r, t), h)
+            others = [e for e in answers.get(key, ()) if e != target]
+            rows += [i] * len(others)
+            entities += others
+        out.append((torch.tensor(rows, dtype=torch.long), torch.tensor(entities, dtype=torch.long)))
+    return out[0], out[1]
+
+
+def filtered_ranks(model: TripleModel, triples: Tensor, every_known: Tensor, batch_size: int = 512,
+                   removed: Optional[tuple] = None) -> Tensor:
     """The filtered rank of each triple's tail (given head, relation) then of its head (given
     relation, tail): 1 + entities scored higher + half the others scored equal, after removing
-    every other answer the query has in ``every_known``."""
+    every other answer the query has in ``every_known`` (``removed``: ``ranking_filter``'s of
+    them, when computed before)."""
+    removed = removed if removed is not None else ranking_filter(triples, every_known)
     ranks = []
     device = next(model.parameters(), torch.zeros(0)).device
     with torch.no_grad():
         for d in (0, 1):
-            answers = known_answers(every_known, d)
-            for rows in triples.split(batch_size):
+            rows_removed, entities_removed = removed[d]
+            for start in range(0, len(triples), batch_size):
+                rows = triples[start:start + batch_size]
                 q = rows[:, :2] if d == 0 else rows[:, 1:]
                 target = rows[:, 2] if d == 0 else rows[:, 0]
                 scores = model.score_all(q.to(device), d).float().cpu()
+                lo, hi = torch.searchsorted(rows_removed, torch.tensor([start, start + len(rows)])).tolist()
                 mask = torch.zeros_like(scores, dtype=torch.bool)
-                for i, key in enumerate(q.tolist()):
-                    mask[i, answers.get(tuple(key), [])] = True
-                mask[torch.arange(len(rows)), target] = False
+                mask[rows_removed[lo:hi] - start, entities_removed[lo:hi]] = True
                 true = scores.gather(1, target.unsqueeze(1))
                 higher = ((scores > true) & ~mask).sum(1).float()
                 equal = ((scores == true) & ~mask).sum(1).float() - 1
@@ -707,7 +887,9 @@ def evaluate(model: TripleModel, splits: TripleSplits, part: str) -> dict[str, f
     try:
         if splits.task == "rating":
             return rating_metrics(model, splits, part)
-        return metrics(filtered_ranks(model, getattr(splits, part), splits.all_triples()), part)
+        if part not in splits.removed:
+            splits.removed[part] = ranking_filter(getattr(splits, part), splits.all_triples())
+        return metrics(filtered_ranks(model, getattr(splits, part), splits.all_triples(), removed=splits.removed[part]), part)
     finally:
         model.train()
 

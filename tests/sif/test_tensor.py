@@ -1,4 +1,5 @@
-"""Three-way SIF (``sif/tensor.py``, ``--ways 3``): readers, the 53 compositions, the filtered
+"""Three-way SIF (``sif/tensor.py``, ``--ways 3``): readers, the 53 compositions and the
+Hermitian product, the filtered
 KG ranking metrics by hand, the baselines, and the commands' round trip and errors."""
 import json
 from pathlib import Path
@@ -39,8 +40,9 @@ def tiny_kg(tmp_path):
 
 
 # the space --------------------------------------------------------------------------------------
-def test_space_holds_53_compositions_and_the_three_way_product():
-    assert len(T.SPACE) == 53
+def test_space_holds_53_compositions_the_three_way_product_and_the_hermitian_one():
+    assert len(T.compositions()) == 53 and len(T.SPACE) == 54
+    assert list(T.SPACE)[:53] == [c.name for c in T.compositions()] and list(T.SPACE)[53] == T.HERMITIAN
     assert "multiply(a,b,c)" in T.SPACE and "concat(a,b,c)" in T.SPACE
     a, b, c = torch.randn(3, 5, 4).unbind(0)
     assert torch.allclose(T.SPACE["multiply(a,b,c)"](a, b, c), a * b * c)  # not plus(plus(.)), SIF's bug
@@ -60,8 +62,23 @@ def test_every_composition_scores_every_entity_with_gradients(name):
         scores = net.score_all(q, d)
         assert scores.shape == (2, 7)
         scores.pow(2).sum().backward()
-        for p in (net.entity.weight if d == 0 else net.tail.weight, net.relation.weight, net.outputs[0]):
+        third = net.entity if T.SPACE[name].shared else net.tail  # the Hermitian product: one entity table
+        for p in (net.entity.weight if d == 0 else third.weight, net.relation.weight, net.outputs[0]):
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(T.SPACE))
+def test_scores_of_every_entity_are_the_composed_vectors_scores(name):
+    """``scores_all`` (a matrix product for the 3-way and the Hermitian products) equals the
+    score of the composed vector of each (query, entity) pair, ``w . m(a, b, c)``."""
+    torch.manual_seed(0)
+    net = T.CompositionNetwork(7, 3, 4, [name])
+    with torch.no_grad():
+        net.outputs[0].normal_()
+    m, w = T.SPACE[name], net.outputs[0]
+    for d, q in enumerate(QUERIES):
+        a, b, c = T.vectors(*net._inputs(m), q, d)
+        assert torch.allclose(net.score_all(q, d), (m(a, b, c) * w).sum(-1), atol=1e-5)
 
 
 def test_the_product_composition_is_cp():
@@ -70,6 +87,54 @@ def test_the_product_composition_is_cp():
     cp.load_state_dict({k: net.state_dict()[k] for k in ("entity.weight", "relation.weight", "tail.weight")})
     for d, q in enumerate(QUERIES):
         assert torch.allclose(net.score_all(q, d), cp.score_all(q, d), atol=1e-6)
+
+
+def _complex_into(net, cx, dim):
+    """ComplEx's tables (real halves, imaginary halves) into the real and imaginary tables of ``net``."""
+    for real, imag, table in ((net.entity, net.entity_imag, cx.entity), (net.relation, net.relation_imag, cx.relation)):
+        real.weight.data.copy_(table.weight[:, :dim])
+        imag.weight.data.copy_(table.weight[:, dim:])
+
+
+def test_the_hermitian_composition_is_complex_given_the_same_embeddings():
+    """hermitian(a,b,c) alone: complex embeddings of dim coordinates (real parts the network's
+    tables, imaginary parts its own), one entity table for heads and tails as ComplEx's; given
+    ComplEx's embeddings it scores exactly as ComplEx, in both directions and row by row, with
+    as many parameters (and its output vector, ones at the start)."""
+    torch.manual_seed(0)
+    net, cx = T.CompositionNetwork(7, 3, 4, [T.HERMITIAN]), T.ComplEx(7, 3, 4)
+    assert net.tail is net.entity and net.tail_imag is net.entity_imag
+    assert net.outputs[0].shape == (4,) and bool((net.outputs[0] == 1).all())
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in cx.parameters()) + 4 + 1  # w, alpha
+    _complex_into(net, cx, 4)
+    rows = torch.tensor([[0, 1, 5], [5, 2, 0], [3, 0, 3]])
+    for d, q in enumerate(QUERIES):
+        assert torch.allclose(net.score_all(q, d), cx.score_all(q, d), atol=1e-6)
+    assert torch.allclose(net.score_rows(rows), cx.score_rows(rows), atol=1e-6)
+    assert not torch.allclose(net.score_rows(rows), net.score_rows(rows[:, [2, 1, 0]]))  # not symmetric (DistMult is)
+    # in the search network (where the other candidates read a tail table) it still reads c from the entity tables
+    search = T.CompositionNetwork(7, 3, 4, [T.PRODUCT, T.HERMITIAN])
+    assert search.tail is not search.entity and search.tail_imag is search.entity_imag
+    _complex_into(search, cx, 4)
+    search.set_architecture([torch.tensor([[0.0, 1.0]])])
+    for d, q in enumerate(QUERIES):
+        assert torch.allclose(search.score_all(q, d), cx.score_all(q, d), atol=1e-6)
+    assert torch.allclose(search.score_rows(rows), cx.score_rows(rows), atol=1e-6)
+
+
+def test_the_hermitian_gradient_reaches_every_table_it_reads_under_every_mixing():
+    """Mixed with the product (the continuous relaxation), the product's gradient still reaches the
+    tail table and the Hermitian's its imaginary tables; selected alone, nothing else trains."""
+    torch.manual_seed(0)
+    net = T.CompositionNetwork(7, 3, 4, [T.PRODUCT, T.HERMITIAN])
+    net.score_all(QUERIES[0], 0).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in (net.tail.weight, net.entity_imag.weight, net.relation_imag.weight, *net.outputs))
+    net.zero_grad()
+    net.set_architecture([torch.tensor([[0.0, 1.0]])])
+    net.score_all(QUERIES[1], 1).pow(2).sum().backward()
+    assert net.tail.weight.grad is None or not net.tail.weight.grad.abs().sum()
+    assert net.entity_imag.weight.grad.abs().sum() > 0 and net.relation_imag.weight.grad.abs().sum() > 0
 
 
 def test_reset_weights_restores_the_start_of_a_built_network():
@@ -94,6 +159,17 @@ def test_baselines_score_every_entity_with_gradients(name):
         assert scores.shape == (2, 7)
         scores.sum().backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("model", ["cp", "complex"])
+def test_baseline_scores_of_every_entity_match_row_by_row_scores(model):
+    """CP's and ComplEx's matrix-product ``score_all`` against ``score_rows`` of every triple."""
+    torch.manual_seed(0)
+    net = T.BASELINES[model](7, 3, 4)
+    for d, q in enumerate(QUERIES):
+        rows = torch.tensor([[h, r, t] for h, r, t in ((int(x), int(y), e) if d == 0 else (e, int(x), int(y))
+                                                       for x, y in q.tolist() for e in range(7))])
+        assert torch.allclose(net.score_all(q, d), net.score_rows(rows).reshape(2, 7), atol=1e-5)
 
 
 def test_complex_is_the_real_part_of_the_trilinear_product():
@@ -175,7 +251,7 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
     arch = json.loads((out / "arch.json").read_text())
-    assert arch["ways"] == 3 and arch["interaction"] in T.SPACE and len(arch["alpha"]) == 53
+    assert arch["ways"] == 3 and arch["interaction"] in T.SPACE and len(arch["alpha"]) == 54
     assert summary["searched_interaction"] == arch["interaction"]
     assert {"valid_mrr", "test_mrr", "test_hits@1", "test_hits@3", "test_hits@10", "seconds"} <= set(summary)
     out2 = tmp_path / "train"
