@@ -328,6 +328,8 @@ class RunLoop:
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         batches = self.train_batches(epoch)
+        if hasattr(stepper, "epoch_batches"):
+            batches = stepper.epoch_batches(epoch, batches)
         total = len(batches) if hasattr(batches, "__len__") else None
         for train_batch in progress(batches, total, epoch_label(self.stage, epoch, self.epochs, stepper.describe())):
             valid_batch = next(valid_iter) if valid_iter is not None else None

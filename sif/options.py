@@ -20,7 +20,7 @@ from nasp.config import resolved, task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
 from nasp.strategies import STRATEGIES, check_domain, search_strategy_names
-from nasp.strategies.local import check_margin
+from nasp.strategies.local import check_margin, check_trial_fraction
 
 from . import lightgcn, tensor
 from .engine import TrainSettings
@@ -198,6 +198,10 @@ class SIFOptions(RunOptions):
     margin: Optional[float] = setting(None, "local: a one-row change replaces the incumbent when its validation metric beats the "
                                       "incumbent's, trained as long, by this fraction of it (default: 0.001).",
                                       type=click.FloatRange(min=0), commands=SEARCH)
+    trial_fraction: Optional[float] = setting(None, "local: the part of an epoch each trial trains (the incumbent's "
+                                              "own trial too), from its first batches [default: 1, a whole epoch; --ways 3 --task "
+                                              f"ranking: {tensor.RANKING_TRIAL_FRACTION:g}].",
+                                              type=click.FloatRange(min=0, max=1, min_open=True), commands=SEARCH)
     retrain: bool = setting(True, "Retrain the found IFC to convergence and report test metrics.", secondary="--no-retrain",
                             commands=SEARCH)
     baselines: Optional[Union[str, Sequence[str]]] = setting(
@@ -271,6 +275,8 @@ class SIFOptions(RunOptions):
         check_domain(self.get("strategy"), "sif")  # pcdarts: a CNN cell's channels and edges only
         if self.margin is not None:
             check_margin(self.margin)
+        if self.trial_fraction is not None:
+            check_trial_fraction(self.trial_fraction)
         if self.batch_size is not None:
             from nasp.distributed import check_shards
 

@@ -176,9 +176,10 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
            strategy: str, epochs: int, candidates: Optional[int] = None, warmup_epochs: Union[int, str, None] = None,
-           margin: Optional[float] = None, task: Optional[Task] = None, plots: bool = True) -> tuple[dict, dict]:
+           margin: Optional[float] = None, task: Optional[Task] = None, plots: bool = True,
+           trial_fraction: Optional[float] = None) -> tuple[dict, dict]:
     """Search the interaction function with ``strategy`` for ``epochs`` (the strategy's own
-    options: ``candidates``, ``warmup_epochs``, ``margin``); writes ``arch.json`` (and, with
+    options: ``candidates``, ``warmup_epochs``, ``margin``, ``trial_fraction``); writes ``arch.json`` (and, with
     ``plots``, alphas.png and curves.png). Returns (arch, search summary)."""
     task, seed = task or RatingTask(), settings.seed
     if len(splits.valid) == 0:
@@ -186,7 +187,8 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     if STRATEGIES.get(strategy).unrolls_weights:  # darts2: no gradients gathered across steps
         config = dataclasses.replace(config, history_refreshes=None)
     net = build_network(splits, config, device, task)
-    options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin}
+    options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin,
+               "trial_fraction": trial_fraction}
     problem = make_problem(net, settings, options, task)
     strat = build_strategy(strategy, problem, epochs)
     on_device = splits.to(device)

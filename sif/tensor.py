@@ -58,9 +58,17 @@ MODEL_FILE = "model.pt"
 HITS = (1, 3, 10)
 #: a dense 1-N target matrix (queries x entities) larger than this is refused
 MAX_TARGETS = 200_000_000
-#: search epochs of ``--strategy local`` by default: its 3-epoch warm-up, a trial for each of the
-#: 53 compositions and a few to spare (with the two-way default of 30 it would stop at the 27th)
+#: search epochs of ``--strategy local`` by default: the 3-epoch warm-up of each start (two with
+#: --task ranking, CP and the Hermitian product; one with --task rating), the incumbent's own trial
+#: and a trial for each of the other 53 candidates (with the two-way default of 30 it would stop
+#: at the 23rd)
 LOCAL_EPOCHS = 60
+#: the part of an epoch each trial of ``--strategy local`` trains with --task ranking by default:
+#: there every step scores each query against every entity, and the max and min compositions
+#: cannot do it as one matrix product, so that a whole epoch of each costs 10-40x one of the
+#: products (on Kinships each trial then loses by far: docs/results/sif.md). With --task rating,
+#: where a step scores rows, a whole epoch.
+RANKING_TRIAL_FRACTION = 0.25
 
 
 def check_ways(ways: object) -> int:
@@ -318,11 +326,56 @@ class Composition:
 
     def scores_all(self, a: Tensor, b: Tensor, c: Tensor, d: int, w: Tensor) -> Tensor:
         """``(self(a, b, c) * w).sum(-1)`` of every entity on the ranked side (shapes as
-        ``hermitian_all``): one matrix product for the 3-way product, else the composed vectors
-        of every entity contracted with ``w``."""
-        if self.op1 == self.op2 == "multiply":
-            return product_all(a, b, c, d, w)
-        return self(a, b, c) @ w
+        ``hermitian_all``). Where the composed vector is affine in the ranked entity's vector
+        (plus, multiply and concat only on its path; ``affine_parts``), one matrix product and
+        no (B, N, dim) intermediate; otherwise (max, min) the composed vectors of every entity
+        contracted with ``w``."""
+        ranked = "c" if d == 0 else "a"
+        parts = self.affine_parts({"a": a[0] if ranked == "a" else a[:, 0], "b": b[:, 0],
+                                   "c": c[0] if ranked == "c" else c[:, 0]}, ranked)
+        if parts is None:
+            return self(a, b, c) @ w
+        table = (a if ranked == "a" else c)[0]
+        score, start = None, 0
+        for coef, offset in parts:  # each part: coef * r + offset, (B, dim) or 1 / 0, with its slice of w
+            part_w = w[start:start + table.shape[-1]]
+            start += table.shape[-1]
+            term = (coef * part_w).expand(-1 if torch.is_tensor(coef) else 1, -1) @ table.t() if coef is not None else None
+            if torch.is_tensor(offset):
+                const = (offset * part_w).sum(-1, keepdim=True)
+                term = const if term is None else term + const
+            score = term if score is None else score + term
+        return score.expand(len(b), table.shape[0])
+
+    def affine_parts(self, v: dict[str, Tensor], ranked: str) -> Optional[list[tuple[Any, Any]]]:
+        """The composed vector as parts (one, or one per concatenated piece) ``coef * r + offset``
+        of the ranked entity's vector r: ``coef`` (B, dim), 1 or None (r absent), ``offset``
+        (B, dim) or 0; None where max or min touches r (not affine). ``v``: the query side's
+        vectors (B, dim) by name; ``ranked``: the name of the ranked one (its entry unused)."""
+        def value(name: str) -> tuple[Any, Any]:
+            return (1, 0) if name == ranked else (None, v[name])
+
+        def combine(op: str, x: tuple[Any, Any], y: tuple[Any, Any]) -> Optional[tuple[Any, Any]]:
+            (cx, ox), (cy, oy) = x, y
+            if cx is None and cy is None:
+                return None, OPS[op](ox, oy)
+            if op == "plus":
+                return (cx if cy is None else cy), ox + oy
+            if op == "multiply":  # one of the two holds r (it appears once), the other is (None, q)
+                (cr, orr), q = ((cx, ox), oy) if cx is not None else ((cy, oy), ox)
+                return cr * q, orr * q
+            return None  # max, min
+
+        x, y, z = self.pairing
+        if self.op1 == "concat":  # concat(a,b,c)
+            return [value(x), value(y), value(z)]
+        inner = combine(self.op1, value(x), value(y))
+        if inner is None:
+            return None
+        if self.op2 == "concat":
+            return [inner, value(z)]
+        outer = combine(self.op2, inner, value(z))
+        return None if outer is None else [outer]
 
 
 def hermitian(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -1015,13 +1068,18 @@ def _problem(net: nn.Module, s: TensorSettings, options: Optional[dict] = None) 
 
 
 def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, seed: int,
-          stage: str = "train", device: Optional[torch.device] = None) -> tuple[TripleModel, dict]:
+          stage: str = "train", device: Optional[torch.device] = None,
+          init: Optional[dict] = None) -> tuple[TripleModel, dict]:
     """Train one fixed model with early stopping on the validation metric (MRR, or RMSE for
-    ratings; the best epoch restored)."""
+    ratings; the best epoch restored); ``init``: its starting weights (``chosen_state``), else
+    fresh ones."""
     if config.model == "search":
         raise NaspError("train a fixed model: a baseline or one composition")
     task = Protocol(splits, s)
-    net = config.build().to(device or "cpu")
+    net = config.build()
+    if init is not None:
+        net.load_state_dict({**net.state_dict(), **init})
+    net = net.to(device or "cpu")
     stopper = EarlyStopping(task.metric, task.higher, s.patience) if len(splits.valid) else None
     strat = build_strategy("fixed", task.problem(net), s.max_epochs)
     t0 = time.perf_counter()
@@ -1031,6 +1089,22 @@ def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSett
                "epochs_trained": len(rows), "best_epoch": (stopper.best_epoch if stopper else len(rows) - 1) + 1,
                "params": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - t0, 3)}
     return net, summary
+
+
+def chosen_state(search_state: dict, candidates: Sequence[str], net: TripleModel) -> dict:
+    """The weights of ``net`` (a ``CompositionNetwork`` of one candidate of ``candidates``) in a
+    search network's state: its tables and its candidate's output vector (not alpha); a network
+    of the Hermitian product alone, which reads tails from the entity table, gets that table."""
+    chosen = candidates.index(net.candidates[0])
+    out = {}
+    for key in net.state_dict():
+        if key == "alpha":
+            continue
+        source = f"outputs.{chosen}" if key == "outputs.0" else key
+        if net.tail is net.entity and key == "tail.weight":
+            source = "entity.weight"
+        out[key] = search_state[source]
+    return out
 
 
 def search(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, strategy: str, epochs: int,
@@ -1190,10 +1264,12 @@ def data_summary(splits: TripleSplits) -> dict:
 
 def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[dict], s: TensorSettings, dim: int,
         strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None,
-        retrain: bool = True, biases: bool = True) -> dict:
+        retrain: bool = True, biases: bool = True, warm_start: bool = False) -> dict:
     """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain (unless
     ``retrain`` is off), or train ``model`` / the composition of ``arch``; writes model.pt
-    (when it trains); returns the summary. ``biases``: a rating model's per-column biases."""
+    (when it trains); returns the summary. ``biases``: a rating model's per-column biases.
+    ``warm_start``: the retraining starts from the searched weights of the chosen composition
+    (``chosen_state``), else from fresh ones."""
     t0 = time.perf_counter()
     summary = data_summary(splits)
     mean = float(splits.values["train"].mean()) if splits.task == "rating" else 0.0
@@ -1208,8 +1284,14 @@ def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[
             return {**summary, "seconds": round(time.perf_counter() - t0, 3)}
     name = model if model is not None else arch["interaction"]
     config = TensorConfig(name, splits.num_entities, splits.num_relations, dim, **sizes)
-    sub = run if model is not None or "searched_interaction" not in summary else _subrun(run, "retrain")
-    net, trained = train(sub, splits, config, s, seed, device=device)
+    searched = model is None and "searched_interaction" in summary
+    sub = _subrun(run, "retrain") if searched else run
+    init = None
+    if searched and warm_start:
+        init = chosen_state(run.load_checkpoint()["network"], list(SPACE), config.build())
+    net, trained = train(sub, splits, config, s, seed, device=device, init=init)
+    if searched:
+        trained["warm_start"] = bool(warm_start)
     save(run.file(MODEL_FILE), net.cpu(), config, splits)
     return {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -1226,7 +1308,7 @@ def _subrun(run: RunDir, name: str) -> RunDir:
 # the estimator's options ------------------------------------------------------------------------
 #: ``SIFOptions`` of the two-way models that a three-way run has no use for (given: an error)
 UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head",
-          "history_refreshes", "implicit_reg", "baselines", "warm_start", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
+          "history_refreshes", "implicit_reg", "baselines", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
           "knn_neighbours", "knn_shrink", "refit")
 #: of those, what only the ranking task refuses (a three-way rating model has per-column biases)
 RANKING_UNUSED = ("biases",)
@@ -1264,7 +1346,10 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
                 device: Optional[torch.device] = None) -> dict:
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {}),
-               **({"margin": o.margin} if o.margin is not None else {})}
+               **({"margin": o.margin} if o.margin is not None else {}),
+               **({"trial_fraction": o.trial_fraction} if o.trial_fraction is not None
+                  else {"trial_fraction": RANKING_TRIAL_FRACTION} if o.task == "ranking" and o.get("strategy") == "local"
+                  else {})}
     dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
     return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
-               o.retrain, biases=o.biases is not False)
+               o.retrain, biases=o.biases is not False, warm_start=bool(o.get("warm_start")))

@@ -375,3 +375,22 @@ def test_local_search_without_warm_up_starts_from_the_first_start():
     strategy = _local(warmup=0, epochs=3)
     rows = _drive_local(strategy, [1.0, 2.0, 3.0])
     assert rows[0].get("trial") == "stay" and torch.equal(rows[0]["alpha"], strategy.network.starting_architectures()[0][0])
+
+
+def test_local_search_trials_take_the_first_part_of_their_epoch_with_a_trial_fraction():
+    """``trial_fraction`` 0.5: every trial (the stay's too) steps through the first ceil(n / 2)
+    batches of its epoch, a warm-up epoch through all; its ramp spans a part of its own steps."""
+    strategy = build_strategy("local", _problem(TwoStarts(), metric="score", higher_is_better=True,
+                                                options={"warmup_epochs": 1, "trial_fraction": 0.5}), epochs=5)
+    train, _ = _batches()
+    taken = []
+    for epoch in range(5):
+        strategy.begin_epoch(epoch)
+        batches = strategy.epoch_batches(epoch, [train] * 5)
+        taken.append((strategy.describe().get("trial"), len(batches)))
+        for batch in batches:
+            strategy.step(batch, None)
+        strategy.end_epoch(epoch, {"score": float(epoch)})
+    assert taken == [("start 0", 5), ("start 1", 5), ("stay", 3), ("row 0 candidate 0", 3), ("row 0 candidate 1", 3)]
+    with pytest.raises(NaspError, match=r"--trial-fraction 0: must be a number in \(0, 1\]"):
+        build_strategy("local", _problem(TinyNet(), options={"trial_fraction": 0}), epochs=3)

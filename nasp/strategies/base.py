@@ -53,6 +53,7 @@ class SearchOptions:
         candidates: random search: architectures tried.
         unrolled: DARTS second order: how the unrolled weight step is taken.
         margin: local search: the relative margin by which a replacement must beat the incumbent.
+        trial_fraction: local search: the part of an epoch each trial trains.
     """
 
     seed: int = 0
@@ -60,6 +61,7 @@ class SearchOptions:
     candidates: Optional[int] = None
     unrolled: Optional[str] = None
     margin: Optional[float] = None
+    trial_fraction: Optional[float] = None
 
     @classmethod
     def of(cls, value: Union["SearchOptions", dict, None]) -> "SearchOptions":
@@ -202,6 +204,12 @@ class Strategy(ABC):
     # lifecycle ------------------------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> None:
         """Called before the first step of every epoch."""
+
+    def epoch_batches(self, epoch: int, batches: Any) -> Any:
+        """The training batches this epoch steps through, of the loop's ``batches`` for it
+        (called after ``begin_epoch``); default: all of them (a local search's shorter trials
+        take the first part)."""
+        return batches
 
     @abstractmethod
     def step(self, train_batch: Any, valid_batch: Any) -> dict[str, Tensor]:

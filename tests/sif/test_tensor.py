@@ -137,6 +137,31 @@ def test_the_hermitian_gradient_reaches_every_table_it_reads_under_every_mixing(
     assert net.entity_imag.weight.grad.abs().sum() > 0 and net.relation_imag.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("task", ["ranking", "rating"])
+@pytest.mark.parametrize("name", [T.HERMITIAN, "multiply(a,b,c)", "concat(plus(a,b),c)"])
+def test_a_warm_retraining_starts_from_the_searched_weights_of_the_chosen_candidate(name, task):
+    """``chosen_state``: the one-candidate network scores exactly as the search network with that
+    candidate selected (the Hermitian product alone reads tails from the entity tables)."""
+    torch.manual_seed(0)
+    sizes = {"num_tails": 5, "task": "rating", "global_mean": 3.0} if task == "rating" else {}
+    search = T.TensorConfig("search", 7, 3, 4, **sizes).build()
+    with torch.no_grad():
+        for w in search.outputs:
+            w.uniform_(-0.4, 0.4)
+        if task == "rating":
+            for b in search.rating.biases:
+                b.weight.normal_()
+    search.set_architecture([torch.nn.functional.one_hot(torch.tensor([list(T.SPACE).index(name)]), len(T.SPACE)).float()])
+    single = T.TensorConfig(name, 7, 3, 4, **sizes).build()
+    single.load_state_dict({**single.state_dict(), **T.chosen_state(search.state_dict(), list(T.SPACE), single)})
+    rows = torch.tensor([[0, 1, 4], [5, 2, 0], [3, 0, 3]])
+    if task == "rating":
+        assert torch.allclose(T.predict(single, rows), T.predict(search, rows), atol=1e-6)
+    else:
+        for d, q in enumerate(QUERIES):
+            assert torch.allclose(single.score_all(q, d), search.score_all(q, d), atol=1e-5)
+
+
 def test_reset_weights_restores_the_start_of_a_built_network():
     """Random search trains each candidate from ``reset_weights``: the scale a network is built
     with (not nn.Embedding's N(0, 1)), output vectors of ones."""
@@ -274,6 +299,55 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
                           (["--user", "e0"], "Error: a model of three-way data (sif/tensor.py): use --ways 3")):
         r = _cli("sif", "recommend", "--model", out2, *args)
         assert r.exit_code == 1 and r.output.strip() == message
+
+
+def test_a_hermitian_arch_file_trains_recommends_and_saves_as_complex_does(tiny_kg, tmp_path):
+    """train --arch of an arch.json whose composition is the Hermitian product: ComplEx's
+    parameters (and its output vector), a model.pt that recommend and SIF.load read; with the
+    rating task too (a table per column)."""
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"format": T.ARCH_FORMAT, "ways": 3, "task": "ranking", "interaction": T.HERMITIAN,
+                                "model": {"dim": 4}}))
+    out = tmp_path / "h"
+    r = _cli("sif", "train", "--ways", 3, "--task", "ranking", "--arch", arch, *_data(tiny_kg), "--max-epochs", 3,
+             "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output.strip().splitlines()[-1])
+    complex_params = sum(p.numel() for p in T.ComplEx(12, 2, 4).parameters())
+    assert s["interaction"] == T.HERMITIAN and s["params"] == complex_params + 4 + 1 and 0 < s["test_mrr"] <= 1
+    r = _cli("sif", "recommend", "--ways", 3, "--model", out, "--pair", "e0,r0", "-k", 3)
+    assert r.exit_code == 0 and r.output.strip().splitlines()[0] == "rank,item,score" and len(r.output.strip().splitlines()) == 4
+    assert len(SIF.load(out).recommend(("e0", "r0"), k=3)) == 3
+    rating = tmp_path / "ratings.tsv"
+    _write(rating, [(f"u{i % 9}", f"i{i % 7}", f"c{i % 3}", 1 + i % 5) for i in range(120)])
+    arch.write_text(json.dumps({"format": T.ARCH_FORMAT, "ways": 3, "task": "rating", "interaction": T.HERMITIAN,
+                                "model": {"dim": 4}}))
+    r = _cli("sif", "train", "--ways", 3, "--task", "rating", "--arch", arch, "--data", rating, "--max-epochs", 2,
+             "--out", tmp_path / "hr", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["interaction"] == T.HERMITIAN
+    r = _cli("sif", "recommend", "--ways", 3, "--model", tmp_path / "hr", "--pair", "u0,i0", "-k", 2)
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) >= 2
+
+
+def test_a_local_search_starts_from_the_better_product_and_retrains_warm_unless_fresh(tiny_kg, tmp_path):
+    """Ranking: the local search warms up CP and the Hermitian product in turn (metrics rows
+    "start 0", "start 1") and keeps the better as its start; trials take a quarter of an epoch
+    by default; the retraining starts from the searched weights (warm_start), or fresh with --fresh."""
+    runs = {}
+    for flag in ([], ["--fresh"]):
+        out = tmp_path / ("fresh" if flag else "warm")
+        r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 6,
+                 "--warmup-epochs", 1, "--max-epochs", 2, *flag, "--out", out, "--json")
+        assert r.exit_code == 0, r.output
+        runs[bool(flag)] = json.loads(r.output.strip().splitlines()[-1])
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [row.get("trial") for row in rows[:3]] == ["start 0", "start 1", "stay"]
+        assert [row["architecture"]["interaction"] for row in rows[:2]] == [T.PRODUCT, T.HERMITIAN]
+        assert rows[1]["kept"] in ("start 0", "start 1") and rows[2]["architecture"]["interaction"] == (
+            T.PRODUCT if rows[1]["kept"] == "start 0" else T.HERMITIAN)
+        assert json.loads((out / "config.json").read_text())["options"].get("trial_fraction") is None
+    assert runs[False]["warm_start"] is True and runs[True]["warm_start"] is False
 
 
 def test_resume_of_an_unfinished_search_keeps_its_choice(tiny_kg, tmp_path):
