@@ -63,7 +63,8 @@ def test_every_composition_scores_every_entity_with_gradients(name):
         assert scores.shape == (2, 7)
         scores.pow(2).sum().backward()
         third = net.entity if T.SPACE[name].shared else net.tail  # the Hermitian product: one entity table
-        for p in (net.entity.weight if d == 0 else third.weight, net.relation.weight, net.outputs[0]):
+        own = [net.outputs[0]] if net.outputs[0].numel() else []  # the Hermitian product has no output vector
+        for p in (net.entity.weight if d == 0 else third.weight, net.relation.weight, *own):
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
@@ -78,7 +79,7 @@ def test_scores_of_every_entity_are_the_composed_vectors_scores(name):
     m, w = T.SPACE[name], net.outputs[0]
     for d, q in enumerate(QUERIES):
         a, b, c = T.vectors(*net._inputs(m), q, d)
-        assert torch.allclose(net.score_all(q, d), (m(a, b, c) * w).sum(-1), atol=1e-5)
+        assert torch.allclose(net.score_all(q, d), (m(a, b, c) * w if w.numel() else m(a, b, c)).sum(-1), atol=1e-5)
 
 
 def test_the_product_composition_is_cp():
@@ -98,14 +99,13 @@ def _complex_into(net, cx, dim):
 
 def test_the_hermitian_composition_is_complex_given_the_same_embeddings():
     """hermitian(a,b,c) alone: complex embeddings of dim coordinates (real parts the network's
-    tables, imaginary parts its own), one entity table for heads and tails as ComplEx's; given
-    ComplEx's embeddings it scores exactly as ComplEx, in both directions and row by row, with
-    as many parameters (and its output vector, ones at the start)."""
+    tables, imaginary parts its own), one entity table for heads and tails as ComplEx's, no
+    output vector; given ComplEx's embeddings it scores exactly as ComplEx, in both directions
+    and row by row, with as many parameters (and the alpha of its row)."""
     torch.manual_seed(0)
     net, cx = T.CompositionNetwork(7, 3, 4, [T.HERMITIAN]), T.ComplEx(7, 3, 4)
-    assert net.tail is net.entity and net.tail_imag is net.entity_imag
-    assert net.outputs[0].shape == (4,) and bool((net.outputs[0] == 1).all())
-    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in cx.parameters()) + 4 + 1  # w, alpha
+    assert net.tail is net.entity and net.tail_imag is net.entity_imag and net.outputs[0].numel() == 0
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in cx.parameters()) + 1  # alpha
     _complex_into(net, cx, 4)
     rows = torch.tensor([[0, 1, 5], [5, 2, 0], [3, 0, 3]])
     for d, q in enumerate(QUERIES):
@@ -129,7 +129,7 @@ def test_the_hermitian_gradient_reaches_every_table_it_reads_under_every_mixing(
     net = T.CompositionNetwork(7, 3, 4, [T.PRODUCT, T.HERMITIAN])
     net.score_all(QUERIES[0], 0).pow(2).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0
-               for p in (net.tail.weight, net.entity_imag.weight, net.relation_imag.weight, *net.outputs))
+               for p in (net.tail.weight, net.entity_imag.weight, net.relation_imag.weight, net.outputs[0]))
     net.zero_grad()
     net.set_architecture([torch.tensor([[0.0, 1.0]])])
     net.score_all(QUERIES[1], 1).pow(2).sum().backward()
@@ -303,8 +303,8 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
 
 def test_a_hermitian_arch_file_trains_recommends_and_saves_as_complex_does(tiny_kg, tmp_path):
     """train --arch of an arch.json whose composition is the Hermitian product: ComplEx's
-    parameters (and its output vector), a model.pt that recommend and SIF.load read; with the
-    rating task too (a table per column)."""
+    parameters (and an alpha), a model.pt that recommend and SIF.load read; with the rating
+    task too (a table per column)."""
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps({"format": T.ARCH_FORMAT, "ways": 3, "task": "ranking", "interaction": T.HERMITIAN,
                                 "model": {"dim": 4}}))
@@ -314,7 +314,7 @@ def test_a_hermitian_arch_file_trains_recommends_and_saves_as_complex_does(tiny_
     assert r.exit_code == 0, r.output
     s = json.loads(r.output.strip().splitlines()[-1])
     complex_params = sum(p.numel() for p in T.ComplEx(12, 2, 4).parameters())
-    assert s["interaction"] == T.HERMITIAN and s["params"] == complex_params + 4 + 1 and 0 < s["test_mrr"] <= 1
+    assert s["interaction"] == T.HERMITIAN and s["params"] == complex_params + 1 and 0 < s["test_mrr"] <= 1
     r = _cli("sif", "recommend", "--ways", 3, "--model", out, "--pair", "e0,r0", "-k", 3)
     assert r.exit_code == 0 and r.output.strip().splitlines()[0] == "rank,item,score" and len(r.output.strip().splitlines()) == 4
     assert len(SIF.load(out).recommend(("e0", "r0"), k=3)) == 3
