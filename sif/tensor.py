@@ -696,8 +696,9 @@ class CompositionNetwork(SearchNetwork, TripleModel):
 
     def tables(self) -> tuple[Any, Any, Any]:
         """The tables of the three columns (rows penalised by the rating loss), with their
-        imaginary parts where the network has them."""
-        if not hasattr(self, "entity_imag"):
+        imaginary parts where the last forward ran the Hermitian product (so that a search
+        that does not run it leaves its imaginary tables alone: no gradient, no optimizer step)."""
+        if not getattr(self, "_read_complex", False):
             return self.entity, self.relation, self.tail
         return (ComplexTable(self.entity, self.entity_imag), ComplexTable(self.relation, self.relation_imag),
                 ComplexTable(self.tail, self.tail_imag))
@@ -742,7 +743,10 @@ class CompositionNetwork(SearchNetwork, TripleModel):
             self.rating.reset()
 
     def _mixed(self, fns: list) -> Tensor:
-        out = mix(fns, plan(self.alpha, self.mixing), 0)
+        p = plan(self.alpha, self.mixing)
+        self._read_complex = hasattr(self, "entity_imag") and (p.active is None or any(
+            SPACE[self.candidates[k]].complex for k in p.active[0]))
+        out = mix(fns, p, 0)
         if out is None:
             raise NaspError("no candidate of the 3-way space is selected")
         return out

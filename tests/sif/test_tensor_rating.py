@@ -141,6 +141,21 @@ def test_every_rating_model_scores_rows_with_gradients_and_biases(name):
     assert net.tail.weight.shape[0] == 2 and net.rating.biases[2].weight.grad.abs().sum() > 0
 
 
+def test_the_rating_penalty_reaches_the_imaginary_tables_only_where_the_hermitian_product_runs():
+    """The search network's per-row L2: a step of another candidate leaves the Hermitian
+    product's imaginary tables without a gradient (no optimizer step on them); one of it
+    penalises them as ComplEx's rows are."""
+    torch.manual_seed(0)
+    net = T.TensorConfig("search", 7, 3, 4, num_tails=2, task="rating", global_mean=3.5).build()
+    rows, values = torch.tensor([[0, 1, 1], [6, 2, 0]]), torch.tensor([4.0, 2.0])
+    for name, reached in (("multiply(a,b,c)", False), (T.HERMITIAN, True)):
+        net.zero_grad()
+        net.set_architecture([torch.nn.functional.one_hot(torch.tensor([list(T.SPACE).index(name)]), len(T.SPACE)).float()])
+        T.make_rating_loss(0.01)(net, (rows, values)).backward()
+        grads = [t.weight.grad for t in (net.entity_imag, net.relation_imag, net.tail_imag)]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads) if reached else all(g is None for g in grads)
+
+
 def test_a_bounded_head_starts_in_the_box():
     """Rating compositions: output vectors start at 1/sqrt(n) and are clipped into the box."""
     net = T.TensorConfig("concat(a,b,c)", 5, 2, 4, num_tails=3, task="rating").build()
