@@ -425,7 +425,7 @@ def sif_planted(*docs: dict) -> list[str]:
 
 
 TENSOR_LABELS = {
-    "search (local)": "`search` (local, the default; 60 epochs)",
+    "search (local)": "`search` (local, the default)",
     "search (nasp)": "`search --strategy nasp` (10 epochs)",
     "cp": "`train --ifc cp`",
     "complex": "`train --ifc complex`",
