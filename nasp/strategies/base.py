@@ -53,6 +53,9 @@ class SearchOptions:
         candidates: random search: architectures tried.
         unrolled: DARTS second order: how the unrolled weight step is taken.
         margin: local search: the relative margin by which a replacement must beat the incumbent.
+        warmup_path: NASP: what its warm-up trains, "sampled" (a uniformly random architecture
+            per step) or "default" (the network's default architecture, then every candidate
+            starts from the default's weights where the network allows: ``swap_in``).
     """
 
     seed: int = 0
@@ -60,6 +63,7 @@ class SearchOptions:
     candidates: Optional[int] = None
     unrolled: Optional[str] = None
     margin: Optional[float] = None
+    warmup_path: Optional[str] = None
 
     @classmethod
     def of(cls, value: Union["SearchOptions", dict, None]) -> "SearchOptions":
