@@ -10,7 +10,10 @@ the function of the candidate it replaces). A trial trains one epoch on the trai
 learning rate ramped up over the first ``RAMP`` of it, and is scored on the whole validation set
 (the run loop's evaluation). The best trial that beats the
 stay by the relative ``margin`` becomes the incumbent, with the weights it trained; otherwise the
-stay does. So every replacement is compared with the incumbent trained as long, the network is
+stay does. A candidate that is a special case of the winner (``SearchNetwork.simpler``: the
+history-free input of an input with history, a fixed element-wise function of the learned one)
+takes its place when it scores within the margin of it: of two models that fit as well, the
+search keeps the smaller. So every replacement is compared with the incumbent trained as long, the network is
 discrete at every step, only chosen candidates train, and the validation data only decide.
 
 The search ends when a whole pass over the rows changes nothing (``finished``: the run loop
@@ -82,6 +85,7 @@ class LocalSearch(WarmingUp, Strategy):
         self.saved: Optional[dict] = None         # the incumbent's weights and optimizer state
         self.best: Optional[dict] = None          # this row step's best trial: its column, score and state
         self.stay_score: Optional[float] = None
+        self.simple: dict[int, dict] = {}         # this row step's trials that may win as the simpler: column -> score, state
         self.steps = 0                            # this epoch's steps so far
         self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
         self.label: Optional[str] = None          # the trial this epoch trains, for its metrics row
@@ -137,12 +141,36 @@ class LocalSearch(WarmingUp, Strategy):
     def _name(self, column: Optional[int]) -> str:
         return "stay" if column is None else f"row {self.row} candidate {column}"
 
+    def _may_be_simpler(self, column: int) -> bool:
+        """Whether candidate ``column`` of the current row is a special case of another candidate of it."""
+        t, r = self.rows[self.row]
+        return any(self.network.simpler(t, r, column, other) for other in range(self.incumbent[t].shape[1]) if other != column)
+
+    def _simplest(self) -> tuple[dict, Optional[str]]:
+        """The row step's decision: its best trial (``best``), or the best-scoring trial that is a
+        special case of it, scores within the margin of it and would be kept against the stay
+        (it beats the stay by the margin, or it is a special case of the incumbent's candidate
+        too). Returns (the trial, why it replaced the best; None if it did not)."""
+        t, r = self.rows[self.row]
+        current = int(self.incumbent[t][r].argmax())
+        best = self.best
+        top = current if best["column"] is None else best["column"]
+        pick = best
+        for column, trial in self.simple.items():
+            if (self.network.simpler(t, r, column, top) and not self.problem.beats(best["score"], trial["score"], self.margin)
+                    and (self.network.simpler(t, r, column, current)
+                         or self.problem.beats(trial["score"], self.stay_score, self.margin))
+                    and (pick is best or self.problem.better(trial["score"], pick["score"]))):
+                pick = {"column": column, **trial}
+        return pick, (None if pick is best else f"simpler than {self._name(best['column'])}, within the margin")
+
     def _end_row_step(self) -> None:
-        """The row step's best trial becomes the incumbent; the next row is next."""
-        column = self.best["column"]
-        self.kept = self._name(column)
+        """The row step's decision becomes the incumbent; the next row is next."""
+        decision, why = self._simplest()
+        column = decision["column"]
+        self.kept = self._name(column) + (f" ({why})" if why else "")
         self.incumbent = self.changed(self.rows[self.row], column)
-        self.saved, self.best, self.trials = self.best["state"], None, []
+        self.saved, self.best, self.trials, self.simple = decision["state"], None, [], {}
         self.unchanged = self.unchanged + 1 if column is None else 0
         self.row = (self.row + 1) % len(self.rows)
         self.finished = self.unchanged >= len(self.rows)
@@ -191,8 +219,14 @@ class LocalSearch(WarmingUp, Strategy):
         if column is None:
             self.stay_score = score
             self.best = {"column": None, "score": score, "state": self._snapshot()}
-        elif self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"]):
-            self.best = {"column": column, "score": score, "state": self._snapshot()}
+        else:
+            wins = self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"])
+            simple = self._may_be_simpler(column)
+            state = self._snapshot() if wins or simple else None
+            if wins:
+                self.best = {"column": column, "score": score, "state": state}
+            if simple:
+                self.simple[column] = {"score": score, "state": state}
         if self.trial == len(self.trials) - 1 or epoch == self.epochs - 1:
             self._end_row_step()
         if self.finished or epoch == self.epochs - 1:  # the run ends holding the incumbent
@@ -214,7 +248,7 @@ class LocalSearch(WarmingUp, Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
-                "best": self.best, "stay_score": self.stay_score, "finished": self.finished,
+                "best": self.best, "simple": self.simple, "stay_score": self.stay_score, "finished": self.finished,
                 "epoch_steps": self.epoch_steps}
 
     def load_state_dict(self, state: dict) -> None:
@@ -223,5 +257,6 @@ class LocalSearch(WarmingUp, Strategy):
         self.incumbent = [a.clone() for a in state["incumbent"]]
         self.row, self.unchanged, self.trial = int(state["row"]), int(state["unchanged"]), int(state["trial"])
         self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
+        self.simple = dict(state.get("simple", {}))
         self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
         self.epoch_steps = int(state["epoch_steps"])
