@@ -36,6 +36,18 @@ def group_rows(keys: Tensor, values: Tensor, groups: int) -> tuple[Tensor, Tenso
 CACHE_FOR_EVALUATION = 4
 
 
+def looked_up(ids: Tensor) -> tuple[int, float]:
+    """(rows a step looked up, this process's share of them): every rank's rows in a
+    data-parallel run (one scalar all-reduce), so that all ranks refresh a delayed gradient at
+    the same step; the share (1 in one process) weighs this rank's gradient as the step's
+    average does."""
+    ranks = world()
+    if not ranks.parallel:
+        return ids.numel(), 1.0
+    every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
+    return every, ids.numel() / max(1, every)
+
+
 class HistoryEncoder(nn.Module):
     """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
     |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
@@ -185,16 +197,8 @@ class HistoryEncoder(nn.Module):
         return buf
 
     def _count(self, ids: Tensor) -> tuple[int, float]:
-        """(rows looked up by this step, this process's share of them): every rank's rows in a
-        data-parallel run (one scalar all-reduce), so that all ranks refresh at the same step;
-        the share (1 in one process) weighs this rank's gradient as the step's average does.
-        Kept for the step's ``regularization``."""
-        ranks = world()
-        if not ranks.parallel:
-            self.step_share = 1.0
-            return ids.numel(), 1.0
-        every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
-        self.step_share = ids.numel() / max(1, every)
+        """``looked_up(ids)``, the share kept for the step's ``regularization``."""
+        every, self.step_share = looked_up(ids)
         return every, self.step_share
 
     def _flush(self, grad_rows: Tensor, ids: Tensor, looked_up: int, share: float) -> Optional[Tensor]:
