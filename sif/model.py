@@ -227,15 +227,21 @@ class HistoryEncoder(nn.Module):
 
     def pending_state(self) -> dict:
         """What the cache holds between two refreshes (the gradient gathered so far and the
-        looked-up rows counted), for a checkpoint: a resumed run then refreshes at the same
-        step with the same gradient as an uninterrupted one. Empty when nothing was gathered
-        (the same on every rank: each gets rows at every step). In a data-parallel run every
+        looked-up rows counted, this rank's share of the last step's rows), for a checkpoint: a
+        resumed run then refreshes at the same step with the same gradient as an uninterrupted
+        one. Only the share when nothing was gathered (the same on every rank: each gets rows at
+        every step). In a data-parallel run every
         rank's pending gradient is kept, stacked in rank order (a collective: every rank calls
         this), and each rank takes its own back (a resume runs on as many processes)."""
-        if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
+        if self.refreshes is None:
             return {}
-        ranks = world()  # a buffer not allocated yet is not allocated on any rank: left out
-        return {"lookups": self.pending_lookups,
+        ranks = world()
+        # this rank's share of the last step that encoded: the regularization of a step that does
+        # not encode (a path without this side's history) weighs its gradient by it
+        out = {"share": ranks.gather(torch.tensor([self.step_share], dtype=torch.float64, device=self.factors.weight.device))}
+        if not (self.pending_rows.numel() or self.pending_factors.numel()):
+            return out
+        return {**out, "lookups": self.pending_lookups,  # a buffer not allocated yet is not allocated on any rank: left out
                 **{key: ranks.gather(buf) for key, buf in (("rows", self.pending_rows), ("factors", self.pending_factors))
                    if buf.numel()}}
 
@@ -243,6 +249,7 @@ class HistoryEncoder(nn.Module):
         """Restore ``pending_state`` (an empty state: nothing pending): this rank's part."""
         self.pending_lookups = int(state.get("lookups", 0))
         w, rank = self.factors.weight, world().rank
+        self.step_share = float(state["share"][rank]) if "share" in state else 1.0
         self.pending_rows = state["rows"][rank].to(w) if "rows" in state else w.new_zeros(0, w.shape[1])
         self.pending_factors = state["factors"][rank].to(w) if "factors" in state else w.new_zeros(0, w.shape[1])
 
