@@ -41,8 +41,12 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
 
 
 #: a row's name -> the options of its search (beyond ``space="autocf"``); "local-fresh": the local
-#: search retrained from fresh embeddings (its default before the warm retraining)
-VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False}}
+#: search retrained from fresh embeddings (its default before the warm retraining); "nasp-default":
+#: NASP warmed up on the default model (``--warmup-path default``), "-8192" with architecture
+#: steps on 8,192 validation rows
+VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
+            "nasp-default": {"strategy": "nasp", "warmup_path": "default"},
+            "nasp-default-8192": {"strategy": "nasp", "warmup_path": "default", "arch_batch_size": 8192}}
 
 
 def place(truth: GroundTruth, task: str, choices: dict) -> dict:

@@ -109,6 +109,13 @@ class SearchNetwork(nn.Module):
         weights already do, or where nothing can)."""
         return []
 
+    def simpler(self, tensor: int, row: int, column: int, than: int) -> bool:
+        """Whether candidate ``column`` of ``row`` of architecture tensor ``tensor`` is a special
+        case of candidate ``than`` (a network with ``than`` can compute what one with ``column``
+        computes, with fewer weights or constraints dropped): a local search then keeps
+        ``column`` when it scores within its margin of ``than``. Default: no candidate is."""
+        return False
+
     def run_hooks(self) -> list[Any]:
         """Run-loop hooks (``nasp.loop.Hook``) this network brings along, for state of its own
         that lives outside ``state_dict`` yet must be checkpointed with the run (a gradient it

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from nasp.distributed import world
 
 from .itemitem import check_memory, itemknn
-from .lightgcn import _sparse, normalized_adjacency
+from .lightgcn import normalized_adjacency, sparse_tensor
+from .model import looked_up
 from .space import GRAPH_INPUTS
 
 #: neighbours per item and shrinkage of the item-item similarities of ``itemitem``
@@ -122,7 +123,7 @@ class GraphInputs(nn.Module):
             ops["m"] = item_item_operator(x)
             ops["mt"] = ops["m"].T.tocsr()
         device = self.edges.device
-        self.operators = {name: _sparse(m).to(device) for name, m in ops.items()}
+        self.operators = {name: sparse_tensor(m).to(device) for name, m in ops.items()}
         self.cache, self._cached_of, self.stale = {}, None, True
         self._built_of = self.edges.cpu().clone()
 
@@ -171,14 +172,6 @@ class GraphInputs(nn.Module):
             return 1
         return max(1, -(-self.edges.shape[1] // self.refreshes))
 
-    def _count(self, ids: Tensor) -> tuple[int, float]:
-        """(rows looked up over every rank, this rank's share), as ``HistoryEncoder._count``."""
-        ranks = world()
-        if not ranks.parallel:
-            return ids.numel(), 1.0
-        every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
-        return every, ids.numel() / max(1, every)
-
     def _add(self, term: str, ids: Tensor, grad_rows: Tensor) -> None:
         rows = self.num_users if TERMS[term][0] == "user" else self.num_items
         buf = self.pending.get(term)
@@ -219,7 +212,7 @@ class _CachedTerms(torch.autograd.Function):
     def forward(ctx, ids: Tensor, gates: Tensor, user_table: Tensor, item_table: Tensor, module: GraphInputs,
                 names: tuple[str, ...]) -> Tensor:
         ctx.module, ctx.names = module, names
-        ctx.counts = module._count(ids)
+        ctx.counts = looked_up(ids)
         rows = [module.cache[t].index_select(0, ids) for t in names]
         ctx.save_for_backward(ids, gates, *rows)
         ctx.tables = (user_table, item_table)

@@ -185,6 +185,7 @@ class Job:
         config = self._search_config(splits)
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),
                                             candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=o.margin,
+                                            warmup_path=o.warmup_path, arch_batch_size=o.arch_batch_size,
                                             task=self.task, plots=self.plots, trial_fraction=o.trial_fraction)
         run.write_json("search.json", found)
         return found

@@ -44,13 +44,27 @@ DEFAULT_CHOICES = {"user_input": "both", "item_input": "id", "user_function": "i
 #: the candidates that a local search swaps in computing what the candidate they replace computed
 #: (``JointNetwork.swap_in`` at their initial weights): (row, candidate) -> the replaced candidate.
 #: History factors start at zero, the residual element-wise MLP as the identity (``--mlp residual``),
+#: ``id`` replacing ``both`` takes the side's history term into its id embedding (a row's history
+#: is fixed, so its term is a constant vector per row),
 #: ``weighted`` as the identity matrix with the replaced op's heads, a ``free`` head with the box
 #: head's bounded vector; the graph and item-item encodings' gates at zero (``sif.graph``). Every
 #: other swap changes the function (docs/sif.md, "Local search").
 FUNCTION_PRESERVING = {("user_input", "both"): "id", ("item_input", "both"): "id",
+                       ("user_input", "id"): "both", ("item_input", "id"): "both",
                        **{(f"{side}_input", name): "id" for side, names in GRAPH_INPUTS.items() for name in names},
                        ("user_function", "mlp"): "identity", ("item_function", "mlp"): "identity",
                        ("op", "weighted"): "multiply", ("head", "free"): "box"}
+
+
+#: the candidates that are special cases of a richer candidate of their row: (row, richer) -> the
+#: simpler ones (``JointNetwork.simpler``). Each function-preserving pair above is one (the richer
+#: starts as the simpler); also ``both`` holds ``history`` (its id embedding at zero) and the
+#: element-wise MLP imitates ``tanh`` and ``relu`` (approximately: one hidden layer per coordinate).
+#: A local search keeps the simpler candidate when it scores within its margin of the richer one.
+SIMPLER = {("user_input", "both"): ("id", "history"), ("item_input", "both"): ("id", "history"),
+           **{(f"{side}_input", name): ("id",) for side, names in GRAPH_INPUTS.items() for name in names},
+           ("user_function", "mlp"): ("identity", "tanh", "relu"), ("item_function", "mlp"): ("identity", "tanh", "relu"),
+           ("op", "weighted"): ("multiply",), ("head", "free"): ("box",)}
 
 
 def parse_choices(spec: str) -> dict[str, str]:
@@ -290,11 +304,30 @@ class JointNetwork(SIFNetwork):
         their initial weights make them (``FUNCTION_PRESERVING``)."""
         names = list(ROWS)
         chosen = {r: int(a[0].argmax()) for r, a in zip(names, architecture)}
+        if names[tensor] in ("user_input", "item_input"):
+            candidates = self.config.rows()[names[tensor]]
+            if (candidates[chosen[names[tensor]]], candidates[column]) == ("both", "id"):
+                self._fold_history(names[tensor].split("_")[0])
+            return []
         if names[tensor] == "op":
             return [pair for src, dst in zip(self.heads[chosen["op"]], self.heads[column]) for pair in inherit(src, dst)]
         if names[tensor] == "head":
             return inherit(self.heads[chosen["op"]][chosen["head"]], self.heads[chosen["op"]][column])
         return []
+
+    def simpler(self, tensor: int, row: int, column: int, than: int) -> bool:
+        """Whether candidate ``column`` is a special case of candidate ``than`` (``SIMPLER``)."""
+        name = list(ROWS)[tensor]
+        names = self.config.rows()[name]
+        return names[column] in SIMPLER.get((name, names[than]), ())
+
+    @torch.no_grad()
+    def _fold_history(self, side: str) -> None:
+        """``id`` replaces ``both`` on ``side``: every row's history term (what the evaluation
+        adds) joins its id embedding, so the side's vectors stay as they were."""
+        table = self.user_emb if side == "user" else self.item_emb
+        history = self.user_history if side == "user" else self.item_history
+        table.weight.add_(history.cached_sums()[: table.num_embeddings].to(table.weight.dtype))
 
     def derive(self, alphas: Optional[Sequence[Tensor]] = None) -> dict:
         return self._report(alphas or self.arch_parameters(), alphas or self.arch_parameters())

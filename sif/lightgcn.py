@@ -112,7 +112,7 @@ class LightGCNNetwork(SearchNetwork):
         self.register_buffer("known_users", torch.ones(config.num_users, dtype=torch.bool))
         self.register_buffer("known_items", torch.ones(config.num_items, dtype=torch.bool))
         self.register_buffer("edges", torch.zeros(2, 0, dtype=torch.long))  # training (user, item) pairs
-        self.register_buffer("graph", _sparse(normalized_adjacency(np.zeros(0, np.int64), np.zeros(0, np.int64),
+        self.register_buffer("graph", sparse_tensor(normalized_adjacency(np.zeros(0, np.int64), np.zeros(0, np.int64),
                                                                    config.num_users, config.num_items)), persistent=False)
         self._cache: Optional[tuple[tuple, Tensor]] = None
 
@@ -123,7 +123,7 @@ class LightGCNNetwork(SearchNetwork):
 
     def _build_graph(self) -> None:
         users, items = self.edges.cpu().numpy()
-        self.graph = _sparse(normalized_adjacency(users, items, self.config.num_users, self.config.num_items)).to(
+        self.graph = sparse_tensor(normalized_adjacency(users, items, self.config.num_users, self.config.num_items)).to(
             self.embedding.device)
         self._cache = None
 
@@ -204,7 +204,7 @@ class _Propagate(torch.autograd.Function):
         return None, torch.sparse.mm(ctx.graph, grad)
 
 
-def _sparse(matrix: sp.spmatrix) -> Tensor:
+def sparse_tensor(matrix: sp.spmatrix) -> Tensor:
     """A scipy matrix as a torch sparse CSR tensor (float32): the fastest sparse product on a CPU."""
     csr = sp.csr_matrix(matrix)
     csr.sort_indices()

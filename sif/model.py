@@ -36,6 +36,18 @@ def group_rows(keys: Tensor, values: Tensor, groups: int) -> tuple[Tensor, Tenso
 CACHE_FOR_EVALUATION = 4
 
 
+def looked_up(ids: Tensor) -> tuple[int, float]:
+    """(rows a step looked up, this process's share of them): every rank's rows in a
+    data-parallel run (one scalar all-reduce), so that all ranks refresh a delayed gradient at
+    the same step; the share (1 in one process) weighs this rank's gradient as the step's
+    average does."""
+    ranks = world()
+    if not ranks.parallel:
+        return ids.numel(), 1.0
+    every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
+    return every, ids.numel() / max(1, every)
+
+
 class HistoryEncoder(nn.Module):
     """The history (SVD++-style) encoding of one side: for a row x (a user, or an item),
     |N(x)|^-1/2 * sum_{j in N(x)} y_j, where N(x) are the other side's ids that x interacted
@@ -185,16 +197,8 @@ class HistoryEncoder(nn.Module):
         return buf
 
     def _count(self, ids: Tensor) -> tuple[int, float]:
-        """(rows looked up by this step, this process's share of them): every rank's rows in a
-        data-parallel run (one scalar all-reduce), so that all ranks refresh at the same step;
-        the share (1 in one process) weighs this rank's gradient as the step's average does.
-        Kept for the step's ``regularization``."""
-        ranks = world()
-        if not ranks.parallel:
-            self.step_share = 1.0
-            return ids.numel(), 1.0
-        every = int(ranks.sum(torch.tensor([ids.numel()], dtype=torch.long, device=ids.device)).item())
-        self.step_share = ids.numel() / max(1, every)
+        """``looked_up(ids)``, the share kept for the step's ``regularization``."""
+        every, self.step_share = looked_up(ids)
         return every, self.step_share
 
     def _flush(self, grad_rows: Tensor, ids: Tensor, looked_up: int, share: float) -> Optional[Tensor]:
@@ -223,15 +227,21 @@ class HistoryEncoder(nn.Module):
 
     def pending_state(self) -> dict:
         """What the cache holds between two refreshes (the gradient gathered so far and the
-        looked-up rows counted), for a checkpoint: a resumed run then refreshes at the same
-        step with the same gradient as an uninterrupted one. Empty when nothing was gathered
-        (the same on every rank: each gets rows at every step). In a data-parallel run every
+        looked-up rows counted, this rank's share of the last step's rows), for a checkpoint: a
+        resumed run then refreshes at the same step with the same gradient as an uninterrupted
+        one. Only the share when nothing was gathered (the same on every rank: each gets rows at
+        every step). In a data-parallel run every
         rank's pending gradient is kept, stacked in rank order (a collective: every rank calls
         this), and each rank takes its own back (a resume runs on as many processes)."""
-        if self.refreshes is None or not (self.pending_rows.numel() or self.pending_factors.numel()):
+        if self.refreshes is None:
             return {}
-        ranks = world()  # a buffer not allocated yet is not allocated on any rank: left out
-        return {"lookups": self.pending_lookups,
+        ranks = world()
+        # this rank's share of the last step that encoded: the regularization of a step that does
+        # not encode (a path without this side's history) weighs its gradient by it
+        out = {"share": ranks.gather(torch.tensor([self.step_share], dtype=torch.float64, device=self.factors.weight.device))}
+        if not (self.pending_rows.numel() or self.pending_factors.numel()):
+            return out
+        return {**out, "lookups": self.pending_lookups,  # a buffer not allocated yet is not allocated on any rank: left out
                 **{key: ranks.gather(buf) for key, buf in (("rows", self.pending_rows), ("factors", self.pending_factors))
                    if buf.numel()}}
 
@@ -239,6 +249,7 @@ class HistoryEncoder(nn.Module):
         """Restore ``pending_state`` (an empty state: nothing pending): this rank's part."""
         self.pending_lookups = int(state.get("lookups", 0))
         w, rank = self.factors.weight, world().rank
+        self.step_share = float(state["share"][rank]) if "share" in state else 1.0
         self.pending_rows = state["rows"][rank].to(w) if "rows" in state else w.new_zeros(0, w.shape[1])
         self.pending_factors = state["factors"][rank].to(w) if "factors" in state else w.new_zeros(0, w.shape[1])
 

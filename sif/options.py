@@ -21,6 +21,7 @@ from nasp.config import setting as _setting
 from nasp.errors import NaspError
 from nasp.strategies import STRATEGIES, check_domain, search_strategy_names
 from nasp.strategies.local import check_margin, check_trial_fraction
+from nasp.strategies.proximal import WARMUP_PATHS
 
 from . import lightgcn, tensor
 from .engine import TrainSettings
@@ -193,6 +194,13 @@ class SIFOptions(RunOptions):
         None, "nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; local: epochs that "
         "train the default model before the first change is tried (default 3); 'auto': until the validation metric stops "
         "improving.", type=WARMUP_EPOCHS, commands=SEARCH, by_task={"rating": "auto", "ranking": 2})
+    warmup_path: Optional[str] = setting(
+        None, "nasp/no-auto: what the warm-up trains: sampled (a uniformly random architecture per step, the paper's) or "
+        "default (the space's default model; then every candidate starts from its weights where the space allows, and "
+        "the architecture values start at it) [default: sampled].", type=click.Choice(WARMUP_PATHS), commands=SEARCH)
+    arch_batch_size: Optional[int] = setting(
+        None, "Validation rows per architecture step of the strategies that step on validation batches (nasp, darts, "
+        "gdas, ...) [default: --batch-size].", type=click.IntRange(min=1), commands=SEARCH)
     candidates: Optional[int] = setting(None, "Architectures tried by --strategy random (default: 10).",
                                         type=click.IntRange(min=1), commands=SEARCH)
     margin: Optional[float] = setting(None, "local: a one-row change replaces the incumbent when its validation metric beats the "

@@ -176,19 +176,23 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 # search -----------------------------------------------------------------------------------------
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
            strategy: str, epochs: int, candidates: Optional[int] = None, warmup_epochs: Union[int, str, None] = None,
-           margin: Optional[float] = None, task: Optional[Task] = None, plots: bool = True,
-           trial_fraction: Optional[float] = None) -> tuple[dict, dict]:
+           margin: Optional[float] = None, warmup_path: Optional[str] = None, arch_batch_size: Optional[int] = None,
+           task: Optional[Task] = None, plots: bool = True, trial_fraction: Optional[float] = None) -> tuple[dict, dict]:
     """Search the interaction function with ``strategy`` for ``epochs`` (the strategy's own
-    options: ``candidates``, ``warmup_epochs``, ``margin``, ``trial_fraction``); writes ``arch.json`` (and, with
-    ``plots``, alphas.png and curves.png). Returns (arch, search summary)."""
+    options: ``candidates``, ``warmup_epochs``, ``margin``, ``warmup_path``, ``trial_fraction``;
+    the architecture steps take validation batches of ``arch_batch_size`` rows, default
+    ``settings.batch_size``); writes ``arch.json`` (and, with ``plots``, alphas.png and
+    curves.png). Returns (arch, search summary)."""
     task, seed = task or RatingTask(), settings.seed
     if len(splits.valid) == 0:
         raise NaspError("the search needs validation data: use --valid-ratio > 0 or --valid-data")
     if STRATEGIES.get(strategy).unrolls_weights:  # darts2: no gradients gathered across steps
         config = dataclasses.replace(config, history_refreshes=None)
+    if arch_batch_size is not None and not STRATEGIES.get(strategy).uses_valid_batch:
+        log.warning("Warning: strategy %r ignores --arch-batch-size (it takes no validation batches)", strategy)
     net = build_network(splits, config, device, task)
     options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin,
-               "trial_fraction": trial_fraction}
+               "warmup_path": warmup_path, "trial_fraction": trial_fraction}
     problem = make_problem(net, settings, options, task)
     strat = build_strategy(strategy, problem, epochs)
     on_device = splits.to(device)
@@ -196,7 +200,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
     rows = run_search(
         strat,
         task.train_batches(on_device, settings.batch_size, seed),
-        task.valid_batches(on_device, settings.batch_size, seed),
+        task.valid_batches(on_device, arch_batch_size or settings.batch_size, seed),
         lambda model: task.evaluate(model, on_device, "valid"),
         epochs,
         run,

@@ -54,6 +54,9 @@ class SearchOptions:
         unrolled: DARTS second order: how the unrolled weight step is taken.
         margin: local search: the relative margin by which a replacement must beat the incumbent.
         trial_fraction: local search: the part of an epoch each trial trains.
+        warmup_path: NASP: what its warm-up trains, "sampled" (a uniformly random architecture
+            per step) or "default" (the network's default architecture, then every candidate
+            starts from the default's weights where the network allows: ``swap_in``).
     """
 
     seed: int = 0
@@ -62,6 +65,7 @@ class SearchOptions:
     unrolled: Optional[str] = None
     margin: Optional[float] = None
     trial_fraction: Optional[float] = None
+    warmup_path: Optional[str] = None
 
     @classmethod
     def of(cls, value: Union["SearchOptions", dict, None]) -> "SearchOptions":

@@ -1,10 +1,11 @@
 """``local``: a warm-started, function-preserving local search over discrete architectures.
 
 Train the network's default architecture (``SearchNetwork.default_architecture``) for the
-warm-up epochs. A network with several starting architectures (``SearchNetwork.
-starting_architectures``) warms each up in turn, every one from the weights as built and for the
-warm-up epochs each; the one that scores best on the whole validation set at the end of its
-warm-up becomes the incumbent, with the weights it trained. Then take the rows of the architecture one after the other (every row of every
+warm-up epochs. A network with several starting architectures
+(``SearchNetwork.starting_architectures``) warms each up in turn, every one from the weights as
+built and for the warm-up epochs each; the one that scores best on the whole validation set at
+the end of its warm-up becomes the incumbent, with the weights it trained. Then take the rows
+of the architecture one after the other (every row of every
 architecture tensor with more than one candidate) and run one *row step*: a trial per candidate
 of that row, each trial one epoch of the run loop. Every trial starts from the incumbent's
 weights and optimizer state; the row's first trial keeps the incumbent ("stay"), every other one
@@ -13,9 +14,12 @@ the function of the candidate it replaces). A trial trains one epoch on the trai
 learning rate ramped up over the first ``RAMP`` of it, and is scored on the whole validation set
 (the run loop's evaluation). Option ``trial_fraction`` (default 1) shortens every trial, the
 stay's too, to the first part of its epoch's batches (at least one): the same decisions for
-candidates that lose by far, at a fraction of the cost, and less time to overtake for the others. The best trial that beats the
-stay by the relative ``margin`` becomes the incumbent, with the weights it trained; otherwise the
-stay does. So every replacement is compared with the incumbent trained as long, the network is
+candidates that lose by far, at a fraction of the cost, and less time to overtake for the
+others. The best trial that beats the stay by the relative ``margin`` becomes the incumbent,
+with the weights it trained; otherwise the stay does. A candidate that is a special case of the winner (``SearchNetwork.simpler``: the
+history-free input of an input with history, a fixed element-wise function of the learned one)
+takes its place when it scores within the margin of it: of two models that fit as well, the
+search keeps the smaller. So every replacement is compared with the incumbent trained as long, the network is
 discrete at every step, only chosen candidates train, and the validation data only decide.
 
 The search ends when a whole pass over the rows changes nothing (``finished``: the run loop
@@ -46,6 +50,7 @@ DEFAULT_MARGIN = 1e-3
 #: previous epoch's count), the stay's too: a swapped-in parameter without optimizer state then
 #: gathers some before its steps reach full size (Adagrad's first step is as large as the rate)
 RAMP = 0.25
+
 
 def check_trial_fraction(value: Any) -> float:
     """``value`` as the part of an epoch a trial trains (a number in (0, 1]), else a NaspError."""
@@ -110,6 +115,7 @@ class LocalSearch(WarmingUp, Strategy):
         self.saved: Optional[dict] = None         # the incumbent's weights and optimizer state
         self.best: Optional[dict] = None          # this row step's best trial: its column, score and state
         self.stay_score: Optional[float] = None
+        self.simple: dict[int, dict] = {}         # this row step's trials that may win as the simpler: column -> score, state
         self.steps = 0                            # this epoch's steps so far
         self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
         self.label: Optional[str] = None          # the trial this epoch trains, for its metrics row
@@ -214,12 +220,36 @@ class LocalSearch(WarmingUp, Strategy):
     def _name(self, column: Optional[int]) -> str:
         return "stay" if column is None else f"row {self.row} candidate {column}"
 
+    def _may_be_simpler(self, column: int) -> bool:
+        """Whether candidate ``column`` of the current row is a special case of another candidate of it."""
+        t, r = self.rows[self.row]
+        return any(self.network.simpler(t, r, column, other) for other in range(self.incumbent[t].shape[1]) if other != column)
+
+    def _simplest(self) -> tuple[dict, Optional[str]]:
+        """The row step's decision: its best trial (``best``), or the best-scoring trial that is a
+        special case of it, scores within the margin of it and would be kept against the stay
+        (it beats the stay by the margin, or it is a special case of the incumbent's candidate
+        too). Returns (the trial, why it replaced the best; None if it did not)."""
+        t, r = self.rows[self.row]
+        current = int(self.incumbent[t][r].argmax())
+        best = self.best
+        top = current if best["column"] is None else best["column"]
+        pick = best
+        for column, trial in self.simple.items():
+            if (self.network.simpler(t, r, column, top) and not self.problem.beats(best["score"], trial["score"], self.margin)
+                    and (self.network.simpler(t, r, column, current)
+                         or self.problem.beats(trial["score"], self.stay_score, self.margin))
+                    and (pick is best or self.problem.better(trial["score"], pick["score"]))):
+                pick = {"column": column, **trial}
+        return pick, (None if pick is best else f"simpler than {self._name(best['column'])}, within the margin")
+
     def _end_row_step(self) -> None:
-        """The row step's best trial becomes the incumbent; the next row is next."""
-        column = self.best["column"]
-        self.kept = self._name(column)
+        """The row step's decision becomes the incumbent; the next row is next."""
+        decision, why = self._simplest()
+        column = decision["column"]
+        self.kept = self._name(column) + (f" ({why})" if why else "")
         self.incumbent = self.changed(self.rows[self.row], column)
-        self.saved, self.best, self.trials = self.best["state"], None, []
+        self.saved, self.best, self.trials, self.simple = decision["state"], None, [], {}
         self.unchanged = self.unchanged + 1 if column is None else 0
         self.row = (self.row + 1) % len(self.rows)
         self.finished = self.unchanged >= len(self.rows)
@@ -284,8 +314,14 @@ class LocalSearch(WarmingUp, Strategy):
         if column is None:
             self.stay_score = score
             self.best = {"column": None, "score": score, "state": self._snapshot()}
-        elif self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"]):
-            self.best = {"column": column, "score": score, "state": self._snapshot()}
+        else:
+            wins = self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"])
+            simple = self._may_be_simpler(column)
+            state = self._snapshot() if wins or simple else None
+            if wins:
+                self.best = {"column": column, "score": score, "state": state}
+            if simple:
+                self.simple[column] = {"score": score, "state": state}
         if self.trial == len(self.trials) - 1 or epoch == self.epochs - 1:
             self._end_row_step()
         if self.finished or epoch == self.epochs - 1:  # the run ends holding the incumbent
@@ -307,7 +343,7 @@ class LocalSearch(WarmingUp, Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "warmup": self.warmup_state(), "incumbent": self.incumbent, "row": self.row,
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
-                "best": self.best, "stay_score": self.stay_score, "finished": self.finished,
+                "best": self.best, "simple": self.simple, "stay_score": self.stay_score, "finished": self.finished,
                 "epoch_steps": self.epoch_steps, "start": self.start, "start_epochs": self.start_epochs,
                 "initial": self.initial, "best_start": self.best_start}
 
@@ -317,6 +353,7 @@ class LocalSearch(WarmingUp, Strategy):
         self.incumbent = [a.clone() for a in state["incumbent"]]
         self.row, self.unchanged, self.trial = int(state["row"]), int(state["unchanged"]), int(state["trial"])
         self.trials, self.saved, self.best = list(state["trials"]), state["saved"], state["best"]
+        self.simple = dict(state.get("simple", {}))
         self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
         self.epoch_steps = int(state["epoch_steps"])
         if "start" in state:  # a checkpoint of this version

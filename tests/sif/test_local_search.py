@@ -29,6 +29,8 @@ RESET = {("user_input", "both"): lambda n: n.user_history.reset_parameters(),
          ("item_function", "mlp"): lambda n: n.mlp_v.reset_parameters(),
          ("op", "weighted"): lambda n: n.ops[n.config.ops.index("weighted")].reset_parameters(),
          ("head", "free"): lambda n: None,  # swap_in gives it the box head's vector
+         ("user_input", "id"): lambda n: None,  # swap_in adds the history term to the id embedding
+         ("item_input", "id"): lambda n: None,
          **{(f"{side}_input", name): (lambda n, gate=f"{side}_{name}": n.graph.gates[gate].data.zero_())
             for side, names in GRAPH_INPUTS.items() for name in names}}
 
@@ -177,3 +179,33 @@ def test_local_search_warns_about_options_it_ignores_and_refuses_a_bad_margin(ti
         SIF(strategy="local", margin=-0.5)
     r = _invoke("sif", "search", "--strategy", "local", "--margin", "-1", "--data", tiny_ratings, "--out", tmp_path / "x")
     assert r.exit_code == 2 and "--margin" in r.output
+
+
+def _decide(scores_by_row: list[list[float]]) -> list[str]:
+    """The local search's decision of each row step given the validation RMSE of its trials (the stay first)."""
+    net = JointNetwork(JointConfig.search_space(ModelConfig(6, 9, dim=5, global_mean=3.5), "residual"))
+    net.set_history(*HISTORY)
+    problem = SearchProblem(network=net, loss=lambda n, b: n(*b).pow(2).mean(), metric="valid_rmse", higher_is_better=False,
+                            weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), options={"warmup_epochs": 0})
+    local, epoch, kept = build_strategy("local", problem, 100), 0, []
+    for scores in scores_by_row:
+        for score in scores:
+            local.begin_epoch(epoch)
+            local.end_epoch(epoch, {"valid_rmse": score})
+            epoch += 1
+        kept.append(local.kept)
+    return [net.export(local.incumbent)["choices"], *kept]
+
+
+def test_of_two_candidates_that_score_alike_the_local_search_keeps_the_simpler():
+    # user_input (stay: both, then id, history); item_input (stay: id, then history, both)
+    choices, *kept = _decide([[1.0, 1.0005, 1.2], [1.0, 0.99, 0.985]])
+    assert kept == ["row 0 candidate 0 (simpler than stay, within the margin)", "row 1 candidate 2"]
+    assert (choices["user_input"], choices["item_input"]) == ("id", "both")
+    # history is a special case of both and within the margin of it, and beats the stay: it is kept
+    choices, *kept = _decide([[1.0, 1.002, 1.2], [1.0, 0.99, 0.9895]])
+    assert kept == ["stay", "row 1 candidate 1 (simpler than row 1 candidate 2, within the margin)"]
+    assert (choices["user_input"], choices["item_input"]) == ("both", "history")
+    # a simpler candidate that does not beat the stay is not kept, however close to the best
+    choices, *kept = _decide([[1.0, 1.2, 1.3], [1.0, 0.9992, 0.9985]])
+    assert kept[1] == "row 1 candidate 2" and choices["item_input"] == "both"
