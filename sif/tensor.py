@@ -1320,7 +1320,7 @@ def _subrun(run: RunDir, name: str) -> RunDir:
 #: ``SIFOptions`` of the two-way models that a three-way run has no use for (given: an error)
 UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head",
           "history_refreshes", "implicit_reg", "baselines", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
-          "knn_neighbours", "knn_shrink", "refit")
+          "knn_neighbours", "knn_shrink", "refit", "arch_batch_size")
 #: of those, what only the ranking task refuses (a three-way rating model has per-column biases)
 RANKING_UNUSED = ("biases",)
 
@@ -1357,6 +1357,7 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
                 device: Optional[torch.device] = None) -> dict:
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {}),
+               **({"warmup_path": o.warmup_path} if o.warmup_path is not None else {}),
                **({"margin": o.margin} if o.margin is not None else {}),
                **({"trial_fraction": o.trial_fraction} if o.trial_fraction is not None
                   else {"trial_fraction": RANKING_TRIAL_FRACTION} if o.task == "ranking" and o.get("strategy") == "local"

@@ -350,6 +350,21 @@ def test_a_local_search_starts_from_the_better_product_and_retrains_warm_unless_
     assert runs[False]["warm_start"] is True and runs[True]["warm_start"] is False
 
 
+def test_nasp_warms_up_on_the_default_model_with_warmup_path_default(tiny_kg, tmp_path):
+    """--warmup-path default reaches the 3-way search: the warm-up epochs train the product (CP);
+    --arch-batch-size (validation rows of the two-way architecture steps) is one error."""
+    out = tmp_path / "run"
+    r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--strategy", "nasp",
+             "--epochs", 3, "--warmup-epochs", 2, "--warmup-path", "default", "--no-retrain", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["architecture"]["interaction"] for row in rows[:2]] == [T.PRODUCT, T.PRODUCT]
+    r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--strategy", "nasp",
+             "--arch-batch-size", 8, "--out", tmp_path / "other")
+    assert r.exit_code == 1 and r.output.strip() == "Error: --arch-batch-size does not apply to --ways 3"
+    assert not (tmp_path / "other").exists()
+
+
 def test_resume_of_an_unfinished_search_keeps_its_choice(tiny_kg, tmp_path):
     """A search whose summary was never written (as if killed at the end) resumes from its saved
     options (--no-retrain included) and checkpoint: the same composition, and the run finishes."""
