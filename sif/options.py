@@ -42,8 +42,8 @@ LIGHTGCN = LightGCNConfig.defaults  # LightGCN's own defaults of lr, reg, batch_
 
 
 def search_epochs(o: "SIFOptions") -> int:
-    """The default search epochs: the strategy's own (three-way local search: one epoch per
-    composition, ``tensor.LOCAL_EPOCHS``), else ``DEFAULT_EPOCHS``."""
+    """The default search epochs: the strategy's own (three-way local search: the starts'
+    warm-ups and a trial per candidate, ``tensor.LOCAL_EPOCHS``), else ``DEFAULT_EPOCHS``."""
     if o.ways == 3 and o.get("strategy") == "local":
         return tensor.LOCAL_EPOCHS
     return STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS
@@ -170,8 +170,8 @@ class SIFOptions(RunOptions):
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
     epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
-                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: its "
-                                    f"warm-up and one epoch for each of the {len(tensor.SPACE)} compositions].",
+                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: the "
+                                    f"warm-up of each start and a trial for each of the {len(tensor.SPACE)} candidates].",
                                     type=click.IntRange(min=1), commands=SEARCH, derived=search_epochs)
     batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}; --ways 3 --task ranking: "
                                         f"{tensor.TensorSettings.batch_size} queries.", type=click.IntRange(min=1),
