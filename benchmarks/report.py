@@ -424,6 +424,20 @@ def sif_planted(*docs: dict) -> list[str]:
     return table(["planted choice"] + [f"`{n}` recovered" for n in names] + ["chance"], body)
 
 
+def sif_planted_fit_check(d: dict) -> list[str]:
+    """Per planted choice (one seed): what the search chose, and the validation RMSE of the
+    planted model and of the default model trained alone on the planted set."""
+    body = []
+    for r in d["rows"]:
+        for chosen, c in zip(r["chosen"], r["fit_check"]):
+            body.append([f"`{r['planted']}`", bold(f"`{chosen}`", r["planted"].endswith("=" + chosen)), num(c["planted_valid"], 4),
+                         num(c["default_valid"], 4), "yes" if c["identifiable"] else "no"])
+    body.append(["all", f"{d['recovered']} of {d['runs']}", "", "",
+                 f"{d['identifiable']} ({d['recovered_identifiable']} of them recovered)"])
+    return table(["planted choice", "search chose", "planted model alone: valid RMSE", "default model alone: valid RMSE",
+                  f"identifiable (default worse by > {d['fits_as_well']:.0%})"], body)
+
+
 TENSOR_LABELS = {
     "search (local)": "`search` (local, the default)",
     "search (nasp)": "`search --strategy nasp` (10 epochs)",
@@ -504,6 +518,7 @@ TABLES: dict[str, Table] = {
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
     "sif_search": Table(("sif_search.json",), sif_search),
     "sif_planted": Table(("sif_planted.json", "sif_planted_local.json"), sif_planted),
+    "sif_planted_fit_check": Table(("sif_planted_local_fitcheck.json",), sif_planted_fit_check),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),
     "sif_throughput": Table(("sif_throughput_s11.json",), sif_throughput),
