@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nasp.strategies import STRATEGIES, search_strategy_names  # noqa: E402
 from sif.groundtruth import GroundTruth  # noqa: E402
-from sif_search import DEFAULT_DATA, fit, place  # noqa: E402
+from sif_search import DEFAULT_DATA, fit  # noqa: E402
 
 STANDALONE = ("random", "reinforce", "tpe")
 """Strategies that train every candidate from scratch: one candidate per epoch of the budget."""
@@ -93,7 +93,7 @@ def main() -> None:
                    "seconds": round(seconds, 2), "valid_rmse": summary.get("valid_rmse"), "test_rmse": summary.get("test_rmse"),
                    "choices": summary.get("choices")}
             if truth is not None and summary.get("choices"):
-                row["truth"] = place(truth, "rating", summary["choices"])
+                row["truth"] = truth.place("rating", summary["choices"])
             if strategy == "nasp":
                 budget = row["search_seconds"]
             result["runs"].append(row)

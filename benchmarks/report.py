@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the package's ground-truth reader, from a clone without installing
 RESULTS = "benchmarks/results"
 PAGES = ("docs/results/sif.md", "docs/results/cnn.md", "docs/results/rnn.md")
 
@@ -179,12 +180,21 @@ def sif_space_ranking(d: dict) -> list[str]:
 SEARCH_METRIC = {"rating": ("test RMSE", False), "ranking": ("test NDCG@10", True)}
 
 
-def sif_search(d: dict) -> list[str]:
+def sif_search(d: dict, truth_records: list[dict]) -> list[str]:
     """Per task and strategy over the seeds: the searched model's test metric (mean ± std), the
-    default fixed model's on the same seeds, on how many seeds it beat the default, its median
-    rank by validation where measured, and its time as a multiple of one fixed training."""
+    default fixed model's on the same seeds, on how many seeds it beat the default, its place in
+    the ground truth as it stands (median rank and percentile by validation, mean regret by
+    validation and test, where the found architecture is measured), and its time as a multiple
+    of one fixed training."""
     import statistics
 
+    import pandas as pd
+
+    from sif.groundtruth import GroundTruth
+
+    truth = GroundTruth(pd.DataFrame([{k: r[k] for k in GroundTruth.COLUMNS} for r in truth_records],
+                                     columns=list(GroundTruth.COLUMNS)))
+    d = {**d, "runs": [{**r, **truth.place(r["task"], r["choices"])} for r in d["runs"]]}
     body = []
     for task in dict.fromkeys(r["task"] for r in d["runs"]):
         runs = [r for r in d["runs"] if r["task"] == task]
@@ -195,16 +205,27 @@ def sif_search(d: dict) -> list[str]:
             mine = [r for r in runs if r["strategy"] == strategy]
             tests = [r["test"] for r in mine]
             wins = sum((r["test"] > r["default_test"]) if higher else (r["test"] < r["default_test"]) for r in mine)
-            ranks = [r["valid_rank"] for r in mine if r.get("measured")]
-            rank = f"{statistics.median(ranks):g} of {mine[0]['of']} ({len(ranks)} measured)" if ranks else "not measured"
+            measured = [r for r in mine if r.get("measured")]
+            place_cells = ["not measured", "", ""]
+            if measured:
+                place_cells = [
+                    f"{statistics.median(r['valid_rank'] for r in measured):g} of {measured[0]['of']} "
+                    f"(top {statistics.median(r['valid_percentile'] for r in measured):.0f}%; {len(measured)} measured)",
+                    num(statistics.mean(r["valid_regret"] for r in measured), 4),
+                    num(statistics.mean(r["test_regret"] for r in measured), 4)]
             label = strategy + (" (10 candidates)" if strategy == "random" else "")
             body.append([task, label, str(len(mine)), f"{pm(statistics.mean(tests), statistics.pstdev(tests))} ({name})",
-                         f"{wins} of {len(mine)}", rank, ratio(statistics.mean(r["x_one_fixed_training"] for r in mine))])
+                         f"{wins} of {len(mine)}", *place_cells, ratio(statistics.mean(r["x_one_fixed_training"] for r in mine))])
         values = [defaults[s] for s in seeds]
-        body.append([task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})",
-                     "", "", "1x"])
+        default_place = truth.place(task, {})
+        body.append([task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})", "",
+                     f"{default_place['valid_rank']} of {default_place['of']} (top {default_place['valid_percentile']:.0f}%)",
+                     num(default_place["valid_regret"], 4), num(default_place["test_regret"], 4), "1x"]
+                    if default_place.get("measured") else
+                    [task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})",
+                     "", "not measured", "", "", "1x"])
     header = ["task", "strategy", "seeds", "searched model, test (mean ± std)", "beats the default on",
-              "median rank by validation in the ground truth", "time (× one fixed training)"]
+              "rank by validation in the ground truth (median)", "valid regret", "test regret", "time (× one fixed training)"]
     detail = [[r["task"], str(r["seed"]), r["strategy"], f"`{r['arch']}`", num(r["valid"], 4), num(r["test"], 4),
                num(r["default_test"], 4), ratio(r["x_one_fixed_training"])] for r in d["runs"]]
     return table(header, body) + ["", "Per seed:", ""] + table(
@@ -516,7 +537,7 @@ TABLES: dict[str, Table] = {
     "sif_search_pick": Table(("sif_search_pick.json",), sif_search_pick),
     "sif_space_rating": Table(("sif_space_rating.json",), sif_space_rating),
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
-    "sif_search": Table(("sif_search.json",), sif_search),
+    "sif_search": Table(("sif_search.json", "sif_bench.jsonl"), sif_search),
     "sif_planted": Table(("sif_planted.json", "sif_planted_local.json"), sif_planted),
     "sif_planted_fit_check": Table(("sif_planted_local_fitcheck.json",), sif_planted_fit_check),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
@@ -536,10 +557,18 @@ TABLES: dict[str, Table] = {
 }
 
 
+def load(path: Path) -> dict | list[dict]:
+    """A results file: one JSON document, or a list of records for JSON lines (``.jsonl``)."""
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
 def render(name: str, root: Path = ROOT) -> str:
     """The whole generated block of table NAME, markers included."""
     t = TABLES[name]
-    docs = [json.loads((root / RESULTS / f).read_text()) for f in t.sources]
+    docs = [load(root / RESULTS / f) for f in t.sources]
     files = ", ".join(f"{RESULTS}/{f}" for f in t.sources)
     lines = t.render(*docs)
     return f"<!-- generated by benchmarks/report.py from {files}: {name} -->\n" + "\n".join(lines) + f"\n{END}\n"

@@ -49,19 +49,6 @@ VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
             "nasp-default-8192": {"strategy": "nasp", "warmup_path": "default", "arch_batch_size": 8192}}
 
 
-def place(truth: GroundTruth, task: str, choices: dict) -> dict:
-    """The found architecture's rank, percentile and regret (validation and test), if measured."""
-    out: dict = {"arch": arch_key(choices)}
-    for by in ("valid", "test"):
-        try:
-            ranked = truth.rank(task, choices, by=by)
-        except NaspError:
-            return {**out, "measured": False}
-        out.update({f"{by}_rank": ranked["rank"], f"{by}_percentile": ranked["percentile"], f"{by}_regret": ranked["regret"],
-                    "of": ranked["of"]})
-    return {**out, "measured": True}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -99,7 +86,7 @@ def main() -> None:
                        "valid": summary.get(f"valid_{metric}"), "test": summary.get(f"test_{metric}"),
                        "default_valid": fixed.get(f"valid_{metric}"), "default_test": fixed.get(f"test_{metric}"),
                        "seconds": round(seconds, 1), "x_one_fixed_training": round(seconds / fixed_seconds, 2),
-                       **(place(truth, task, choices) if truth is not None and choices else {"measured": False})}
+                       **(truth.place(task, choices) if truth is not None and choices else {"measured": False})}
                 result["runs"].append(row)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(result, indent=2) + "\n")

@@ -153,3 +153,18 @@ class GroundTruth:
         best = float(values.max() if larger else values.min())
         return {**found, "rank": better + 1, "of": len(table), "percentile": 100.0 * better / len(table),
                 "regret": abs(best - found_value)}
+
+    def place(self, task: str, choices: Union[dict, str]) -> dict:
+        """An architecture's rank, percentile and regret by validation and by test, with
+        ``measured: True``; ``{"arch": ..., "measured": False}`` where it is not in the table
+        (yet), so that a search's result can be placed as the ground truth grows."""
+        key = choices if isinstance(choices, str) else arch_key(full_choices(choices))
+        out: dict = {"arch": key}
+        for by in ("valid", "test"):
+            try:
+                ranked = self.rank(task, key, by=by)
+            except NaspError:
+                return {**out, "measured": False}
+            out.update({f"{by}_rank": ranked["rank"], f"{by}_percentile": ranked["percentile"], f"{by}_regret": ranked["regret"],
+                        "of": ranked["of"]})
+        return {**out, "measured": True}

@@ -45,6 +45,10 @@ def test_the_reader_round_trips_and_ranks_paired_to_the_default(tmp_path):
     assert ranked["rank"] == 3 and ranked["of"] == 3 and ranked["regret"] == pytest.approx(0.01)
     assert truth.rank("rating", {"item_input": "both"}, by="test")["rank"] == 1
     assert truth.score("ranking", {})["valid"] == 0.25
+    placed = truth.place("rating", {"op": "max"})  # a search's result, placed by validation and by test
+    assert placed["measured"] and (placed["valid_rank"], placed["test_rank"], placed["of"]) == (2, 2, 3)
+    assert placed["valid_regret"] == pytest.approx(0.005) and placed["test_regret"] == pytest.approx(0.01)
+    assert truth.place("rating", {"op": "min"}) == {"arch": "op=min", "measured": False}  # not trained (yet)
 
 
 def test_bad_queries_and_files_are_one_line(tmp_path):
