@@ -186,6 +186,7 @@ def sif_search(d: dict, truth_records: list[dict]) -> list[str]:
     the ground truth as it stands (median rank and percentile by validation, mean regret by
     validation and test, where the found architecture is measured), and its time as a multiple
     of one fixed training."""
+    import math
     import statistics
 
     import pandas as pd
@@ -216,6 +217,13 @@ def sif_search(d: dict, truth_records: list[dict]) -> list[str]:
             label = strategy + (" (10 candidates)" if strategy == "random" else "")
             body.append([task, label, str(len(mine)), f"{pm(statistics.mean(tests), statistics.pstdev(tests))} ({name})",
                          f"{wins} of {len(mine)}", *place_cells, ratio(statistics.mean(r["x_one_fixed_training"] for r in mine))])
+        local = [r["x_one_fixed_training"] for r in runs if r["strategy"] == "local"]
+        if local:
+            trainings = math.ceil(statistics.mean(local))
+            simulated = truth.random_search(task, trainings)
+            body.append([task, f"random search in local's time ({trainings} trainings, simulated on the ground truth)", "", "", "",
+                         f"uniform sample of {simulated['sample']}", num(simulated["valid_regret"], 4), num(simulated["test_regret"], 4),
+                         ratio(trainings, 0)])
         values = [defaults[s] for s in seeds]
         default_place = truth.place(task, {})
         body.append([task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})", "",

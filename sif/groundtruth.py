@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Iterator, Union
 
+import numpy as np
 import pandas as pd
 
 from nasp.data import text_lines
@@ -168,3 +169,30 @@ class GroundTruth:
             out.update({f"{by}_rank": ranked["rank"], f"{by}_percentile": ranked["percentile"], f"{by}_regret": ranked["regret"],
                         "of": ranked["of"]})
         return {**out, "measured": True}
+
+    def random_search(self, task: str, trainings: int, runs: int = 2000, seed: int = 0) -> dict:
+        """Random search simulated on the ground truth, as NAS benchmarks do: draw ``trainings``
+        architectures of the uniform sample (group ``random``) without replacement and keep the
+        best by validation. Over ``runs`` simulations: the mean (and std) valid and test regret of
+        what it keeps, measured as ``place`` measures a search's result. The budget is counted in
+        trainings, not seconds: the recorded seconds move with the machine's load."""
+        if trainings < 1:
+            raise NaspError(f"random search needs at least one training, not {trainings}")
+        table = self.table(task)
+        sample = table[table.group == "random"]
+        if sample.empty:
+            raise NaspError(f"no uniformly sampled architectures in the {task} ground truth yet")
+        larger = TASK_METRICS[task][1]
+        best = {by: float(table[f"{by}_vs_default"].max() if larger else table[f"{by}_vs_default"].min()) for by in ("valid", "test")}
+        valid, test = (sample[f"{by}_vs_default"].to_numpy() for by in ("valid", "test"))
+        n = min(trainings, len(sample))
+        rng = np.random.default_rng(seed)
+        regrets: dict[str, list[float]] = {"valid": [], "test": []}
+        for _ in range(runs):
+            drawn = rng.choice(len(sample), size=n, replace=False)
+            pick = drawn[np.argmax(valid[drawn]) if larger else np.argmin(valid[drawn])]
+            regrets["valid"].append(abs(best["valid"] - valid[pick]))
+            regrets["test"].append(abs(best["test"] - test[pick]))
+        return {"trainings": n, "runs": runs, "sample": len(sample),
+                **{f"{by}_regret": float(np.mean(v)) for by, v in regrets.items()},
+                **{f"{by}_regret_std": float(np.std(v)) for by, v in regrets.items()}}

@@ -51,6 +51,28 @@ def test_the_reader_round_trips_and_ranks_paired_to_the_default(tmp_path):
     assert truth.place("rating", {"op": "min"}) == {"arch": "op=min", "measured": False}  # not trained (yet)
 
 
+def test_random_search_simulated_on_the_ground_truth_keeps_the_best_of_its_draws_by_validation(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    rows = [_record("rating", 0, {}, 0.90, 0.90, "default"),
+            _record("rating", 0, {"op": "max"}, 0.88, 0.91, "random"),    # best by validation, not by test
+            _record("rating", 0, {"op": "min"}, 0.89, 0.89, "random"),
+            _record("rating", 0, {"op": "plus"}, 0.95, 0.95, "random"),
+            _record("rating", 0, {"item_input": "both"}, 0.87, 0.88)]    # measured, but not a uniform draw
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    truth = GroundTruth.read(path)
+    every = truth.random_search("rating", 3, runs=50)  # draws the whole sample: always keeps op=max
+    assert every["trainings"] == 3 and every["sample"] == 3
+    assert every["valid_regret"] == pytest.approx(0.01) and every["test_regret"] == pytest.approx(0.03)
+    assert every["valid_regret_std"] == pytest.approx(0.0)
+    one = truth.random_search("rating", 1, runs=3000, seed=1)  # one draw: the sample's mean regret
+    assert one["valid_regret"] == pytest.approx((0.01 + 0.02 + 0.08) / 3, abs=0.003)
+    assert truth.random_search("rating", 10, runs=5)["trainings"] == 3  # no more draws than the sample holds
+    with pytest.raises(NaspError, match="at least one training"):
+        truth.random_search("rating", 0)
+    with pytest.raises(NaspError, match="no uniformly sampled architectures in the ranking ground truth"):
+        truth.random_search("ranking", 3)
+
+
 def test_bad_queries_and_files_are_one_line(tmp_path):
     path = tmp_path / "bench.jsonl"
     path.write_text(json.dumps(_record("rating", 0, {}, 0.9, 0.9, "default")) + "\n")
