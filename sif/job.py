@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 import torch
 
 from nasp.commands import release_with_command
-from nasp.config import task_default
+from nasp.config import resolved, task_default
 from nasp.loop import improves
 from nasp.runs import CONFIG, RunDir, read_json
 from nasp.seeding import set_rng_state
@@ -183,8 +183,10 @@ class Job:
             return read_json(run.file("search.json"))
         o = self.options
         config = self._search_config(splits)
+        # the task's default margin goes to the strategies that read one (others warn only when it is given)
+        margin = resolved(o, "margin", self.task.name) if "margin" in STRATEGIES.get(o.get("strategy")).reads else o.margin
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),
-                                            candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=o.margin,
+                                            candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=margin,
                                             warmup_path=o.warmup_path, arch_batch_size=o.arch_batch_size,
                                             task=self.task, plots=self.plots, trial_fraction=o.trial_fraction)
         run.write_json("search.json", found)
