@@ -45,6 +45,7 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
 #: NASP warmed up on the default model (``--warmup-path default``), "-8192" with architecture
 #: steps on 8,192 validation rows
 VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
+            "local-margin-0.001": {"strategy": "local", "margin": 0.001},
             "nasp-default": {"strategy": "nasp", "warmup_path": "default"},
             "nasp-default-8192": {"strategy": "nasp", "warmup_path": "default", "arch_batch_size": 8192}}
 
