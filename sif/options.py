@@ -208,9 +208,10 @@ class SIFOptions(RunOptions):
                                       "paired per-user NDCG@10 difference of neighbouring models on MovieLens-100K; --ways 3: 0.001).",
                                       type=click.FloatRange(min=0), commands=SEARCH, by_task={"rating": 0.001, "ranking": 0.01})
     trial_fraction: Optional[float] = setting(None, "local: the part of an epoch each trial trains (the incumbent's "
-                                              "own trial too), from its first batches [default: 1, a whole epoch; --ways 3 --task "
-                                              f"ranking: {tensor.RANKING_TRIAL_FRACTION:g}].",
-                                              type=click.FloatRange(min=0, max=1, min_open=True), commands=SEARCH)
+                                              "own trial too), from its first batches (--ways 3: 1 for rating, "
+                                              f"{tensor.RANKING_TRIAL_FRACTION:g} for ranking).",
+                                              type=click.FloatRange(min=0, max=1, min_open=True), commands=SEARCH,
+                                              by_task={"rating": 0.5, "ranking": 1.0})
     retrain: bool = setting(True, "Retrain the found IFC to convergence and report test metrics.", secondary="--no-retrain",
                             commands=SEARCH)
     baselines: Optional[Union[str, Sequence[str]]] = setting(

@@ -216,16 +216,18 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("task, given, expected", [("rating", None, 0.001), ("ranking", None, 0.01), ("ranking", 0.002, 0.002)])
-def test_the_margin_defaults_to_the_tasks_and_reaches_only_the_strategies_that_read_it(tiny_ratings, monkeypatch, task, given,
+def test_the_margin_and_trial_fraction_default_to_the_tasks_and_reach_only_the_strategies_that_read_them(tiny_ratings, monkeypatch, task, given,
                                                                                           expected):
     """Ranking's default margin is 1% (about two standard errors of the paired per-user NDCG@10
-    difference of neighbouring models on ml-100k), rating's 0.1%; a given --margin wins."""
+    difference of neighbouring models on ml-100k), rating's 0.1%; a given --margin wins. Rating's
+    trials train half an epoch, ranking's a whole one."""
     import sif.pipeline
 
-    seen = {}
+    seen, fractions = {}, {}
 
     def capture(strategy, problem, epochs):
         seen[strategy] = problem.options.get("margin")
+        fractions[strategy] = problem.options.get("trial_fraction")
         raise _Stop
 
     monkeypatch.setattr(sif.pipeline, "build_strategy", capture)
@@ -233,3 +235,4 @@ def test_the_margin_defaults_to_the_tasks_and_reaches_only_the_strategies_that_r
         with pytest.raises(_Stop):
             SIF(task=task, strategy=strategy, margin=given, dim=8, batch_size=128, baselines="none").fit(tiny_ratings)
     assert seen == {"local": expected, "nasp": given}  # nasp warns about a margin only when one is given
+    assert fractions == {"local": {"rating": 0.5, "ranking": 1.0}[task], "nasp": None}  # rating's trials: half an epoch
