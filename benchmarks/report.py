@@ -189,12 +189,9 @@ def sif_search(d: dict, truth_records: list[dict]) -> list[str]:
     import math
     import statistics
 
-    import pandas as pd
-
     from sif.groundtruth import GroundTruth
 
-    truth = GroundTruth(pd.DataFrame([{k: r[k] for k in GroundTruth.COLUMNS} for r in truth_records],
-                                     columns=list(GroundTruth.COLUMNS)))
+    truth = GroundTruth.from_records(truth_records)
     d = {**d, "runs": [{**r, **truth.place(r["task"], r["choices"])} for r in d["runs"]]}
     body = []
     for task in dict.fromkeys(r["task"] for r in d["runs"]):
@@ -225,13 +222,11 @@ def sif_search(d: dict, truth_records: list[dict]) -> list[str]:
                          f"uniform sample of {simulated['sample']}", num(simulated["valid_regret"], 4), num(simulated["test_regret"], 4),
                          ratio(trainings, 0)])
         values = [defaults[s] for s in seeds]
-        default_place = truth.place(task, {})
-        body.append([task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})", "",
-                     f"{default_place['valid_rank']} of {default_place['of']} (top {default_place['valid_percentile']:.0f}%)",
-                     num(default_place["valid_regret"], 4), num(default_place["test_regret"], 4), "1x"]
-                    if default_place.get("measured") else
-                    [task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})",
-                     "", "not measured", "", "", "1x"])
+        at = truth.place(task, {})
+        place_cells = ([f"{at['valid_rank']} of {at['of']} (top {at['valid_percentile']:.0f}%)", num(at["valid_regret"], 4),
+                        num(at["test_regret"], 4)] if at["measured"] else ["not measured", "", ""])
+        body.append([task, "the default SVD++, fixed", str(len(seeds)), f"{pm(statistics.mean(values), statistics.pstdev(values))} ({name})",
+                     "", *place_cells, "1x"])
     header = ["task", "strategy", "seeds", "searched model, test (mean ± std)", "beats the default on",
               "rank by validation in the ground truth (median)", "valid regret", "test regret", "time (× one fixed training)"]
     detail = [[r["task"], str(r["seed"]), r["strategy"], f"`{r['arch']}`", num(r["valid"], 4), num(r["test"], 4),

@@ -109,8 +109,13 @@ class GroundTruth:
                 raise NaspError(f"{path}:{number}: not a JSON line") from None
             if not isinstance(record, dict) or any(key not in record for key in cls.COLUMNS):
                 raise NaspError(f"{path}:{number}: a ground-truth record needs {', '.join(cls.COLUMNS)}")
-            records.append({key: record[key] for key in cls.COLUMNS})
-        return cls(pd.DataFrame(records, columns=list(cls.COLUMNS)))
+            records.append(record)
+        return cls.from_records(records)
+
+    @classmethod
+    def from_records(cls, records: list[dict]) -> "GroundTruth":
+        """The ground truth of records already read (each holding ``COLUMNS``)."""
+        return cls(pd.DataFrame([{key: r[key] for key in cls.COLUMNS} for r in records], columns=list(cls.COLUMNS)))
 
     def table(self, task: str) -> pd.DataFrame:
         """Per architecture: mean valid and test metric over the seeds measured, and the paired
