@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import click
 import torch
@@ -16,7 +16,7 @@ from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..plots import Curves
 from ..devices import peak_memory_mb
-from ..loop import run_search
+from ..loop import Hook, run_search
 from ..runs import RunDir
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy, search_strategy_names
 from ..strategies.base import SearchOptions
@@ -116,9 +116,10 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 
 
-def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
+def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     """Run the search (resuming when ``run.resume``; writes ``curves.png``); returns the genotype
-    and the summary. A diverged run ends with one ``StopRun`` error (``nasp.rnn.diverge``)."""
+    and the summary. A diverged run ends with one ``StopRun`` error (``nasp.rnn.diverge``).
+    ``hooks``: extra run-loop hooks after the run's own (e.g. a benchmark's per-epoch measurements)."""
     strategy, _ = build_search(corpus, cfg, device)
     world = strategy.world  # in a data-parallel run each rank trains on its share of the streams
     train = world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
@@ -137,7 +138,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
     curves = Curves(run.file(CURVES), ("train_loss", "arch_loss", "valid_loss", "valid_ppl"), f"{cfg.strategy} search ({cfg.space} space)")
     params = cell_matrices(SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size)
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
-                      hooks=[*watches, curves, RecordCosts(lambda architecture: {"cell_params": params})], stage="search")
+                      hooks=[*watches, curves, RecordCosts(lambda architecture: {"cell_params": params}), *hooks], stage="search")
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {
