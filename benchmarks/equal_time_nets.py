@@ -45,14 +45,14 @@ from nasp.registry import Registry  # noqa: E402
 class CNNSizes:
     """Search and retraining sizes of the CNN benchmark (scikit-learn digits, 8x8 grey images)."""
 
-    nasp_epochs: int = 10  #: NASP's search epochs: their time is every strategy's budget
+    nasp_epochs: int = 8  #: NASP's search epochs: their time is every strategy's budget
     layers: int = 3
     channels: int = 8
     batch_size: int = 32
-    subset: int = 640  #: training images the search uses: half for the weights, half for the architecture
-    train_epochs: int = 4  #: retraining of every exported cell (the same for all)
+    subset: int = 512  #: training images the search uses: half for the weights, half for the architecture
+    train_epochs: int = 3  #: retraining of every exported cell (the same for all)
     train_layers: int = 4
-    train_channels: int = 12
+    train_channels: int = 8
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ class RNNSizes:
     """Search and retraining sizes of the RNN benchmark (a synthetic PTB-format corpus of
     ``rnn_small_corpus.py``'s grammar)."""
 
-    nasp_epochs: int = 6
-    sentences: tuple[int, int, int] = (1200, 200, 200)  #: train, valid, test sentences of the corpus
+    nasp_epochs: int = 4
+    sentences: tuple[int, int, int] = (600, 100, 100)  #: train, valid, test sentences of the corpus
     size: int = 32  #: embedding = hidden size, search and retraining
     batch_size: int = 16
     bptt: int = 20
-    train_epochs: int = 4
+    train_epochs: int = 8
     dropouts: tuple[float, float, float, float, float] = (0.3, 0.1, 0.3, 0.1, 0.0)  #: output, hidden, x, input, embedding
 
 
