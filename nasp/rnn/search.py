@@ -43,6 +43,9 @@ class SearchConfig(RNNConfig):
     space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
     arch_lr: float = setting(3e-3, "Adam learning rate of the architecture.", type=LEARNING_RATE)
     arch_weight_decay: float = 1e-3
+    arch_dropout: bool = setting(True, "Keep the dropouts on in the architecture steps (as DARTS does); --no-arch-dropout: the "
+                                 "architecture's loss on the validation batch runs without dropout (and without the TAR term).",
+                                 secondary="--no-arch-dropout")
     # options only some strategies read; None: not given (the strategy's default; the others stay silent)
     candidates: Optional[int] = setting(None, "random only: architectures tried (default: 10).", type=click.INT, callback=positive)
     warmup_epochs: Union[int, str, None] = setting(
@@ -101,7 +104,7 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
     loss = LMLoss(tar=cfg.tar)
     problem = SearchProblem(
         network=net,
-        loss=autocast_loss(loss, device, cfg.amp),
+        loss=autocast_loss(loss if cfg.arch_dropout else WithoutDropoutOn(loss, "valid"), device, cfg.amp),
         weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
         metric="valid_ppl",
         higher_is_better=False,
@@ -114,6 +117,24 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
         examples=segment_streams,
     )
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
+
+
+class WithoutDropoutOn:
+    """``loss(model, segment)`` that runs the segments of ``stream`` (the architecture steps'
+    validation batches) with the model's dropouts off (eval mode, still differentiable), the others
+    as ``loss`` does."""
+
+    def __init__(self, loss: LMLoss, stream: str) -> None:
+        self.loss, self.stream = loss, stream
+
+    def __call__(self, model: torch.nn.Module, seg: Any) -> torch.Tensor:
+        if seg.stream != self.stream or not model.training:
+            return self.loss(model, seg)
+        model.eval()
+        try:
+            return self.loss(model, seg)
+        finally:
+            model.train()
 
 
 def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
