@@ -45,6 +45,8 @@ from nasp.errors import NaspError  # noqa: E402
 from nasp.strategies import STRATEGIES, check_search_strategy, search_strategy_names  # noqa: E402
 from equal_time_nets import DOMAINS, sizes_of  # noqa: E402
 from equal_time_page import figure_name, plot, render  # noqa: E402
+from sif.groundtruth import GroundTruth  # noqa: E402
+from sif_search import DEFAULT_DATA, fit, place  # noqa: E402
 
 DOMAIN_NAMES = ["sif", *DOMAINS.names()]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -53,6 +55,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def results_file(domain: str) -> Path:
     """The results file of ``domain``."""
     return RESULTS / ("equal_time.json" if domain == "sif" else f"equal_time_{domain}.json")
+
 
 STANDALONE = ("random", "reinforce", "tpe")
 """Strategies that train every candidate from scratch: one candidate per epoch of the budget."""
@@ -84,8 +87,9 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--strategies", nargs="+", default=None,
                     help="default: every search strategy (cnn, rnn: those that cannot search the domain get a row saying so)")
-    ap.add_argument("--epochs", type=int, default=10, help="NASP's search epochs: their wall time is every strategy's budget")
-    ap.add_argument("--truth", default=str(ROOT / "benchmarks" / "results" / "sif_bench.jsonl"))
+    ap.add_argument("--epochs", type=int, default=10, help="sif: NASP's search epochs, whose wall time is every strategy's budget "
+                    "(cnn, rnn: their sizes in equal_time_nets.py)")
+    ap.add_argument("--truth", default=str(ROOT / "benchmarks" / "results" / "sif_bench.jsonl"), help="sif only: the ground truth")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 budget epochs, 2 retraining epochs (not a result)")
     ap.add_argument("--report", action="store_true", help="write docs/results/equal_time.md from the results file; run nothing")
     ap.add_argument("--out", default=None, help="the results file (default: benchmarks/results/equal_time[_DOMAIN].json)")
