@@ -1,6 +1,7 @@
-"""Accuracy at equal search time: every search strategy of the core, on SIF's autocf space
-(``--domain sif``, the default), the CNN cell space on digits (``--domain cnn``) or the RNN cell
-space on a small PTB-format corpus (``--domain rnn``).
+"""Accuracy at equal search time: every search strategy of the core on SIF, CNN or RNN cells.
+
+Domains: SIF's autocf space (``--domain sif``, the default), the CNN cell space on digits
+(``--domain cnn``) or the RNN cell space on a small PTB-format corpus (``--domain rnn``).
 
 The NASP paper's claim is that at equal search time NASP reaches a better architecture than the
 other one-shot methods. For each seed this script times NASP's search of ``--epochs`` epochs on
@@ -90,8 +91,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10, help="sif: NASP's search epochs, whose wall time is every strategy's budget "
                     "(cnn, rnn: their sizes in equal_time_nets.py)")
     ap.add_argument("--truth", default=str(ROOT / "benchmarks" / "results" / "sif_bench.jsonl"), help="sif only: the ground truth")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 budget epochs, 2 retraining epochs (not a result)")
-    ap.add_argument("--report", action="store_true", help="write docs/results/equal_time.md from the results file; run nothing")
+    ap.add_argument("--quick", action="store_true", help="a smoke run (sif: 2 budget epochs, 2 retraining epochs; cnn, rnn: "
+                    "the QUICK sizes of equal_time_nets.py), not a result")
+    ap.add_argument("--report", action="store_true", help="write docs/results/equal_time.md from the results files; run nothing")
     ap.add_argument("--out", default=None, help="the results file (default: benchmarks/results/equal_time[_DOMAIN].json)")
     ap.add_argument("--page", default=str(PAGE), help="the markdown page the report writes")
     args = ap.parse_args()
