@@ -9,7 +9,8 @@ no limit), the sizes (``SIZES``) and whether to retrain. The search is the one t
 
 * ``AnytimeScore``: after every epoch, the architecture the strategy would export then
   (``strategy.export()``) scored on the shared weights of the supernet: that cell alone, single
-  path (``network.alphas_of``), validation accuracy (CNN) or perplexity (RNN); plus the search's
+  path (``network.alphas_of``), validation accuracy (CNN, batch norm statistics recalibrated on
+  that cell over 5 training batches) or perplexity (RNN); plus the search's
   cumulative wall and CPU seconds and its forward passes (those with autograd on, each followed by
   a backward, and those without). The scoring itself is neither timed nor counted.
 * ``TimeBudget``: stops the search after the epoch that reaches the budget.
@@ -26,9 +27,10 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -106,8 +108,8 @@ class AnytimeScore(Hook):
     """After every epoch: the exported architecture's score on the shared weights, and the search's
     cumulative wall seconds, CPU seconds and forward passes so far (``curve``)."""
 
-    def __init__(self, metric: str, genotype_of: Callable[[dict], Any]) -> None:
-        self.metric, self.genotype_of = metric, genotype_of
+    def __init__(self, metric: str, genotype_of: Callable[[dict], Any], recalibration_batches: int = 5) -> None:
+        self.metric, self.genotype_of, self.recalibration_batches = metric, genotype_of, recalibration_batches
         self.curve: list[dict] = []
         self.passes = {"fwd_bwd": 0, "fwd_only": 0}
         self.counting = True
@@ -133,9 +135,9 @@ class AnytimeScore(Hook):
         exported = strategy.export()
         values = network.alphas_of(self.genotype_of(exported))
         self.counting, was_training = False, network.training
-        network.eval()
         try:
-            with torch.no_grad(), strategy.evaluating(values):
+            with torch.no_grad(), strategy.evaluating(values), self.recalibrated(network, epoch):
+                network.eval()
                 score = float(self.loop.evaluate(network)[self.metric])
         finally:
             network.train(was_training)
@@ -144,6 +146,33 @@ class AnytimeScore(Hook):
         self.curve.append({"epoch": epoch + 1, "seconds": round(self.wall, 3), "cpu_seconds": round(self.cpu, 3),
                            **self.passes, "score": score, "search_score": row.get(self.metric)})
         return False
+
+
+    @contextmanager
+    def recalibrated(self, network: torch.nn.Module, epoch: int) -> Iterator[None]:
+        """Batch norm statistics of the cell being scored (as single-path one-shot methods do before
+        evaluating a path): reset, then averaged over the first ``recalibration_batches`` training
+        batches of ``epoch`` run through it; the search's own statistics are put back afterwards.
+        Nothing for a network without batch norm (the RNN)."""
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+        try:
+            if norms:
+                for m in norms:
+                    m.reset_running_stats()
+                    m.momentum = None  # a cumulative average over the batches below
+                network.train()
+                for i, batch in enumerate(self.loop.train_batches(epoch)):
+                    if i >= self.recalibration_batches:
+                        break
+                    self.loop.stepper.problem.loss(network, batch)
+            yield
+        finally:
+            for m, (momentum, mean, var, count) in zip(norms, saved):
+                m.momentum = momentum
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
 
 
 class PeakAtEnd(Hook):
