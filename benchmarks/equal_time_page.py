@@ -128,6 +128,12 @@ def net_section(result: dict, domain: str) -> list[str]:
         for r in bad:
             why = r.get("refused") or r.get("failed")
             lines.append(f"| {name} | seed {r['seed']}: {'refused' if 'refused' in r else 'failed'} | {why} | | | | | | | |")
+    nasp_scores = [r["retrained"][key] for r in nasp.values()]
+    if len(nasp_scores) > 1:
+        lines += ["", f"The seeds' standard deviation of NASP's retrained {'accuracy' if domain == 'cnn' else 'perplexity'} is "
+                  + fmt.format(_sd(nasp_scores)) + ": a difference to NASP smaller than that is noise at these sizes. "
+                  "\"search s\" below the budget: the pilot's pace left no room for one more epoch (a strategy that gets "
+                  "faster as it prunes, or whose first epoch is slow); above it: the last epoch ran past the budget."]
     darts = memory.get("darts")
     if memory.get("nasp") and darts:
         lines += ["", f"**Extra search memory, NASP / DARTS (first order): {memory['nasp']:.0f} / {darts:.0f} MB = "
