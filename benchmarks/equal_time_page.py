@@ -89,7 +89,7 @@ def net_section(result: dict, domain: str) -> list[str]:
         setup = (f"Corpus: `benchmarks/rnn_small_corpus.py`'s grammar, {s['sentences'][0]:,}/{s['sentences'][1]:,}/"
                  f"{s['sentences'][2]:,} train/valid/test sentences, written in PTB format. Search: `nasp rnn search` (DARTS' "
                  f"recurrent space), embedding = hidden = {s['size']}, batch {s['batch_size']}, BPTT {s['bptt']}, dropouts "
-                 f"(output, hidden, x, input, embedding) {tuple(s['dropouts'])}. Retraining of every exported cell: `nasp rnn "
+                 f"(output, hidden, x, input, embedding) {tuple(s['dropouts'])}, weights' SGD rate {s.get('lr', 20.0):g}. Retraining of every exported cell: `nasp rnn "
                  f"train`, the same sizes, {s['train_epochs']} epochs; test perplexity.")
     lines = [setup, "",
              f"Budget: the wall time of NASP's {s['nasp_epochs']}-epoch search on the same seed. Every strategy first runs "
