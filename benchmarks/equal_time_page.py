@@ -2,6 +2,7 @@
 and the figure of each cell domain (score of the exported cell against search time and passes)."""
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Callable, Optional
@@ -108,7 +109,8 @@ def net_section(result: dict, domain: str) -> list[str]:
     memory = {name: _mean([r for r in runs if r["strategy"] == name and "memory" in r], lambda r: r["memory"]["extra_mb"])
               for name in names}
     lines += [f"| strategy | seeds | epochs run | search s (budget) | fwd+bwd passes | exported cell, {score_name} "
-              f"(shared weights) | retrained test {'accuracy' if domain == 'cnn' else 'perplexity'} | minus NASP's, same seed | "
+              f"(shared weights) | retrained test {'accuracy' if domain == 'cnn' else 'perplexity'} | minus NASP's, same seed "
+              f"({'positive' if domain == 'cnn' else 'negative'}: better) | "
               "extra memory MB | memory / NASP's |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         mine = [r for r in runs if r["strategy"] == name]
@@ -169,11 +171,12 @@ def plot(result: dict, domain: str, path: Path) -> None:
                 ax.plot([p[x] for p in r["curve"]], [p["score"] for p in r["curve"]], marker=".", color=colours(i % 20),
                         lw=2.0 if name == "nasp" else 1.0, label=name if j == 0 and x == "seconds" else None)
     ylabel = "exported cell: valid accuracy" if domain == "cnn" else "exported cell: valid perplexity"
+    scores = sorted(p["score"] for r in runs for p in r["curve"] if math.isfinite(p["score"]))
     for ax, xlabel in zip(axes, ("search wall seconds (one CPU thread)", "forward+backward passes")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        if domain == "rnn":
-            ax.set_yscale("log")
+        if domain == "rnn" and scores:  # a diverging search's perplexity would flatten every other curve
+            ax.set_ylim(0.95 * scores[0], min(scores[-1], 1.4 * statistics.median(scores)))
     fig.legend(loc="center right", fontsize=8)
     fig.suptitle(f"{domain.upper()}: every strategy at NASP's search time (seeds {sorted({r['seed'] for r in runs})})")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
