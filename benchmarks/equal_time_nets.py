@@ -15,10 +15,12 @@ no limit), the sizes (``SIZES``) and whether to retrain. The search is the one t
   a backward, and those without). The scoring itself is neither timed nor counted.
 * ``TimeBudget``: stops the search after the epoch that reaches the budget.
 
-Extra memory: the peak resident set size during the search (``VmHWM`` of ``/proc/self/status``,
-reset through ``/proc/self/clear_refs`` right before the search starts) minus the resident set
-size at that moment (PyTorch, the data and the interpreter already loaded; the network is built
-inside the search). Where the kernel does not allow the reset, ``ru_maxrss`` stands in for the peak.
+Extra memory, measured in the one-epoch pilot that precedes every search (the first search of a
+fresh process): the peak resident set size (``VmHWM`` of ``/proc/self/status``, reset through
+``/proc/self/clear_refs`` just before the search builds its network, read when its loop ends,
+before the figures and files) minus the resident set size at that moment (PyTorch, its kernels and
+optimizers warmed up, the data and the interpreter already loaded). Where the kernel does not allow
+the reset, ``ru_maxrss`` stands in for the peak.
 """
 from __future__ import annotations
 
