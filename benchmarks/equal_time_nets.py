@@ -3,8 +3,8 @@ process of its own, measured along the way.
 
     python benchmarks/equal_time_nets.py '<json spec>'     # prints one JSON row (its last line)
 
-The spec names the domain, the strategy, the seed, the epochs, the time budget (seconds; None:
-no limit), the sizes (``SIZES``) and whether to retrain. The search is the one the CLI runs
+The spec names the domain, the strategy, the seed, the time budget (seconds; None: NASP, which
+sets it), the sizes (``SIZES``) and, for the RNN, the corpus folder. The search is the one the CLI runs
 (``nasp.cnn.search.search`` / ``nasp.rnn.search.search``) with two hooks added:
 
 * ``AnytimeScore``: after every epoch, the architecture the strategy would export then
