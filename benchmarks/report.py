@@ -11,6 +11,10 @@ JSON file(s) it reads. Everything outside the markers is hand-written and left a
 
     python benchmarks/report.py          # rewrite the pages in place
     python benchmarks/report.py --check  # exit 1 if a generated table differs from its JSON
+
+Pages generated whole (``WHOLE_PAGES``: docs/results/equal_time.md, from ``equal_time*.json`` by
+``benchmarks/equal_time_page.py``) are checked and rewritten the same way, their text only (the
+figures are drawn by ``python benchmarks/equal_time.py --report``).
 """
 
 from __future__ import annotations
@@ -601,6 +605,20 @@ def regenerate(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     return "".join(out), changed
 
 
+def equal_time_page(root: Path) -> str:
+    """docs/results/equal_time.md as ``equal_time_page.render`` writes it from the JSON under ``root``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from equal_time_page import render as render_page
+
+    files = {"sif": "equal_time.json", "cnn": "equal_time_cnn.json", "rnn": "equal_time_rnn.json"}
+    return render_page({domain: json.loads((root / RESULTS / f).read_text()) for domain, f in files.items()
+                        if (root / RESULTS / f).exists()})
+
+
+WHOLE_PAGES: dict[str, Callable[[Path], str]] = {"docs/results/equal_time.md": equal_time_page}
+"""Pages generated whole: page -> its text from the JSON under a root (checked where the page exists)."""
+
+
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 if a page's generated table is not current")
@@ -617,6 +635,17 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
         elif new != text:
             path.write_text(new)
             print(f"{page}: regenerated {', '.join(changed)}")
+    for page, text_of in WHOLE_PAGES.items():
+        path = root / page
+        if not path.exists():
+            continue
+        new = text_of(root)
+        if args.check and path.read_text() != new:
+            print(f"{page}: differs from its JSON; run python benchmarks/equal_time.py --report")
+            stale += 1
+        elif not args.check and path.read_text() != new:
+            path.write_text(new)
+            print(f"{page}: regenerated")
     return 1 if stale else 0
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from ..plots import plot_pareto
 from ..prox import format_amount
 from ..regularizers import ModelSize
 from ..devices import peak_memory_mb
-from ..loop import run_search
+from ..loop import Hook, run_search
 from ..runs import RunDir, write_bytes_atomic
 from ..strategies import STRATEGIES, SearchProblem, build_strategy
 from ..strategies.base import SearchOptions
@@ -97,9 +97,11 @@ def build_search_network(config: CNNSearchConfig, data: ImageData) -> CNNSearchN
                             edge_normalization=STRATEGIES.get(config.strategy).edge_normalization)
 
 
-def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Optional[ImageData] = None) -> dict:
+def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Optional[ImageData] = None,
+           hooks: Sequence[Hook] = ()) -> dict:
     """Run a cell search with a checked config (``config.validate(data)``: the command calls it
-    before the run directory exists); writes arch.json, genotype.txt, cells.png; returns the summary."""
+    before the run directory exists); writes arch.json, genotype.txt, cells.png; returns the summary.
+    ``hooks``: extra run-loop hooks after the run's own (e.g. a benchmark's per-epoch measurements)."""
     c = config
     amp = c.amp and device.type == "cuda"
     world = current_world()  # the ranks of a data-parallel run: each trains on its slice of every batch
@@ -143,7 +145,7 @@ def search(config: CNNSearchConfig, run: RunDir, device: torch.device, data: Opt
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows = run_search(strategy, batches(w_idx, 1), batches(a_idx, 2), evaluate, c.epochs, run,
-                      hooks=[RecordCosts(budget.row_costs)], stage="search")
+                      hooks=[RecordCosts(budget.row_costs), *hooks], stage="search")
     genotype = Genotype.from_json(strategy.export(), "exported genotype")
     run.write_json("arch.json", genotype.to_json())
     write_bytes_atomic(run.file("genotype.txt"), (genotype.to_text() + "\n").encode())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import click
 import torch
@@ -16,7 +16,7 @@ from ..devices import autocast_loss
 from ..distributed import check_shards
 from ..plots import Curves
 from ..devices import peak_memory_mb
-from ..loop import run_search
+from ..loop import Hook, run_search
 from ..runs import RunDir
 from ..strategies import STRATEGIES, SearchProblem, Strategy, build_strategy, check_search_strategy, search_strategy_names
 from ..strategies.base import SearchOptions
@@ -43,6 +43,9 @@ class SearchConfig(RNNConfig):
     space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
     arch_lr: float = setting(3e-3, "Adam learning rate of the architecture.", type=LEARNING_RATE)
     arch_weight_decay: float = 1e-3
+    arch_dropout: bool = setting(True, "Keep the dropouts on in the architecture steps (as DARTS does); --no-arch-dropout: the "
+                                 "architecture's loss on the validation batch runs without dropout (and without the TAR term).",
+                                 secondary="--no-arch-dropout")
     # options only some strategies read; None: not given (the strategy's default; the others stay silent)
     candidates: Optional[int] = setting(None, "random only: architectures tried (default: 10).", type=click.INT, callback=positive)
     warmup_epochs: Union[int, str, None] = setting(
@@ -101,7 +104,7 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
     loss = LMLoss(tar=cfg.tar)
     problem = SearchProblem(
         network=net,
-        loss=autocast_loss(loss, device, cfg.amp),
+        loss=autocast_loss(loss if cfg.arch_dropout else WithoutDropoutOn(loss, "valid"), device, cfg.amp),
         weight_optimizer=lambda ps: torch.optim.SGD(ps, lr=cfg.lr, weight_decay=cfg.weight_decay),
         metric="valid_ppl",
         higher_is_better=False,
@@ -116,9 +119,28 @@ def build_search(corpus: Corpus, cfg: SearchConfig, device: torch.device) -> tup
     return build_strategy(cfg.strategy, problem, cfg.epochs), loss
 
 
-def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
+class WithoutDropoutOn:
+    """``loss(model, segment)`` that runs the segments of ``stream`` (the architecture steps'
+    validation batches) with the model's dropouts off (eval mode, still differentiable), the others
+    as ``loss`` does."""
+
+    def __init__(self, loss: LMLoss, stream: str) -> None:
+        self.loss, self.stream = loss, stream
+
+    def __call__(self, model: torch.nn.Module, seg: Any) -> torch.Tensor:
+        if seg.stream != self.stream or not model.training:
+            return self.loss(model, seg)
+        model.eval()
+        try:
+            return self.loss(model, seg)
+        finally:
+            model.train()
+
+
+def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     """Run the search (resuming when ``run.resume``; writes ``curves.png``); returns the genotype
-    and the summary. A diverged run ends with one ``StopRun`` error (``nasp.rnn.diverge``)."""
+    and the summary. A diverged run ends with one ``StopRun`` error (``nasp.rnn.diverge``).
+    ``hooks``: extra run-loop hooks after the run's own (e.g. a benchmark's per-epoch measurements)."""
     strategy, _ = build_search(corpus, cfg, device)
     world = strategy.world  # in a data-parallel run each rank trains on its share of the streams
     train = world.shard(batchify(corpus.train, cfg.batch_size, device, "train"), 1)
@@ -137,7 +159,7 @@ def search(corpus: Corpus, cfg: SearchConfig, run: RunDir, device: torch.device)
     curves = Curves(run.file(CURVES), ("train_loss", "arch_loss", "valid_loss", "valid_ppl"), f"{cfg.strategy} search ({cfg.space} space)")
     params = cell_matrices(SPACES.get(cfg.space), cfg.emb_size, cfg.hidden_size)
     rows = run_search(strategy, lambda epoch: train_segments, lambda i: valid_segments, evaluate, cfg.epochs, run,
-                      hooks=[*watches, curves, RecordCosts(lambda architecture: {"cell_params": params})], stage="search")
+                      hooks=[*watches, curves, RecordCosts(lambda architecture: {"cell_params": params}), *hooks], stage="search")
     genotype = RecurrentGenotype.from_json(strategy.export(), source="exported genotype")
     best = getattr(strategy, "best_score", None)
     summary = {
