@@ -37,7 +37,8 @@ def _check_rows(runs: list[dict], strategies: list[str]) -> None:
         assert r["retrained"] is not None
 
 
-@pytest.mark.parametrize("domain, key", [("cnn", "test_acc"), ("rnn", "test_ppl")])
+# the RNN smoke run is marked slow to keep the default suite under 10 minutes; make test-all runs it
+@pytest.mark.parametrize("domain, key", [("cnn", "test_acc"), pytest.param("rnn", "test_ppl", marks=pytest.mark.slow)])
 def test_equal_time_runs_a_cell_domain_and_writes_json_and_page(tmp_path, domain, key):
     out, page = tmp_path / f"equal_{domain}.json", tmp_path / "equal.md"
     done = _run("--domain", domain, "--quick", "--seeds", 0, "--strategies", "nasp", "darts", "random", "--out", out, "--page", page)
