@@ -223,6 +223,7 @@ RNN_TINY = ["--batch-size", "4", "--bptt", "5", "--emb-size", "4", "--hidden-siz
             "--device", "cpu"]
 
 
+@pytest.mark.slow  # 17 s; the RNN's data-parallel path stays in the default suite through the training test below
 def test_an_rnn_search_on_two_processes(data, tmp_path):
     out = tmp_path / "rnn"
     result = _torchrun("rnn", "search", "--data", data["rnn"], *RNN_TINY, "--strategy", "darts2", "--space", "small",
