@@ -3,7 +3,7 @@
 Runs the real ``nasp sif`` commands (in-process, ``--json``) on one random 80/20 train/test
 split (validation: 10% of all ratings, carved from the training part):
 
-* SIF = ``nasp sif search`` with the defaults (NASP search, fresh retrain of the found IFC,
+* SIF = ``nasp sif search --space sif --strategy nasp`` (the paper's NASP search, fresh retrain of the found IFC,
   refit on train+valid; biases and the SVD++ implicit term on, box heads);
 * ``--strategy no-auto`` and ``--strategy random`` with N candidates (each trained from scratch);
 * every fixed IFC of ``nasp sif train --ifc`` with the same defaults (multiply = SVD++, gmf,
@@ -36,8 +36,10 @@ from nasp.cli import main  # noqa: E402
 from sif import pipeline  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-#: the searched model itself: no fixed baseline trained beside it and kept instead (``--baselines``)
-SEARCHED = ["--baselines", "none"]
+#: the paper's search (the proximal step over the SIF paper's space), the searched model itself:
+#: no fixed baseline trained beside it and kept instead (``--baselines``); a row's own
+#: ``--strategy`` comes after and wins
+SEARCHED = ["--baselines", "none", "--space", "sif", "--strategy", "nasp"]
 
 
 def nasp(*args: str) -> dict:

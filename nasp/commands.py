@@ -245,8 +245,8 @@ def _jsonable(options: dict) -> dict:
 
 
 def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
-    """Open (and lock) the run directory, seed, set the threads, resolve the device and write
-    ``config.json``. With ``--resume`` the options are the saved ones already (``RunCommand``
+    """Open (and lock) the run directory, seed, set the threads, flush denormal floats to zero on
+    the CPU, resolve the device and write ``config.json``. With ``--resume`` the options are the saved ones already (``RunCommand``
     resolves them); the ones this invocation changed are recorded under ``resumes``.
     Returns (run, options, device)."""
     if options.get("resume") and options.get("out") is None:
@@ -263,6 +263,8 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
         torch.set_num_threads(int(options["threads"]))
     seed_everything(int(options.get("seed", 0)))
     set_deterministic(bool(options.get("deterministic")))
+    if torch.set_flush_denormal(True) and ctx is not None:  # devices.flush_denormals, for the command's length
+        ctx.call_on_close(lambda: torch.set_flush_denormal(False))
     config = {
         "command": command,
         "options": _jsonable(options),

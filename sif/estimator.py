@@ -25,10 +25,9 @@ import pandas as pd
 import torch
 
 from nasp.commands import configure_logging, release_with_command
-from nasp.devices import check_amp, set_deterministic
+from nasp.devices import check_amp, flush_denormals, resolve_device, set_deterministic
 from nasp.errors import NaspError
 from nasp.options import usable_threads
-from nasp.devices import resolve_device
 from nasp.runs import CONFIG, RunDir, io_error, read_json, write_bytes_atomic
 from nasp.seeding import seed_everything
 
@@ -309,8 +308,9 @@ class SIF:
 @contextlib.contextmanager
 def _as_the_command(options: SIFOptions) -> Iterator[None]:
     """What ``start_run`` does for a command, for the length of a Python ``fit``: the seed, the
-    threads (at most the CPUs this process may use), determinism, and one log line per epoch on
-    stderr (``verbose``); the caller's threads, determinism and log set-up are restored after."""
+    threads (at most the CPUs this process may use), determinism, denormal floats flushed to zero
+    (``devices.flush_denormals``), and one log line per epoch on stderr (``verbose``); the caller's
+    threads, determinism and log set-up are restored after (denormals: torch's default)."""
     threads, logger = torch.get_num_threads(), logging.getLogger("nasp")
     level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
     deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
@@ -320,7 +320,8 @@ def _as_the_command(options: SIFOptions) -> Iterator[None]:
         torch.set_num_threads(usable_threads(options.threads))
         seed_everything(options.seed)
         set_deterministic(options.deterministic)
-        yield
+        with flush_denormals():
+            yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic[0])

@@ -94,6 +94,7 @@ class GroundTruth:
 
     def __init__(self, rows: pd.DataFrame) -> None:
         self.rows = rows
+        self._tables: dict[str, pd.DataFrame] = {}
 
     @classmethod
     def read(cls, path: Union[str, Path]) -> "GroundTruth":
@@ -122,9 +123,14 @@ class GroundTruth:
         differences to the default model on the same seeds (``valid_vs_default``,
         ``test_vs_default``: seeds differ in their splits, so architectures measured on different
         seeds compare only through these); sorted best first by ``valid_vs_default``. Rows of a
-        seed whose default is not measured yet are left out."""
+        seed whose default is not measured yet are left out. Built once per task (a copy is returned)."""
         if task not in TASK_METRICS:
             raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(TASK_METRICS)}")
+        if task not in self._tables:
+            self._tables[task] = self._build_table(task)
+        return self._tables[task].copy()
+
+    def _build_table(self, task: str) -> pd.DataFrame:
         rows = self.rows[self.rows.task == task]
         default = rows[rows.arch == "default"].groupby("seed")[["valid", "test"]].mean()
         rows = rows[rows.seed.isin(default.index)].copy()
@@ -134,6 +140,11 @@ class GroundTruth:
                                          test_vs_default=("test_vs_default", "mean"), seeds=("seed", "nunique"),
                                          seconds=("seconds", "mean"), group=("group", "first"))
         return table.sort_values("valid_vs_default", ascending=not TASK_METRICS[task][1])
+
+    def best(self, task: str, by: str = "valid") -> float:
+        """The best paired difference to the default by ``by`` (valid or test) among all measured."""
+        values = self.table(task)[f"{by}_vs_default"]
+        return float(values.max() if TASK_METRICS[task][1] else values.min())
 
     def score(self, task: str, changes: Union[dict, str]) -> dict:
         """Mean valid and test metric of one architecture (choices, or changes to the default,
@@ -156,9 +167,8 @@ class GroundTruth:
         values = table[f"{by}_vs_default"]
         found_value = found[f"{by}_vs_default"]
         better = int((values > found_value).sum() if larger else (values < found_value).sum())
-        best = float(values.max() if larger else values.min())
         return {**found, "rank": better + 1, "of": len(table), "percentile": 100.0 * better / len(table),
-                "regret": abs(best - found_value)}
+                "regret": abs(self.best(task, by) - found_value)}
 
     def place(self, task: str, choices: Union[dict, str]) -> dict:
         """An architecture's rank, percentile and regret by validation and by test, with
@@ -188,7 +198,7 @@ class GroundTruth:
         if sample.empty:
             raise NaspError(f"no uniformly sampled architectures in the {task} ground truth yet")
         larger = TASK_METRICS[task][1]
-        best = {by: float(table[f"{by}_vs_default"].max() if larger else table[f"{by}_vs_default"].min()) for by in ("valid", "test")}
+        best = {by: self.best(task, by) for by in ("valid", "test")}
         valid, test = (sample[f"{by}_vs_default"].to_numpy() for by in ("valid", "test"))
         n = min(trainings, len(sample))
         rng = np.random.default_rng(seed)

@@ -139,7 +139,8 @@ class SIFOptions(RunOptions):
                                        f"not interacted with in training [default: {RankingTask.negatives}].", type=click.INT)
     # model ---------------------------------------------------------------------------------------
     dim: Optional[int] = setting(None, "Embedding dimension (the tables must fit in the device's available memory) "
-                                 "[default: an --arch's, else 64].", type=click.IntRange(min=1, max=MAX_DIM))
+                                 f"[default: an --arch's, else 64; --ways 3 --task ranking: {tensor.TensorSettings.dim}].",
+                                 type=click.IntRange(min=1, max=MAX_DIM))
     mlp: str = setting(ModelConfig.mlp, "Element-wise MLP g: residual (x + MLP(x), starts as the identity) or paper (the paper's "
                        "Linear(1,8)-tanh-Linear(8,1), random start). Saved in arch.json.",
                        type=click.Choice(list(MLP_FORMS)), commands=SEARCH)

@@ -609,16 +609,21 @@ class ComplEx(Broadcast):
 
 
 class TuckER(TripleModel):
-    """TuckER (Balazevic et al., EMNLP 2019): W x1 r x2 h x3 t with a learned core W (dim^3),
-    without the paper's dropout and batch normalisation; heads and tails share the entity table
-    unless the third column is its own kind."""
+    """TuckER (Balazevic et al., EMNLP 2019): W x1 r x2 h x3 t with a learned core W
+    (relation size x dim x dim), without the paper's dropout and batch normalisation; heads and
+    tails share the entity table unless the third column is its own kind. As in the paper, the
+    relations have embeddings of their own size: ``dim``, at most ``RELATION_DIM`` (the paper's
+    30-200; a core of dim^3 would cost 16.7M weights and most of a step at dim 256)."""
+
+    RELATION_DIM = 32
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, num_tails: Optional[int] = None) -> None:
         super().__init__()
+        relation_dim = min(dim, self.RELATION_DIM)
         self.entity = _table(num_entities, dim)
-        self.relation = _table(num_relations, dim)
+        self.relation = _table(num_relations, relation_dim)
         self.tail = self.entity if num_tails is None else _table(num_tails, dim)
-        self.core = nn.Parameter(torch.empty(dim, dim, dim).uniform_(-1, 1) / dim)
+        self.core = nn.Parameter(torch.empty(relation_dim, dim, dim).uniform_(-1, 1) / dim)
 
     def score_all(self, q: Tensor, d: int) -> Tensor:
         if d == 0:
@@ -1017,11 +1022,14 @@ class TensorSettings:
     """Optimisation of a 3-way run: ``optimizer`` (adam or adagrad) with ``lr``, L2 ``reg``
     (ranking: Adam's weight decay; rating: on each row's embeddings and biases), ``batch_size``
     queries (ranking) or rows (rating) per step, early stopping after ``patience`` epochs
-    without a better validation score. ``for_task`` gives each task's defaults."""
+    without a better validation score; ``dim`` the embedding dimension where neither ``--dim``
+    nor an ``--arch`` gives one. ``for_task`` gives each task's defaults: ranking's were chosen
+    on Kinships' validation triples (ComplEx, seeds 0-2, docs/results/sif.md)."""
 
-    lr: float = 0.02
-    reg: float = 0.0
+    lr: float = 0.002
+    reg: float = 1e-5
     batch_size: int = 128
+    dim: int = 256
     arch_lr: float = 3e-3
     max_epochs: int = 200
     patience: int = 10
@@ -1033,7 +1041,7 @@ class TensorSettings:
 
 
 #: the rating task's defaults (chosen on ml-100k-dow's validation rows, docs/results/sif.md)
-RATING_DEFAULTS = {"lr": 0.1, "reg": 0.0125, "batch_size": 512, "arch_lr": 3e-3, "optimizer": "adagrad"}
+RATING_DEFAULTS = {"lr": 0.1, "reg": 0.0125, "batch_size": 512, "dim": 64, "arch_lr": 3e-3, "optimizer": "adagrad"}
 
 
 class Protocol:
@@ -1349,8 +1357,8 @@ def settings_of(o: Any) -> TensorSettings:
     d = TensorSettings.for_task(o.task)
     pick = lambda name: getattr(d, name) if getattr(o, name) is None else getattr(o, name)  # noqa: E731
     return TensorSettings(lr=float(pick("lr")), reg=float(pick("reg")), batch_size=int(pick("batch_size")),
-                          arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs, patience=o.patience,
-                          optimizer=d.optimizer)
+                          dim=int(pick("dim")), arch_lr=float(pick("arch_lr")), max_epochs=o.max_epochs,
+                          patience=o.patience, optimizer=d.optimizer)
 
 
 def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any,
@@ -1362,6 +1370,7 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
                **({"trial_fraction": o.trial_fraction} if o.trial_fraction is not None
                   else {"trial_fraction": RANKING_TRIAL_FRACTION} if o.task == "ranking" and o.get("strategy") == "local"
                   else {})}
-    dim = o.dim or (arch["model"].get("dim", 64) if arch else 64)
-    return fit(run, splits, o.ifc, arch, settings_of(o), dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
+    settings = settings_of(o)
+    dim = o.dim or (arch["model"].get("dim", settings.dim) if arch else settings.dim)
+    return fit(run, splits, o.ifc, arch, settings, dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
                o.retrain, biases=o.biases is not False, warm_start=bool(o.get("warm_start")))

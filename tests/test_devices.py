@@ -144,3 +144,36 @@ def test_the_host_allocator_is_left_alone_when_another_malloc_is_preloaded(tmp_p
         out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, cwd=ROOT)
         assert out.returncode == 0, out.stderr[-1000:]
         assert out.stdout.strip() == expected
+
+
+def test_flush_denormals_flushes_inside_and_restores_after():
+    from nasp.devices import flush_denormals
+
+    tiny = torch.tensor([1e-39])  # below float32's smallest normal number (1.2e-38)
+    assert float(tiny * 1.0) != 0.0  # torch's default keeps denormals (and every command restores it)
+    with flush_denormals() as supported:
+        if not supported:
+            pytest.skip("this CPU cannot flush denormals")
+        assert float(torch.tensor([1e-39]) * 1.0) == 0.0
+    assert float(tiny * 1.0) != 0.0
+
+
+def test_a_command_flushes_denormals_for_its_length_only(tmp_path, monkeypatch):
+    flushed = []
+    real_save = RunDir.save_checkpoint
+
+    def save(self, state):  # called during training, after every epoch
+        flushed.append(float(torch.tensor([1e-39]) * 1.0) == 0.0)
+        real_save(self, state)
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+    monkeypatch.setattr(RunDir, "save_checkpoint", save)
+    data = tmp_path / "r.tsv"
+    data.write_text("".join(f"{u}\t{i}\t{(u * i) % 5 + 1}\n" for u in range(1, 21) for i in range(1, 16)))
+    result = CliRunner().invoke(main, ["sif", "train", "--data", str(data), "--ifc", "multiply", "--max-epochs", "2",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert flushed and all(flushed)
+    assert float(torch.tensor([1e-39]) * 1.0) != 0.0  # torch's default again once the command ended

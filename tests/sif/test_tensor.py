@@ -454,9 +454,10 @@ def test_kinships_given_split_reads():
 
 @pytest.mark.skipif(not KINSHIPS.is_dir(), reason="the Kinships data is absent")
 def test_kinships_cp_learns_in_a_few_epochs():
-    """CP on Kinships' own split, 5 epochs: far above chance (a random ranking of 104 entities
-    has MRR about 0.05); the measured run (docs/sif.md) reaches 0.66."""
-    est = SIF(ways=3, ifc="cp", task="ranking", max_epochs=5, verbose=False)
+    """CP on Kinships' own split, 5 epochs at a high learning rate: far above chance (a random
+    ranking of 104 entities has MRR about 0.05); the measured run with the defaults
+    (docs/results/sif.md) reaches 0.77."""
+    est = SIF(ways=3, ifc="cp", task="ranking", max_epochs=5, lr=0.02, dim=64, verbose=False)
     s = est.fit(KINSHIPS / "train.txt", KINSHIPS / "valid.txt", KINSHIPS / "test.txt").summary_
     assert s["test_mrr"] > 0.4 and s["test_hits@10"] > 0.8
 
