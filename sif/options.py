@@ -43,9 +43,9 @@ LIGHTGCN = LightGCNConfig.defaults  # LightGCN's own defaults of lr, reg, batch_
 
 def search_epochs(o: "SIFOptions") -> int:
     """The default search epochs: the strategy's own (three-way local search: the starts'
-    warm-ups and a trial per candidate, ``tensor.LOCAL_EPOCHS``), else ``DEFAULT_EPOCHS``."""
+    warm-ups and a trial per candidate, ``tensor.LOCAL_DEFAULTS``), else ``DEFAULT_EPOCHS``."""
     if o.ways == 3 and o.get("strategy") == "local":
-        return tensor.LOCAL_EPOCHS
+        return tensor.LOCAL_DEFAULTS[o.task].epochs
     return STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS
 
 
@@ -171,7 +171,8 @@ class SIFOptions(RunOptions):
     # side's history) and EASE^R for ranking, so that --keep best never hands back less (EASE^R is
     # left out, with a warning, where its item x item matrices do not fit in memory).
     epochs: Optional[int] = setting(None, f"Search epochs, warm-up included [default: {DEFAULT_EPOCHS}; local: "
-                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_EPOCHS}: the "
+                                    f"{STRATEGIES.get('local').default_epochs}, with --ways 3 {tensor.LOCAL_DEFAULTS['rating'].epochs} "
+                                    f"(ranking: {tensor.LOCAL_DEFAULTS['ranking'].epochs}): the "
                                     f"warm-up of each start and a trial for each of the {len(tensor.SPACE)} candidates].",
                                     type=click.IntRange(min=1), commands=SEARCH, derived=search_epochs)
     batch_size: Optional[int] = setting(None, f"Rows per step; lightgcn: {LIGHTGCN['batch_size']}; --ways 3 --task ranking: "
@@ -193,7 +194,8 @@ class SIFOptions(RunOptions):
                                  "flatters it). Default: they are weights, trained on training data only.", commands=SEARCH)
     warmup_epochs: Union[int, str, None] = setting(
         None, "nasp/no-auto: epochs that train the weights on randomly sampled ops before alpha moves; local: epochs that "
-        "train the default model before the first change is tried (default 3); 'auto': until the validation metric stops "
+        "train the default model before the first change is tried (default 3; --ways 3: each start, "
+        f"{tensor.LOCAL_DEFAULTS['rating'].warmup} for rating, {tensor.LOCAL_DEFAULTS['ranking'].warmup} for ranking); 'auto': until the validation metric stops "
         "improving.", type=WARMUP_EPOCHS, commands=SEARCH, by_task={"rating": "auto", "ranking": 2})
     warmup_path: Optional[str] = setting(
         None, "nasp/no-auto: what the warm-up trains: sampled (a uniformly random architecture per step, the paper's) or "
@@ -209,8 +211,9 @@ class SIFOptions(RunOptions):
                                       "paired per-user NDCG@10 difference of neighbouring models on MovieLens-100K; --ways 3: 0.001).",
                                       type=click.FloatRange(min=0), commands=SEARCH, by_task={"rating": 0.001, "ranking": 0.01})
     trial_fraction: Optional[float] = setting(None, "local: the part of an epoch each trial trains (the incumbent's "
-                                              "own trial too), from its first batches (--ways 3: 1 for rating, "
-                                              f"{tensor.RANKING_TRIAL_FRACTION:g} for ranking).",
+                                              "own trial too), from its first batches (--ways 3: "
+                                              f"{tensor.LOCAL_DEFAULTS['rating'].trial_fraction:g} for rating, "
+                                              f"{tensor.LOCAL_DEFAULTS['ranking'].trial_fraction:g} for ranking).",
                                               type=click.FloatRange(min=0, max=1, min_open=True), commands=SEARCH,
                                               by_task={"rating": 0.5, "ranking": 1.0})
     retrain: bool = setting(True, "Retrain the found IFC to convergence and report test metrics.", secondary="--no-retrain",

@@ -45,6 +45,7 @@ from nasp.errors import NaspError
 from nasp.loop import EarlyStopping, run_search
 from nasp.runs import RunDir, read_json, save_torch
 from nasp.strategies import SearchProblem, build_strategy
+from nasp.strategies.proximal import check_warmup
 
 from . import contexts  # noqa: F401  (registers the prepared (user, item, context) data sets)
 from .pipeline import best_search_epoch
@@ -58,17 +59,27 @@ MODEL_FILE = "model.pt"
 HITS = (1, 3, 10)
 #: a dense 1-N target matrix (queries x entities) larger than this is refused
 MAX_TARGETS = 200_000_000
-#: search epochs of ``--strategy local`` by default: the 3-epoch warm-up of each start (two with
-#: --task ranking, CP and the Hermitian product; one with --task rating), the incumbent's own trial
-#: and a trial for each of the other 53 candidates (with the two-way default of 30 it would stop
-#: at the 23rd)
-LOCAL_EPOCHS = 60
-#: the part of an epoch each trial of ``--strategy local`` trains with --task ranking by default:
-#: there every step scores each query against every entity, and the max and min compositions
-#: cannot do it as one matrix product, so that a whole epoch of each costs 10-40x one of the
-#: products (on Kinships each trial then loses by far: docs/results/sif.md). With --task rating,
-#: where a step scores rows, a whole epoch.
-RANKING_TRIAL_FRACTION = 0.25
+@dataclass(frozen=True)
+class LocalDefaults:
+    """The defaults of a three-way ``--strategy local`` for one task: the warm-up epochs of each
+    start (``warmup``), the part of an epoch each trial trains (``trial_fraction``) and the
+    search epochs (``epochs``: every start's warm-up, the incumbent's own trial and a trial for
+    each of the other 53 candidates, with a few to spare)."""
+
+    warmup: int
+    trial_fraction: float
+    epochs: int
+
+
+#: ``LocalDefaults`` per task. Ranking (two starts, CP and the Hermitian product): a start needs
+#: about 6 epochs at the default learning rate before its validation MRR leaves chance (Kinships:
+#: 0.05 after 5 epochs, 0.26 and 0.67 after 10 for CP and the Hermitian product), and every step
+#: scores each query against every entity, which the max and min compositions of a product with
+#: the ranked entity cannot do as one matrix product, so that a trial trains a quarter of an
+#: epoch (on Kinships each trial then loses by far: docs/results/sif.md). Rating (one start):
+#: the two-way local search's warm-up, whole-epoch trials.
+LOCAL_DEFAULTS = {"rating": LocalDefaults(warmup=3, trial_fraction=1.0, epochs=60),
+                  "ranking": LocalDefaults(warmup=10, trial_fraction=0.25, epochs=80)}
 
 
 def check_ways(ways: object) -> int:
@@ -326,49 +337,63 @@ class Composition:
 
     def scores_all(self, a: Tensor, b: Tensor, c: Tensor, d: int, w: Tensor) -> Tensor:
         """``(self(a, b, c) * w).sum(-1)`` of every entity on the ranked side (shapes as
-        ``hermitian_all``). Where the composed vector is affine in the ranked entity's vector
-        (plus, multiply and concat only on its path; ``affine_parts``), one matrix product and
-        no (B, N, dim) intermediate; otherwise (max, min) the composed vectors of every entity
-        contracted with ``w``."""
+        ``hermitian_all``), without a (B, N, dim) intermediate wherever ``parts`` writes the
+        composed vector as affine terms of the ranked entity's vector and at most one hinge
+        |r - centre| per part: a matrix product, and the hinge's weighted L1 distances
+        (``weighted_l1``); otherwise (max or min of a product with r, max and min nested) the
+        composed vectors of every entity contracted with ``w``."""
         ranked = "c" if d == 0 else "a"
-        parts = self.affine_parts({"a": a[0] if ranked == "a" else a[:, 0], "b": b[:, 0],
-                                   "c": c[0] if ranked == "c" else c[:, 0]}, ranked)
+        parts = self.parts({"a": a[0] if ranked == "a" else a[:, 0], "b": b[:, 0],
+                            "c": c[0] if ranked == "c" else c[:, 0]}, ranked)
         if parts is None:
             return self(a, b, c) @ w
         table = (a if ranked == "a" else c)[0]
         score, start = None, 0
-        for coef, offset in parts:  # each part: coef * r + offset, (B, dim) or 1 / 0, with its slice of w
+        for coef, offset, hinge in parts:  # each part: coef * r + offset [+ sign / 2 * |r - centre|], with its slice of w
             part_w = w[start:start + table.shape[-1]]
             start += table.shape[-1]
             term = (coef * part_w).expand(-1 if torch.is_tensor(coef) else 1, -1) @ table.t() if coef is not None else None
             if torch.is_tensor(offset):
                 const = (offset * part_w).sum(-1, keepdim=True)
                 term = const if term is None else term + const
+            if hinge is not None:
+                sign, centre = hinge
+                term = term + sign * 0.5 * weighted_l1(centre, table, part_w)
             score = term if score is None else score + term
         return score.expand(len(b), table.shape[0])
 
-    def affine_parts(self, v: dict[str, Tensor], ranked: str) -> Optional[list[tuple[Any, Any]]]:
-        """The composed vector as parts (one, or one per concatenated piece) ``coef * r + offset``
-        of the ranked entity's vector r: ``coef`` (B, dim), 1 or None (r absent), ``offset``
-        (B, dim) or 0; None where max or min touches r (not affine). ``v``: the query side's
-        vectors (B, dim) by name; ``ranked``: the name of the ranked one (its entry unused)."""
-        def value(name: str) -> tuple[Any, Any]:
-            return (1, 0) if name == ranked else (None, v[name])
+    def parts(self, v: dict[str, Tensor], ranked: str) -> Optional[list[tuple[Any, Any, Any]]]:
+        """The composed vector as parts (one, or one per concatenated piece) of the ranked
+        entity's vector r: ``coef * r + offset`` plus, in a part where max or min takes r and
+        a vector of the query, ``sign / 2 * |r - centre|`` (max(r + o, q) = (r + o + q) / 2 +
+        |r - (q - o)| / 2; min with sign -1). Each part is ``(coef, offset, hinge)``: ``coef``
+        (B, dim), a number or None (r absent), ``offset`` (B, dim) or 0, ``hinge`` None or
+        (sign, centre (B, dim)). None where the composed vector has no such form: max or min of
+        a product with r (r scaled per query), a product or another max or min of such a hinge.
+        ``v``: the query side's vectors (B, dim) by name; ``ranked``: the ranked one's name."""
+        def value(name: str) -> tuple[Any, Any, Any]:
+            return (1, 0, None) if name == ranked else (None, v[name], None)
 
-        def combine(op: str, x: tuple[Any, Any], y: tuple[Any, Any]) -> Optional[tuple[Any, Any]]:
-            (cx, ox), (cy, oy) = x, y
+        def combine(op: str, x: tuple[Any, Any, Any], y: tuple[Any, Any, Any]) -> Optional[tuple[Any, Any, Any]]:
+            (cx, ox, hx), (cy, oy, hy) = x, y
             if cx is None and cy is None:
-                return None, OPS[op](ox, oy)
+                return None, OPS[op](ox, oy), None
+            (cr, orr, hr), q = ((cx, ox, hx), oy) if cx is not None else ((cy, oy, hy), ox)  # r appears once
             if op == "plus":
-                return (cx if cy is None else cy), ox + oy
-            if op == "multiply":  # one of the two holds r (it appears once), the other is (None, q)
-                (cr, orr), q = ((cx, ox), oy) if cx is not None else ((cy, oy), ox)
-                return cr * q, orr * q
-            return None  # max, min
+                return cr, orr + q, hr
+            if op == "multiply":
+                return (cr * q, orr * q, None) if hr is None else None
+            if hr is not None or torch.is_tensor(cr):  # max, min of a hinge, or of r scaled per query
+                return None
+            sign = 1.0 if op == "max" else -1.0  # max/min(r + o, q) = (r + o + q) / 2 +/- |r - (q - o)| / 2
+            return 0.5, (orr + q) / 2, (sign, q - orr)
 
         x, y, z = self.pairing
         if self.op1 == "concat":  # concat(a,b,c)
             return [value(x), value(y), value(z)]
+        if self.op1 == self.op2 and self.op1 in ("max", "min"):  # max(a,b,c) = max(r, max(the other two))
+            others = [value(n) for n in (x, y, z) if n != ranked]
+            return [combine(self.op1, value(ranked), combine(self.op1, *others))]
         inner = combine(self.op1, value(x), value(y))
         if inner is None:
             return None
@@ -376,6 +401,14 @@ class Composition:
             return [inner, value(z)]
         outer = combine(self.op2, inner, value(z))
         return None if outer is None else [outer]
+
+
+def weighted_l1(centre: Tensor, table: Tensor, w: Tensor) -> Tensor:
+    """``sum_k w_k |centre[i, k] - table[j, k]|`` for every row i of ``centre`` (B, dim) and
+    row j of ``table`` (N, dim): (B, N), by L1 distances (``torch.cdist``) of the rows scaled by
+    the positive and by the negative part of ``w``, with no (B, N, dim) intermediate."""
+    pos, neg = w.clamp(min=0), (-w).clamp(min=0)  # w = pos - neg
+    return torch.cdist(centre * pos, table * pos, p=1) - torch.cdist(centre * neg, table * neg, p=1)
 
 
 def hermitian(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -1364,12 +1397,14 @@ def settings_of(o: Any) -> TensorSettings:
 def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict], warmup: Any,
                 device: Optional[torch.device] = None) -> dict:
     """``fit`` with the options of a ``SIF`` (``SIFOptions``)."""
+    local = LOCAL_DEFAULTS[o.task] if o.get("strategy") == "local" else None
+    if local is not None and o.warmup_epochs is None:
+        warmup = check_warmup(min(local.warmup, o.get("epochs") - 1), o.get("epochs"))
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {}),
                **({"warmup_path": o.warmup_path} if o.warmup_path is not None else {}),
                **({"margin": o.margin} if o.margin is not None else {}),
                **({"trial_fraction": o.trial_fraction} if o.trial_fraction is not None
-                  else {"trial_fraction": RANKING_TRIAL_FRACTION} if o.task == "ranking" and o.get("strategy") == "local"
-                  else {})}
+                  else {"trial_fraction": local.trial_fraction} if local is not None else {})}
     settings = settings_of(o)
     dim = o.dim or (arch["model"].get("dim", settings.dim) if arch else settings.dim)
     return fit(run, splits, o.ifc, arch, settings, dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
