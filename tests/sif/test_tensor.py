@@ -82,6 +82,37 @@ def test_scores_of_every_entity_are_the_composed_vectors_scores(name):
         assert torch.allclose(net.score_all(q, d), (m(a, b, c) * w if w.numel() else m(a, b, c)).sum(-1), atol=1e-5)
 
 
+def _closed_form(comp, d, B=3, N=5, D=4):
+    """Random broadcast inputs of direction ``d`` and ``comp.parts`` of them."""
+    shapes = [(B, 1, D), (B, 1, D), (1, N, D)] if d == 0 else [(1, N, D), (B, 1, D), (B, 1, D)]
+    a, b, c = (torch.randn(*s, requires_grad=True) for s in shapes)
+    ranked = "c" if d == 0 else "a"
+    parts = comp.parts({"a": a[0] if ranked == "a" else a[:, 0], "b": b[:, 0], "c": c[0] if ranked == "c" else c[:, 0]}, ranked)
+    return (a, b, c), parts
+
+
+def test_max_and_min_of_the_ranked_entity_score_by_distances_with_the_gradients_of_the_composed_vectors():
+    """Where max or min takes the ranked entity and a vector of the query (``Composition.parts``
+    gives a hinge), ``scores_all`` needs no (B, N, dim) tensor and its gradients are those of the
+    composed vectors' scores; max or min of a product with the ranked entity has no such form."""
+    torch.manual_seed(0)
+    hinged = 0
+    for comp in T.compositions():
+        for d in (0, 1):
+            inputs, parts = _closed_form(comp, d)
+            w = torch.randn(comp.width(4), requires_grad=True)
+            if parts is None or all(h is None for _, _, h in parts):
+                continue
+            hinged += 1
+            fast = torch.autograd.grad(comp.scores_all(*inputs, d, w).pow(2).sum(), [*inputs, w])
+            slow = torch.autograd.grad((comp(*inputs) @ w).pow(2).sum(), [*inputs, w])
+            assert all(torch.allclose(f, s, atol=1e-4) for f, s in zip(fast, slow)), (comp.name, d)
+    assert hinged >= 30
+    assert _closed_form(T.SPACE["max(plus(a,b),c)"], 0)[1] is not None and _closed_form(T.SPACE["max(a,b,c)"], 1)[1] is not None
+    assert _closed_form(T.SPACE["max(multiply(a,c),b)"], 0)[1] is None  # r scaled per query
+    assert _closed_form(T.SPACE["multiply(max(a,b),c)"], 1)[1] is None  # a hinge times a query vector
+
+
 def test_the_product_composition_is_cp():
     torch.manual_seed(0)
     net, cp = T.CompositionNetwork(7, 3, 4, ["multiply(a,b,c)"]), T.CP(7, 3, 4)
