@@ -45,8 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from nasp.errors import NaspError  # noqa: E402
 from nasp.strategies import STRATEGIES, check_search_strategy, search_strategy_names  # noqa: E402
 from equal_time_nets import DOMAINS, sizes_of  # noqa: E402
-from equal_time_page import figure_name, plot, render  # noqa: E402
-from sif.groundtruth import GroundTruth  # noqa: E402
+from equal_time_page import figure_name, plot, read_truth, render  # noqa: E402
 from sif_search import DEFAULT_DATA, fit  # noqa: E402
 
 DOMAIN_NAMES = ["sif", *DOMAINS.names()]
@@ -115,7 +114,7 @@ def main() -> None:
     args.data = args.data or str(DEFAULT_DATA)
     args.strategies = args.strategies or strategies()
     torch.set_num_threads(1)
-    truth = GroundTruth.read(args.truth) if Path(args.truth).exists() else None
+    truth = read_truth(Path(args.truth))
     result = json.loads(out.read_text()) if out.exists() and not args.quick else {"benchmark": "equal_time", "runs": []}
     budget_epochs = 2 if args.quick else args.epochs
     result.update({"data": args.data, "quick": args.quick, "torch": torch.__version__, "threads": 1, "nasp_epochs": budget_epochs})
@@ -205,7 +204,7 @@ def report_all(page: Path, given: dict[str, Path]) -> None:
         path = given.get(domain, results_file(domain))
         if path.exists():
             results[domain] = json.loads(path.read_text())
-    text = render(results)
+    text = render(results, read_truth(RESULTS / "sif_bench.jsonl"))
     page.parent.mkdir(parents=True, exist_ok=True)
     for domain in DOMAINS.names():
         if domain in results:

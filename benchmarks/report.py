@@ -533,6 +533,30 @@ def sif_tensor_ranking(d: dict) -> list[str]:
     return table(["model", "seeds", "valid MRR", "test MRR", "Hits@1", "Hits@3", "Hits@10", "seconds", "chosen"], body)
 
 
+def sif_tensor_settings(d: dict) -> list[str]:
+    """ComplEx on Kinships: the settings measured on every seed (stage 2), best mean validation
+    MRR first, with test MRR, epochs and seconds; the chosen defaults and the previous ones named."""
+    import statistics
+
+    names = ("dim", "lr", "reg")
+    seeds = {r["seed"] for r in d["runs"]}
+    by: dict = {}
+    for r in d["runs"]:
+        by.setdefault(tuple(r[k] for k in names), []).append(r)
+    full = {k: v for k, v in by.items() if {r["seed"] for r in v} == seeds}
+    chosen, previous = (tuple(d.get(x, {}).get(k) for k in names) for x in ("chosen", "previous"))
+    body = []
+    for k, runs in sorted(full.items(), key=lambda kv: -statistics.mean(r["valid_mrr"] for r in kv[1])):
+        mean = {m: statistics.mean(r[m] for r in runs) for m in ("valid_mrr", "test_mrr", "epochs", "seconds")}
+        sd = {m: statistics.stdev(r[m] for r in runs) for m in ("valid_mrr", "test_mrr")}
+        note = "**the default**" if k == chosen else "the previous default" if k == previous else \
+            f"dim above {d.get('max_dim')}" if k[0] > d.get("max_dim", k[0]) else ""
+        body.append([str(k[0]), f"{k[1]:g}", f"{k[2]:g}", pm(mean["valid_mrr"], sd["valid_mrr"], 3),
+                     pm(mean["test_mrr"], sd["test_mrr"], 3), f"{mean['epochs']:.0f}", seconds(mean["seconds"]), note])
+    return table(["`--dim`", "`--lr`", "`--reg`", f"valid MRR (seeds {min(seeds)}-{max(seeds)})", "test MRR", "epochs",
+                  "seconds", ""], body)
+
+
 @dataclass(frozen=True)
 class Table:
     sources: tuple[str, ...]  # file names in benchmarks/results/
@@ -553,6 +577,7 @@ TABLES: dict[str, Table] = {
     "sif_full_ranking_speed": Table(("sif_full_ranking_speed.json",), sif_full_ranking_speed),
     "sif_tensor_rating": Table(("sif_tensor_ml100k_dow.json",), sif_tensor_rating),
     "sif_tensor_ranking": Table(("sif_tensor_kinships.json",), sif_tensor_ranking),
+    "sif_tensor_settings": Table(("sif_tensor_settings.json",), sif_tensor_settings),
     "ddp_scaling_sif": Table(("ddp_scaling_sif.json", "ddp_scaling_sif_1m.json"), ddp_scaling_sif),
     "cnn_search_speed": Table(("cnn_search_speed_paper_shape.json",), cnn_search_speed),
     "cnn_digits_accuracy": Table(tuple(f"cnn_digits_accuracy_export_seed{s}.json" for s in range(4)), cnn_digits_accuracy),
@@ -608,11 +633,11 @@ def regenerate(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
 def equal_time_page(root: Path) -> str:
     """docs/results/equal_time.md as ``equal_time_page.render`` writes it from the JSON under ``root``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from equal_time_page import render as render_page
+    from equal_time_page import read_truth, render as render_page
 
     files = {"sif": "equal_time.json", "cnn": "equal_time_cnn.json", "rnn": "equal_time_rnn.json"}
     return render_page({domain: json.loads((root / RESULTS / f).read_text()) for domain, f in files.items()
-                        if (root / RESULTS / f).exists()})
+                        if (root / RESULTS / f).exists()}, read_truth(root / RESULTS / "sif_bench.jsonl"))
 
 
 WHOLE_PAGES: dict[str, Callable[[Path], str]] = {"docs/results/equal_time.md": equal_time_page}
