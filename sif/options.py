@@ -49,14 +49,6 @@ def search_epochs(o: "SIFOptions") -> int:
     return STRATEGIES.get(o.get("strategy")).default_epochs or DEFAULT_EPOCHS
 
 
-def warm_start(o: "SIFOptions") -> bool:
-    """The default of --warm-start: after a local search (three-way: as ``tensor.LOCAL_DEFAULTS``
-    says for the task), else fresh."""
-    if o.get("strategy") != "local":
-        return False
-    return tensor.LOCAL_DEFAULTS[o.task].warm_retrain if o.ways == 3 else True
-
-
 #: the fixed models that only rank, and why (``--task rating`` refuses them)
 RANKING_MODELS = {**{name: "it scores items from a user's interactions" for name in ITEM_MODELS.names()},
                   lightgcn.NAME: "it is trained by BPR on interactions and scores them"}
@@ -237,9 +229,9 @@ class SIFOptions(RunOptions):
                         type=click.Choice(["best", "searched"]), commands=SEARCH)
     warm_start: Optional[bool] = setting(None, "Retrain from the searched weights of the chosen model, or from fresh "
                                          "embeddings as in the paper [default: warm after --strategy local, whose "
-                                         "incumbent is a model trained on training data alone, but for --ways 3 "
-                                         "--task ranking; else fresh: docs/results/sif.md].", secondary="--fresh",
-                                         commands=SEARCH, derived=warm_start)
+                                         "incumbent is a model trained on training data alone; else fresh: "
+                                         "docs/results/sif.md].", secondary="--fresh", commands=SEARCH,
+                                         derived=lambda o: o.get("strategy") == "local")
     max_epochs: int = setting(100, "Training epochs at most (after a search: of the retraining); early stopping on validation.",
                               type=click.IntRange(min=1))
     patience: int = setting(3, "Training stops after this many epochs without a better validation score.",

@@ -64,13 +64,11 @@ class LocalDefaults:
     """The defaults of a three-way ``--strategy local`` for one task: the warm-up epochs of each
     start (``warmup``), the part of an epoch each trial trains (``trial_fraction``) and the
     search epochs (``epochs``: every start's warm-up, the incumbent's own trial and a trial for
-    each of the other 53 candidates, with a few to spare), and whether the retraining starts from
-    the searched weights (``warm_retrain``; else from fresh ones)."""
+    each of the other 53 candidates, with a few to spare)."""
 
     warmup: int
     trial_fraction: float
     epochs: int
-    warm_retrain: bool
 
 
 #: ``LocalDefaults`` per task. Ranking (two starts, CP and the Hermitian product): a start needs
@@ -79,11 +77,9 @@ class LocalDefaults:
 #: scores each query against every entity, which the max and min compositions of a product with
 #: the ranked entity cannot do as one matrix product, so that a trial trains a quarter of an
 #: epoch (on Kinships each trial then loses by far: docs/results/sif.md). Rating (one start):
-#: the two-way local search's warm-up, whole-epoch trials. The retraining: warm for ratings, as
-#: the two-way local search's; fresh for ranking (Kinships, seeds 0-4: it validates higher than a
-#: retraining from the searched weights, docs/results/sif.md).
-LOCAL_DEFAULTS = {"rating": LocalDefaults(warmup=3, trial_fraction=1.0, epochs=60, warm_retrain=True),
-                  "ranking": LocalDefaults(warmup=10, trial_fraction=0.25, epochs=80, warm_retrain=False)}
+#: the two-way local search's warm-up, whole-epoch trials.
+LOCAL_DEFAULTS = {"rating": LocalDefaults(warmup=3, trial_fraction=1.0, epochs=60),
+                  "ranking": LocalDefaults(warmup=10, trial_fraction=0.25, epochs=80)}
 
 
 def check_ways(ways: object) -> int:

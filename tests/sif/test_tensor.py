@@ -361,14 +361,13 @@ def test_a_hermitian_arch_file_trains_recommends_and_saves_as_complex_does(tiny_
     assert r.exit_code == 0 and len(r.output.strip().splitlines()) >= 2
 
 
-def test_a_local_search_starts_from_the_better_product_and_retrains_fresh_unless_warm(tiny_kg, tmp_path):
+def test_a_local_search_starts_from_the_better_product_and_retrains_warm_unless_fresh(tiny_kg, tmp_path):
     """Ranking: the local search warms up CP and the Hermitian product in turn (metrics rows
     "start 0", "start 1") and keeps the better as its start; trials take a quarter of an epoch
-    by default; the retraining starts from fresh weights, or from the searched ones with
-    --warm-start (warm_start)."""
+    by default; the retraining starts from the searched weights (warm_start), or fresh with --fresh."""
     runs = {}
-    for flag in ([], ["--warm-start"]):
-        out = tmp_path / ("warm" if flag else "fresh")
+    for flag in ([], ["--fresh"]):
+        out = tmp_path / ("fresh" if flag else "warm")
         r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 6,
                  "--warmup-epochs", 1, "--max-epochs", 2, *flag, "--out", out, "--json")
         assert r.exit_code == 0, r.output
@@ -379,7 +378,7 @@ def test_a_local_search_starts_from_the_better_product_and_retrains_fresh_unless
         assert rows[1]["kept"] in ("start 0", "start 1") and rows[2]["architecture"]["interaction"] == (
             T.PRODUCT if rows[1]["kept"] == "start 0" else T.HERMITIAN)
         assert json.loads((out / "config.json").read_text())["options"].get("trial_fraction") is None
-    assert runs[False]["warm_start"] is False and runs[True]["warm_start"] is True
+    assert runs[False]["warm_start"] is True and runs[True]["warm_start"] is False
 
 
 def test_nasp_warms_up_on_the_default_model_with_warmup_path_default(tiny_kg, tmp_path):
@@ -555,14 +554,3 @@ def test_a_three_way_search_killed_in_the_middle_resumes_to_the_uninterrupted_re
     args = ["--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 3, "--warmup-epochs", 1,
             "--strategy", strategy, "--no-retrain"]
     _kill_and_resume("sif", "search", args, tmp_path, monkeypatch)
-
-
-def test_the_retraining_after_a_local_search_is_warm_for_ratings_and_fresh_for_three_way_ranking():
-    from sif.options import SIFOptions, warm_start
-
-    def default(**options):
-        return warm_start(SIFOptions.of({"task": "rating", "strategy": "local", **options}))
-
-    assert default() is True and default(task="ranking") is True  # two-way
-    assert default(ways=3) is True and default(ways=3, task="ranking") is False
-    assert default(strategy="nasp") is False and default(ways=3, strategy="nasp") is False
