@@ -469,6 +469,7 @@ def sif_planted_fit_check(d: dict) -> list[str]:
 TENSOR_LABELS = {
     "search (local)": "`search` (local, the default)",
     "search (nasp)": "`search --strategy nasp` (10 epochs)",
+    "search (local, --fresh)": "`search --fresh` (local, retrained from fresh weights)",
     "cp": "`train --ifc cp`",
     "complex": "`train --ifc complex`",
     "tucker": "`train --ifc tucker`",

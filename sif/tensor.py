@@ -457,7 +457,7 @@ class HermitianProduct:
     Unlike the compositions it has no output vector (``width`` 0): its score is the sum of the
     composed vector, ComplEx's score. A vector w would only repeat the relation's embedding
     (w_k Re(a_k b_k conj(c_k)) = Re(a_k (w_k b_k) conj(c_k))), and training it with Adam cost
-    0.012 test MRR on Kinships (seeds 0-4: 0.729 against 0.741 without, ComplEx's)."""
+    0.012 test MRR on Kinships (seeds 0-4, dim 64 and Adam at 0.02: 0.729 against 0.741 without)."""
 
     name = "hermitian(a,b,c)"
     shared = True

@@ -509,7 +509,7 @@ def test_the_default_search_on_kinships_exports_the_hermitian_product_that_train
              "--patience", 10, "--out", tmp_path / "t", "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.output.strip().splitlines()[-1])
-    assert s["interaction"] == T.HERMITIAN and s["test_mrr"] > 0.7  # ComplEx: 0.741 +- 0.007 over seeds 0-4
+    assert s["interaction"] == T.HERMITIAN and s["test_mrr"] > 0.8  # ComplEx: 0.832 +- 0.006 over seeds 0-4
     r = _cli("sif", "recommend", "--ways", 3, "--model", tmp_path / "t", "--pair", "person100,term6", "-k", 3)
     assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 4, r.output
 
