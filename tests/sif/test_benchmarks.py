@@ -159,3 +159,16 @@ def test_tensor_benchmark_runs_and_writes_json(tmp_path, ratings_writer):
     models = [row["model"] for row in result["runs"]]
     assert result["quick"] is True and models[0] == "search (local)" and "cp" in models and "distmult" not in models
     assert all(row["test_rmse"] > 0 and row["seconds"] >= 0 for row in result["runs"])
+
+
+KINSHIPS = ROOT.parent / "shared" / "data" / "kinships"
+
+
+@pytest.mark.skipif(not KINSHIPS.is_dir(), reason="the Kinships data is absent")
+def test_tensor_settings_benchmark_runs_and_writes_json(tmp_path):
+    """benchmarks/sif_tensor_settings.py --quick: two settings of the grid on seed 0, the best on
+    the other seeds; every row a ComplEx training with its validation and test MRR."""
+    out = tmp_path / "settings.json"
+    _run("sif_tensor_settings.py", "--kinships", KINSHIPS, "--out", out)
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 0, 1, 2] and all(0 < r["valid_mrr"] <= 1 for r in runs)
