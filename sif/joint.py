@@ -173,7 +173,7 @@ def config_from_dict(d: dict) -> ModelConfig:
     if space == LIGHTGCN:
         return LightGCNConfig.from_dict(d)
     if space == "tensor":
-        raise NaspError("a model of three-way data (sif/tensor.py): use --ways 3")
+        raise NaspError("a model of three-way data (sif/tensor/): use --ways 3")
     if space != "sif":
         raise NaspError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     return ModelConfig.from_dict(d)

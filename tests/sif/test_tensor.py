@@ -1,4 +1,4 @@
-"""Three-way SIF (``sif/tensor.py``, ``--ways 3``): readers, the 53 compositions and the
+"""Three-way SIF (``sif/tensor/``, ``--ways 3``): readers, the 53 compositions and the
 Hermitian product, the filtered
 KG ranking metrics by hand, the baselines, and the commands' round trip and errors."""
 import json
@@ -327,7 +327,7 @@ def test_cli_search_train_recommend_round_trip(tiny_kg, tmp_path):
     for args, message in ((["--ways", 3, "--pair", "e0"], "Error: --pair 'e0': give HEAD,RELATION (two ids of the model's data)"),
                           (["--ways", 3], "Error: --ways 3 recommends the tails of one pair: give --pair HEAD,RELATION"),
                           (["--pair", "e0,r0"], "Error: --pair names a (head, relation) pair of a three-way model: add --ways 3"),
-                          (["--user", "e0"], "Error: a model of three-way data (sif/tensor.py): use --ways 3")):
+                          (["--user", "e0"], "Error: a model of three-way data (sif/tensor/): use --ways 3")):
         r = _cli("sif", "recommend", "--model", out2, *args)
         assert r.exit_code == 1 and r.output.strip() == message
 
