@@ -49,6 +49,10 @@ def test_the_reader_round_trips_and_ranks_paired_to_the_default(tmp_path):
     assert placed["measured"] and (placed["valid_rank"], placed["test_rank"], placed["of"]) == (2, 2, 3)
     assert placed["valid_regret"] == pytest.approx(0.005) and placed["test_regret"] == pytest.approx(0.01)
     assert truth.place("rating", {"op": "min"}) == {"arch": "op=min", "measured": False}  # not trained (yet)
+    assert truth.best("rating") == pytest.approx(-0.01) and truth.best("rating", "test") == pytest.approx(-0.01)
+    assert truth.best("ranking") == 0.0  # larger is better there; only the default measured
+    truth.table("rating").drop(index="default", inplace=True)  # a caller's copy: the cached table stays whole
+    assert len(truth.table("rating")) == 3
 
 
 def test_random_search_simulated_on_the_ground_truth_keeps_the_best_of_its_draws_by_validation(tmp_path):
