@@ -394,3 +394,16 @@ def test_local_search_trials_take_the_first_part_of_their_epoch_with_a_trial_fra
     assert taken == [("start 0", 5), ("start 1", 5), ("stay", 3), ("row 0 candidate 0", 3), ("row 0 candidate 1", 3)]
     with pytest.raises(NaspError, match=r"--trial-fraction 0: must be a number in \(0, 1\]"):
         build_strategy("local", _problem(TinyNet(), options={"trial_fraction": 0}), epochs=3)
+
+
+def test_a_score_that_is_not_a_number_never_wins_and_is_beaten_by_any_number():
+    """An evaluation that blew up (NaN) must not become a strategy's best, nor keep a later
+    finite score from replacing it (random search kept such a cell before)."""
+    from nasp.strategies.base import SearchProblem
+
+    for higher in (False, True):
+        problem = SearchProblem(network=None, loss=None, weight_optimizer=None, higher_is_better=higher)
+        nan = float("nan")
+        assert not problem.better(nan, None) and not problem.better(nan, 1.0) and not problem.better(nan, nan)
+        assert problem.better(1.0, nan) and problem.better(1.0, None)
+        assert problem.better(2.0, 1.0) is higher and problem.better(1.0, 2.0) is not higher

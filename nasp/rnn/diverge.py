@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from ..loop import Hook, StopRun
 
@@ -83,37 +83,49 @@ class ValidationWatch(Hook):
     """Stops the run (``StopRun``) when the validation perplexity is not finite, or more than
     ``factor`` times its best so far, or more than ``ceiling`` times ``vocabulary`` (the perplexity
     of predicting every word as equally likely). Reads ``valid_loss`` (the log of the perplexity,
-    finite where the perplexity overflows)."""
+    finite where the perplexity overflows) and, in a search, ``architecture``: the cell the
+    strategy would export, which the epoch validated. A blow-up of a cell other than the one that
+    validated best (a sampling strategy's new choice, whose operations were rarely trained
+    together) says nothing of the weights: it logs one warning per epoch and the search goes on
+    (the training loss is watched by ``DivergenceWatch``); the same cell blowing up stops it."""
 
     def __init__(self, vocabulary: int, factor: float = BLOWUP, ceiling: float = CEILING) -> None:
         self.vocabulary, self.factor, self.ceiling = vocabulary, factor, ceiling
         self.best: Optional[float] = None  # the best validation loss so far
         self.best_epoch = -1
+        self.best_architecture: Any = None  # the cell that validated best (None: not a search)
 
-    def update(self, epoch: int, loss: float, train_loss: Optional[float] = None) -> None:
-        """Record epoch ``epoch``'s (0-based) validation loss; raises ``StopRun`` on a blow-up
-        (naming ``train_loss`` when given)."""
+    def update(self, epoch: int, loss: float, train_loss: Optional[float] = None, architecture: Any = None) -> None:
+        """Record epoch ``epoch``'s (0-based) validation loss of ``architecture`` (None outside a
+        search); raises ``StopRun`` on a blow-up (naming ``train_loss`` when given)."""
         where = f"at epoch {epoch + 1}" + (f" (train_loss {train_loss:.4g})" if train_loss is not None else "")
+        problem = None
         if not math.isfinite(loss):
-            raise StopRun(f"valid_loss is {loss} {where}: the run diverged; {VALID_ADVICE}")
-        ppl = f"valid_ppl {math.exp(min(loss, 700.0)):.4g} {where}"
-        if self.best is not None and loss > self.best + math.log(self.factor):
-            raise StopRun(f"{ppl} is more than {self.factor:g}x its best, {math.exp(self.best):.4g} at epoch "
-                          f"{self.best_epoch + 1}: the run diverged; {VALID_ADVICE}")
-        if loss > math.log(self.ceiling * self.vocabulary):
-            raise StopRun(f"{ppl} is more than {self.ceiling:g}x the vocabulary's {self.vocabulary} words (the "
-                          f"perplexity of predicting every word as equally likely): the run diverged; {VALID_ADVICE}")
+            problem = f"valid_loss is {loss} {where}"
+        elif self.best is not None and loss > self.best + math.log(self.factor):
+            problem = (f"valid_ppl {math.exp(min(loss, 700.0)):.4g} {where} is more than {self.factor:g}x its best, "
+                       f"{math.exp(self.best):.4g} at epoch {self.best_epoch + 1}")
+        elif loss > math.log(self.ceiling * self.vocabulary):
+            problem = (f"valid_ppl {math.exp(min(loss, 700.0)):.4g} {where} is more than {self.ceiling:g}x the "
+                       f"vocabulary's {self.vocabulary} words (the perplexity of predicting every word as equally likely)")
+        if problem is not None:
+            if architecture is not None and architecture != self.best_architecture:
+                log.warning("%s, for a cell the search had not validated before: its operations were rarely trained "
+                            "together; the search goes on", problem)
+                return
+            raise StopRun(f"{problem}: the run diverged; {VALID_ADVICE}")
         if self.best is None or loss < self.best:
-            self.best, self.best_epoch = loss, epoch
+            self.best, self.best_epoch, self.best_architecture = loss, epoch, architecture
 
     def end_epoch(self, epoch: int, row: dict) -> bool:
         """The run loop's hook: watch ``row["valid_loss"]`` (stops with ``StopRun``, never by returning True)."""
         if "valid_loss" in row:
-            self.update(epoch, float(row["valid_loss"]), row.get("train_loss"))
+            self.update(epoch, float(row["valid_loss"]), row.get("train_loss"), row.get("architecture"))
         return False
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_architecture": self.best_architecture}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.best_architecture = state.get("best_architecture")

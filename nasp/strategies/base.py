@@ -132,8 +132,11 @@ class SearchProblem:
         check_rate("arch_lr (--arch-lr)", self.arch_lr)  # a huge rate overflowed inside torch's Adam
 
     def better(self, a: float, b: Optional[float]) -> bool:
-        """Whether score ``a`` beats ``b`` (``None`` is beaten by anything)."""
-        if b is None:
+        """Whether score ``a`` beats ``b``: ``None`` or NaN (an evaluation that blew up) is beaten
+        by any number, and NaN beats nothing."""
+        if a != a:  # NaN
+            return False
+        if b is None or b != b:
             return True
         return a > b if self.higher_is_better else a < b
 

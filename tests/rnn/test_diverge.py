@@ -85,7 +85,23 @@ def test_validation_noise_and_a_first_epoch_above_uniform_do_not_stop():
     watch = ValidationWatch(vocabulary=2571)
     for epoch, ppl in enumerate([25000.0, 2487.0, 9000.0, 466.0, 239.0, 2000.0]):  # below 10x its best, 100x 2,571
         watch.update(epoch, math.log(ppl))
-    assert watch.state_dict() == {"best": pytest.approx(math.log(239.0)), "best_epoch": 4}
+    assert watch.state_dict() == {"best": pytest.approx(math.log(239.0)), "best_epoch": 4, "best_architecture": None}
+
+
+def test_in_a_search_a_new_cell_that_blows_up_warns_and_the_same_cell_stops(caplog):
+    """A sampling strategy's new choice of cell can validate at an overflowing perplexity while the
+    weights are sound (equal-time runs of asng, reinforce, random, tpe, local at --lr 5): the
+    search goes on with a warning; a blow-up of the cell that validated best still stops it."""
+    a, b = {"recurrent": [["tanh", 0]]}, {"recurrent": [["relu", 0]]}
+    watch = ValidationWatch(vocabulary=3000)
+    watch.update(0, float("nan"), 4.6, a)  # the first epoch: no cell validated yet
+    watch.update(1, math.log(80.0), 4.5, a)
+    watch.update(2, 700.0, 4.7, b)  # another cell overflows
+    watch.update(3, float("nan"), 4.6, b)
+    assert sum("the search goes on" in r.getMessage() for r in caplog.records) == 3
+    assert watch.state_dict() == {"best": pytest.approx(math.log(80.0)), "best_epoch": 1, "best_architecture": a}
+    with pytest.raises(StopRun, match=r"^valid_ppl .* at epoch 5 \(train_loss 4\.6\) is more than 10x its best"):
+        watch.update(4, 700.0, 4.6, a)
 
 
 @pytest.mark.parametrize("loss, match", [(float("nan"), r"valid_loss is nan at epoch 1"),
