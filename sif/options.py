@@ -222,7 +222,8 @@ class SIFOptions(RunOptions):
         None, "Fixed models trained beside the searched one (plain embeddings, same settings) and compared on validation: "
         "--ifc names (ranking: also ease, itemknn, lightgcn, the last with its own defaults of --lr, --reg and --batch-size "
         "where not given), or fixed models of the autocf space as ROW=NAME[+ROW=NAME] changes of its default SVD++ model "
-        "(e.g. item_input=both); 'all': every op of the paper's space; 'none'.", type=click.STRING,
+        "(e.g. item_input=both); 'all': every op of the paper's space; 'none'. --ways 3: cp, distmult (ranking), complex, "
+        "tucker, mlp, or all (default none).", type=click.STRING,
         metavar="none|all|IFC[,IFC...]", commands=SEARCH, by_task={"rating": "multiply,item_input=both", "ranking": "multiply,ease"})
     keep: str = setting("best", "The model kept (model.pt, test metrics): whichever validates best, or always the searched one. "
                         "The summary says which won and by how much (searched_margin).",

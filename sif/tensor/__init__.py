@@ -27,7 +27,7 @@ relation, tail)`` or ``(user, item, context)`` with a rating.
 
 Modules: ``data`` (readers, splits), ``space`` (the compositions), ``models`` (baselines and the
 searched network), ``tasks`` (batches, losses, metrics), ``saved`` (arch files, model.pt, the
-recommender), ``train`` (settings, training, search, ``fit``)."""
+recommender), ``training`` (settings, training, search, ``fit``)."""
 from __future__ import annotations
 
 from .data import (  # noqa: F401
@@ -50,7 +50,7 @@ from .saved import (  # noqa: F401
     ARCH_FORMAT, MODEL_FILE, arch_ways, check_arch_ways, load_arch, save, is_triple_model,
     saved_task, TripleRecommender,
 )
-from .train import (  # noqa: F401
+from .training import (  # noqa: F401
     LocalDefaults, LOCAL_DEFAULTS, TensorSettings, RATING_DEFAULTS, Protocol, train,
     chosen_state, search, data_summary, fit, UNUSED, RANKING_UNUSED, check_options, settings_of,
     fit_options,

@@ -554,3 +554,44 @@ def test_a_three_way_search_killed_in_the_middle_resumes_to_the_uninterrupted_re
     args = ["--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 3, "--warmup-epochs", 1,
             "--strategy", strategy, "--no-retrain"]
     _kill_and_resume("sif", "search", args, tmp_path, monkeypatch)
+
+
+def test_search_baselines_are_compared_on_validation_and_the_better_is_kept(tiny_kg, tmp_path, monkeypatch):
+    """--baselines: each trains in RUN/baseline-NAME/ without a look at test; the summary names the
+    scores, the best, the margin and what was kept; only the kept model is scored on test
+    (once); --keep searched keeps the searched one."""
+    tested = []
+    real = T.training.evaluate
+
+    def counting(model, splits, part):
+        if part == "test":
+            tested.append(type(model).__name__)
+        return real(model, splits, part)
+
+    monkeypatch.setattr(T.training, "evaluate", counting)
+    runs = {}
+    for keep in ("best", "searched"):
+        out = tmp_path / keep
+        r = _cli("sif", "search", "--ways", 3, "--task", "ranking", *_data(tiny_kg), "--dim", 4, "--epochs", 3,
+                 "--max-epochs", 2, "--baselines", "complex,cp", "--keep", keep, "--out", out, "--json")
+        assert r.exit_code == 0, r.output
+        runs[keep] = json.loads(r.output.strip().splitlines()[-1])
+        assert (out / "baseline-complex" / "metrics.jsonl").exists() and (out / "baseline-cp" / "metrics.jsonl").exists()
+    best, searched = runs["best"], runs["searched"]
+    assert set(best["baseline_valid_mrr"]) == {"complex", "cp"} and best["best_baseline"] in ("complex", "cp")
+    margin = best["searched_margin"]
+    assert margin == pytest.approx(best.get("searched_valid_mrr", best["valid_mrr"]) - max(best["baseline_valid_mrr"].values()))
+    assert best["kept"] == (f"{best['best_baseline']} (baseline)" if margin < 0 else f"{best['searched_interaction']} (searched)")
+    assert searched["kept"].endswith("(searched)") and searched["interaction"] == searched["searched_interaction"]
+    assert "test_mrr" in best and "test_mrr" in searched and len(tested) == 2  # one test look per run
+
+
+@pytest.mark.parametrize("given, message", [("transe", "unknown model 'transe'"),
+                                            ("distmult", "--baselines distmult: distmult shares one table")])
+def test_bad_three_way_baselines_are_one_line(given, message, tmp_path):
+    rows = tmp_path / "r.tsv"
+    rows.write_text("".join(f"u{u}\ti{i}\td{(u + i) % 3}\t{(u * i) % 5 + 1}\n" for u in range(8) for i in range(6)))
+    task = ["--task", "rating"] if given == "distmult" else ["--task", "ranking"]
+    r = _cli("sif", "search", "--ways", 3, *task, "--data", rows, "--baselines", given, "--out", tmp_path / "run")
+    assert r.exit_code != 0 and r.output.strip().splitlines()[-1].startswith(f"Error: {message}"), r.output
+    assert "Traceback" not in r.output

@@ -118,10 +118,10 @@ def _problem(net: nn.Module, s: TensorSettings, options: Optional[dict] = None) 
 
 def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSettings, seed: int,
           stage: str = "train", device: Optional[torch.device] = None,
-          init: Optional[dict] = None) -> tuple[TripleModel, dict]:
+          init: Optional[dict] = None, test: bool = True) -> tuple[TripleModel, dict]:
     """Train one fixed model with early stopping on the validation metric (MRR, or RMSE for
     ratings; the best epoch restored); ``init``: its starting weights (``chosen_state``), else
-    fresh ones."""
+    fresh ones; ``test``: also score the test split (off for a model that may not be kept)."""
     if config.model == "search":
         raise NaspError("train a fixed model: a baseline or one composition")
     task = Protocol(splits, s)
@@ -134,7 +134,7 @@ def train(run: RunDir, splits: TripleSplits, config: TensorConfig, s: TensorSett
     t0 = time.perf_counter()
     rows = run_search(strat, task.train_batches(seed), None, task.evaluate("valid"), s.max_epochs, run,
                       early_stopping=stopper, stage=stage)
-    summary = {"interaction": config.model, **evaluate(net, splits, "valid"), **evaluate(net, splits, "test"),
+    summary = {"interaction": config.model, **evaluate(net, splits, "valid"), **(evaluate(net, splits, "test") if test else {}),
                "epochs_trained": len(rows), "best_epoch": (stopper.best_epoch if stopper else len(rows) - 1) + 1,
                "params": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - t0, 3)}
     return net, summary
@@ -194,12 +194,15 @@ def data_summary(splits: TripleSplits) -> dict:
 
 def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[dict], s: TensorSettings, dim: int,
         strategy: str, epochs: int, seed: int, options: Optional[dict] = None, device: Optional[torch.device] = None,
-        retrain: bool = True, biases: bool = True, warm_start: bool = False) -> dict:
+        retrain: bool = True, biases: bool = True, warm_start: bool = False, baselines: Sequence[str] = (),
+        keep: str = "best") -> dict:
     """A whole 3-way job in ``run``: search (``model`` and ``arch`` None) then retrain (unless
     ``retrain`` is off), or train ``model`` / the composition of ``arch``; writes model.pt
     (when it trains); returns the summary. ``biases``: a rating model's per-column biases.
     ``warm_start``: the retraining starts from the searched weights of the chosen composition
-    (``chosen_state``), else from fresh ones."""
+    (``chosen_state``), else from fresh ones. ``baselines``: ``BASELINES`` trained beside a
+    search's retrained model (RUN/baseline-NAME/) and compared on validation; with ``keep``
+    "best" the better is kept (model.pt, test metrics: the test split is scored once, for it)."""
     t0 = time.perf_counter()
     summary = data_summary(splits)
     mean = float(splits.values["train"].mean()) if splits.task == "rating" else 0.0
@@ -219,11 +222,43 @@ def fit(run: RunDir, splits: TripleSplits, model: Optional[str], arch: Optional[
     init = None
     if searched and warm_start:
         init = chosen_state(run.load_checkpoint()["network"], list(SPACE), config.build())
-    net, trained = train(sub, splits, config, s, seed, device=device, init=init)
+    compare = searched and bool(baselines) and len(splits.valid) > 0
+    net, trained = train(sub, splits, config, s, seed, device=device, init=init, test=not compare)
     if searched:
         trained["warm_start"] = bool(warm_start)
+    if compare:
+        net, trained, config, comparison = _against_baselines(run, splits, net, trained, config, s, seed, device, baselines,
+                                                              keep, sizes)
+        trained = {**trained, **evaluate(net, splits, "test"), **comparison}
     save(run.file(MODEL_FILE), net.cpu(), config, splits)
     return {**summary, **trained, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _against_baselines(run: RunDir, splits: TripleSplits, net: TripleModel, trained: dict, config: TensorConfig,
+                       s: TensorSettings, seed: int, device: Optional[torch.device], baselines: Sequence[str], keep: str,
+                       sizes: dict) -> tuple[TripleModel, dict, TensorConfig, dict]:
+    """Train each baseline (RUN/baseline-NAME/, the same settings, no test) and compare it with
+    the searched model on validation; returns the kept (net, summary, config) and the
+    comparison for the summary (as the two-way search's: scores, best, margin, kept)."""
+    task = Protocol(splits, s)
+    metric, higher = task.metric, task.higher
+    searched = trained[metric]
+    scores, best = {}, None
+    for name in baselines:
+        fixed = TensorConfig(name, splits.num_entities, splits.num_relations, config.dim, **sizes)
+        b_net, b_summary = train(_subrun(run, f"baseline-{name}"), splits, fixed, s, seed, stage=f"baseline {name}",
+                                 device=device, test=False)
+        scores[name] = b_summary[metric]
+        if best is None or (scores[name] > best[1] if higher else scores[name] < best[1]):
+            best = (name, scores[name], b_net, b_summary, fixed)
+    keep_baseline = keep == "best" and (best[1] > searched if higher else best[1] < searched)
+    comparison = {f"baseline_{metric}": scores, "best_baseline": best[0],
+                  # positive: the searched model validates better than the best baseline
+                  "searched_margin": (searched - best[1]) if higher else (best[1] - searched),
+                  "kept": f"{best[0]} (baseline)" if keep_baseline else f"{config.model} (searched)"}
+    if keep_baseline:
+        return best[2], {**best[3], "searched_" + metric: searched}, best[4], comparison
+    return net, trained, config, comparison
 
 
 def _subrun(run: RunDir, name: str) -> RunDir:
@@ -237,7 +272,7 @@ def _subrun(run: RunDir, name: str) -> RunDir:
 
 #: ``SIFOptions`` of the two-way models that a three-way run has no use for (given: an error)
 UNUSED = ("choices", "folds", "loss", "negatives", "topk", "min_rating", "split", "columns", "implicit", "head",
-          "history_refreshes", "implicit_reg", "baselines", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
+          "history_refreshes", "implicit_reg", "mlp_on_valid", "amp", "gcn_layers", "ease_lambda",
           "knn_neighbours", "knn_shrink", "refit", "arch_batch_size")
 
 
@@ -287,4 +322,23 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
     settings = settings_of(o)
     dim = o.dim or (arch["model"].get("dim", settings.dim) if arch else settings.dim)
     return fit(run, splits, o.ifc, arch, settings, dim, o.get("strategy"), o.get("epochs"), o.seed, options, device,
-               o.retrain, biases=o.biases is not False, warm_start=bool(o.get("warm_start")))
+               o.retrain, biases=o.biases is not False, warm_start=bool(o.get("warm_start")),
+               baselines=baseline_names(o.baselines, o.task), keep=o.keep)
+
+
+def baseline_names(given: Any, task: str) -> tuple[str, ...]:
+    """``--baselines`` of a 3-way search: none by default, ``all`` (every baseline the task
+    allows) or names of ``BASELINES``; an unknown name, or distmult with --task rating, is one
+    clear error."""
+    if given is None or given in ("", "none"):
+        return ()
+    allowed = [name for name in BASELINES if not (name == "distmult" and task == "rating")]
+    if given == "all":
+        return tuple(allowed)
+    names = tuple(dict.fromkeys(n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip()))
+    for name in names:
+        if name == "distmult" and task == "rating":
+            raise NaspError(f"--baselines distmult: {DISTMULT_NEEDS_SHARED}")
+        if name not in BASELINES:
+            raise NaspError(f"--baselines {name}: not a 3-way model; choose from {', '.join(allowed)}, all or none")
+    return names
