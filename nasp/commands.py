@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from . import distributed
 from .data import data_files, fingerprint
-from .devices import check_amp, resolve_device, set_deterministic
+from .devices import check_amp, flush_denormals, resolve_device, set_deterministic
 from .errors import NaspError
 from .options import _flag
 from .runs import CONFIG, RunDir, read_json
@@ -263,8 +263,8 @@ def start_run(command: str, options: dict) -> tuple[RunDir, dict, torch.device]:
         torch.set_num_threads(int(options["threads"]))
     seed_everything(int(options.get("seed", 0)))
     set_deterministic(bool(options.get("deterministic")))
-    if torch.set_flush_denormal(True) and ctx is not None:  # devices.flush_denormals, for the command's length
-        ctx.call_on_close(lambda: torch.set_flush_denormal(False))
+    if ctx is not None:  # for the command's length
+        ctx.with_resource(flush_denormals())
     config = {
         "command": command,
         "options": _jsonable(options),

@@ -124,11 +124,15 @@ class GroundTruth:
         ``test_vs_default``: seeds differ in their splits, so architectures measured on different
         seeds compare only through these); sorted best first by ``valid_vs_default``. Rows of a
         seed whose default is not measured yet are left out. Built once per task (a copy is returned)."""
+        return self._table(task).copy()
+
+    def _table(self, task: str) -> pd.DataFrame:
+        """``table(task)`` itself, built on the first call (callers here only read it)."""
         if task not in TASK_METRICS:
             raise NaspError(f"unknown task {task!r}; choose one of: {', '.join(TASK_METRICS)}")
         if task not in self._tables:
             self._tables[task] = self._build_table(task)
-        return self._tables[task].copy()
+        return self._tables[task]
 
     def _build_table(self, task: str) -> pd.DataFrame:
         rows = self.rows[self.rows.task == task]
@@ -143,7 +147,7 @@ class GroundTruth:
 
     def best(self, task: str, by: str = "valid") -> float:
         """The best paired difference to the default by ``by`` (valid or test) among all measured."""
-        values = self.table(task)[f"{by}_vs_default"]
+        values = self._table(task)[f"{by}_vs_default"]
         return float(values.max() if TASK_METRICS[task][1] else values.min())
 
     def score(self, task: str, changes: Union[dict, str]) -> dict:

@@ -11,7 +11,7 @@ from torch import nn
 
 from nasp.commands import release_with_command
 from nasp.errors import NaspError
-from nasp.loop import EarlyStopping, run_search
+from nasp.loop import EarlyStopping, improves, run_search
 from nasp.runs import RunDir
 from nasp.strategies import SearchProblem, build_strategy
 from nasp.strategies.proximal import check_warmup
@@ -249,9 +249,9 @@ def _against_baselines(run: RunDir, splits: TripleSplits, net: TripleModel, trai
         b_net, b_summary = train(_subrun(run, f"baseline-{name}"), splits, fixed, s, seed, stage=f"baseline {name}",
                                  device=device, test=False)
         scores[name] = b_summary[metric]
-        if best is None or (scores[name] > best[1] if higher else scores[name] < best[1]):
+        if improves(scores[name], best[1] if best else None, higher):
             best = (name, scores[name], b_net, b_summary, fixed)
-    keep_baseline = keep == "best" and (best[1] > searched if higher else best[1] < searched)
+    keep_baseline = keep == "best" and improves(best[1], searched, higher)
     comparison = {f"baseline_{metric}": scores, "best_baseline": best[0],
                   # positive: the searched model validates better than the best baseline
                   "searched_margin": (searched - best[1]) if higher else (best[1] - searched),
