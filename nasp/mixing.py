@@ -8,8 +8,10 @@ or of any network. The built-in rules:
 
 * ``Softmax`` (DARTS): weights = softmax of each row; every candidate runs with autograd.
 * ``Active`` (NASP architecture step): weights = the values as they are (one-hot inside
-  ``Architect.discrete()``); every candidate runs, but only those with a non-zero weight build an
-  autograd graph. The gradient of each weight, ``<dL/d out, o_k(x)>``, is still exact.
+  ``Architect.discrete()``); the forward pass runs only the candidates with a non-zero weight,
+  with autograd; the others run in the backward pass, without autograd, one at a time, for the
+  gradient of their weight, ``<dL/d out, o_k(x)>``, which stays exact. The step's memory is a
+  single path's.
 * ``SinglePath`` (NASP weight step, random search, evaluation of a discrete cell): only the
   candidates with a non-zero weight run; nothing flows back to the architecture values.
 * ``GumbelHard`` (GDAS, in ``nasp.strategies.gdas``): one sampled candidate per row runs, with
@@ -117,7 +119,8 @@ class _Discrete(MixingRule):
 
 
 class Active(_Discrete):
-    """NASP's architecture step: every candidate runs, only the selected ones with autograd."""
+    """NASP's architecture step: the selected candidates run with autograd; the others run in the
+    backward pass, without autograd, for their weights' gradients (``_InactiveGradients``)."""
 
     name = "active"
     grad_to_alpha = True
@@ -145,11 +148,13 @@ def plan(alpha: Tensor, rule: MixingRule) -> MixPlan:
     return rule.plan(alpha)
 
 
-def mix(candidates: Sequence[Callable[[], Tensor]], p: MixPlan, row: int) -> Optional[Tensor]:
+def mix(candidates: Sequence[Callable[[], Tensor]], p: MixPlan, row: int, like: Optional[Tensor] = None) -> Optional[Tensor]:
     """Weighted sum of the candidates of one row (edge) under the plan.
 
     ``candidates[k]()`` computes operation k's output. Returns ``None`` when no candidate runs
     (a dropped edge under a single-path rule): the caller treats it as a zero contribution.
+    ``like``: a tensor of the output's shape, for a row of the ``Active`` rule none of whose
+    candidates is selected (without it, one candidate runs to learn the shape).
     """
     w = p.weights[row]
     if p.active is None:
@@ -160,12 +165,40 @@ def mix(candidates: Sequence[Callable[[], Tensor]], p: MixPlan, row: int) -> Opt
             return None
         return sum(w[k] * candidates[k]() for k in active)
     out = None
-    for k, fn in enumerate(candidates):
-        if k in active:
-            term = w[k] * fn()
-        else:
-            with torch.no_grad():
-                value = fn()
-            term = w[k] * value
+    for k in active:
+        term = w[k] * candidates[k]()
         out = term if out is None else out + term
-    return out
+    inactive = [k for k in range(len(candidates)) if k not in active]
+    if not inactive or not w.requires_grad:
+        return out
+    if out is None:  # no candidate selected: the row adds zero, of a candidate's shape
+        if like is None:
+            with torch.no_grad():
+                like = candidates[inactive[0]]()
+        out = torch.zeros_like(like)
+    return _InactiveGradients.apply(out, w, [candidates[k] for k in inactive], inactive)
+
+
+class _InactiveGradients(torch.autograd.Function):
+    """Identity on a row's output whose backward adds the gradient of the row's zero weights:
+    ``<dL/d out, o_k(x)>`` for every unselected candidate k, each computed there, without
+    autograd, and dropped at once. Its weight is zero, so the forward pass needs none of them:
+    the architecture step stores no more than a single-path forward (the candidates' closures
+    keep their inputs, which the selected candidates keep anyway). Candidates must be
+    deterministic and must not read tensors changed in place before the backward pass (true of
+    every op in this package)."""
+
+    @staticmethod
+    def forward(ctx, out: Tensor, w: Tensor, candidates: list, columns: list[int]) -> Tensor:  # type: ignore[override]
+        ctx.candidates, ctx.columns, ctx.weight = candidates, columns, (w.shape, w.dtype, w.device)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        shape, dtype, device = ctx.weight
+        grad_w = torch.zeros(shape, dtype=dtype, device=device)
+        with torch.no_grad():
+            for k, fn in zip(ctx.columns, ctx.candidates):
+                grad_w[k] = (grad * fn()).sum()
+        ctx.candidates = None  # what they hold (inputs, values cached for the row) goes now
+        return grad, grad_w, None, None

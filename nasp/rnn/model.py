@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -143,8 +143,8 @@ class FixedCell(RecurrentCell):
 class MixedCell(RecurrentCell):
     """Search cell: node ``i`` mixes every (predecessor, activation) under the plan's rule.
 
-    SINGLE runs only the selected predecessor(s) and activation(s); ACTIVE computes every
-    candidate, but the unselected predecessors' matrix products and activations run without
+    SINGLE runs only the selected predecessor(s) and activation(s); ACTIVE runs the same forward,
+    and the unselected predecessors' matrix products and activations in the backward pass, without
     autograd (the architecture gradient needs their values, not their backward); SOFTMAX (DARTS)
     runs everything with autograd. Each node's state is batch-normalised (no affine), as in DARTS'
     search cell; unlike DARTS, s0 is not (docs/rnn.md, "The space and the cell": with it, the
@@ -160,20 +160,30 @@ class MixedCell(RecurrentCell):
     def _candidates(self, s: Tensor, c: Tensor, h: Tensor) -> list:
         return [lambda f=f: self.highway(s, c, f(h)) for f in self.activations]
 
-    def _rows(self, i: int, preds: list[int], states: list[Tensor], h_mask: Optional[Tensor], p: MixPlan,
-              grad: bool = True) -> Optional[Tensor]:
-        """Sum over ``preds`` of each row's ``mix`` (one batched matrix product for all of them;
-        ``grad=False`` computes it without autograd, for rows whose weights are all zero)."""
+    def _rows(self, i: int, preds: list[int], states: list[Tensor], h_mask: Optional[Tensor], p: MixPlan) -> Optional[Tensor]:
+        """Sum over ``preds`` of each row's ``mix`` (one batched matrix product for all of them)."""
         if not preds:
             return None
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            stacked = torch.stack([states[j] for j in preds])
-            c, h = self.gates(i, stacked, h_mask)
+        stacked = torch.stack([states[j] for j in preds])
+        c, h = self.gates(i, stacked, h_mask)
         out = None
         for n, j in enumerate(preds):
             term = mix(self._candidates(stacked[n], c[n], h[n]), p, self.space.row(i, j))
             if term is not None:
                 out = term if out is None else out + term
+        return out
+
+    def _dropped_rows(self, i: int, preds: list[int], states: list[Tensor], h_mask: Optional[Tensor],
+                      p: MixPlan) -> Optional[Tensor]:
+        """The rows of predecessors no candidate of which is selected, under ``Active``: zero in
+        the forward pass; their matrix product and activations run in the backward pass only, a
+        predecessor at a time, for the gradient of their weights (``nasp.mixing.mix``)."""
+        out = None
+        for j in preds:
+            gates = _once(lambda j=j: self.gates(i, states[j], h_mask))
+            candidates = [lambda f=f, j=j, g=gates: self.highway(states[j], g()[0], f(g()[1])) for f in self.activations]
+            term = mix(candidates, p, self.space.row(i, j), like=states[j])
+            out = term if out is None else out + term
         return out
 
     def node(self, i: int, states: list[Tensor], h_mask: Optional[Tensor], p: MixPlan) -> Tensor:
@@ -184,13 +194,25 @@ class MixedCell(RecurrentCell):
             first = self.space.first_row(i)
             selected = [j for j in preds if p.active[first + j]]
             out = self._rows(i, selected, states, h_mask, p)
-            if p.runs_inactive:  # values of the dropped edges, for the alpha gradient only
-                rest = self._rows(i, [j for j in preds if j not in selected], states, h_mask, p, grad=False)
+            if p.runs_inactive:  # the dropped edges: their weights' gradients only
+                rest = self._dropped_rows(i, [j for j in preds if j not in selected], states, h_mask, p)
                 if rest is not None:
                     out = rest if out is None else out + rest
         if out is None:  # every incoming edge dropped (the k=1 projection never does this)
             out = torch.zeros_like(states[0])
         return self.bn(out)
+
+
+def _once(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` computed on the first call and kept for the next ones (by the closure only)."""
+    cache: list = []
+
+    def get() -> Any:
+        if not cache:
+            cache.append(fn())
+        return cache[0]
+
+    return get
 
 
 class RecurrentLM(nn.Module):

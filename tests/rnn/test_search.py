@@ -37,7 +37,7 @@ def test_nasp_arch_gradient_equals_full_autograd_at_the_discrete_point(monkeypat
     assert (fast != 0).all()  # every (predecessor, activation) gets a gradient
 
 
-def test_weight_step_runs_only_selected_edges_and_arch_step_no_grad_for_others(monkeypatch):
+def test_weight_step_runs_only_selected_edges_and_arch_step_runs_others_in_backward(monkeypatch):
     net = _net("darts")
     calls = []
     original = net.lm.cell.gates
@@ -52,13 +52,17 @@ def test_weight_step_runs_only_selected_edges_and_arch_step_no_grad_for_others(m
         net.mixing = Mixing.SINGLE
         LMLoss()(net, _segment()).backward()
         net.mixing = Mixing.ACTIVE
-        LMLoss()(net, _segment())
-    single = [c for c in calls if c[0] is Mixing.SINGLE]
-    active = [c for c in calls if c[0] is Mixing.ACTIVE]
+        loss = LMLoss()(net, _segment())
+        forward = list(calls)
+        loss.backward()
+    single = [c for c in forward if c[0] is Mixing.SINGLE]
+    active = [c for c in forward if c[0] is Mixing.ACTIVE]
     assert len(single) == 4 * 8 and all(n == 1 for _, n, _ in single)  # one predecessor per node and step
-    with_grad = [n for _, n, grad in active if grad]
-    assert with_grad == [1] * (4 * 8)  # only the selected edge builds a graph
-    assert sum(n for _, n, grad in active if not grad) == 4 * sum(range(8))  # the rest: values only
+    assert [(n, grad) for _, n, grad in active] == [(1, True)] * (4 * 8)  # the forward: the selected edges only
+    backward = calls[len(forward):]
+    # the backward: every other predecessor once, without autograd, for its alphas' gradient
+    assert [(n, grad) for _, n, grad in backward] == [(1, False)] * (4 * sum(range(8)))
+    assert all(a.grad is not None and (a.grad != 0).all() for a in net.arch_parameters())
 
 
 def test_loss_carries_hidden_state_per_stream_without_advancing_on_repeats():
