@@ -411,15 +411,6 @@ def cnn_budget(*docs: dict) -> list[str]:
 RNN_LABELS = {"darts": "darts (first order)", "darts2": "darts2 (second order)"}
 
 
-def rnn_search_speed(d: dict) -> list[str]:
-    rs = d["results"]
-    base = rs[0]
-    body = [[RNN_LABELS.get(r["strategy"], r["strategy"]), num(r["seconds_per_step"], 2),
-             num(r["seconds_per_step"] / base["seconds_per_step"], 1), num(r["peak_memory_mb"], 0),
-             num(r["peak_increase_mb"], 0), num(r["peak_increase_mb"] / base["peak_increase_mb"], 1)] for r in rs]
-    return table(["strategy", "s / step", "× NASP", "peak RSS MB", "+ MB during steps", "× NASP"], body)
-
-
 def rnn_search_speed_cpu(d: dict) -> list[str]:
     rs = d["results"]
     base = rs[0]
@@ -584,8 +575,7 @@ TABLES: dict[str, Table] = {
     "cnn_digits_accuracy": Table(tuple(f"cnn_digits_accuracy_export_seed{s}.json" for s in range(4)), cnn_digits_accuracy),
     "cnn_digits_eta": Table(("cnn_digits_eta.json", "cnn_digits_eta_fine.json", "cnn_digits_eta_seed1.json"), cnn_digits_eta),
     "cnn_budget": Table(("cnn_budget.json", "cnn_budget_seed1.json"), cnn_budget),
-    "rnn_search_speed": Table(("rnn_search_speed_core2.json",), rnn_search_speed),
-    "rnn_search_speed_vocab1000": Table(("rnn_search_speed_vocab1000.json",), rnn_search_speed_cpu),
+    "rnn_search_speed": Table(("rnn_search_speed.json",), rnn_search_speed_cpu),
     "rnn_small_corpus": Table(("rnn_small_corpus.json",), rnn_small_corpus),
 }
 

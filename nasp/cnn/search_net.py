@@ -5,7 +5,7 @@ every node (14 edges for 4 nodes), laid out node after node: the rows of the arc
 ``alpha_normal`` / ``alpha_reduce`` (edges x ops). The network calls ``nasp.mixing.plan`` once per
 cell type per forward and ``mix`` once per edge, so NASP's weight step (``Mixing.SINGLE``) runs
 only the selected op of every kept edge and its architecture step (``Mixing.ACTIVE``) runs the
-other ops without autograd. A dropped edge contributes nothing; a node with no kept input is
+same forward, the other ops in the backward pass without autograd (for their alphas' gradient). A dropped edge contributes nothing; a node with no kept input is
 zeros of the right shape.
 
 Two options of PC-DARTS (Xu et al., ICLR 2020), off by default:
