@@ -431,6 +431,29 @@ def rnn_small_corpus(d: dict) -> list[str]:
     return table(["model", "test perplexity"], body)
 
 
+LEVER_LABELS = {"baseline": "NASP, the defaults (baseline)",
+                "softmax derivation": "the baseline's alphas read with DARTS' softmax rule",
+                "epochs x3": "search 3 epochs", "arch-lr x10": "`--arch-lr 3e-2`", "arch-lr /10": "`--arch-lr 3e-4`",
+                "no arch dropout": "`--no-arch-dropout`"}
+
+
+def rnn_search_levers(d: dict) -> list[str]:
+    """Test perplexity per cell and seed, its mean, and the mean of its paired gap to DARTS_V2."""
+    seeds = sorted({r["seed"] for r in d["runs"]})
+    darts = {r["seed"]: r["test_ppl"] for r in d["runs"] if r["cell"] == "DARTS_V2" and "test_ppl" in r}
+    body = []
+    for cell in dict.fromkeys(r["cell"] for r in d["runs"]):
+        mine = {r["seed"]: r for r in d["runs"] if r["cell"] == cell}
+        values = {s: r["test_ppl"] for s, r in mine.items() if "test_ppl" in r}
+        cells = [num(values[s], 1) if s in values else ("failed" if s in mine else "") for s in seeds]
+        gaps = [values[s] - darts[s] for s in values if s in darts]
+        note = "" if len(values) == len(seeds) else f" ({len(values)} seeds)"
+        mean = num(sum(values.values()) / len(values), 1) + note if values else ""
+        gap = ("0" if cell == "DARTS_V2" else f"{sum(gaps) / len(gaps):+.1f}" + note) if gaps else ""
+        body.append([LEVER_LABELS.get(cell, cell)] + cells + [mean, gap])
+    return table(["cell"] + [f"seed {s}" for s in seeds] + ["mean", "mean minus DARTS_V2"], body)
+
+
 # --- registry -----------------------------------------------------------------------------
 
 
@@ -577,6 +600,8 @@ TABLES: dict[str, Table] = {
     "cnn_budget": Table(("cnn_budget.json", "cnn_budget_seed1.json"), cnn_budget),
     "rnn_search_speed": Table(("rnn_search_speed.json",), rnn_search_speed_cpu),
     "rnn_small_corpus": Table(("rnn_small_corpus.json",), rnn_small_corpus),
+    "rnn_search_levers": Table(("rnn_search_levers.json",), rnn_search_levers),
+    "rnn_search_levers_issue_size": Table(("rnn_search_levers_issue_size.json",), rnn_search_levers),
 }
 
 
