@@ -151,7 +151,10 @@ def net_section(result: dict, domain: str) -> list[str]:
     if memory.get("nasp") and darts:
         lines += ["", f"**Extra search memory, NASP / DARTS (first order): {memory['nasp']:.0f} / {darts:.0f} MB = "
                   f"{memory['nasp'] / darts:.2f}** (the NASP paper: at most about a third)"
-                  + (f"; NASP / second-order DARTS: {memory['nasp'] / memory['darts2']:.2f}" if memory.get("darts2") else "") + "."]
+                  + (f"; NASP / second-order DARTS: {memory['nasp'] / memory['darts2']:.2f}" if memory.get("darts2") else "")
+                  + (f"; a single path without an architecture step (random search) takes {memory['random']:.0f} MB, what a "
+                     "network of this size costs any method" if memory.get("random") else "")
+                  + f". At larger shapes the fixed part weighs less: see the search-step benchmarks in [{domain}.md]({domain}.md)."]
     lines += ["", f"![score of the exported cell against search time and passes]({figure_name(domain)})", ""]
     if domain == "cnn":
         lines += ["Published CIFAR-10 numbers of the same methods (each paper's own; test error of the retrained cell, "
