@@ -43,7 +43,8 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
 #: a row's name -> the options of its search (beyond ``space="autocf"``); "local-fresh": the local
 #: search retrained from fresh embeddings (its default before the warm retraining); "local-margin-*",
 #: "local-trial-*": the local search with another --margin or --trial-fraction than the task's
-#: default ("-rerun": a second run beside the default's, on the same machine load); "nasp-default":
+#: default ("-rerun": a second run beside the default's, on the same machine load); "local-confirm-1":
+#: a winning change and the stay train one trial more each before the change is accepted; "nasp-default":
 #: NASP warmed up on the default model (``--warmup-path default``), "-8192" with architecture
 #: steps on 8,192 validation rows
 VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
@@ -51,6 +52,8 @@ VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
             "local-trial-0.5": {"strategy": "local", "trial_fraction": 0.5},
             "local-trial-1": {"strategy": "local", "trial_fraction": 1.0},
             "local-trial-1-rerun": {"strategy": "local", "trial_fraction": 1.0},
+            "local-confirm-1": {"strategy": "local", "confirm": 1},
+            "local-rerun": {"strategy": "local"},
             "nasp-default": {"strategy": "nasp", "warmup_path": "default"},
             "nasp-default-8192": {"strategy": "nasp", "warmup_path": "default", "arch_batch_size": 8192}}
 

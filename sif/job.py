@@ -185,12 +185,13 @@ class Job:
         config = self._search_config(splits)
         # the task's defaults go to the strategies that read them (others warn only about what is given)
         reads = STRATEGIES.get(o.get("strategy")).reads
-        margin, trial_fraction = (resolved(o, name, self.task.name) if name in reads else getattr(o, name)
-                                  for name in ("margin", "trial_fraction"))
+        margin, trial_fraction, confirm = (resolved(o, name, self.task.name) if name in reads else getattr(o, name)
+                                           for name in ("margin", "trial_fraction", "confirm"))
         self.arch_, found = pipeline.search(run, splits, config, self.settings(), device, strategy=o.get("strategy"), epochs=o.get("epochs"),
                                             candidates=o.candidates, warmup_epochs=warmup(o, self.task), margin=margin,
                                             warmup_path=o.warmup_path, arch_batch_size=o.arch_batch_size,
-                                            task=self.task, plots=self.plots, trial_fraction=trial_fraction)
+                                            task=self.task, plots=self.plots, trial_fraction=trial_fraction,
+                                            confirm=confirm)
         run.write_json("search.json", found)
         return found
 

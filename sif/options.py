@@ -216,6 +216,10 @@ class SIFOptions(RunOptions):
                                               f"{tensor.LOCAL_DEFAULTS['ranking'].trial_fraction:g} for ranking).",
                                               type=click.FloatRange(min=0, max=1, min_open=True), commands=SEARCH,
                                               by_task={"rating": 0.5, "ranking": 1.0})
+    confirm: Optional[int] = setting(None, "local: trials more that a row step's winning change and the incumbent each train, "
+                                     "from where their trials ended, before the change replaces the incumbent; it must "
+                                     "still beat the incumbent by --margin (0: none).", type=click.IntRange(min=0),
+                                     commands=SEARCH, by_task={"rating": 0, "ranking": 0})
     retrain: bool = setting(True, "Retrain the found IFC to convergence and report test metrics.", secondary="--no-retrain",
                             commands=SEARCH)
     baselines: Optional[Union[str, Sequence[str]]] = setting(

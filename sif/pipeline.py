@@ -177,9 +177,10 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
            strategy: str, epochs: int, candidates: Optional[int] = None, warmup_epochs: Union[int, str, None] = None,
            margin: Optional[float] = None, warmup_path: Optional[str] = None, arch_batch_size: Optional[int] = None,
-           task: Optional[Task] = None, plots: bool = True, trial_fraction: Optional[float] = None) -> tuple[dict, dict]:
+           task: Optional[Task] = None, plots: bool = True, trial_fraction: Optional[float] = None,
+           confirm: Optional[int] = None) -> tuple[dict, dict]:
     """Search the interaction function with ``strategy`` for ``epochs`` (the strategy's own
-    options: ``candidates``, ``warmup_epochs``, ``margin``, ``warmup_path``, ``trial_fraction``;
+    options: ``candidates``, ``warmup_epochs``, ``margin``, ``warmup_path``, ``trial_fraction``, ``confirm``;
     the architecture steps take validation batches of ``arch_batch_size`` rows, default
     ``settings.batch_size``); writes ``arch.json`` (and, with ``plots``, alphas.png and
     curves.png). Returns (arch, search summary)."""
@@ -192,7 +193,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         log.warning("Warning: strategy %r ignores --arch-batch-size (it takes no validation batches)", strategy)
     net = build_network(splits, config, device, task)
     options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin,
-               "warmup_path": warmup_path, "trial_fraction": trial_fraction}
+               "warmup_path": warmup_path, "trial_fraction": trial_fraction, "confirm": confirm}
     problem = make_problem(net, settings, options, task)
     strat = build_strategy(strategy, problem, epochs)
     on_device = splits.to(device)

@@ -377,6 +377,48 @@ def test_local_search_without_warm_up_starts_from_the_first_start():
     assert rows[0].get("trial") == "stay" and torch.equal(rows[0]["alpha"], strategy.network.starting_architectures()[0][0])
 
 
+def _confirming(epochs=8):
+    torch.manual_seed(0)
+    return build_strategy("local", _problem(TwoStarts(), metric="score", higher_is_better=True,
+                                            options={"warmup_epochs": 0, "confirm": 1}), epochs=epochs)
+
+
+@pytest.mark.parametrize("stay, change, kept, row0", [(1.5, 3.0, "row 0 candidate 1 (confirmed)", 1),
+                                                      (1.5, 1.2, "stay (row 0 candidate 1 not confirmed)", 0)])
+def test_a_confirmed_change_trains_on_beside_the_stay_and_must_still_win(stay, change, kept, row0):
+    """``confirm`` 1: the row step's winner (candidate 1) and the stay each train one trial more,
+    from the weights their trials ended with; the change replaces the incumbent only if it still
+    beats the stay by the margin, else the stay goes on with its own weights."""
+    strategy = _confirming()
+    rows = _drive_local(strategy, [1.0, 2.0, 0.5, stay, change, 0.0])
+    assert [r.get("trial") for r in rows] == ["stay", "row 0 candidate 1", "row 0 candidate 2", "confirm stay",
+                                              "confirm row 0 candidate 1", "stay"]
+    assert rows[2].get("kept") == "row 0 candidate 1 to confirm" and rows[4].get("kept") == kept
+    weights = [k for k in rows[0]["end"] if k != "alpha"]
+    assert all(torch.equal(rows[3]["start"][k], rows[0]["end"][k]) for k in weights)  # the stay's trial weights
+    assert all(torch.equal(rows[4]["start"][k], rows[1]["end"][k]) for k in weights)  # the change's
+    assert int(strategy.incumbent[0][0].argmax()) == row0
+    winner = rows[4] if row0 == 1 else rows[3]
+    assert all(torch.equal(rows[5]["start"][k], winner["end"][k]) for k in weights)
+    with pytest.raises(NaspError, match=r"--confirm -1: must be an integer >= 0"):
+        build_strategy("local", _problem(TinyNet(), options={"confirm": -1}), epochs=3)
+
+
+def test_a_local_search_resumes_in_the_middle_of_a_confirmation():
+    scores = [1.0, 2.0, 0.5, 1.5, 3.0, 0.0, 0.1, 0.2]
+    whole = _confirming()
+    rows = _drive_local(whole, scores)
+    first = _confirming()
+    _drive_local(first, scores[:4])  # stopped after the stay's confirmation trial
+    resumed = _confirming()
+    resumed.network.load_state_dict(first.network.state_dict())
+    resumed.load_state_dict(first.state_dict())
+    again = _drive_local(resumed, scores[4:], first_epoch=4)
+    assert [r.get("trial") for r in again] == [r.get("trial") for r in rows[4:]]
+    assert all(torch.equal(a["end"][k], b["end"][k]) for a, b in zip(again, rows[4:]) for k in a["end"])
+    assert torch.equal(resumed.incumbent[0], whole.incumbent[0])
+
+
 def test_local_search_trials_take_the_first_part_of_their_epoch_with_a_trial_fraction():
     """``trial_fraction`` 0.5: every trial (the stay's too) steps through the first ceil(n / 2)
     batches of its epoch, a warm-up epoch through all; its ramp spans a part of its own steps."""

@@ -54,6 +54,8 @@ class SearchOptions:
         unrolled: DARTS second order: how the unrolled weight step is taken.
         margin: local search: the relative margin by which a replacement must beat the incumbent.
         trial_fraction: local search: the part of an epoch each trial trains.
+        confirm: local search: trials more that a row step's winning change and the stay each
+            train before the change replaces the incumbent.
         warmup_path: NASP: what its warm-up trains, "sampled" (a uniformly random architecture
             per step) or "default" (the network's default architecture, then every candidate
             starts from the default's weights where the network allows: ``swap_in``).
@@ -65,6 +67,7 @@ class SearchOptions:
     unrolled: Optional[str] = None
     margin: Optional[float] = None
     trial_fraction: Optional[float] = None
+    confirm: Optional[int] = None
     warmup_path: Optional[str] = None
 
     @classmethod

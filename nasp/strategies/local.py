@@ -46,6 +46,10 @@ from .registry import STRATEGIES
 #: the default of ``margin``: a replacement must beat the incumbent by 0.1% of its score
 DEFAULT_MARGIN = 1e-3
 
+#: the default of ``confirm``: trials more that a row step's winning change and the stay each
+#: train, one after the other, before the change replaces the incumbent (0: none)
+DEFAULT_CONFIRM = 0
+
 #: each trial ramps the learning rate up linearly over this fraction of an epoch's steps (the
 #: previous epoch's count), the stay's too: a swapped-in parameter without optimizer state then
 #: gathers some before its steps reach full size (Adagrad's first step is as large as the rate)
@@ -67,6 +71,13 @@ def check_trial_fraction(value: Any) -> float:
 Row = tuple[int, int]
 
 
+def check_confirm(value: Any) -> int:
+    """``value`` as a count of confirmation trials (an integer >= 0), else a NaspError."""
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise NaspError(f"--confirm {value!r}: must be an integer >= 0 (trials more for a winning change and the stay)")
+    return int(value)
+
+
 def check_margin(value: Any) -> float:
     """``value`` as a relative margin (a finite number >= 0), else a NaspError."""
     try:
@@ -84,7 +95,7 @@ class LocalSearch(WarmingUp, Strategy):
     given, ``default_warmup`` in the domains' commands), ``margin`` (default ``DEFAULT_MARGIN``)
     and ``trial_fraction`` (default 1)."""
 
-    reads = frozenset({"warmup_epochs", "margin", "trial_fraction"})
+    reads = frozenset({"warmup_epochs", "margin", "trial_fraction", "confirm"})
     #: a few epochs of the default model: the row steps' stay trials keep training it anyway
     default_warmup = 3
     default_epochs = 30
@@ -96,6 +107,10 @@ class LocalSearch(WarmingUp, Strategy):
         self.init_warmup(problem, epochs)
         self.margin = check_margin(problem.options.get("margin", DEFAULT_MARGIN))
         self.trial_fraction = check_trial_fraction(problem.options.get("trial_fraction", 1.0))
+        self.confirm = check_confirm(problem.options.get("confirm", DEFAULT_CONFIRM))
+        # a confirmation under way: the winning change and the stay ("sides": their score and
+        # state after their latest trial), the sides still to train in turn, and the decision's note
+        self.confirming: Optional[dict] = None
         self.trial_steps = 0                      # the steps of this epoch's trial, when shortened
         self.starts: list[list[Tensor]] = [[a.detach().clone() for a in arch]
                                            for arch in self.network.starting_architectures()]
@@ -115,6 +130,7 @@ class LocalSearch(WarmingUp, Strategy):
         self.saved: Optional[dict] = None         # the incumbent's weights and optimizer state
         self.best: Optional[dict] = None          # this row step's best trial: its column, score and state
         self.stay_score: Optional[float] = None
+        self.stay_state: Optional[dict] = None    # the stay trial's weights, for a confirmation
         self.simple: dict[int, dict] = {}         # this row step's trials that may win as the simpler: column -> score, state
         self.steps = 0                            # this epoch's steps so far
         self.epoch_steps = 0                      # the last epoch's steps (the ramp's length)
@@ -243,16 +259,51 @@ class LocalSearch(WarmingUp, Strategy):
                 pick = {"column": column, **trial}
         return pick, (None if pick is best else f"simpler than {self._name(best['column'])}, within the margin")
 
-    def _end_row_step(self) -> None:
-        """The row step's decision becomes the incumbent; the next row is next."""
+    def _end_row_step(self, last: bool) -> None:
+        """The row step's decision becomes the incumbent, or, with ``confirm`` and a change
+        winning (and epochs left), its confirmation begins."""
         decision, why = self._simplest()
-        column = decision["column"]
+        if decision["column"] is not None and self.confirm > 0 and not last:
+            self.confirming = {"column": decision["column"], "why": why, "left": ["stay", "change"] * self.confirm,
+                               "sides": {"stay": {"score": self.stay_score, "state": self.stay_state},
+                                         "change": {"score": decision["score"], "state": decision["state"]}}}
+            self.best, self.trials, self.simple, self.stay_state = None, [], {}, None
+            self.kept = f"{self._name(decision['column'])} to confirm"
+            return
+        self._commit(decision["column"], decision["state"], why)
+
+    def _commit(self, column: Optional[int], state: dict, why: Optional[str]) -> None:
+        """``column`` (None: the stay), with the weights ``state``, becomes the incumbent; the next row is next."""
         self.kept = self._name(column) + (f" ({why})" if why else "")
         self.incumbent = self.changed(self.rows[self.row], column)
-        self.saved, self.best, self.trials, self.simple = decision["state"], None, [], {}
+        self.saved, self.best, self.trials, self.simple, self.stay_state = state, None, [], {}, None
         self.unchanged = self.unchanged + 1 if column is None else 0
         self.row = (self.row + 1) % len(self.rows)
         self.finished = self.unchanged >= len(self.rows)
+
+    def _begin_confirm_epoch(self) -> None:
+        """The side whose turn it is trains on from its state after its latest trial."""
+        c = self.confirming
+        side = c["left"][0]
+        self._restore(c["sides"][side]["state"])
+        self.network.set_architecture(self.changed(self.rows[self.row], c["column"] if side == "change" else None))
+        self.forget_selection()
+        self.label = f"confirm {self._name(c['column'] if side == 'change' else None)}"
+
+    def _end_confirm_epoch(self, score: float, last: bool) -> None:
+        """Record the side's score and weights; once both sides trained their trials (or the
+        epochs run out), the change replaces the incumbent if it still beats the stay by the margin."""
+        c = self.confirming
+        side = c["left"].pop(0)
+        c["sides"][side] = {"score": score, "state": self._snapshot()}
+        if c["left"] and not last:
+            return
+        stay, change = c["sides"]["stay"], c["sides"]["change"]
+        self.confirming = None
+        if self.problem.beats(change["score"], stay["score"], self.margin):
+            self._commit(c["column"], change["state"], (c["why"] + ", " if c["why"] else "") + "confirmed")
+        else:
+            self._commit(None, stay["state"], f"{self._name(c['column'])} not confirmed")
 
     # lifecycle --------------------------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> None:
@@ -265,6 +316,9 @@ class LocalSearch(WarmingUp, Strategy):
             return  # the incumbent trains on
         if self.saved is None:  # the first trial: the warm-up is over
             self.saved = self._snapshot()
+        if self.confirming is not None:
+            self._begin_confirm_epoch()
+            return
         if not self.trials:
             self._start_row_step()
         self.trial += 1
@@ -310,10 +364,16 @@ class LocalSearch(WarmingUp, Strategy):
         if self.finished or not self.rows:  # nothing (left) to try
             self.finished = True
             return
+        last = epoch == self.epochs - 1
+        if self.confirming is not None:
+            self._end_confirm_epoch(float(metrics[self.problem.metric]), last)
+            self._end_of_run(last)
+            return
         score, column = float(metrics[self.problem.metric]), self.trials[self.trial]
         if column is None:
             self.stay_score = score
             self.best = {"column": None, "score": score, "state": self._snapshot()}
+            self.stay_state = self.best["state"] if self.confirm > 0 else None
         else:
             wins = self.problem.beats(score, self.stay_score, self.margin) and self.problem.better(score, self.best["score"])
             simple = self._may_be_simpler(column)
@@ -322,9 +382,13 @@ class LocalSearch(WarmingUp, Strategy):
                 self.best = {"column": column, "score": score, "state": state}
             if simple:
                 self.simple[column] = {"score": score, "state": state}
-        if self.trial == len(self.trials) - 1 or epoch == self.epochs - 1:
-            self._end_row_step()
-        if self.finished or epoch == self.epochs - 1:  # the run ends holding the incumbent
+        if self.trial == len(self.trials) - 1 or last:
+            self._end_row_step(last)
+        self._end_of_run(last)
+
+    def _end_of_run(self, last: bool) -> None:
+        """When the search ends, the network holds the incumbent."""
+        if self.finished or last:
             self._restore(self.saved)
             self.network.set_architecture(self.incumbent)
             self.forget_selection()
@@ -345,7 +409,8 @@ class LocalSearch(WarmingUp, Strategy):
                 "unchanged": self.unchanged, "trials": self.trials, "trial": self.trial, "saved": self.saved,
                 "best": self.best, "simple": self.simple, "stay_score": self.stay_score, "finished": self.finished,
                 "epoch_steps": self.epoch_steps, "start": self.start, "start_epochs": self.start_epochs,
-                "initial": self.initial, "best_start": self.best_start}
+                "initial": self.initial, "best_start": self.best_start, "confirming": self.confirming,
+                "stay_state": self.stay_state}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -356,6 +421,7 @@ class LocalSearch(WarmingUp, Strategy):
         self.simple = dict(state.get("simple", {}))
         self.stay_score, self.finished = state["stay_score"], bool(state["finished"])
         self.epoch_steps = int(state["epoch_steps"])
+        self.confirming, self.stay_state = state.get("confirming"), state.get("stay_state")
         if "start" in state:  # a checkpoint of this version
             self.start, self.start_epochs = int(state["start"]), int(state["start_epochs"])
             self.initial, self.best_start = state["initial"], state["best_start"]

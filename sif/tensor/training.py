@@ -317,6 +317,7 @@ def fit_options(run: RunDir, splits: TripleSplits, o: Any, arch: Optional[dict],
     options = {"warmup_epochs": warmup, **({"candidates": o.candidates} if o.candidates is not None else {}),
                **({"warmup_path": o.warmup_path} if o.warmup_path is not None else {}),
                **({"margin": o.margin} if o.margin is not None else {}),
+               **({"confirm": o.confirm} if o.confirm is not None else {}),
                **({"trial_fraction": o.trial_fraction} if o.trial_fraction is not None
                   else {"trial_fraction": local.trial_fraction} if local is not None else {})}
     settings = settings_of(o)
