@@ -41,8 +41,9 @@ class SearchConfig(RNNConfig):
 
     strategy: str = setting("nasp", f"Search method: {', '.join(search_strategy_names('rnn'))}.")
     space: str = setting("darts", f"Search space: {', '.join(SPACES.names())}.")
-    arch_lr: float = setting(3e-3, "Adam learning rate of the architecture (DARTS' RNN value; on a small corpus "
-                             "3e-4 keeps NASP's cells from collapsing to identities: docs/results/rnn.md).", type=LEARNING_RATE)
+    arch_lr: float = setting(3e-4, "Adam learning rate of the architecture (the NASP authors' rate; DARTS' RNN search "
+                             "uses 3e-3, at which NASP's cells can collapse to identities on small corpora: "
+                             "docs/results/rnn.md).", type=LEARNING_RATE)
     arch_weight_decay: float = 1e-3
     arch_dropout: bool = setting(True, "Keep the dropouts on in the architecture steps (as DARTS does); --no-arch-dropout: the "
                                  "architecture's loss on the validation batch runs without dropout (and without the TAR term).",
