@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 #: per row, the indices of the candidates that run with autograd (host-side)
 ActiveRows = list[list[int]]
@@ -182,23 +183,37 @@ def mix(candidates: Sequence[Callable[[], Tensor]], p: MixPlan, row: int, like: 
 class _InactiveGradients(torch.autograd.Function):
     """Identity on a row's output whose backward adds the gradient of the row's zero weights:
     ``<dL/d out, o_k(x)>`` for every unselected candidate k, each computed there, without
-    autograd, and dropped at once. Its weight is zero, so the forward pass needs none of them:
-    the architecture step stores no more than a single-path forward (the candidates' closures
-    keep their inputs, which the selected candidates keep anyway). Candidates must be
-    deterministic and must not read tensors changed in place before the backward pass (true of
-    every op in this package)."""
+    autograd, under the forward pass's autocast state, and dropped at once. Its weight is zero,
+    so the forward pass needs none of them: the architecture step stores no more than a
+    single-path forward (the candidates' closures keep their inputs, which the selected
+    candidates keep anyway). Candidates must be deterministic, must not read tensors changed in
+    place before the backward pass and must not depend on the module's train/eval mode changing
+    in between (true of every op in this package). Not twice differentiable."""
 
     @staticmethod
     def forward(ctx, out: Tensor, w: Tensor, candidates: list, columns: list[int]) -> Tensor:  # type: ignore[override]
+        ctx.autocast = (out.device.type, *_autocast_state(out.device.type))
         ctx.candidates, ctx.columns, ctx.weight = candidates, columns, (w.shape, w.dtype, w.device)
         return out.view_as(out)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         shape, dtype, device = ctx.weight
         grad_w = torch.zeros(shape, dtype=dtype, device=device)
-        with torch.no_grad():
+        kind, enabled, cast = ctx.autocast
+        with torch.no_grad(), torch.autocast(kind, dtype=cast, enabled=enabled):
             for k, fn in zip(ctx.columns, ctx.candidates):
-                grad_w[k] = (grad * fn()).sum()
-        ctx.candidates = None  # what they hold (inputs, values cached for the row) goes now
+                grad_w[k] = (grad * fn()).to(dtype).sum()
         return grad, grad_w, None, None
+
+
+def _autocast_state(device: str) -> tuple[bool, Optional[torch.dtype]]:
+    """Whether autocast is on for ``device`` (a device type), and its dtype."""
+    try:
+        enabled = torch.is_autocast_enabled(device)
+        return enabled, (torch.get_autocast_dtype(device) if enabled else None)
+    except TypeError:  # torch < 2.4: one function per device type
+        if device == "cpu":
+            return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()

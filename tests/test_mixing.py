@@ -58,3 +58,37 @@ def test_active_row_without_a_selected_candidate_adds_zero_and_still_gets_gradie
     out.sum().backward()
     expected = torch.stack([(torch.tanh(x @ w) * (k + 1)).sum() for k, w in enumerate(weights)])
     torch.testing.assert_close(alpha.grad[0], expected)
+
+
+def test_active_under_autocast_runs_the_unselected_candidates_as_the_forward_did():
+    """The unselected convolutions run in the backward pass under the forward's autocast state
+    (without it a bfloat16 input meets float32 weights and the backward fails)."""
+    torch.manual_seed(2)
+    stem = torch.nn.Conv2d(3, 3, 1)
+    convs = [torch.nn.Conv2d(3, 4, 3, padding=1) for _ in range(3)]
+    x0 = torch.randn(2, 3, 5, 5)
+    alpha = torch.tensor([[0.0, 0.0, 1.0]], requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = stem(x0)  # bfloat16, as inside a network
+        out = mix([lambda c=c: c(x) for c in convs], plan(alpha, Active()), 0)
+        loss = out.float().square().sum()
+    loss.backward()
+    got = alpha.grad.clone()
+    alpha.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = stem(x0)
+        reference = mix([lambda c=c: c(x) for c in convs], plan(alpha, Dense()), 0).float().square().sum()
+    reference.backward()
+    torch.testing.assert_close(got, alpha.grad, rtol=0.02, atol=0.02)
+    assert (got[0, :2] != 0).all()
+
+
+def test_active_backward_twice_with_a_retained_graph_gives_the_same_gradient():
+    torch.manual_seed(3)
+    x = torch.randn(5, 4)
+    weights = [torch.randn(4, 3) for _ in range(3)]
+    alpha = torch.tensor([[1.0, 0.0, 0.0]], requires_grad=True)
+    out = mix(_candidates(x, weights, []), plan(alpha, Active()), 0).sum()
+    first = torch.autograd.grad(out, alpha, retain_graph=True)[0]
+    second = torch.autograd.grad(out, alpha)[0]
+    torch.testing.assert_close(first, second)

@@ -404,6 +404,14 @@ def test_a_confirmed_change_trains_on_beside_the_stay_and_must_still_win(stay, c
         build_strategy("local", _problem(TinyNet(), options={"confirm": -1}), epochs=3)
 
 
+def test_a_confirmation_starts_only_while_its_epochs_are_left():
+    """With one epoch left after the row step, no confirmation (it could not be a fair pair): the
+    change is decided as without ``confirm``."""
+    strategy = _confirming(epochs=4)
+    rows = _drive_local(strategy, [1.0, 2.0, 0.5, 0.0])
+    assert rows[2].get("kept") == "row 0 candidate 1" and rows[3].get("trial") == "stay"
+
+
 def test_a_local_search_resumes_in_the_middle_of_a_confirmation():
     scores = [1.0, 2.0, 0.5, 1.5, 3.0, 0.0, 0.1, 0.2]
     whole = _confirming()

@@ -75,15 +75,22 @@ class SearchEdge(nn.Module):
     def candidates(self, x: Tensor) -> list:
         return [functools.partial(op, x) for op in self.ops]
 
+    def _like(self, x: Tensor) -> Tensor:
+        """A tensor of the shape of the ops' output on ``x`` (uninitialised; for ``mix``'s zero rows)."""
+        if self.stride == 1:
+            return x
+        n, c, h, w = x.shape
+        return x.new_empty(n, c, -(-h // self.stride), -(-w // self.stride))
+
     def forward(self, x: Tensor, p: MixPlan, row: int) -> Optional[Tensor]:
         """The edge's mix of its candidates on ``x`` under plan ``p`` (None: a dropped edge).
         With partial channels: the mix of the first ``C / K`` channels, the others (pooled on a
         stride-2 edge) concatenated after it, the whole shuffled in ``K`` groups."""
         k = self.partial_channels
         if k == 1:
-            return mix(self.candidates(x), p, row)
+            return mix(self.candidates(x), p, row, like=self._like(x))
         width = x.shape[1] // k
-        out = mix(self.candidates(x[:, :width]), p, row)
+        out = mix(self.candidates(x[:, :width]), p, row, like=self._like(x[:, :width]))
         if out is None:
             return None
         rest = x[:, width:]

@@ -173,6 +173,10 @@ class MixedCell(RecurrentCell):
                 out = term if out is None else out + term
         return out
 
+    def _activated(self, s: Tensor, gates: tuple[Tensor, Tensor], f: Callable[[Tensor], Tensor]) -> Tensor:
+        c, h = gates
+        return self.highway(s, c, f(h))
+
     def _dropped_rows(self, i: int, preds: list[int], states: list[Tensor], h_mask: Optional[Tensor],
                       p: MixPlan) -> Optional[Tensor]:
         """The rows of predecessors no candidate of which is selected, under ``Active``: zero in
@@ -180,9 +184,10 @@ class MixedCell(RecurrentCell):
         predecessor at a time, for the gradient of their weights (``nasp.mixing.mix``)."""
         out = None
         for j in preds:
-            gates = _once(lambda j=j: self.gates(i, states[j], h_mask))
-            candidates = [lambda f=f, j=j, g=gates: self.highway(states[j], g()[0], f(g()[1])) for f in self.activations]
-            term = mix(candidates, p, self.space.row(i, j), like=states[j])
+            s = states[j]
+            gates = _shared(lambda s=s: self.gates(i, s, h_mask), uses=len(self.activations))
+            candidates = [lambda f=f, s=s, g=gates: self._activated(s, g(), f) for f in self.activations]
+            term = mix(candidates, p, self.space.row(i, j), like=s)
             out = term if out is None else out + term
         return out
 
@@ -203,14 +208,21 @@ class MixedCell(RecurrentCell):
         return self.bn(out)
 
 
-def _once(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` computed on the first call and kept for the next ones (by the closure only)."""
+def _shared(fn: Callable[[], Any], uses: int) -> Callable[[], Any]:
+    """``fn`` computed on the first call and kept, by the closure only, for the next ``uses - 1``
+    calls (the candidates of one row, each called once per backward pass); then dropped."""
     cache: list = []
+    calls = [0]
 
     def get() -> Any:
         if not cache:
             cache.append(fn())
-        return cache[0]
+        value = cache[0]
+        calls[0] += 1
+        if calls[0] >= uses:
+            cache.clear()
+            calls[0] = 0
+        return value
 
     return get
 

@@ -28,6 +28,12 @@ network then holds the incumbent. Cost: one epoch per candidate of every row per
 warm-up epochs once per start), and two more copies of the network's state and optimizer state
 (the incumbent's and the row step's best trial's; during a warm-up of several starts, the
 weights as built and the best start's), which the checkpoint holds too.
+
+Option ``confirm`` (default 0) guards against changes that only learn faster: a row step's
+winning change and the stay then each train ``confirm`` trials more, in turn, from the weights
+their trials ended with (a third copy: the stay's), and the change replaces the incumbent only if
+it still wins as it did (by the margin, or within it as a special case of the incumbent's
+candidate); a confirmation starts only while the epochs for all of it are left.
 """
 from __future__ import annotations
 
@@ -259,11 +265,12 @@ class LocalSearch(WarmingUp, Strategy):
                 pick = {"column": column, **trial}
         return pick, (None if pick is best else f"simpler than {self._name(best['column'])}, within the margin")
 
-    def _end_row_step(self, last: bool) -> None:
+    def _end_row_step(self, epoch: int) -> None:
         """The row step's decision becomes the incumbent, or, with ``confirm`` and a change
-        winning (and epochs left), its confirmation begins."""
+        winning (and the epochs for a whole confirmation left), its confirmation begins."""
         decision, why = self._simplest()
-        if decision["column"] is not None and self.confirm > 0 and not last:
+        room = self.epochs - 1 - epoch >= 2 * self.confirm
+        if decision["column"] is not None and self.confirm > 0 and room and self.stay_state is not None:
             self.confirming = {"column": decision["column"], "why": why, "left": ["stay", "change"] * self.confirm,
                                "sides": {"stay": {"score": self.stay_score, "state": self.stay_state},
                                          "change": {"score": decision["score"], "state": decision["state"]}}}
@@ -290,17 +297,21 @@ class LocalSearch(WarmingUp, Strategy):
         self.forget_selection()
         self.label = f"confirm {self._name(c['column'] if side == 'change' else None)}"
 
-    def _end_confirm_epoch(self, score: float, last: bool) -> None:
-        """Record the side's score and weights; once both sides trained their trials (or the
-        epochs run out), the change replaces the incumbent if it still beats the stay by the margin."""
+    def _end_confirm_epoch(self, score: float) -> None:
+        """Record the side's score and weights; once both sides trained their trials, the change
+        replaces the incumbent if it still wins as in the row step: it beats the stay by the
+        margin, or it is a special case of the incumbent's candidate and scores within the margin."""
         c = self.confirming
         side = c["left"].pop(0)
         c["sides"][side] = {"score": score, "state": self._snapshot()}
-        if c["left"] and not last:
+        if c["left"]:
             return
         stay, change = c["sides"]["stay"], c["sides"]["change"]
         self.confirming = None
-        if self.problem.beats(change["score"], stay["score"], self.margin):
+        t, r = self.rows[self.row]
+        simpler = self.network.simpler(t, r, c["column"], int(self.incumbent[t][r].argmax()))
+        if (self.problem.beats(change["score"], stay["score"], self.margin)
+                or simpler and not self.problem.beats(stay["score"], change["score"], self.margin)):
             self._commit(c["column"], change["state"], (c["why"] + ", " if c["why"] else "") + "confirmed")
         else:
             self._commit(None, stay["state"], f"{self._name(c['column'])} not confirmed")
@@ -366,7 +377,7 @@ class LocalSearch(WarmingUp, Strategy):
             return
         last = epoch == self.epochs - 1
         if self.confirming is not None:
-            self._end_confirm_epoch(float(metrics[self.problem.metric]), last)
+            self._end_confirm_epoch(float(metrics[self.problem.metric]))
             self._end_of_run(last)
             return
         score, column = float(metrics[self.problem.metric]), self.trials[self.trial]
@@ -383,7 +394,7 @@ class LocalSearch(WarmingUp, Strategy):
             if simple:
                 self.simple[column] = {"score": score, "state": state}
         if self.trial == len(self.trials) - 1 or last:
-            self._end_row_step(last)
+            self._end_row_step(epoch)
         self._end_of_run(last)
 
     def _end_of_run(self, last: bool) -> None:

@@ -88,7 +88,7 @@ def test_nasp_arch_gradient_equals_full_autograd_gradient(monkeypatch):
     net.mixing = Mixing.ACTIVE
     fast = torch.autograd.grad(_loss(net, batch), net.arch_parameters())
 
-    def full_mix(candidates, p, row):  # every op with autograd, weights = alpha as they are
+    def full_mix(candidates, p, row, like=None):  # every op with autograd, weights = alpha as they are
         return sum(p.weights[row][k] * fn() for k, fn in enumerate(candidates))
 
     monkeypatch.setattr(search_net, "mix", full_mix)
