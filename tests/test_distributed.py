@@ -157,6 +157,7 @@ def test_sparse_table_gradients_on_two_processes_match_one_process(ratings_write
     assert json.loads(two.stdout)["test_rmse"] == pytest.approx(json.loads(one.stdout)["test_rmse"], rel=1e-5)
 
 
+@pytest.mark.slow  # 35 s; make test-all runs it
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     # the local search (the default), killed after its first trial: the history encoders' share of
     # a step's rows is checkpointed (a trial without a side's history still regularizes its factors)

@@ -154,7 +154,8 @@ def test_search_with_automatic_warmup_and_a_warmup_too_long(corpus_dir, tmp_path
     assert not (tmp_path / "long").exists()
 
 
-@pytest.mark.parametrize("unrolled", ["plain", pytest.param("darts", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 20 s a case; make test-all runs them
+@pytest.mark.parametrize("unrolled", ["plain", "darts"])
 def test_darts2_search_uses_the_unrolled_form_given(unrolled, corpus_dir, tmp_path, tiny, monkeypatch):
     from nasp.strategies import darts
 
