@@ -20,7 +20,7 @@ from nasp.config import resolved, task_default
 from nasp.config import setting as _setting
 from nasp.errors import NaspError
 from nasp.strategies import STRATEGIES, check_domain, search_strategy_names
-from nasp.strategies.local import check_margin, check_trial_fraction
+from nasp.strategies.local import DEFAULT_CONFIRM, check_margin, check_trial_fraction
 from nasp.strategies.proximal import WARMUP_PATHS
 
 from . import lightgcn, tensor
@@ -218,8 +218,8 @@ class SIFOptions(RunOptions):
                                               by_task={"rating": 0.5, "ranking": 1.0})
     confirm: Optional[int] = setting(None, "local: trials more that a row step's winning change and the incumbent each train, "
                                      "from where their trials ended, before the change replaces the incumbent; it must "
-                                     "still beat the incumbent by --margin (0: none).", type=click.IntRange(min=0),
-                                     commands=SEARCH, by_task={"rating": 0, "ranking": 0})
+                                     f"still win as in its row step (default: {DEFAULT_CONFIRM}, none).",
+                                     type=click.IntRange(min=0), commands=SEARCH)
     retrain: bool = setting(True, "Retrain the found IFC to convergence and report test metrics.", secondary="--no-retrain",
                             commands=SEARCH)
     baselines: Optional[Union[str, Sequence[str]]] = setting(
