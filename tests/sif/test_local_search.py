@@ -4,7 +4,6 @@ says so (``FUNCTION_PRESERVING``) and changes it everywhere else, it recovers a 
 change, a killed search resumes to the uninterrupted result, and options it ignores warn."""
 import json
 
-import pandas as pd
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from sif.joint import DEFAULT_CHOICES, FUNCTION_PRESERVING, ROWS, JointConfig, J
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import GRAPH_INPUTS, SEARCH_SPACE, SPACES
 
-from .conftest import Killed, kill_at_checkpoint, planted_joint
+from .conftest import Killed, kill_at_checkpoint, planted_frame
 from .test_cli import FAST, _invoke
 from .test_ranking_task import log_file  # noqa: F401 (a fixture)
 
@@ -112,12 +111,6 @@ def test_a_copied_weight_brings_its_optimizer_state_along():
     assert state[free.weight]["sum"] is not state[box.weight]["sum"]
 
 
-def _frame(choices: dict, seed: int) -> pd.DataFrame:
-    rows = planted_joint(choices, seed=seed)
-    return pd.DataFrame({"user": rows[:, 0].astype(int).astype(str), "item": rows[:, 1].astype(int).astype(str),
-                         "rating": rows[:, 2]})
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_local_search_recovers_a_planted_one_row_change(seed):
     """Ratings of the default model with item histories (``item_input=both``): one pass over the
@@ -127,7 +120,7 @@ def test_local_search_recovers_a_planted_one_row_change(seed):
     their one-epoch trials on data planted without them too (docs/sif.md, "Local search")."""
     planted = {**DEFAULT_CHOICES, "item_input": "both"}
     m = SIF(space="autocf", strategy="local", epochs=30, dim=8, batch_size=128, retrain=False, baselines="none",
-            seed=seed, verbose=False).fit(_frame(planted, seed))
+            seed=seed, verbose=False).fit(planted_frame(planted, seed))
     assert m.arch_["choices"]["item_input"] == "both", m.arch_["choices"]
     assert m.arch_["strategy"] == "local"
 
