@@ -82,24 +82,29 @@ def planted_joint(choices: dict, users: int = 150, items: int = 100, n: int = 90
     return np.stack([uu.numpy() + 1, ii.numpy() + 1, r.numpy()], axis=1)
 
 
-def planted_frame(choices: dict, seed: int = 0, training_histories: bool = True, **options) -> "pd.DataFrame":
-    """``planted_joint``'s ratings as a frame of string ids. ``training_histories``: the planted
-    model's histories are the pairs of the training split that ``SIF(seed=seed, **options)`` makes
-    of them (what a model fitted to the frame sees), not all pairs."""
+def planted_frame(choices: dict, seed: int = 0, training_histories: bool = True, users: int = 150, items: int = 100,
+                  n: int = 9000, **options) -> "pd.DataFrame":
+    """``planted_joint``'s ratings (``users``, ``items``, ``n``) as a frame of string ids.
+    ``training_histories``: the planted model's histories are the pairs of the training split that
+    ``SIF(seed=seed, **options)`` makes of them (what a model fitted to the frame sees), not all pairs."""
     import pandas as pd
 
     from sif import SIF
 
-    u, i = planted_pairs(seed=seed)
+    u, i = planted_pairs(users, items, n, seed)
     frame = pd.DataFrame({"user": (u + 1).astype(str), "item": (i + 1).astype(str), "rating": 1.0 + np.arange(len(u)) % 5})
-    history = None
-    if training_histories:
-        splits, _ = SIF(seed=seed, verbose=False, **options).load_data(frame)
-        users, items = np.asarray(splits.ids.user_ids), np.asarray(splits.ids.item_ids)
-        trained = set(zip(users[splits.train.users.numpy()], items[splits.train.items.numpy()]))
-        history = np.fromiter((pair in trained for pair in zip(frame.user, frame.item)), dtype=bool, count=len(frame))
-    frame["rating"] = planted_joint(choices, seed=seed, history=history)[:, 2]
+    history = training_mask(frame, SIF(seed=seed, verbose=False, **options)) if training_histories else None
+    frame["rating"] = planted_joint(choices, users, items, n, seed=seed, history=history)[:, 2]
     return frame
+
+
+def training_mask(frame: "pd.DataFrame", model) -> np.ndarray:
+    """Which rows of ``frame`` (string user and item ids) the SIF estimator ``model`` trains on
+    (its training split of the frame)."""
+    splits, _ = model.load_data(frame)
+    user_ids, item_ids = np.asarray(splits.ids.user_ids), np.asarray(splits.ids.item_ids)
+    trained = set(zip(user_ids[splits.train.users.numpy()], item_ids[splits.train.items.numpy()]))
+    return np.fromiter((pair in trained for pair in zip(frame.user, frame.item)), dtype=bool, count=len(frame))
 
 
 class Killed(Exception):

@@ -4,6 +4,7 @@ says so (``FUNCTION_PRESERVING``) and changes it everywhere else, it recovers a 
 change, a killed search resumes to the uninterrupted result, and options it ignores warn."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from sif.joint import DEFAULT_CHOICES, FUNCTION_PRESERVING, ROWS, JointConfig, J
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import GRAPH_INPUTS, SEARCH_SPACE, SPACES
 
-from .conftest import Killed, kill_at_checkpoint, planted_frame
+from .conftest import Killed, kill_at_checkpoint, planted_frame, training_mask
 from .test_cli import FAST, _invoke
 from .test_ranking_task import log_file  # noqa: F401 (a fixture)
 
@@ -109,6 +110,17 @@ def test_a_copied_weight_brings_its_optimizer_state_along():
     assert torch.equal(free.weight, box.vector())
     assert torch.equal(state[free.weight]["sum"], state[box.weight]["sum"])
     assert state[free.weight]["sum"] is not state[box.weight]["sum"]
+
+
+def test_planted_histories_are_the_training_splits():
+    """A planted model with histories computes them from the pairs the searched models train on:
+    the training split of the frame (7:1:2 of 9,000 pairs), not every pair."""
+    planted = {**DEFAULT_CHOICES, "item_input": "history"}
+    frame = planted_frame(planted, seed=1)
+    mask = training_mask(frame, SIF(seed=1, verbose=False))
+    assert mask.sum() == 6300
+    assert not np.array_equal(frame["rating"], planted_frame(planted, seed=1, training_histories=False)["rating"])
+    assert mask.sum() != training_mask(frame, SIF(seed=1, valid_ratio=0.2, verbose=False)).sum()
 
 
 @pytest.mark.parametrize("seed", [0, 1])
