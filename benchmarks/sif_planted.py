@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +47,10 @@ def fit_check(frame: pd.DataFrame, planted: dict, seed: int) -> dict:
     out = {}
     for name, choices in (("planted", planted), ("default", DEFAULT_CHOICES)):
         spec = "+".join(f"{row}={c}" for row, c in choices.items() if c != DEFAULT_CHOICES[row]) or "user_input=both"
+        start = time.perf_counter()
         model = SIF(choices=spec, dim=8, batch_size=128, baselines="none", refit=False, seed=seed, verbose=False).fit(frame)
         out[f"{name}_valid"] = model.summary_["valid_rmse"]
+        out[f"{name}_seconds"] = round(time.perf_counter() - start, 2)
     out["identifiable"] = out["default_valid"] > out["planted_valid"] * (1 + FITS_AS_WELL)
     return out
 
@@ -60,6 +63,10 @@ def summary(rows: list[dict], fit_checked: bool) -> dict:
     if fit_checked:
         out.update(identifiable=sum(r["identifiable"] for r in rows),
                    recovered_identifiable=sum(r["recovered_identifiable"] for r in rows), fits_as_well=FITS_AS_WELL)
+        ratios = [t / c["default_seconds"] for r in rows for t, c in zip(r.get("search_seconds", []), r["fit_check"])
+                  if "default_seconds" in c]
+        if ratios:  # the search's time as a multiple of training the default model alone on the same set
+            out["x_one_fixed_training"] = {"mean": sum(ratios) / len(ratios), "max": max(ratios)}
     return out
 
 
@@ -68,6 +75,7 @@ def main_() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--strategy", default="nasp", help="the search strategy (local: --epochs is its budget)")
+    ap.add_argument("--warmup-epochs", default=None, help="the search's --warmup-epochs (a count or auto) [default: the strategy's]")
     ap.add_argument("--fit-check", action="store_true", help="also train the planted and the default model alone on each "
                     "planted set: is the choice identifiable from the data?")
     ap.add_argument("--quick", action="store_true", help="one seed, 2 epochs, the first 3 planted choices (smoke test)")
@@ -82,7 +90,7 @@ def main_() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     settings = {"benchmark": "sif_planted", "histories": "training split", "strategy": args.strategy, "quick": args.quick,
-                "seeds": args.seeds, "epochs": args.epochs, "fit_check": args.fit_check}
+                "seeds": args.seeds, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "fit_check": args.fit_check}
     rows: list[dict] = []
     if args.resume and out.exists():
         earlier = json.loads(out.read_text())
@@ -96,16 +104,18 @@ def main_() -> None:
             if name == DEFAULT_CHOICES[row] or (args.quick and len(rows) >= 3) or f"{row}={name}" in done:
                 continue
             planted = {**DEFAULT_CHOICES, row: name}
-            got, checks = [], []
+            got, seconds, checks = [], [], []
             for seed in args.seeds:
                 frame = planted_frame(planted, seed)
+                start = time.perf_counter()
                 model = SIF(space="autocf", strategy=args.strategy, epochs=args.epochs, dim=8, batch_size=128, baselines="none",
-                            retrain=False, seed=seed, verbose=False).fit(frame)
+                            retrain=False, seed=seed, verbose=False, warmup_epochs=args.warmup_epochs).fit(frame)
+                seconds.append(round(time.perf_counter() - start, 2))
                 got.append(model.arch_["choices"][row])
                 if args.fit_check:
                     checks.append(fit_check(frame, planted, seed))
             hits = sum(g == name for g in got)
-            rows.append({"planted": f"{row}={name}", "chosen": got, "recovered": hits, "of": len(got), "chance": 1 / len(names),
+            rows.append({"planted": f"{row}={name}", "chosen": got, "search_seconds": seconds, "recovered": hits, "of": len(got), "chance": 1 / len(names),
                          **({"fit_check": checks, "identifiable": sum(c["identifiable"] for c in checks),
                              "recovered_identifiable": sum(g == name and c["identifiable"] for g, c in zip(got, checks))}
                             if checks else {})})
