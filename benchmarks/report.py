@@ -458,12 +458,14 @@ def rnn_search_levers(d: dict) -> list[str]:
 
 
 def sif_planted(*docs: dict) -> list[str]:
-    """Planted choices recovered, per strategy (one results file each), against chance."""
-    names = [d.get("strategy", "nasp") for d in docs]
+    """Planted choices recovered, per search (one results file each: strategy, epochs, warm-up),
+    against chance."""
+    names = [f"`{d.get('strategy', 'nasp')}`, {d['epochs']} epochs" + (f", warm-up {d['warmup_epochs']}" if d.get("warmup_epochs") else "")
+             for d in docs]
     body = [[f"`{rows[0]['planted']}`"] + [f"{r['recovered']} of {r['of']}" for r in rows] + [num(rows[0]["chance"], 2)]
             for rows in zip(*(d["rows"] for d in docs))]
     body.append(["all"] + [f"{d['recovered']} of {d['runs']}" for d in docs] + [f"{docs[0]['chance_expected']:.1f} expected"])
-    return table(["planted choice"] + [f"`{n}` recovered" for n in names] + ["chance"], body)
+    return table(["planted choice"] + [f"{n}: recovered" for n in names] + ["chance"], body)
 
 
 def sif_planted_fit_check(d: dict) -> list[str]:
@@ -590,7 +592,7 @@ TABLES: dict[str, Table] = {
     "sif_space_rating": Table(("sif_space_rating.json",), sif_space_rating),
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
     "sif_search": Table(("sif_search.json", "sif_bench.jsonl"), sif_search),
-    "sif_planted": Table(("sif_planted.json", "sif_planted_local.json"), sif_planted),
+    "sif_planted": Table(("sif_planted.json", "sif_planted_local.json", "sif_planted_local_fitcheck.json"), sif_planted),
     "sif_planted_fit_check": Table(("sif_planted_local_fitcheck.json",), sif_planted_fit_check),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),

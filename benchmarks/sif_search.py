@@ -46,7 +46,8 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
 #: default ("-rerun": a second run beside the default's, on the same machine load); "local-confirm-1":
 #: a winning change and the stay train one trial more each before the change is accepted; "nasp-default":
 #: NASP warmed up on the default model (``--warmup-path default``), "-8192" with architecture
-#: steps on 8,192 validation rows
+#: steps on 8,192 validation rows; "local-warmup-auto": the local search warmed up until validation
+#: stops improving (``--warmup-epochs auto``) instead of the default's 3 epochs
 VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
             "local-margin-0.001": {"strategy": "local", "margin": 0.001},
             "local-trial-0.5": {"strategy": "local", "trial_fraction": 0.5},
@@ -54,6 +55,7 @@ VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
             "local-trial-1-rerun": {"strategy": "local", "trial_fraction": 1.0},
             "local-confirm-1": {"strategy": "local", "confirm": 1},
             "local-rerun": {"strategy": "local"},
+            "local-warmup-auto": {"strategy": "local", "warmup_epochs": "auto"},
             "nasp-default": {"strategy": "nasp", "warmup_path": "default"},
             "nasp-default-8192": {"strategy": "nasp", "warmup_path": "default", "arch_batch_size": 8192}}
 
@@ -91,7 +93,7 @@ def main() -> None:
                 summary, seconds = fit(task, seed, args.data, args.quick, space="autocf", baselines="none",
                                        keep="searched", epochs=args.epochs, **options)
                 choices = summary.get("choices") or {}
-                row = {"task": task, "seed": seed, "strategy": strategy, "choices": choices,
+                row = {"task": task, "seed": seed, "strategy": strategy, "epochs": args.epochs, "choices": choices,
                        "valid": summary.get(f"valid_{metric}"), "test": summary.get(f"test_{metric}"),
                        "default_valid": fixed.get(f"valid_{metric}"), "default_test": fixed.get(f"test_{metric}"),
                        "seconds": round(seconds, 1), "x_one_fixed_training": round(seconds / fixed_seconds, 2),
