@@ -47,7 +47,10 @@ def fit(task: str, seed: int, data: str, quick: bool, **options) -> tuple[dict, 
 #: a winning change and the stay train one trial more each before the change is accepted; "nasp-default":
 #: NASP warmed up on the default model (``--warmup-path default``), "-8192" with architecture
 #: steps on 8,192 validation rows; "local-warmup-auto": the local search warmed up until validation
-#: stops improving (``--warmup-epochs auto``) instead of the default's 3 epochs
+#: stops improving (``--warmup-epochs auto``) instead of the default's 3 epochs. Rows of results
+#: files that name no variant here were measured on earlier code: "local-id-must-beat" at commit
+#: 4cb7a36, where ``id`` swapped in for ``both`` (its history folded in) was not kept within the
+#: margin and had to beat the stay by it (reverted: worse on both tasks)
 VARIANTS = {"local-fresh": {"strategy": "local", "warm_start": False},
             "local-margin-0.001": {"strategy": "local", "margin": 0.001},
             "local-trial-0.5": {"strategy": "local", "trial_fraction": 0.5},

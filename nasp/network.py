@@ -116,13 +116,6 @@ class SearchNetwork(nn.Module):
         ``column`` when it scores within its margin of ``than``. Default: no candidate is."""
         return False
 
-    def preserves(self, tensor: int, row: int, column: int, than: int) -> bool:
-        """Whether ``swap_in`` makes candidate ``column`` of ``row`` of architecture tensor
-        ``tensor``, replacing candidate ``than``, start computing exactly what ``than`` computed:
-        a local search then takes no score within its margin as a sign that ``column`` fits as
-        well (its trial starts at the incumbent's score whatever it would fit). Default: none does."""
-        return False
-
     def run_hooks(self) -> list[Any]:
         """Run-loop hooks (``nasp.loop.Hook``) this network brings along, for state of its own
         that lives outside ``state_dict`` yet must be checkpointed with the run (a gradient it

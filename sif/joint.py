@@ -321,12 +321,6 @@ class JointNetwork(SIFNetwork):
         names = self.config.rows()[name]
         return names[column] in SIMPLER.get((name, names[than]), ())
 
-    def preserves(self, tensor: int, row: int, column: int, than: int) -> bool:
-        """Whether ``swap_in`` starts candidate ``column`` as the function of ``than`` (``FUNCTION_PRESERVING``)."""
-        name = list(ROWS)[tensor]
-        names = self.config.rows()[name]
-        return FUNCTION_PRESERVING.get((name, names[column])) == names[than]
-
     @torch.no_grad()
     def _fold_history(self, side: str) -> None:
         """``id`` replaces ``both`` on ``side``: every row's history term (what the evaluation

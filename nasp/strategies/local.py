@@ -19,9 +19,7 @@ others. The best trial that beats the stay by the relative ``margin`` becomes th
 with the weights it trained; otherwise the stay does. A candidate that is a special case of the winner (``SearchNetwork.simpler``: the
 history-free input of an input with history, a fixed element-wise function of the learned one)
 takes its place when it scores within the margin of it: of two models that fit as well, the
-search keeps the smaller; not where the special case was swapped in computing the incumbent's
-function (``SearchNetwork.preserves``: ``id`` folding in the ``both`` it replaces), whose trial
-starts at the stay's score whatever it fits: such a change must beat the stay by the margin. So every replacement is compared with the incumbent trained as long, the network is
+search keeps the smaller. So every replacement is compared with the incumbent trained as long, the network is
 discrete at every step, only chosen candidates train, and the validation data only decide.
 
 The search ends when a whole pass over the rows changes nothing (``finished``: the run loop
@@ -244,20 +242,10 @@ class LocalSearch(WarmingUp, Strategy):
     def _name(self, column: Optional[int]) -> str:
         return "stay" if column is None else f"row {self.row} candidate {column}"
 
-    def _close_enough(self, column: int, than: int) -> bool:
-        """Whether candidate ``column`` of the current row is kept when it scores within the
-        margin of candidate ``than``: it is a special case of ``than``, and its trial did not
-        start as the incumbent's function (``SearchNetwork.preserves``: such a trial scores
-        within the margin of the stay at first whatever the candidate fits, which is no sign
-        that it fits as well)."""
-        t, r = self.rows[self.row]
-        current = int(self.incumbent[t][r].argmax())
-        return self.network.simpler(t, r, column, than) and not self.network.preserves(t, r, column, current)
-
     def _may_be_simpler(self, column: int) -> bool:
-        """Whether candidate ``column`` of the current row may be kept within the margin of another candidate of it."""
-        t, _ = self.rows[self.row]
-        return any(self._close_enough(column, other) for other in range(self.incumbent[t].shape[1]) if other != column)
+        """Whether candidate ``column`` of the current row is a special case of another candidate of it."""
+        t, r = self.rows[self.row]
+        return any(self.network.simpler(t, r, column, other) for other in range(self.incumbent[t].shape[1]) if other != column)
 
     def _simplest(self) -> tuple[dict, Optional[str]]:
         """The row step's decision: its best trial (``best``), or the best-scoring trial that is a
@@ -270,8 +258,8 @@ class LocalSearch(WarmingUp, Strategy):
         top = current if best["column"] is None else best["column"]
         pick = best
         for column, trial in self.simple.items():
-            if (self._close_enough(column, top) and not self.problem.beats(best["score"], trial["score"], self.margin)
-                    and (self._close_enough(column, current)
+            if (self.network.simpler(t, r, column, top) and not self.problem.beats(best["score"], trial["score"], self.margin)
+                    and (self.network.simpler(t, r, column, current)
                          or self.problem.beats(trial["score"], self.stay_score, self.margin))
                     and (pick is best or self.problem.better(trial["score"], pick["score"]))):
                 pick = {"column": column, **trial}
@@ -321,7 +309,7 @@ class LocalSearch(WarmingUp, Strategy):
         stay, change = c["sides"]["stay"], c["sides"]["change"]
         self.confirming = None
         t, r = self.rows[self.row]
-        simpler = self._close_enough(c["column"], int(self.incumbent[t][r].argmax()))
+        simpler = self.network.simpler(t, r, c["column"], int(self.incumbent[t][r].argmax()))
         if (self.problem.beats(change["score"], stay["score"], self.margin)
                 or simpler and not self.problem.beats(stay["score"], change["score"], self.margin)):
             self._commit(c["column"], change["state"], (c["why"] + ", " if c["why"] else "") + "confirmed")
