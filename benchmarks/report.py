@@ -457,14 +457,23 @@ def rnn_search_levers(d: dict) -> list[str]:
 # --- registry -----------------------------------------------------------------------------
 
 
-def sif_planted(*docs: dict) -> list[str]:
+def sif_planted(check: dict, *docs: dict) -> list[str]:
     """Planted choices recovered, per search (one results file each: strategy, epochs, warm-up),
-    against chance."""
+    against chance; the last row counts the runs whose planted set tells the choice apart
+    (``check``: a ``--fit-check`` run on the same planted sets and seeds)."""
     names = [f"`{d.get('strategy', 'nasp')}`, {d['epochs']} epochs" + (f", warm-up {d['warmup_epochs']}" if d.get("warmup_epochs") else "")
              for d in docs]
     body = [[f"`{rows[0]['planted']}`"] + [f"{r['recovered']} of {r['of']}" for r in rows] + [num(rows[0]["chance"], 2)]
             for rows in zip(*(d["rows"] for d in docs))]
     body.append(["all"] + [f"{d['recovered']} of {d['runs']}" for d in docs] + [f"{docs[0]['chance_expected']:.1f} expected"])
+    identifiable = [(r["planted"], k) for r in check["rows"] for k, c in enumerate(r["fit_check"]) if c["identifiable"]]
+    chance = {r["planted"]: r["chance"] for r in check["rows"]}
+    hits = []
+    for d in docs:
+        chosen = {r["planted"]: r["chosen"] for r in d["rows"]}
+        hits.append(sum(chosen[p][k] == p.split("=")[1] for p, k in identifiable))
+    body.append(["where the data tell the choice apart"] + [f"{h} of {len(identifiable)}" for h in hits]
+                + [f"{sum(chance[p] for p, _ in identifiable):.1f} expected"])
     return table(["planted choice"] + [f"{n}: recovered" for n in names] + ["chance"], body)
 
 
@@ -594,7 +603,8 @@ TABLES: dict[str, Table] = {
     "sif_space_rating": Table(("sif_space_rating.json",), sif_space_rating),
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
     "sif_search": Table(("sif_search.json", "sif_bench.jsonl"), sif_search),
-    "sif_planted": Table(("sif_planted.json", "sif_planted_local.json", "sif_planted_local_auto.json"), sif_planted),
+    "sif_planted": Table(("sif_planted_local_fitcheck.json", "sif_planted.json", "sif_planted_local.json", "sif_planted_local_auto.json"),
+                         sif_planted),
     "sif_planted_fit_check": Table(("sif_planted_local_fitcheck.json",), sif_planted_fit_check),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),

@@ -14,7 +14,7 @@ holds any per-user vector, a history term included; biases hold ``plus`` and ``c
 choice is not identifiable from such data, and recovery is reported on the identifiable ones too.
 
 Usage: python benchmarks/sif_planted.py [--seeds 0 1 2] [--strategy nasp|local|...] [--epochs N]
-       [--warmup-epochs N|auto] [--fit-check] [--resume] [--out FILE]
+       [--warmup-epochs N|auto] [--batch-size B] [--fit-check] [--resume] [--out FILE]
 Writes ``benchmarks/results/sif_planted.json`` (``sif_planted_<strategy>.json`` for another strategy)
 after every planted choice; ``--resume`` keeps the rows an earlier run of the same settings wrote.
 """
@@ -77,6 +77,7 @@ def main_() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--strategy", default="nasp", help="the search strategy (local: --epochs is its budget)")
+    ap.add_argument("--batch-size", type=int, default=128, help="the search's batch size (the fit check's stays 128)")
     ap.add_argument("--warmup-epochs", default=None, help="the search's --warmup-epochs (a count or auto) [default: the strategy's]")
     ap.add_argument("--fit-check", action="store_true", help="also train the planted and the default model alone on each "
                     "planted set: is the choice identifiable from the data?")
@@ -92,7 +93,8 @@ def main_() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     settings = {"benchmark": "sif_planted", "histories": "training split", "strategy": args.strategy, "quick": args.quick,
-                "seeds": args.seeds, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "fit_check": args.fit_check}
+                "seeds": args.seeds, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "batch_size": args.batch_size,
+                "fit_check": args.fit_check}
     rows: list[dict] = []
     if args.resume and out.exists():
         earlier = json.loads(out.read_text())
@@ -110,7 +112,7 @@ def main_() -> None:
             for seed in args.seeds:
                 frame = planted_frame(planted, seed)
                 start = time.perf_counter()
-                model = SIF(space="autocf", strategy=args.strategy, epochs=args.epochs, dim=8, batch_size=128, baselines="none",
+                model = SIF(space="autocf", strategy=args.strategy, epochs=args.epochs, dim=8, batch_size=args.batch_size, baselines="none",
                             retrain=False, seed=seed, verbose=False, warmup_epochs=args.warmup_epochs).fit(frame)
                 seconds.append(round(time.perf_counter() - start, 2))
                 got.append(model.arch_["choices"][row])
