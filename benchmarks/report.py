@@ -462,7 +462,7 @@ def sif_planted(check: dict, *docs: dict) -> list[str]:
     against chance; the last row counts the runs whose planted set tells the choice apart
     (``check``: a ``--fit-check`` run on the same planted sets and seeds)."""
     names = [f"`{d.get('strategy', 'nasp')}`, {d['epochs']} epochs" + (f", warm-up {d['warmup_epochs']}" if d.get("warmup_epochs") else "")
-             for d in docs]
+             + (f", batch {d['batch_size']}" if d.get("batch_size", 128) != 128 else "") for d in docs]
     body = [[f"`{rows[0]['planted']}`"] + [f"{r['recovered']} of {r['of']}" for r in rows] + [num(rows[0]["chance"], 2)]
             for rows in zip(*(d["rows"] for d in docs))]
     body.append(["all"] + [f"{d['recovered']} of {d['runs']}" for d in docs] + [f"{docs[0]['chance_expected']:.1f} expected"])
@@ -603,8 +603,8 @@ TABLES: dict[str, Table] = {
     "sif_space_rating": Table(("sif_space_rating.json",), sif_space_rating),
     "sif_space_ranking": Table(("sif_space_ranking.json",), sif_space_ranking),
     "sif_search": Table(("sif_search.json", "sif_bench.jsonl"), sif_search),
-    "sif_planted": Table(("sif_planted_local_fitcheck.json", "sif_planted.json", "sif_planted_local.json", "sif_planted_local_auto.json"),
-                         sif_planted),
+    "sif_planted": Table(("sif_planted_local_fitcheck.json", "sif_planted.json", "sif_planted_local.json", "sif_planted_local_auto.json",
+                          "sif_planted_local_batch32.json"), sif_planted),
     "sif_planted_fit_check": Table(("sif_planted_local_fitcheck.json",), sif_planted_fit_check),
     "sif_baselines": Table(("sif_baselines.json",), sif_baselines),
     "sif_ranking": Table(("sif_ranking.json",), sif_ranking),
