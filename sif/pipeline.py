@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -174,6 +175,16 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 
 
 # search -----------------------------------------------------------------------------------------
+def warn_few_steps(strategy: str, rows: int, batch_size: int) -> None:
+    """One warning when ``rows`` training rows in batches of ``batch_size`` make an epoch of fewer
+    steps than ``strategy`` needs (``Strategy.min_epoch_steps``), with a batch size that gives it."""
+    need, steps = STRATEGIES.get(strategy).min_epoch_steps, math.ceil(rows / batch_size)
+    if steps < need:
+        log.warning("Warning: an epoch is %d steps (%d training rows, --batch-size %d); strategy %r decides on parts of "
+                    "epochs and needs about %d: try --batch-size %d", steps, rows, batch_size, strategy, need,
+                    max(1, rows // need))
+
+
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
            strategy: str, epochs: int, candidates: Optional[int] = None, warmup_epochs: Union[int, str, None] = None,
            margin: Optional[float] = None, warmup_path: Optional[str] = None, arch_batch_size: Optional[int] = None,
@@ -191,6 +202,7 @@ def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSett
         config = dataclasses.replace(config, history_refreshes=None)
     if arch_batch_size is not None and not STRATEGIES.get(strategy).uses_valid_batch:
         log.warning("Warning: strategy %r ignores --arch-batch-size (it takes no validation batches)", strategy)
+    warn_few_steps(strategy, len(splits.train), settings.batch_size)
     net = build_network(splits, config, device, task)
     options = {"candidates": candidates, "seed": seed, "warmup_epochs": warmup_epochs, "margin": margin,
                "warmup_path": warmup_path, "trial_fraction": trial_fraction, "confirm": confirm}

@@ -11,7 +11,7 @@ def test_data_list_shows_known_sets_and_presence(tmp_path):
     (tmp_path / "ml-100k" / "u.data").write_text("1\t2\t3\t0\n")
     r = CliRunner().invoke(main, ["data", "list", "--data-dir", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
-    rows = {row["name"]: row for row in json.loads(r.output)["datasets"]}
+    rows = {row["name"]: row for row in json.loads(r.stdout)["datasets"]}
     assert rows["ml-100k"]["present"] and not rows["ml-1m"]["present"]
 
 

@@ -169,6 +169,9 @@ class Strategy(ABC):
     #: what the validation metrics of an epoch score: "discrete architecture" (the exported
     #: one) or "supernet" (DARTS: the softmax mixture, not the derived cell)
     validates: ClassVar[str] = "discrete architecture"
+    #: the fewest training steps an epoch should have for this strategy's decisions (a domain
+    #: warns below it); 0: no such need
+    min_epoch_steps: ClassVar[int] = 0
     #: the warm-up epochs (``warmup_epochs``) a domain gives this strategy when none is given;
     #: None: the domain's own default
     default_warmup: ClassVar[Optional[int]] = None

@@ -56,6 +56,12 @@ DEFAULT_MARGIN = 1e-3
 #: train, one after the other, before the change replaces the incumbent (0: none)
 DEFAULT_CONFIRM = 0
 
+#: ``LocalSearch.min_epoch_steps``: with fewer steps an epoch, the warm-up and the trials (parts of
+#: an epoch) are too short to tell candidates apart (MovieLens-100K's epoch: 137 steps; planted
+#: sets of 6,300 ratings in batches of 128: 49 steps, and 5 of 18 identifiable planted choices
+#: recovered, against 9 of 18 at 197 steps, ``docs/results/sif.md``)
+MIN_EPOCH_STEPS = 100
+
 #: each trial ramps the learning rate up linearly over this fraction of an epoch's steps (the
 #: previous epoch's count), the stay's too: a swapped-in parameter without optimizer state then
 #: gathers some before its steps reach full size (Adagrad's first step is as large as the rate)
@@ -107,6 +113,7 @@ class LocalSearch(WarmingUp, Strategy):
     default_epochs = 30
     selects_on_validation = True
     uses_valid_batch = False
+    min_epoch_steps = MIN_EPOCH_STEPS
 
     def __init__(self, problem: SearchProblem, epochs: int) -> None:
         super().__init__(problem, epochs)

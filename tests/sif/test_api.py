@@ -46,7 +46,7 @@ def test_api_equals_cli(tiny_ratings, tmp_path, task):
     finally:
         torch.set_num_threads = real
     assert seen[0] == 1 and torch.get_num_threads() == 2
-    _same(model.summary_, json.loads(r.output))
+    _same(model.summary_, json.loads(r.stdout))
 
 
 def test_api_logs_epochs_by_default(tiny_ratings, capfd):
@@ -181,7 +181,7 @@ def test_cross_validate_api_and_cli(tiny_ratings, tmp_path):
     r = _cli("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", "--dim", "8",
              "--batch-size", "128", "--folds", "3", "--json", "--out", tmp_path / "cv")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["fold_test_rmse"] == result["fold_test_rmse"]  # folds fixed by the seed, both ways
     assert all((tmp_path / "cv" / f"fold-{k}" / "summary.json").exists() for k in (1, 2, 3))
 
@@ -375,7 +375,7 @@ def test_a_cross_validation_resumes_with_its_finished_folds(tiny_ratings, tmp_pa
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
     r = _cli("sif", "train", "--resume", "--out", tmp_path / "cv", "--json")
     assert r.exit_code == 0, r.output
-    again = json.loads(r.output)
+    again = json.loads(r.stdout)
     assert again["fold_test_rmse"] == whole["fold_test_rmse"] and again["test_rmse"] == whole["test_rmse"]
 
 

@@ -24,7 +24,7 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "3", "--warmup-epochs", "1", "--max-epochs", "3",
                 *FAST, "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     for key in ("valid_rmse", "test_rmse", "test_mae", "seconds", "interaction", "search_seconds"):
         assert key in summary
     for key in ("search_train_ratings_per_second", "train_ratings_per_second", "refit_train_ratings_per_second"):
@@ -43,11 +43,11 @@ def test_search_train_recommend_end_to_end(tiny_ratings, tmp_path):
     r = _invoke("sif", "train", "--arch", out / "arch.json", "--data", tiny_ratings, "--max-epochs", "2",
                 "--batch-size", "128", "--out", trained, "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["interaction"] == arch["interaction"]
+    assert json.loads(r.stdout)["interaction"] == arch["interaction"]
 
     r = _invoke("sif", "recommend", "--model", trained, "--user", "3", "-k", "5", "--json")
     assert r.exit_code == 0, r.output
-    rec = json.loads(r.output)
+    rec = json.loads(r.stdout)
     assert len(rec["items"]) == 5
     assert rec["items"][0]["title"].startswith("Movie number")
     scores = [item["score"] for item in rec["items"]]
@@ -61,7 +61,7 @@ def test_train_fixed_baselines(tiny_ratings, tmp_path, ifc):
     r = _invoke("sif", "train", "--ifc", ifc, "--data", tiny_ratings, "--max-epochs", "2", *FAST,
                 "--out", tmp_path / ifc, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["interaction"] == ifc and summary["epochs_trained"] == 2
     rows = [json.loads(line) for line in (tmp_path / ifc / "metrics.jsonl").read_text().splitlines()]
     want = summary["train_ratings"] * len(rows) / sum(row["train_seconds"] for row in rows)
@@ -94,11 +94,11 @@ def test_resume_after_the_refit_gives_the_same_summary(tiny_ratings, tmp_path):
     args = ["sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "3", *FAST]
     r = _invoke(*args, "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    first = json.loads(r.output)
+    first = json.loads(r.stdout)
     (out / "summary.json").unlink()  # as if killed just before the end
     r = _invoke("sif", "search", "--resume", "--out", out, "--json")  # --resume alone: the saved --data
     assert r.exit_code == 0, r.output
-    again = json.loads(r.output)
+    again = json.loads(r.stdout)
     assert again["test_rmse"] == pytest.approx(first["test_rmse"], abs=1e-6)
     assert again["refit_epochs"] == first["refit_epochs"]
 
@@ -213,7 +213,7 @@ def test_refit_trains_again_on_train_plus_valid(tiny_ratings, tmp_path):
     out = tmp_path / "refit"
     r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "4", *FAST, "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["refit_epochs"] == summary["best_epoch"]
     assert "early_stopped_test_rmse" in summary and summary["test_rmse"] > 0
     refit_rows = (out / "refit" / "metrics.jsonl").read_text().strip().splitlines()
@@ -223,7 +223,7 @@ def test_refit_trains_again_on_train_plus_valid(tiny_ratings, tmp_path):
     r = _invoke("sif", "train", "--ifc", "multiply", "--no-refit", "--no-implicit", "--head", "ball", "--data", tiny_ratings,
                 "--max-epochs", "2", *FAST, "--out", tmp_path / "plain", "--json")
     assert r.exit_code == 0, r.output
-    plain = json.loads(r.output)
+    plain = json.loads(r.stdout)
     assert "refit_epochs" not in plain and plain["params"] < summary["params"]
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["options"]["head"] == "ball"
 
@@ -242,7 +242,7 @@ def test_warm_started_retrain_and_refit_load_the_searched_weights(tiny_ratings, 
     r = _invoke("sif", "search", "--data", tiny_ratings, "--strategy", "nasp", "--epochs", "2", "--warmup-epochs", "1", "--max-epochs", "2",
                 "--warm-start", *FAST, "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["refit_epochs"] == summary["best_epoch"]
     assert (out / "retrain" / "metrics.jsonl").exists() and (out / "refit" / "metrics.jsonl").exists()
 
@@ -287,7 +287,7 @@ def uninterrupted(tmp_path_factory):
     finally:
         RunDir.save_checkpoint = real_save
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["epochs_trained"] < 30 and summary["epochs_trained"] == summary["best_epoch"] + 1  # early stopping ended it
     return data, summary, saves
 
@@ -328,7 +328,7 @@ def test_runs_without_a_test_split_finish_without_test_keys(tiny_ratings, tmp_pa
         r = _invoke("sif", command, "--data", tiny_ratings, *extra, "--max-epochs", "2", *FAST, "--test-ratio", "0",
                     "--out", out, "--json")
         assert r.exit_code == 0, r.output
-        summary = json.loads(r.output)
+        summary = json.loads(r.stdout)
         assert not [k for k in summary if "rmse" in k and "test" in k or k.startswith("test_ma")], summary
         assert summary["test_ratings"] == 0 and summary["refit_epochs"] >= 1
 
@@ -336,17 +336,17 @@ def test_runs_without_a_test_split_finish_without_test_keys(tiny_ratings, tmp_pa
 def test_the_summary_names_where_test_rmse_comes_from_and_the_refit_logs_no_validation(tiny_ratings, tmp_path):
     r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST,
                 "--out", tmp_path / "refit", "--json")
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["test_rmse_source"] == "refit" and "early_stopped_test_rmse" in summary
     rows = [json.loads(line) for line in (tmp_path / "refit" / "refit" / "metrics.jsonl").read_text().splitlines()]
     assert rows and not [k for row in rows for k in row if k.startswith("valid")]  # no empty validation panel
     r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--no-refit",
                 "--out", tmp_path / "early", "--json")
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["test_rmse_source"] == "early-stopped" and "early_stopped_test_rmse" not in summary
     r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--max-epochs", "2", *FAST, "--valid-ratio", "0",
                 "--out", tmp_path / "novalid", "--json")
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["test_rmse_source"] == "last epoch" and summary["epochs_trained"] == 2
 
 
@@ -447,7 +447,7 @@ def test_a_model_file_missing_a_key_is_one_line_and_titles_travel_in_the_model(t
     (data / "u.item").unlink()  # gone after training: the titles are in the model
     user = _rated(tiny_ratings).popitem()[0]
     r = _invoke("sif", "recommend", "--model", out, "--user", user, "--json")
-    assert r.exit_code == 0 and all(row["title"].startswith("Film ") for row in json.loads(r.output)["items"]), r.output
+    assert r.exit_code == 0 and all(row["title"].startswith("Film ") for row in json.loads(r.stdout)["items"]), r.output
     saved = torch.load(out / "model.pt", weights_only=True)
     del saved["seen_split"]
     torch.save(saved, out / "model.pt")
@@ -482,7 +482,7 @@ def test_history_refreshes_reach_the_model_and_bad_values_are_one_line(tiny_rati
         assert r.exit_code == 0, r.output
         assert torch.load(out / "model.pt", weights_only=False)["config"]["history_refreshes"] == want
         assert json.loads((out / "config.json").read_text())["options"]["history_refreshes"] == int(count)
-        losses[count] = json.loads(r.output)["valid_rmse"]
+        losses[count] = json.loads(r.stdout)["valid_rmse"]
     assert losses["0"] != losses["2"]
     r = _invoke("sif", "train", "--ifc", "multiply", "--data", tiny_ratings, "--history-refreshes", "-1", "--out", tmp_path / "bad")
     assert r.exit_code == 2 and "Invalid value for '--history-refreshes'" in r.output and not (tmp_path / "bad").exists()

@@ -81,7 +81,7 @@ def test_train_save_load_recommend(tiny_ratings, tmp_path, model):
     r = _cli("sif", "train", "--ifc", model, "--task", "ranking", "--data", tiny_ratings, "--json", "--out", out,
              "--ease-lambda", "1,10,100", "--knn-neighbours", "5,10")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     grid = summary[f"{model}_grid_valid_ndcg@10"]
     assert len(grid) == 3 if model == "ease" else len(grid) == 2
     assert summary["valid_ndcg@10"] == max(grid.values()) and summary["test_ndcg@10"] > 0
@@ -93,7 +93,7 @@ def test_train_save_load_recommend(tiny_ratings, tmp_path, model):
     api = SIF(task="ranking", ifc=model, ease_lambda="1,10,100", knn_neighbours=[5, 10], verbose=False).fit(tiny_ratings)
     assert api.summary_["test_ndcg@10"] == summary["test_ndcg@10"]
     r = _cli("sif", "recommend", "--model", out, "--user", loaded.model.user_ids[0], "-k", "3", "--json")
-    assert [row["item"] for row in json.loads(r.output)["items"]] == loaded.recommend(loaded.model.user_ids[0], 3).item.tolist()
+    assert [row["item"] for row in json.loads(r.stdout)["items"]] == loaded.recommend(loaded.model.user_ids[0], 3).item.tolist()
 
 
 def test_refit_recomputes_on_train_and_validation(tiny_ratings):

@@ -145,7 +145,7 @@ def test_cli_search_train_arch_and_recommend_in_the_larger_space(tiny_ratings, t
     r = _invoke("sif", "search", "--space", "autocf", "--data", tiny_ratings, "--epochs", "2", *FAST, "--baselines", "none",
                 "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     arch = json.loads((out / "arch.json").read_text())
     assert set(arch["choices"]) == set(ROWS) and summary["choices"] == arch["choices"]
     assert arch["model"]["space"] == "autocf"
@@ -205,7 +205,7 @@ def test_fixed_models_of_the_larger_space_are_baselines_of_any_search(tiny_ratin
     r = _invoke("sif", "search", "--data", tiny_ratings, "--epochs", "2", *FAST, "--max-epochs", "2",
                 "--baselines", "multiply,item_input=both+head=free", "--out", out, "--json")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert set(summary["baseline_valid_rmse"]) == {"multiply", "item_input=both+head=free"}
     assert (out / "baseline-item_input-both_head-free" / "metrics.jsonl").exists()
     for bad, message in (("item_input=sum", "unknown item input 'sum'"), ("colour=red", "ROW=NAME")):

@@ -99,7 +99,7 @@ def test_train_save_load_recommend(tiny_ratings, tmp_path):
     r = _cli("sif", "train", "--ifc", "lightgcn", "--task", "ranking", "--data", tiny_ratings, "--json", "--out", out,
              "--max-epochs", "3", "--dim", "8", "--gcn-layers", "3", "--lr", "0.01")
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert summary["interaction"] == "lightgcn" and summary["epochs_trained"] == 3 and summary["test_ndcg@10"] > 0
     assert (out / "checkpoint.pt").exists() and json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
     loaded = SIF.load(out)
@@ -109,7 +109,7 @@ def test_train_save_load_recommend(tiny_ratings, tmp_path):
         rated = {loaded.model.item_ids[i] for i in loaded.model.rated(user).tolist()}
         assert len(top) == 10 and not rated & set(top.item)
     r = _cli("sif", "recommend", "--model", out, "--user", loaded.model.user_ids[0], "-k", "3", "--json")
-    assert [row["item"] for row in json.loads(r.output)["items"]] == loaded.recommend(loaded.model.user_ids[0], 3).item.tolist()
+    assert [row["item"] for row in json.loads(r.stdout)["items"]] == loaded.recommend(loaded.model.user_ids[0], 3).item.tolist()
     api = SIF(task="ranking", ifc="lightgcn", max_epochs=3, dim=8, gcn_layers=3, lr=0.01, verbose=False).fit(tiny_ratings)
     assert api.summary_["test_ndcg@10"] == pytest.approx(summary["test_ndcg@10"])
 

@@ -190,7 +190,7 @@ def test_cli_rating_search_train_recommend_round_trip(contexts_file, tmp_path):
     known = {c for u, i, c, _ in (line.split("\t") for line in contexts_file.read_text().splitlines()) if (u, i) == ("u0", "i0")}
     r = _cli("sif", "recommend", "--ways", 3, "--model", out2, "--pair", "u0,i0", "--json")
     assert r.exit_code == 0, r.output
-    items = json.loads(r.output)["items"]
+    items = json.loads(r.stdout)["items"]
     assert len(items) == 3 - len(known) and not {row["item"] for row in items} & known
     assert all(1 <= row["score"] for row in items)  # a predicted rating, in the training range
     r = _cli("sif", "recommend", "--ways", 3, "--model", out2, "--pair", "u0,nothing")
