@@ -470,6 +470,7 @@ def sif_planted(check: dict, *docs: dict) -> list[str]:
     chance = {r["planted"]: r["chance"] for r in check["rows"]}
     hits = []
     for d in docs:
+        assert d["seeds"] == check["seeds"], "the fit check and the searches must cover the same seeds"
         chosen = {r["planted"]: r["chosen"] for r in d["rows"]}
         hits.append(sum(chosen[p][k] == p.split("=")[1] for p, k in identifiable))
     body.append(["where the data tell the choice apart"] + [f"{h} of {len(identifiable)}" for h in hits]
@@ -489,7 +490,8 @@ def sif_planted_fit_check(d: dict) -> list[str]:
         chose = ", ".join(bold(f"`{c}`", c == name) for c in r["chosen"])
         body.append([f"`{r['planted']}`", chose, num(statistics.mean(c["planted_valid"] for c in r["fit_check"]), 4),
                      num(statistics.mean(c["default_valid"] for c in r["fit_check"]), 4),
-                     f"{r['identifiable']} of {r['of']}", f"{r['recovered_identifiable']} of {r['identifiable']}"])
+                     f"{r['identifiable']} of {r['of']}",
+                     f"{r['recovered_identifiable']} of {r['identifiable']}" if r["identifiable"] else "–"])
     times = d.get("x_one_fixed_training")
     cost = f"; search time {times['mean']:.1f}x one fixed training (at most {times['max']:.1f}x)" if times else ""
     body.append(["all", f"{d['recovered']} of {d['runs']} recovered{cost}", "", "", f"{d['identifiable']} of {d['runs']}",

@@ -58,7 +58,7 @@ DEFAULT_CONFIRM = 0
 
 #: ``LocalSearch.min_epoch_steps``: with fewer steps an epoch, the warm-up and the trials (parts of
 #: an epoch) are too short to tell candidates apart (MovieLens-100K's epoch: 137 steps; planted
-#: sets of 6,300 ratings in batches of 128: 49 steps, and 5 of 18 identifiable planted choices
+#: sets of 6,300 ratings in batches of 128: 50 steps, and 5 of 18 identifiable planted choices
 #: recovered, against 9 of 18 at 197 steps, ``docs/results/sif.md``)
 MIN_EPOCH_STEPS = 100
 

@@ -86,7 +86,9 @@ def planted_frame(choices: dict, seed: int = 0, training_histories: bool = True,
                   n: int = 9000, **options) -> "pd.DataFrame":
     """``planted_joint``'s ratings (``users``, ``items``, ``n``) as a frame of string ids.
     ``training_histories``: the planted model's histories are the pairs of the training split that
-    ``SIF(seed=seed, **options)`` makes of them (what a model fitted to the frame sees), not all pairs."""
+    ``SIF(seed=seed, **options)`` makes of them (what a model fitted to the frame sees), not all pairs;
+    the split is made of the frame with placeholder ratings, which holds for splits that do not
+    read the ratings (every rating split; not a ranking task's ``min_rating``)."""
     import pandas as pd
 
     from sif import SIF

@@ -15,7 +15,7 @@ from sif.joint import DEFAULT_CHOICES, FUNCTION_PRESERVING, ROWS, JointConfig, J
 from sif.model import ModelConfig, SIFNetwork
 from sif.space import GRAPH_INPUTS, SEARCH_SPACE, SPACES
 
-from .conftest import Killed, kill_at_checkpoint, planted_frame, training_mask
+from .conftest import Killed, kill_at_checkpoint, planted_frame, planted_joint, training_mask
 from .test_cli import FAST, _invoke
 from .test_ranking_task import log_file  # noqa: F401 (a fixture)
 
@@ -117,8 +117,9 @@ def test_planted_histories_are_the_training_splits():
     the training split of the frame (7:1:2 of 9,000 pairs), not every pair."""
     planted = {**DEFAULT_CHOICES, "item_input": "history"}
     frame = planted_frame(planted, seed=1)
-    mask = training_mask(frame, SIF(seed=1, verbose=False))
+    mask = training_mask(frame, SIF(space="autocf", strategy="local", dim=8, batch_size=128, seed=1, verbose=False))
     assert mask.sum() == 6300
+    assert np.array_equal(frame["rating"], planted_joint(planted, seed=1, history=mask)[:, 2])
     assert not np.array_equal(frame["rating"], planted_frame(planted, seed=1, training_histories=False)["rating"])
     assert mask.sum() != training_mask(frame, SIF(seed=1, valid_ratio=0.2, verbose=False)).sum()
 
