@@ -175,11 +175,17 @@ def train_ratings_per_second(rows: list[dict], per_epoch: int) -> Optional[float
 
 
 # search -----------------------------------------------------------------------------------------
+#: the smallest batch size ``warn_few_steps`` suggests: on data too small for enough steps with
+#: it (a few thousand rows), smaller batches only make noisier steps, and it says nothing
+SMALLEST_SUGGESTED_BATCH = 32
+
+
 def warn_few_steps(strategy: str, rows: int, batch_size: int) -> None:
     """One warning when ``rows`` training rows in batches of ``batch_size`` make an epoch of fewer
-    steps than ``strategy`` needs (``Strategy.min_epoch_steps``), with a batch size that gives it."""
+    steps than ``strategy`` needs (``Strategy.min_epoch_steps``), with a batch size that gives it
+    (if that is at least ``SMALLEST_SUGGESTED_BATCH``)."""
     need, steps = STRATEGIES.get(strategy).min_epoch_steps, math.ceil(rows / batch_size)
-    if steps < need:
+    if steps < need and rows // max(1, need) >= SMALLEST_SUGGESTED_BATCH:
         log.warning("Warning: an epoch is %d steps (%d training rows, --batch-size %d); strategy %r decides on parts of "
                     "epochs and needs about %d: try --batch-size %d", steps, rows, batch_size, strategy, need,
                     max(1, rows // need))

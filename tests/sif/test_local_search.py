@@ -140,14 +140,16 @@ def test_local_search_recovers_a_planted_one_row_change(seed):
 
 def test_an_epoch_of_too_few_steps_for_the_local_search_is_one_warning(caplog):
     """6,300 training ratings in batches of 128 are 50 steps an epoch, under the local search's
-    ``MIN_EPOCH_STEPS``: one warning names a batch size that gives enough; NASP needs none."""
+    ``MIN_EPOCH_STEPS``: one warning names a batch size that gives enough; NASP needs none, and
+    data too small for enough steps at batch 32 get no advice."""
     from nasp.strategies.local import MIN_EPOCH_STEPS
-    from sif.pipeline import warn_few_steps
+    from sif.pipeline import SMALLEST_SUGGESTED_BATCH, warn_few_steps
 
     with caplog.at_level("WARNING", logger="nasp"):
         warn_few_steps("local", 6300, 128)
         warn_few_steps("local", 6300, 6300 // MIN_EPOCH_STEPS)
         warn_few_steps("nasp", 6300, 128)
+        warn_few_steps("local", MIN_EPOCH_STEPS * SMALLEST_SUGGESTED_BATCH - 1, 512)
     assert [r.getMessage() for r in caplog.records] == [
         f"Warning: an epoch is 50 steps (6300 training rows, --batch-size 128); strategy 'local' decides on parts of epochs "
         f"and needs about {MIN_EPOCH_STEPS}: try --batch-size {6300 // MIN_EPOCH_STEPS}"]
