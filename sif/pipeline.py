@@ -185,10 +185,9 @@ def warn_few_steps(strategy: str, rows: int, batch_size: int) -> None:
     steps than ``strategy`` needs (``Strategy.min_epoch_steps``), with a batch size that gives it
     (if that is at least ``SMALLEST_SUGGESTED_BATCH``)."""
     need, steps = STRATEGIES.get(strategy).min_epoch_steps, math.ceil(rows / batch_size)
-    if steps < need and rows // max(1, need) >= SMALLEST_SUGGESTED_BATCH:
+    if steps < need and rows // need >= SMALLEST_SUGGESTED_BATCH:
         log.warning("Warning: an epoch is %d steps (%d training rows, --batch-size %d); strategy %r decides on parts of "
-                    "epochs and needs about %d: try --batch-size %d", steps, rows, batch_size, strategy, need,
-                    max(1, rows // need))
+                    "epochs and needs about %d: try --batch-size %d", steps, rows, batch_size, strategy, need, rows // need)
 
 
 def search(run: RunDir, splits: Splits, config: ModelConfig, settings: TrainSettings, device: torch.device, *,
